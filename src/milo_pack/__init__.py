@@ -1,0 +1,140 @@
+"""milo_pack: save and load trained models safely, compactly and lazily.
+
+>>> import milo_pack
+>>> from sklearn.linear_model import LogisticRegression
+>>> model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+>>> data = milo_pack.dumps(model)
+>>> milo_pack.loads(data).predict([[2.5]])
+array([1])
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+import io
+import os
+from typing import IO, Any
+
+from . import errors
+from .errors import MiloError
+from .limits import DEFAULT_LIMITS, Limits
+from .reader import MiloFile
+from .registry import Handler, register
+
+__all__ = [
+    "dump",
+    "dumps",
+    "load",
+    "loads",
+    "open",
+    "inspect",
+    "untrusted_types",
+    "errors",
+    "MiloError",
+    "MiloFile",
+    "Limits",
+    "DEFAULT_LIMITS",
+    "Handler",
+    "register",
+    "__version__",
+]
+
+PathOrFile = str | os.PathLike | IO[bytes]
+
+
+def dump(obj: Any, file: PathOrFile, /, *, level: int = 3, metadata: Any = None) -> None:
+    """Save ``obj`` to ``file``.
+
+    Parameters
+    ----------
+    obj : object
+        A model (any scikit-learn estimator, XGBoost or LightGBM model) or any value made of
+        supported types (Python and numpy values, scipy sparse matrices...).
+    file : str, os.PathLike or binary file object
+        Where to write.  A path is written atomically: to a temporary file in the same
+        directory, renamed into place only once complete.
+    level : int, default 3
+        zstd level (1 is fastest, up to 22); 0 stores arrays uncompressed and 64-byte aligned so
+        that loading can memory-map them.
+    metadata : object, optional
+        Anything made of supported types, stored in the manifest as ``metadata``.
+
+    Raises
+    ------
+    milo_pack.errors.UnsupportedTypeError
+        An object in the graph cannot be saved; the message names its type and path.
+    """
+    from .writer import dump_to_path, write
+
+    if isinstance(file, (str, os.PathLike)):
+        dump_to_path(obj, file, level=level, metadata=metadata)
+    else:
+        write(obj, file, level=level, metadata=metadata)
+
+
+def dumps(obj: Any, /, *, level: int = 3, metadata: Any = None) -> bytes:
+    """Save ``obj`` and return the file's bytes (see :func:`dump`)."""
+    from .writer import write
+
+    out = io.BytesIO()
+    write(obj, out, level=level, metadata=metadata)
+    return out.getvalue()
+
+
+def open(file: PathOrFile | bytes, /, *, limits: Limits | None = None) -> MiloFile:  # noqa: A001
+    """Open a file: read the zip directory and manifest only; sections are read on demand.
+
+    Parameters
+    ----------
+    file : str, os.PathLike, binary file object or bytes
+        Any seekable source (a path, an open file, ``io.BytesIO``, an fsspec file).
+    limits : Limits, optional
+        Resource budgets (see :class:`Limits`).
+
+    Returns
+    -------
+    MiloFile
+        A context manager with ``manifest``, ``load()``, ``untrusted_types()``.
+    """
+    return MiloFile(file, limits=limits)
+
+
+def load(file: PathOrFile, /, *, trusted: Any = (), limits: Limits | None = None) -> Any:
+    """Load an object saved by :func:`dump`.
+
+    Parameters
+    ----------
+    file : str, os.PathLike or binary file object
+        The file to read.
+    trusted : sequence of str
+        Type tags to allow beyond the default allow-list (see :func:`untrusted_types`).
+    limits : Limits, optional
+        Resource budgets.
+
+    Raises
+    ------
+    milo_pack.errors.MiloError
+        Any problem with the file, as a typed subclass (see :mod:`milo_pack.errors`).
+    """
+    with MiloFile(file, limits=limits) as handle:
+        return handle.load(trusted=trusted)
+
+
+def loads(data: bytes, /, *, trusted: Any = (), limits: Limits | None = None) -> Any:
+    """Load an object from bytes returned by :func:`dumps`."""
+    with MiloFile(data, limits=limits) as handle:
+        return handle.load(trusted=trusted)
+
+
+def inspect(file: PathOrFile | bytes, /, *, limits: Limits | None = None) -> dict:
+    """Return the parsed manifest without building any object or reading any section."""
+    with MiloFile(file, limits=limits) as handle:
+        return handle.manifest
+
+
+def untrusted_types(file: PathOrFile | bytes, /, *,
+                    limits: Limits | None = None) -> list[tuple[str, str]]:
+    """List ``(tag, path)`` for each type in the file outside the default allow-list."""
+    with MiloFile(file, limits=limits) as handle:
+        return handle.untrusted_types()

@@ -1,0 +1,1774 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False
+"""Array kernels: byte shuffle, delta, relative child indices, min/max, record columns,
+string tables and tree-structure validators.
+
+Every public function here is a thin Python wrapper that checks its arguments (dtype, length,
+contiguity, writability, overlap, ranges) and raises :class:`milo_pack.errors.ArrayError` on bad
+input, then runs a ``noexcept nogil`` loop over typed memoryviews with the GIL released.  The loops
+trust their arguments: whatever they index with has been bounded by the wrapper, so no input can
+make them read or write out of bounds.
+
+The tree validators (``check_*``) return codes instead of raising for bad *data*; the caller knows
+the path in the model graph and turns a code into :class:`milo_pack.errors.InvariantError`.  They
+still raise :class:`ArrayError` for unusable *arguments* (wrong dtype, unequal lengths).
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_Check, PyUnicode_DecodeUTF8
+from libc.math cimport INFINITY
+from libc.stdint cimport (
+    INT32_MAX,
+    INT32_MIN,
+    INT64_MAX,
+    int8_t,
+    int16_t,
+    int32_t,
+    int64_t,
+    uint8_t,
+    uint16_t,
+    uint32_t,
+    uint64_t,
+)
+from libc.string cimport memcpy
+
+import operator
+
+import numpy as np
+
+from milo_pack.errors import ArrayError
+
+cdef extern from "Python.h":
+    # Not in Cython's cpython/unicode.pxd; a macro on every supported CPython.
+    bint PyUnicode_IS_ASCII(object o)
+
+__all__ = [
+    "shuffle",
+    "unshuffle",
+    "delta_encode",
+    "delta_decode",
+    "relidx_encode",
+    "relidx_decode",
+    "minmax",
+    "split_records",
+    "merge_records",
+    "split_fields",
+    "merge_fields",
+    "string_table_encode",
+    "string_table_decode",
+    "check_binary_tree",
+    "check_leaf_coded_tree",
+    "check_hist_predictor",
+    "check_indices",
+    "check_monotone",
+    "TREE_OK",
+    "TREE_EMPTY",
+    "TREE_CHILD_OUT_OF_RANGE",
+    "TREE_NODE_REACHED_TWICE",
+    "TREE_UNREACHABLE_NODE",
+    "TREE_FEATURE_OUT_OF_RANGE",
+    "TREE_LEAF_WITH_ONE_CHILD",
+    "TREE_LEAF_OUT_OF_RANGE",
+    "TREE_LEAF_REACHED_TWICE",
+    "TREE_LEAF_COUNT_MISMATCH",
+]
+
+ctypedef fused uint_t:
+    uint8_t
+    uint16_t
+    uint32_t
+    uint64_t
+
+ctypedef fused int_t:
+    int8_t
+    int16_t
+    int32_t
+    int64_t
+    uint8_t
+    uint16_t
+    uint32_t
+    uint64_t
+
+ctypedef fused number_t:
+    int8_t
+    int16_t
+    int32_t
+    int64_t
+    uint8_t
+    uint16_t
+    uint32_t
+    uint64_t
+    float
+    double
+
+ctypedef fused rel_src_t:
+    int32_t
+    int64_t
+
+ctypedef fused rel_dst_t:
+    int32_t
+    int64_t
+
+# uint32 is what scikit-learn's HistGradientBoosting predictor nodes use for children.
+ctypedef fused child_t:
+    int32_t
+    int64_t
+    uint32_t
+
+ctypedef fused feature_t:
+    int32_t
+    int64_t
+
+
+# --------------------------------------------------------------------------------------------
+# argument checking (Python level, holds the GIL)
+# --------------------------------------------------------------------------------------------
+
+cdef object _int_arg(object value, str name):
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ArrayError(f"{name} must be an integer, got {type(value).__name__}") from None
+
+
+cdef object _in_array(object obj, str name):
+    """A 1-D, native-order, aligned ndarray view of a read-only argument (strides allowed)."""
+    try:
+        arr = np.asarray(obj)
+    except Exception as exc:  # anything array-like may raise anything from __array__
+        raise ArrayError(f"{name} is not array-like: {type(exc).__name__}") from None
+    if arr.ndim != 1:
+        raise ArrayError(f"{name} must be 1-D, got shape {arr.shape}")
+    if not arr.dtype.isnative:
+        raise ArrayError(f"{name} must be in native byte order, got dtype {arr.dtype.str}")
+    if not arr.flags.aligned:
+        # Typed loads from misaligned addresses are undefined behaviour in C; a copy is aligned.
+        arr = arr.copy()
+    return arr
+
+
+cdef object _out_array(object obj, str name):
+    """``obj`` itself, checked to be a writable, 1-D, native-order, aligned ndarray."""
+    if not isinstance(obj, np.ndarray):
+        raise ArrayError(f"{name} must be a numpy array, got {type(obj).__name__}")
+    if obj.ndim != 1:
+        raise ArrayError(f"{name} must be 1-D, got shape {obj.shape}")
+    if not obj.flags.writeable:
+        raise ArrayError(f"{name} is read-only")
+    if not obj.dtype.isnative:
+        raise ArrayError(f"{name} must be in native byte order, got dtype {obj.dtype.str}")
+    if not obj.flags.aligned:
+        raise ArrayError(f"{name} is not aligned for its dtype")
+    return obj
+
+
+cdef object _in_bytes(object obj, str name):
+    """A flat uint8 view of a contiguous buffer (any C-contiguous ndarray or bytes-like)."""
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject:
+            raise ArrayError(f"{name} holds Python objects, not raw bytes")
+        if not obj.flags.c_contiguous:
+            raise ArrayError(f"{name} must be C-contiguous")
+        return obj.reshape(-1).view(np.uint8)
+    try:
+        return np.frombuffer(obj, dtype=np.uint8)
+    except (TypeError, ValueError, BufferError) as exc:
+        raise ArrayError(f"{name} is not a contiguous buffer ({type(obj).__name__}): {exc}") from None
+
+
+cdef object _out_bytes(object obj, str name):
+    arr = _in_bytes(obj, name)
+    if not arr.flags.writeable:
+        raise ArrayError(f"{name} is read-only")
+    return arr
+
+
+cdef void _check_same_length(object a, str a_name, object b, str b_name) except *:
+    if a.shape[0] != b.shape[0]:
+        raise ArrayError(
+            f"{a_name} and {b_name} differ in length ({a.shape[0]} != {b.shape[0]})"
+        )
+
+
+cdef void _check_disjoint(object a, str a_name, object b, str b_name) except *:
+    if np.shares_memory(a, b):
+        raise ArrayError(f"{a_name} and {b_name} must not share memory")
+
+
+
+
+cdef object _int_dtype(object arr, object allowed, str name):
+    """Check ``arr`` has one of the integer dtypes ``allowed``; return the canonical dtype.
+
+    Viewing as the canonical dtype folds aliases (``long`` vs ``long long``) into the one the
+    fused-type dispatch expects.
+    """
+    dt = arr.dtype
+    if dt.kind not in "iu" or dt not in allowed:
+        names = ", ".join(str(np.dtype(d)) for d in allowed)
+        raise ArrayError(f"{name} must have dtype {names}; got {dt}")
+    return np.dtype(f"{dt.kind}{dt.itemsize}")
+
+
+_ALL_INTS = tuple(np.dtype(c) for c in ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8"))
+_REL_INTS = (np.dtype("i4"), np.dtype("i8"))
+
+
+# --------------------------------------------------------------------------------------------
+# byte shuffle
+# --------------------------------------------------------------------------------------------
+
+# Elements per block: a block of at most 16 * 512 bytes stays in L1 while it is walked elemsize
+# times, once per output byte plane.
+cdef enum:
+    _SHUFFLE_BLOCK = 512
+
+
+cdef inline void _shuffle_fixed(const uint8_t* src, uint8_t* dst, Py_ssize_t n,
+                                const Py_ssize_t es) noexcept nogil:
+    cdef Py_ssize_t b, i0, i1, i, j
+    cdef const uint8_t* s
+    cdef uint8_t* d
+    for b in range((n + _SHUFFLE_BLOCK - 1) // _SHUFFLE_BLOCK):
+        i0 = b * _SHUFFLE_BLOCK
+        i1 = min(i0 + _SHUFFLE_BLOCK, n)
+        for j in range(es):
+            s = src + j
+            d = dst + j * n
+            for i in range(i0, i1):
+                d[i] = s[i * es]
+
+
+cdef inline void _unshuffle_fixed(const uint8_t* src, uint8_t* dst, Py_ssize_t n,
+                                  const Py_ssize_t es) noexcept nogil:
+    cdef Py_ssize_t b, i0, i1, i, j
+    cdef const uint8_t* s
+    cdef uint8_t* d
+    for b in range((n + _SHUFFLE_BLOCK - 1) // _SHUFFLE_BLOCK):
+        i0 = b * _SHUFFLE_BLOCK
+        i1 = min(i0 + _SHUFFLE_BLOCK, n)
+        for j in range(es):
+            s = src + j * n
+            d = dst + j
+            for i in range(i0, i1):
+                d[i * es] = s[i]
+
+
+cdef void _shuffle_bytes(const uint8_t[::1] src, uint8_t[::1] dst, Py_ssize_t es,
+                         bint inverse) noexcept nogil:
+    cdef Py_ssize_t size = src.shape[0]
+    cdef Py_ssize_t n = size // es
+    cdef Py_ssize_t body = n * es
+    if size == 0:
+        return
+    # Literal element sizes let the C compiler unroll and vectorise each copy of the loop; the
+    # common dtype sizes get one, anything else takes the generic path.
+    if es == 1:
+        memcpy(&dst[0], &src[0], body)
+    elif not inverse:
+        if es == 2:
+            _shuffle_fixed(&src[0], &dst[0], n, 2)
+        elif es == 4:
+            _shuffle_fixed(&src[0], &dst[0], n, 4)
+        elif es == 8:
+            _shuffle_fixed(&src[0], &dst[0], n, 8)
+        elif es == 16:
+            _shuffle_fixed(&src[0], &dst[0], n, 16)
+        else:
+            _shuffle_fixed(&src[0], &dst[0], n, es)
+    else:
+        if es == 2:
+            _unshuffle_fixed(&src[0], &dst[0], n, 2)
+        elif es == 4:
+            _unshuffle_fixed(&src[0], &dst[0], n, 4)
+        elif es == 8:
+            _unshuffle_fixed(&src[0], &dst[0], n, 8)
+        elif es == 16:
+            _unshuffle_fixed(&src[0], &dst[0], n, 16)
+        else:
+            _unshuffle_fixed(&src[0], &dst[0], n, es)
+    if body < size:
+        memcpy(&dst[body], &src[body], size - body)
+
+
+cdef void _shuffle_call(object src, object out, object elemsize, bint inverse) except *:
+    es = _int_arg(elemsize, "elemsize")
+    if not 1 <= es <= 16:
+        raise ArrayError(f"elemsize must be in 1..16, got {es}")
+    s = _in_bytes(src, "src")
+    o = _out_bytes(out, "out")
+    _check_same_length(s, "src", o, "out")
+    _check_disjoint(s, "src", o, "out")
+    cdef const uint8_t[::1] s_view = s
+    cdef uint8_t[::1] o_view = o
+    cdef Py_ssize_t es_c = es
+    with nogil:
+        _shuffle_bytes(s_view, o_view, es_c, inverse)
+
+
+def shuffle(src, out, elemsize):
+    """Byte-shuffle ``src`` into ``out``: byte ``j`` of every element goes to plane ``j``.
+
+    With ``n = len(src) // elemsize``, ``out[j * n + i] = src[i * elemsize + j]``; the trailing
+    ``len(src) % elemsize`` bytes are copied unchanged to the end of ``out``.  This is the
+    blosc/numcodecs shuffle filter.
+
+    Parameters
+    ----------
+    src : buffer
+        Bytes to shuffle: any C-contiguous numpy array (read as its raw bytes) or bytes-like
+        object (``bytes``, ``bytearray``, ``memoryview``).
+    out : buffer
+        Writable destination of the same byte length as ``src``, not overlapping it.
+    elemsize : int
+        Element size in bytes, 1 to 16.
+
+    Raises
+    ------
+    ArrayError
+        If a buffer is not contiguous or holds objects, ``out`` is read-only, the lengths differ,
+        the buffers overlap or ``elemsize`` is out of range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = np.empty(7, np.uint8)
+    >>> shuffle(bytes([1, 2, 3, 4, 5, 6, 7]), out, 2)
+    >>> out.tolist()
+    [1, 3, 5, 2, 4, 6, 7]
+    """
+    _shuffle_call(src, out, elemsize, False)
+
+
+def unshuffle(src, out, elemsize):
+    """Invert :func:`shuffle`: ``out[i * elemsize + j] = src[j * n + i]``.
+
+    Parameters
+    ----------
+    src : buffer
+        Shuffled bytes (C-contiguous numpy array or bytes-like object).
+    out : buffer
+        Writable destination of the same byte length as ``src``, not overlapping it.
+    elemsize : int
+        Element size in bytes, 1 to 16; must be the one used to shuffle.
+
+    Raises
+    ------
+    ArrayError
+        As for :func:`shuffle`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = np.empty(7, np.uint8)
+    >>> unshuffle(bytes([1, 3, 5, 2, 4, 6, 7]), out, 2)
+    >>> out.tolist()
+    [1, 2, 3, 4, 5, 6, 7]
+    """
+    _shuffle_call(src, out, elemsize, True)
+
+
+# --------------------------------------------------------------------------------------------
+# delta
+# --------------------------------------------------------------------------------------------
+
+# The loops run on the unsigned type of the same width: unsigned arithmetic wraps by definition
+# in C, and two's complement makes the result bit-identical to wrapping signed arithmetic.
+
+cdef void _delta_enc(const uint_t[::1] src, uint_t[::1] out) noexcept nogil:
+    cdef Py_ssize_t i, n = src.shape[0]
+    if n == 0:
+        return
+    out[0] = src[0]
+    for i in range(1, n):
+        out[i] = <uint_t>(src[i] - src[i - 1])
+
+
+cdef void _delta_dec(const uint_t[::1] src, uint_t[::1] out) noexcept nogil:
+    cdef Py_ssize_t i, n = src.shape[0]
+    cdef uint_t acc = 0
+    for i in range(n):
+        acc = <uint_t>(acc + src[i])
+        out[i] = acc
+
+
+def _delta_run(const uint_t[::1] src, uint_t[::1] out, bint decode):
+    with nogil:
+        if decode:
+            _delta_dec(src, out)
+        else:
+            _delta_enc(src, out)
+
+
+cdef void _delta_call(object src, object out, bint decode) except *:
+    s = _in_array(src, "src")
+    o = _out_array(out, "out")
+    _int_dtype(s, _ALL_INTS, "src")
+    if o.dtype != s.dtype:
+        raise ArrayError(f"out dtype {o.dtype} differs from src dtype {s.dtype}")
+    if not s.flags.c_contiguous or not o.flags.c_contiguous:
+        raise ArrayError("src and out must be C-contiguous")
+    _check_same_length(s, "src", o, "out")
+    _check_disjoint(s, "src", o, "out")
+    unsigned = np.dtype(f"u{s.dtype.itemsize}")
+    _delta_run(s.view(unsigned), o.view(unsigned), decode)
+
+
+def delta_encode(src, out):
+    """Write the first differences of ``src`` into ``out``, wrapping on overflow.
+
+    ``out[0] = src[0]`` and ``out[i] = src[i] - src[i - 1]`` modulo ``2**bits``.
+
+    Parameters
+    ----------
+    src : numpy.ndarray
+        1-D C-contiguous array of an integer dtype (int8..int64, uint8..uint64).
+    out : numpy.ndarray
+        Writable 1-D C-contiguous array of the same dtype and length, not sharing memory with
+        ``src``.
+
+    Raises
+    ------
+    ArrayError
+        On a non-integer or mismatched dtype, unequal lengths, non-contiguous or read-only
+        arrays, or overlapping buffers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = np.empty(4, np.uint8)
+    >>> delta_encode(np.array([5, 7, 6, 255], np.uint8), out)
+    >>> out.tolist()
+    [5, 2, 255, 249]
+    """
+    _delta_call(src, out, False)
+
+
+def delta_decode(src, out):
+    """Invert :func:`delta_encode`: ``out`` is the wrapping cumulative sum of ``src``.
+
+    Parameters
+    ----------
+    src : numpy.ndarray
+        1-D C-contiguous array of an integer dtype.
+    out : numpy.ndarray
+        Writable 1-D C-contiguous array of the same dtype and length, not sharing memory with
+        ``src``.
+
+    Raises
+    ------
+    ArrayError
+        As for :func:`delta_encode`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = np.empty(4, np.uint8)
+    >>> delta_decode(np.array([5, 2, 255, 249], np.uint8), out)
+    >>> out.tolist()
+    [5, 7, 6, 255]
+    """
+    _delta_call(src, out, True)
+
+
+# --------------------------------------------------------------------------------------------
+# child indices relative to their node
+# --------------------------------------------------------------------------------------------
+
+cdef bint _relidx_enc(const rel_src_t[:] src, rel_dst_t[::1] out, int64_t start,
+                      int64_t sentinel) noexcept nogil:
+    cdef Py_ssize_t i, n = src.shape[0]
+    cdef int64_t v, p, r, e
+    cdef bint keep, bad
+    cdef bint any_bad = False
+    # Branch-free so the loop pipelines; the overflow tests use wrapped unsigned arithmetic,
+    # since signed overflow itself would be undefined behaviour.
+    for i in range(n):
+        v = src[i]
+        p = start + i  # cannot overflow: the wrapper checked start + n - 1
+        r = <int64_t>(<uint64_t>v - <uint64_t>p)
+        e = <int64_t>(<uint64_t>r + <uint64_t>(r >= 0))
+        # v - p overflowed iff v and p differ in sign and r's sign differs from v's; r + 1
+        # overflows only at INT64_MAX.
+        bad = (((v ^ p) & (v ^ r)) < 0) | (r == INT64_MAX)
+        if rel_dst_t is int32_t:
+            bad = bad | (e < INT32_MIN) | (e > INT32_MAX)
+        keep = v != sentinel
+        out[i] = <rel_dst_t>e if keep else 0
+        any_bad = any_bad | (keep & bad)
+    return not any_bad
+
+
+cdef Py_ssize_t _relidx_dec(const rel_src_t[::1] src, rel_dst_t[:] out, int64_t start,
+                            int64_t sentinel) noexcept nogil:
+    cdef Py_ssize_t i, n = src.shape[0]
+    cdef int64_t e, p, v
+    for i in range(n):
+        e = src[i]
+        if e == 0:
+            out[i] = <rel_dst_t>sentinel  # the wrapper checked it fits
+            continue
+        if e > 0:
+            e -= 1
+        p = start + i
+        v = <int64_t>(<uint64_t>e + <uint64_t>p)
+        if ((e ^ v) & (p ^ v)) < 0:
+            return i
+        if rel_dst_t is int32_t:
+            if v < INT32_MIN or v > INT32_MAX:
+                return i
+        out[i] = <rel_dst_t>v
+    return -1
+
+
+def _relidx_encode_run(const rel_src_t[:] src, rel_dst_t[::1] out, int64_t start,
+                       int64_t sentinel):
+    cdef bint ok
+    with nogil:
+        ok = _relidx_enc(src, out, start, sentinel)
+    return ok
+
+
+def _relidx_decode_run(const rel_src_t[::1] src, rel_dst_t[:] out, int64_t start,
+                       int64_t sentinel):
+    cdef Py_ssize_t bad
+    with nogil:
+        bad = _relidx_dec(src, out, start, sentinel)
+    return bad
+
+
+cdef tuple _relidx_args(object src, object out, object start, object sentinel,
+                        bint decode):
+    s = _in_array(src, "src")
+    o = _out_array(out, "out")
+    s_dt = _int_dtype(s, _REL_INTS, "src")
+    o_dt = _int_dtype(o, _REL_INTS, "out")
+    _check_same_length(s, "src", o, "out")
+    _check_disjoint(s, "src", o, "out")
+    if decode and not s.flags.c_contiguous:
+        raise ArrayError("src must be C-contiguous")
+    if not decode and not o.flags.c_contiguous:
+        raise ArrayError("out must be C-contiguous")
+    start = _int_arg(start, "start")
+    sentinel = _int_arg(sentinel, "sentinel")
+    n = s.shape[0]
+    if not (-2 ** 63 <= start and start + max(n - 1, 0) < 2 ** 63):
+        raise ArrayError(f"start {start} makes node positions overflow int64")
+    # Encoding compares the sentinel with src values, decoding stores it in out.
+    bounds = np.iinfo(o_dt if decode else s_dt)
+    if not bounds.min <= sentinel <= bounds.max:
+        raise ArrayError(f"sentinel {sentinel} does not fit dtype {bounds.dtype}")
+    return s.view(s_dt), o.view(o_dt), start, sentinel
+
+
+def relidx_encode(src, out, start, sentinel):
+    """Rewrite child indices relative to their node's position.
+
+    Element ``i`` belongs to the node at position ``p = start + i``.  A value equal to
+    ``sentinel`` (a missing child) becomes 0; any other value ``v`` becomes ``r + 1`` when
+    ``r = v - p >= 0`` and ``r`` when negative, so 0 stays reserved for the sentinel and the map
+    is lossless.  Children stored next to their parent become small numbers that narrow and
+    compress well.
+
+    Parameters
+    ----------
+    src : numpy.ndarray
+        1-D int32 or int64 array of absolute indices; may be strided (e.g. a field of a
+        structured array).
+    out : numpy.ndarray
+        Writable 1-D C-contiguous int32 or int64 array of the same length; its dtype may differ
+        from ``src``'s (encode int64 children straight into int32).
+    start : int
+        Position of element 0.
+    sentinel : int
+        Value marking "no child" (``-1`` in scikit-learn); must fit ``src``'s dtype.
+
+    Returns
+    -------
+    bool
+        True on success; False if some result does not fit ``out``'s dtype, in which case
+        ``out`` holds unspecified values (retry with a wider ``out``).
+
+    Raises
+    ------
+    ArrayError
+        On bad dtypes, unequal lengths, overlapping buffers, a non-contiguous or read-only
+        ``out``, a sentinel outside ``src``'s dtype, or a ``start`` that overflows int64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = np.empty(4, np.int32)
+    >>> relidx_encode(np.array([1, -1, 3, 0], np.int64), out, 0, -1)
+    True
+    >>> out.tolist()
+    [2, 0, 2, -3]
+    """
+    s, o, start_c, sentinel_c = _relidx_args(src, out, start, sentinel, False)
+    return bool(_relidx_encode_run(s, o, start_c, sentinel_c))
+
+
+def relidx_decode(src, out, start, sentinel):
+    """Invert :func:`relidx_encode`: 0 becomes ``sentinel``, ``e > 0`` becomes
+    ``e - 1 + p`` and ``e < 0`` becomes ``e + p``, with ``p = start + i``.
+
+    Parameters
+    ----------
+    src : numpy.ndarray
+        1-D C-contiguous int32 or int64 array of relative indices.
+    out : numpy.ndarray
+        Writable 1-D int32 or int64 array of the same length; may be strided, e.g.
+        ``nodes['left_child']`` of a structured array, so decoding writes straight into it.
+    start : int
+        Position of element 0.
+    sentinel : int
+        Value written for 0; must fit ``out``'s dtype.
+
+    Raises
+    ------
+    ArrayError
+        On bad arguments (as for :func:`relidx_encode`), or if a decoded index does not fit
+        ``out``'s dtype (the message names the element); ``out`` is then partly written.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = np.empty(4, np.int64)
+    >>> relidx_decode(np.array([2, 0, 2, -3], np.int32), out, 0, -1)
+    >>> out.tolist()
+    [1, -1, 3, 0]
+    """
+    s, o, start_c, sentinel_c = _relidx_args(src, out, start, sentinel, True)
+    bad = _relidx_decode_run(s, o, start_c, sentinel_c)
+    if bad >= 0:
+        raise ArrayError(
+            f"relative index {int(s[bad])} at element {bad} decodes outside dtype {o.dtype}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# min / max
+# --------------------------------------------------------------------------------------------
+
+# Loops over (data, n, byte stride) are written once and called with a literal stride for
+# contiguous input, which lets the compiler vectorise that call site.
+
+cdef inline void _minmax_loop(const number_t* first, Py_ssize_t n, Py_ssize_t stride,
+                              number_t* lo, number_t* hi) noexcept nogil:
+    cdef const char* data = <const char*>first
+    cdef Py_ssize_t i
+    cdef number_t x, mn, mx
+    if number_t is float or number_t is double:
+        # NaN fails both comparisons, so it never replaces a bound.
+        mn = INFINITY
+        mx = -INFINITY
+    else:
+        mn = first[0]
+        mx = mn
+    for i in range(n):
+        x = (<const number_t*>(data + i * stride))[0]
+        mn = x if x < mn else mn
+        mx = x if x > mx else mx
+    lo[0] = mn
+    hi[0] = mx
+
+
+cdef void _minmax(const number_t[:] a, number_t* lo, number_t* hi) noexcept nogil:
+    if a.strides[0] == sizeof(number_t):
+        _minmax_loop(&a[0], a.shape[0], sizeof(number_t), lo, hi)
+    else:
+        _minmax_loop(&a[0], a.shape[0], a.strides[0], lo, hi)
+
+
+def _minmax_run(const number_t[:] a):
+    cdef number_t lo, hi
+    with nogil:
+        _minmax(a, &lo, &hi)
+    return lo, hi
+
+
+def minmax(src):
+    """Return ``(min, max)`` of a 1-D array in one pass, ignoring NaN.
+
+    Used to pick the narrowest integer dtype that holds an array.
+
+    Parameters
+    ----------
+    src : numpy.ndarray
+        Non-empty 1-D array of an integer dtype, float32 or float64; may be strided.
+
+    Returns
+    -------
+    tuple of (int, int) or (float, float)
+        Python ints for integer input, floats for float input.  NaNs are ignored; if every value
+        is NaN the result is ``(nan, nan)``.
+
+    Raises
+    ------
+    ArrayError
+        If ``src`` is empty, not 1-D or of another dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> minmax(np.array([3, -2, 7], np.int16))
+    (-2, 7)
+    >>> minmax(np.array([np.nan, 1.5, -0.5]))
+    (-0.5, 1.5)
+    """
+    a = _in_array(src, "src")
+    kind = a.dtype.kind
+    if not ((kind in "iu" and a.dtype in _ALL_INTS)
+            or a.dtype in (np.dtype("f4"), np.dtype("f8"))):
+        raise ArrayError(f"src must have an integer, float32 or float64 dtype; got {a.dtype}")
+    if a.shape[0] == 0:
+        raise ArrayError("src is empty: it has no minimum or maximum")
+    if kind in "iu":
+        a = a.view(f"{kind}{a.dtype.itemsize}")
+    lo, hi = _minmax_run(a)
+    if kind == "f" and lo > hi:
+        return float("nan"), float("nan")
+    return lo, hi
+
+
+# --------------------------------------------------------------------------------------------
+# record arrays <-> columns
+# --------------------------------------------------------------------------------------------
+
+# Records are copied a block at a time, every field from the block before the next block, so
+# the record bytes are read from memory once however many fields there are.
+cdef enum:
+    _RECORD_BLOCK_BYTES = 16384
+
+
+cdef inline void _copy_rows(const uint8_t* src, Py_ssize_t src_stride, uint8_t* dst,
+                            Py_ssize_t dst_stride, Py_ssize_t rows,
+                            const Py_ssize_t size) noexcept nogil:
+    cdef Py_ssize_t r
+    for r in range(rows):
+        memcpy(dst + r * dst_stride, src + r * src_stride, size)
+
+
+cdef inline void _copy_field(const uint8_t* src, Py_ssize_t src_stride, uint8_t* dst,
+                             Py_ssize_t dst_stride, Py_ssize_t rows,
+                             Py_ssize_t size) noexcept nogil:
+    # A literal size turns each memcpy into one load and one store.
+    if size == 8:
+        _copy_rows(src, src_stride, dst, dst_stride, rows, 8)
+    elif size == 4:
+        _copy_rows(src, src_stride, dst, dst_stride, rows, 4)
+    elif size == 1:
+        _copy_rows(src, src_stride, dst, dst_stride, rows, 1)
+    elif size == 2:
+        _copy_rows(src, src_stride, dst, dst_stride, rows, 2)
+    elif size == 16:
+        _copy_rows(src, src_stride, dst, dst_stride, rows, 16)
+    else:
+        _copy_rows(src, src_stride, dst, dst_stride, rows, size)
+
+
+cdef void _split_records(const uint8_t[:, ::1] records, const Py_ssize_t[::1] offsets,
+                         const Py_ssize_t[::1] sizes, uint8_t** columns) noexcept nogil:
+    cdef Py_ssize_t n = records.shape[0]
+    cdef Py_ssize_t stride = records.strides[0]
+    cdef Py_ssize_t block = max(1, _RECORD_BLOCK_BYTES // max(stride, 1))
+    cdef Py_ssize_t b, r0, rows, k, size
+    cdef const uint8_t* base = &records[0, 0]
+    for b in range((n + block - 1) // block):
+        r0 = b * block
+        rows = min(block, n - r0)
+        for k in range(offsets.shape[0]):
+            size = sizes[k]
+            _copy_field(base + r0 * stride + offsets[k], stride, columns[k] + r0 * size, size,
+                        rows, size)
+
+
+cdef void _merge_records(uint8_t[:, ::1] records, const Py_ssize_t[::1] offsets,
+                         const Py_ssize_t[::1] sizes, uint8_t** columns) noexcept nogil:
+    cdef Py_ssize_t n = records.shape[0]
+    cdef Py_ssize_t stride = records.strides[0]
+    cdef Py_ssize_t block = max(1, _RECORD_BLOCK_BYTES // max(stride, 1))
+    cdef Py_ssize_t b, r0, rows, k, size
+    cdef uint8_t* base = &records[0, 0]
+    for b in range((n + block - 1) // block):
+        r0 = b * block
+        rows = min(block, n - r0)
+        for k in range(offsets.shape[0]):
+            size = sizes[k]
+            _copy_field(columns[k] + r0 * size, size, base + r0 * stride + offsets[k], stride,
+                        rows, size)
+
+
+cdef object _record_bytes(object records, str name, bint writable):
+    """A 2-D uint8 view ``(n, record size)`` of a 1-D structured array or a 2-D uint8 array."""
+    if not isinstance(records, np.ndarray):
+        raise ArrayError(f"{name} must be a numpy array, got {type(records).__name__}")
+    if writable and not records.flags.writeable:
+        raise ArrayError(f"{name} is read-only")
+    dt = records.dtype
+    if dt.hasobject:
+        # Copying object pointers as bytes would corrupt reference counts.
+        raise ArrayError(f"{name} holds Python objects")
+    if records.ndim == 1 and dt.kind == "V":
+        if dt.itemsize == 0:
+            raise ArrayError(f"{name} has zero-size records")
+        # Same itemsize, so numpy allows this view even for strided records.
+        view = records.view(np.dtype((np.uint8, (dt.itemsize,))))
+    elif records.ndim == 2 and dt == np.uint8:
+        view = records
+    else:
+        raise ArrayError(
+            f"{name} must be a 1-D structured array or a 2-D uint8 array; "
+            f"got {records.ndim}-D {dt}"
+        )
+    if view.shape[1] == 0 or view.strides[1] != 1:
+        raise ArrayError(f"{name} must have contiguous bytes within each record")
+    return view
+
+
+cdef tuple _field_layout(object offsets, object itemsizes, Py_ssize_t record_size,
+                         bint disjoint):
+    try:
+        offs = [operator.index(v) for v in offsets]
+        sizes = [operator.index(v) for v in itemsizes]
+    except TypeError:
+        raise ArrayError("offsets and itemsizes must be sequences of integers") from None
+    if len(offs) != len(sizes):
+        raise ArrayError(f"{len(offs)} offsets but {len(sizes)} itemsizes")
+    for k, (off, size) in enumerate(zip(offs, sizes)):
+        if size < 1 or off < 0 or off + size > record_size:
+            raise ArrayError(
+                f"field {k} (offset {off}, size {size}) does not fit a {record_size}-byte record"
+            )
+    if disjoint:
+        spans = sorted(zip(offs, sizes))
+        for (off_a, size_a), (off_b, _) in zip(spans, spans[1:]):
+            if off_a + size_a > off_b:
+                raise ArrayError(f"fields at offsets {off_a} and {off_b} overlap")
+    return np.array(offs, dtype=np.intp), np.array(sizes, dtype=np.intp)
+
+
+cdef uint8_t** _column_pointers(list columns) except NULL:
+    """Data pointers of non-empty byte columns, in a PyMem block the caller frees.
+
+    The caller keeps the arrays alive, so their data pointers outlive the memoryviews taken
+    here.  A const view accepts read-only merge sources; split only writes through pointers of
+    arrays it allocated itself.
+    """
+    cdef Py_ssize_t k
+    cdef const uint8_t[::1] view
+    cdef uint8_t** ptrs = <uint8_t**>PyMem_Malloc(max(len(columns), 1) * sizeof(uint8_t*))
+    if ptrs == NULL:
+        raise MemoryError()
+    for k in range(len(columns)):
+        view = columns[k]
+        ptrs[k] = <uint8_t*>&view[0]
+    return ptrs
+
+
+def split_records(records, offsets, itemsizes):
+    """Split an array of fixed-size records into one contiguous byte column per field.
+
+    Parameters
+    ----------
+    records : numpy.ndarray
+        1-D structured (void) array, possibly strided, or a 2-D uint8 array
+        ``(n, record size)`` whose rows may be strided.  Dtypes holding Python objects are
+        refused.
+    offsets, itemsizes : sequence of int
+        Byte offset and size of each field inside a record.  Fields may overlap.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        For each field, a C-contiguous uint8 array of ``n * itemsize`` bytes; view it with the
+        field's dtype.
+
+    Raises
+    ------
+    ArrayError
+        If ``records`` is not such an array or a field does not fit inside a record.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rec = np.array([(1, 2.5), (3, 4.5)], dtype=[("a", "<i4"), ("b", "<f8")])
+    >>> a, b = split_records(rec, [0, 4], [4, 8])
+    >>> a.view("<i4").tolist(), b.view("<f8").tolist()
+    ([1, 3], [2.5, 4.5])
+    """
+    view = _record_bytes(records, "records", False)
+    offs, sizes = _field_layout(offsets, itemsizes, view.shape[1], False)
+    n = view.shape[0]
+    columns = [np.empty(n * size, dtype=np.uint8) for size in sizes.tolist()]
+    if n == 0 or not columns:
+        return columns
+    cdef const uint8_t[:, ::1] rec_view = view
+    cdef const Py_ssize_t[::1] offs_view = offs
+    cdef const Py_ssize_t[::1] sizes_view = sizes
+    cdef uint8_t** ptrs = _column_pointers(columns)
+    try:
+        with nogil:
+            _split_records(rec_view, offs_view, sizes_view, ptrs)
+    finally:
+        PyMem_Free(ptrs)
+    return columns
+
+
+def merge_records(columns, offsets, itemsizes, out):
+    """Write byte columns back into records: the inverse of :func:`split_records`.
+
+    Bytes of ``out`` outside every field (padding) are left unchanged.
+
+    Parameters
+    ----------
+    columns : sequence of buffers
+        One C-contiguous buffer per field (a numpy array of any non-object dtype, or bytes-like)
+        of exactly ``len(out) * itemsize`` bytes.
+    offsets, itemsizes : sequence of int
+        Byte offset and size of each field inside a record; fields must not overlap.
+    out : numpy.ndarray
+        Writable 1-D structured array of ``n`` records, or a 2-D uint8 array
+        ``(n, record size)``; rows may be strided.  Must not share memory with a column.
+
+    Raises
+    ------
+    ArrayError
+        On a read-only or unsuitable ``out``, a field that does not fit or overlaps another, a
+        column of the wrong byte length, or a column sharing memory with ``out``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = np.zeros(2, dtype=[("a", "<i4"), ("b", "<f8")])
+    >>> merge_records([np.array([1, 3], "<i4"), np.array([2.5, 4.5])], [0, 4], [4, 8], out)
+    >>> out.tolist()
+    [(1, 2.5), (3, 4.5)]
+    """
+    view = _record_bytes(out, "out", True)
+    offs, sizes = _field_layout(offsets, itemsizes, view.shape[1], True)
+    n = view.shape[0]
+    try:
+        column_list = list(columns)
+    except TypeError:
+        raise ArrayError("columns must be a sequence of buffers") from None
+    if len(column_list) != len(sizes):
+        raise ArrayError(f"{len(column_list)} columns but {len(sizes)} fields")
+    cols = []
+    for k, (column, size) in enumerate(zip(column_list, sizes.tolist())):
+        col = _in_bytes(column, f"columns[{k}]")
+        if col.shape[0] != n * size:
+            raise ArrayError(
+                f"columns[{k}] has {col.shape[0]} bytes, expected {n} * {size} = {n * size}"
+            )
+        _check_disjoint(col, f"columns[{k}]", view, "out")
+        cols.append(col)
+    if n == 0 or not cols:
+        return
+    cdef uint8_t[:, ::1] out_view = view
+    cdef const Py_ssize_t[::1] offs_view = offs
+    cdef const Py_ssize_t[::1] sizes_view = sizes
+    cdef uint8_t** ptrs = _column_pointers(cols)
+    try:
+        with nogil:
+            _merge_records(out_view, offs_view, sizes_view, ptrs)
+    finally:
+        PyMem_Free(ptrs)
+
+
+cdef list _struct_fields(object arr, str name):
+    if not isinstance(arr, np.ndarray) or arr.dtype.names is None:
+        raise ArrayError(f"{name} must be a structured numpy array")
+    fields = []
+    for field_name in arr.dtype.names:
+        field_dtype, offset = arr.dtype.fields[field_name][:2]
+        fields.append((field_name, field_dtype, offset))
+    return fields
+
+
+def split_fields(records):
+    """Split a structured array into typed, C-contiguous column arrays, one per field.
+
+    Parameters
+    ----------
+    records : numpy.ndarray
+        1-D structured array without object fields (e.g. scikit-learn ``Tree`` nodes).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Field name to a C-contiguous array of the field's dtype and shape ``(n,)`` (or
+        ``(n,) + subshape`` for sub-array fields), in field order.
+
+    Raises
+    ------
+    ArrayError
+        If ``records`` is not a 1-D structured array without objects.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rec = np.array([(1, 2.5), (3, 4.5)], dtype=[("a", "<i4"), ("b", "<f8")])
+    >>> {k: v.tolist() for k, v in split_fields(rec).items()}
+    {'a': [1, 3], 'b': [2.5, 4.5]}
+    """
+    fields = _struct_fields(records, "records")
+    columns = split_records(
+        records, [off for _, _, off in fields], [dt.itemsize for _, dt, _ in fields]
+    )
+    n = records.shape[0]
+    return {
+        name: column.view(dt.base).reshape((n,) + dt.shape)
+        for (name, dt, _), column in zip(fields, columns)
+    }
+
+
+def merge_fields(columns, out):
+    """Write typed columns into a structured array: the inverse of :func:`split_fields`.
+
+    Parameters
+    ----------
+    columns : dict of str to numpy.ndarray
+        Exactly one array per field of ``out``, each of the field's dtype (no casting) and shape
+        ``(n,)`` (or ``(n,) + subshape``).
+    out : numpy.ndarray
+        Writable 1-D structured array of ``n`` records without object fields.
+
+    Raises
+    ------
+    ArrayError
+        On a missing or unknown field name, a column of the wrong dtype or shape, or an
+        unsuitable ``out``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = np.zeros(2, dtype=[("a", "<i4"), ("b", "<f8")])
+    >>> merge_fields({"a": np.array([1, 3], "<i4"), "b": np.array([2.5, 4.5])}, out)
+    >>> out.tolist()
+    [(1, 2.5), (3, 4.5)]
+    """
+    fields = _struct_fields(out, "out")
+    if not isinstance(columns, dict):
+        raise ArrayError(f"columns must be a dict, got {type(columns).__name__}")
+    names = {name for name, _, _ in fields}
+    unknown = [key for key in columns if key not in names]
+    if unknown:
+        raise ArrayError(f"columns has no field of out named {unknown[0]!r}")
+    n = out.shape[0]
+    arrays = []
+    for name, dt, _ in fields:
+        if name not in columns:
+            raise ArrayError(f"columns lacks field {name!r}")
+        column = columns[name]
+        if not isinstance(column, np.ndarray):
+            raise ArrayError(f"column {name!r} must be a numpy array")
+        if column.dtype != dt.base or column.shape != (n,) + dt.shape:
+            raise ArrayError(
+                f"column {name!r} is {column.dtype} {column.shape}, expected "
+                f"{dt.base} {(n,) + dt.shape}"
+            )
+        arrays.append(np.ascontiguousarray(column))
+    merge_records(
+        arrays, [off for _, _, off in fields], [dt.itemsize for _, dt, _ in fields], out
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# string tables
+# --------------------------------------------------------------------------------------------
+
+def string_table_encode(strings):
+    """Encode strings as one UTF-8 blob plus int64 offsets.
+
+    String ``i`` is ``blob[offsets[i]:offsets[i + 1]]``.
+
+    Parameters
+    ----------
+    strings : list, tuple or numpy.ndarray
+        Python ``str`` values; a numpy array must be 1-D of object or unicode dtype.
+
+    Returns
+    -------
+    offsets : numpy.ndarray
+        int64 array of length ``len(strings) + 1`` starting at 0.
+    blob : bytes
+        The UTF-8 encodings, concatenated.
+
+    Raises
+    ------
+    ArrayError
+        If an element is not a ``str`` (the message names its index and type) or cannot be
+        encoded as UTF-8 (a lone surrogate).
+
+    Examples
+    --------
+    >>> offsets, blob = string_table_encode(["a", "", "é"])
+    >>> offsets.tolist(), blob
+    ([0, 1, 1, 3], b'a\\xc3\\xa9')
+    """
+    if isinstance(strings, np.ndarray):
+        if strings.ndim != 1 or strings.dtype.kind not in "OU":
+            raise ArrayError(
+                f"strings must be a 1-D object or unicode array; got {strings.ndim}-D "
+                f"{strings.dtype}"
+            )
+        items = strings.tolist()
+    elif isinstance(strings, (list, tuple)):
+        # A private copy: nothing can change it between the sizing and the copying pass.
+        items = list(strings)
+    else:
+        raise ArrayError(
+            f"strings must be a list, tuple or numpy array; got {type(strings).__name__}"
+        )
+    cdef Py_ssize_t n = len(items)
+    cdef Py_ssize_t i, size
+    cdef int64_t total = 0
+    offsets = np.empty(n + 1, dtype=np.int64)
+    cdef int64_t[::1] offs = offsets
+    offs[0] = 0
+    # ASCII strings are their own UTF-8; other strings are encoded into temporary bytes rather
+    # than through PyUnicode_AsUTF8AndSize, which would cache a UTF-8 copy inside each of the
+    # caller's strings for their whole life.
+    encoded = [None] * n
+    for i in range(n):
+        s = items[i]
+        if not PyUnicode_Check(s):
+            raise ArrayError(f"strings[{i}] is {type(s).__name__}, not str")
+        if PyUnicode_IS_ASCII(s):
+            PyUnicode_AsUTF8AndSize(s, &size)
+        else:
+            try:
+                b = (<str>s).encode("utf-8")
+            except UnicodeEncodeError:
+                raise ArrayError(
+                    f"strings[{i}] cannot be encoded as UTF-8 (lone surrogate)"
+                ) from None
+            encoded[i] = b
+            size = len(b)
+        total += size
+        offs[i + 1] = total
+    blob = PyBytes_FromStringAndSize(NULL, total)
+    cdef char* out = PyBytes_AS_STRING(blob)
+    cdef const char* data
+    for i in range(n):
+        b = encoded[i]
+        if b is None:
+            data = PyUnicode_AsUTF8AndSize(items[i], &size)
+        else:
+            data = <bytes>b
+            size = len(<bytes>b)
+        memcpy(out + offs[i], data, size)
+    return offsets, blob
+
+
+def string_table_decode(offsets, blob):
+    """Decode a string table written by :func:`string_table_encode`.
+
+    Parameters
+    ----------
+    offsets : numpy.ndarray
+        1-D int64 array: length at least 1, ``offsets[0] == 0``, non-decreasing,
+        ``offsets[-1] == len(blob)``.
+    blob : bytes-like
+        Concatenated UTF-8 strings.
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    ArrayError
+        If the offsets break a rule above or a string is not valid UTF-8 (the message names it);
+        never ``UnicodeDecodeError``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> string_table_decode(np.array([0, 1, 1, 4]), b"abcd")
+    ['a', '', 'bcd']
+    """
+    offs_arr = _in_array(offsets, "offsets")
+    if offs_arr.dtype != np.int64:
+        raise ArrayError(f"offsets must have dtype int64, got {offs_arr.dtype}")
+    data_arr = _in_bytes(blob, "blob")
+    cdef Py_ssize_t n_offsets = offs_arr.shape[0]
+    if n_offsets == 0:
+        raise ArrayError("offsets is empty; it needs at least the leading 0")
+    if offs_arr[0] != 0:
+        raise ArrayError(f"offsets[0] is {int(offs_arr[0])}, not 0")
+    if offs_arr[n_offsets - 1] != data_arr.shape[0]:
+        raise ArrayError(
+            f"offsets[-1] is {int(offs_arr[n_offsets - 1])} but the blob has "
+            f"{data_arr.shape[0]} bytes"
+        )
+    bad = check_monotone(offs_arr)
+    if bad >= 0:
+        raise ArrayError(f"offsets decrease at position {bad}")
+    cdef const int64_t[:] offs = offs_arr.view(np.int64)
+    cdef const uint8_t[::1] data = data_arr
+    cdef const char* base = b""
+    if data.shape[0]:
+        base = <const char*>&data[0]
+    cdef Py_ssize_t i
+    result = [None] * (n_offsets - 1)
+    for i in range(n_offsets - 1):
+        try:
+            result[i] = PyUnicode_DecodeUTF8(
+                <char*>base + offs[i], offs[i + 1] - offs[i], "strict"
+            )
+        except UnicodeDecodeError as exc:
+            raise ArrayError(f"string {i} is not valid UTF-8: {exc.reason}") from None
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# generic index checks
+# --------------------------------------------------------------------------------------------
+
+cdef enum:
+    _CHECK_BLOCK = 1024
+
+
+cdef inline Py_ssize_t _outside_loop(const int_t* first, Py_ssize_t n, Py_ssize_t stride,
+                                     int_t lo, int_t hi) noexcept nogil:
+    cdef const char* data = <const char*>first
+    cdef Py_ssize_t b, b0, b1, i
+    cdef int_t x
+    cdef bint bad
+    # Scan a block with an or-reduction (vectorisable), and only look for the position in the
+    # rare block that holds a bad value.
+    for b in range((n + _CHECK_BLOCK - 1) // _CHECK_BLOCK):
+        b0 = b * _CHECK_BLOCK
+        b1 = min(b0 + _CHECK_BLOCK, n)
+        bad = False
+        for i in range(b0, b1):
+            x = (<const int_t*>(data + i * stride))[0]
+            bad = bad | (x < lo) | (x > hi)
+        if bad:
+            for i in range(b0, b1):
+                x = (<const int_t*>(data + i * stride))[0]
+                if x < lo or x > hi:
+                    return i
+    return -1
+
+
+cdef inline Py_ssize_t _decrease_loop(const int_t* first, Py_ssize_t n,
+                                      Py_ssize_t stride) noexcept nogil:
+    cdef const char* data = <const char*>first
+    cdef Py_ssize_t b, b0, b1, i
+    cdef int_t x, prev
+    cdef bint bad
+    # Positions 1..n-1 compared with their predecessor, blocked as in _outside_loop.
+    for b in range((n - 1 + _CHECK_BLOCK - 1) // _CHECK_BLOCK):
+        b0 = 1 + b * _CHECK_BLOCK
+        b1 = min(b0 + _CHECK_BLOCK, n)
+        bad = False
+        for i in range(b0, b1):
+            x = (<const int_t*>(data + i * stride))[0]
+            prev = (<const int_t*>(data + (i - 1) * stride))[0]
+            bad = bad | (x < prev)
+        if bad:
+            for i in range(b0, b1):
+                x = (<const int_t*>(data + i * stride))[0]
+                prev = (<const int_t*>(data + (i - 1) * stride))[0]
+                if x < prev:
+                    return i
+    return -1
+
+
+def _outside_run(const int_t[:] a, lo_obj, hi_obj):
+    cdef int_t lo = lo_obj
+    cdef int_t hi = hi_obj
+    cdef Py_ssize_t n = a.shape[0], bad
+    with nogil:
+        if a.strides[0] == sizeof(int_t):
+            bad = _outside_loop(&a[0], n, sizeof(int_t), lo, hi)
+        else:
+            bad = _outside_loop(&a[0], n, a.strides[0], lo, hi)
+    return bad
+
+
+def _decrease_run(const int_t[:] a):
+    cdef Py_ssize_t n = a.shape[0], bad
+    with nogil:
+        if a.strides[0] == sizeof(int_t):
+            bad = _decrease_loop(&a[0], n, sizeof(int_t))
+        else:
+            bad = _decrease_loop(&a[0], n, a.strides[0])
+    return bad
+
+
+def check_indices(idx, upper):
+    """Return the position of the first value of ``idx`` outside ``[0, upper)``, or -1.
+
+    Parameters
+    ----------
+    idx : numpy.ndarray
+        1-D array of any integer dtype; may be strided.
+    upper : int
+        Exclusive upper bound.
+
+    Returns
+    -------
+    int
+        First offending position, or -1 if every value is in range.
+
+    Raises
+    ------
+    ArrayError
+        If ``idx`` is not a 1-D integer array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_indices(np.array([0, 3, 5, 1]), 5)
+    2
+    >>> check_indices(np.array([0, 3, 4], np.uint8), 5)
+    -1
+    """
+    a = _in_array(idx, "idx")
+    dt = _int_dtype(a, _ALL_INTS, "idx")
+    upper = _int_arg(upper, "upper")
+    if a.shape[0] == 0:
+        return -1
+    if upper <= 0:
+        return 0
+    bounds = np.iinfo(dt)
+    # Clamped into the dtype so the comparison happens in it; a bound above the dtype's
+    # maximum excludes nothing.
+    return int(_outside_run(a.view(dt), 0, min(upper - 1, bounds.max)))
+
+
+def check_monotone(a):
+    """Return the first position ``i`` with ``a[i] < a[i - 1]``, or -1 if ``a`` never decreases.
+
+    Parameters
+    ----------
+    a : numpy.ndarray
+        1-D array of any integer dtype (e.g. a sparse ``indptr``); may be strided.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ArrayError
+        If ``a`` is not a 1-D integer array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_monotone(np.array([0, 2, 2, 1, 5]))
+    3
+    >>> check_monotone(np.array([0, 2, 2]))
+    -1
+    """
+    arr = _in_array(a, "a")
+    dt = _int_dtype(arr, _ALL_INTS, "a")
+    if arr.shape[0] < 2:
+        return -1
+    return int(_decrease_run(arr.view(dt)))
+
+
+# --------------------------------------------------------------------------------------------
+# tree structure validators
+# --------------------------------------------------------------------------------------------
+
+cdef enum:
+    _TREE_OK = 0
+    _TREE_EMPTY
+    _TREE_CHILD_OUT_OF_RANGE
+    _TREE_NODE_REACHED_TWICE
+    _TREE_UNREACHABLE_NODE
+    _TREE_FEATURE_OUT_OF_RANGE
+    _TREE_LEAF_WITH_ONE_CHILD
+    _TREE_LEAF_OUT_OF_RANGE
+    _TREE_LEAF_REACHED_TWICE
+    _TREE_LEAF_COUNT_MISMATCH
+
+# Result codes of the check_* tree validators (0 means valid).
+TREE_OK = _TREE_OK
+TREE_EMPTY = _TREE_EMPTY
+TREE_CHILD_OUT_OF_RANGE = _TREE_CHILD_OUT_OF_RANGE
+TREE_NODE_REACHED_TWICE = _TREE_NODE_REACHED_TWICE
+TREE_UNREACHABLE_NODE = _TREE_UNREACHABLE_NODE
+TREE_FEATURE_OUT_OF_RANGE = _TREE_FEATURE_OUT_OF_RANGE
+TREE_LEAF_WITH_ONE_CHILD = _TREE_LEAF_WITH_ONE_CHILD
+TREE_LEAF_OUT_OF_RANGE = _TREE_LEAF_OUT_OF_RANGE
+TREE_LEAF_REACHED_TWICE = _TREE_LEAF_REACHED_TWICE
+TREE_LEAF_COUNT_MISMATCH = _TREE_LEAF_COUNT_MISMATCH
+
+_TREE_REASONS = {
+    _TREE_EMPTY: "empty tree",
+    _TREE_CHILD_OUT_OF_RANGE: "child out of range",
+    _TREE_NODE_REACHED_TWICE: "node reached twice",
+    _TREE_UNREACHABLE_NODE: "unreachable node",
+    _TREE_FEATURE_OUT_OF_RANGE: "feature out of range",
+    _TREE_LEAF_WITH_ONE_CHILD: "leaf with one child",
+    _TREE_LEAF_OUT_OF_RANGE: "leaf out of range",
+    _TREE_LEAF_REACHED_TWICE: "leaf reached twice",
+    _TREE_LEAF_COUNT_MISMATCH: "leaf count mismatch",
+}
+
+# The walks below are iterative depth-first searches.  A node is pushed only when first reached
+# and ``seen`` refuses a second arrival, so the explicit stack never holds more than n entries,
+# every node is handled at most once (no cycles, O(n) time) and memory is the two O(n) scratch
+# arrays the wrapper allocates.  On error ``where[0]`` gets the node whose record is wrong (the
+# parent, for a bad child pointer), or for an unreachable node that node itself.
+
+
+cdef int _unreached(const uint8_t[::1] seen, Py_ssize_t* where) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(seen.shape[0]):
+        if not seen[i]:
+            where[0] = i
+            return _TREE_UNREACHABLE_NODE
+    return _TREE_OK
+
+
+cdef int _walk_binary(const child_t[:] left, const child_t[:] right,
+                      const feature_t[:] feature, int64_t n_features, int64_t leaf,
+                      uint8_t[::1] seen, Py_ssize_t[::1] stack,
+                      Py_ssize_t* where) noexcept nogil:
+    cdef Py_ssize_t n = left.shape[0]
+    cdef Py_ssize_t top = 1, node, reached = 1
+    cdef int64_t l, r, f
+    stack[0] = 0
+    seen[0] = 1
+    while top > 0:
+        top -= 1
+        node = stack[top]
+        where[0] = node
+        l = <int64_t>left[node]
+        r = <int64_t>right[node]
+        if l == leaf:
+            if r != leaf:
+                return _TREE_LEAF_WITH_ONE_CHILD
+            continue
+        if l < 0 or l >= n or r < 0 or r >= n:
+            return _TREE_CHILD_OUT_OF_RANGE
+        f = <int64_t>feature[node]
+        if f < 0 or f >= n_features:
+            return _TREE_FEATURE_OUT_OF_RANGE
+        # The root is marked seen from the start, so a child pointing back to it is caught here.
+        if seen[r]:
+            return _TREE_NODE_REACHED_TWICE
+        seen[r] = 1
+        stack[top] = r
+        top += 1
+        if seen[l]:
+            return _TREE_NODE_REACHED_TWICE
+        seen[l] = 1
+        stack[top] = l  # pushed last, so left subtrees are walked first
+        top += 1
+        reached += 2
+    if reached != n:
+        return _unreached(seen, where)
+    return _TREE_OK
+
+
+cdef int _walk_leaf_coded(const child_t[:] left, const child_t[:] right,
+                          const feature_t[:] feature, int64_t n_features,
+                          uint8_t[::1] seen, uint8_t[::1] leaf_seen, Py_ssize_t[::1] stack,
+                          Py_ssize_t* where) noexcept nogil:
+    cdef Py_ssize_t n = left.shape[0]
+    cdef Py_ssize_t n_leaves = leaf_seen.shape[0]
+    cdef Py_ssize_t top = 1, node, reached = 1
+    cdef int64_t c, f
+    cdef int side
+    stack[0] = 0
+    seen[0] = 1
+    while top > 0:
+        top -= 1
+        node = stack[top]
+        where[0] = node
+        f = <int64_t>feature[node]
+        if f < 0 or f >= n_features:
+            return _TREE_FEATURE_OUT_OF_RANGE
+        for side in range(2):
+            c = <int64_t>right[node] if side == 0 else <int64_t>left[node]
+            if c >= 0:
+                if c >= n:
+                    return _TREE_CHILD_OUT_OF_RANGE
+                if seen[c]:
+                    return _TREE_NODE_REACHED_TWICE
+                seen[c] = 1
+                stack[top] = c
+                top += 1
+                reached += 1
+            else:
+                c = -1 - c  # leaf ~c; cannot overflow for c < 0
+                if c >= n_leaves:
+                    return _TREE_LEAF_OUT_OF_RANGE
+                if leaf_seen[c]:
+                    return _TREE_LEAF_REACHED_TWICE
+                leaf_seen[c] = 1
+    # Every leaf is then referenced too: the n internal nodes have 2n child slots, n - 1 of
+    # them hold the non-root internal nodes, so n + 1 == n_leaves distinct leaves fill the rest.
+    if reached != n:
+        return _unreached(seen, where)
+    return _TREE_OK
+
+
+cdef int _walk_hist(const child_t[:] left, const child_t[:] right, const uint8_t[:] is_leaf,
+                    const feature_t[:] feature, int64_t n_features, uint8_t[::1] seen,
+                    Py_ssize_t[::1] stack, Py_ssize_t* where) noexcept nogil:
+    cdef Py_ssize_t n = left.shape[0]
+    cdef Py_ssize_t top = 1, node, reached = 1
+    cdef int64_t l, r, f
+    stack[0] = 0
+    seen[0] = 1
+    while top > 0:
+        top -= 1
+        node = stack[top]
+        where[0] = node
+        if is_leaf[node]:
+            continue
+        l = <int64_t>left[node]
+        r = <int64_t>right[node]
+        if l < 0 or l >= n or r < 0 or r >= n:
+            return _TREE_CHILD_OUT_OF_RANGE
+        f = <int64_t>feature[node]
+        if f < 0 or f >= n_features:
+            return _TREE_FEATURE_OUT_OF_RANGE
+        if seen[r]:
+            return _TREE_NODE_REACHED_TWICE
+        seen[r] = 1
+        stack[top] = r
+        top += 1
+        if seen[l]:
+            return _TREE_NODE_REACHED_TWICE
+        seen[l] = 1
+        stack[top] = l
+        top += 1
+        reached += 2
+    if reached != n:
+        return _unreached(seen, where)
+    return _TREE_OK
+
+
+def _binary_run(const child_t[:] left, const child_t[:] right, const feature_t[:] feature,
+                int64_t n_features, int64_t leaf):
+    cdef Py_ssize_t n = left.shape[0], where = -1
+    cdef uint8_t[::1] seen = np.zeros(n, dtype=np.uint8)
+    cdef Py_ssize_t[::1] stack = np.empty(n, dtype=np.intp)
+    cdef int code
+    with nogil:
+        code = _walk_binary(left, right, feature, n_features, leaf, seen, stack, &where)
+    return code, where
+
+
+def _leaf_coded_run(const child_t[:] left, const child_t[:] right, const feature_t[:] feature,
+                    int64_t n_features, Py_ssize_t n_leaves):
+    cdef Py_ssize_t n = left.shape[0], where = -1
+    cdef uint8_t[::1] seen = np.zeros(n, dtype=np.uint8)
+    cdef uint8_t[::1] leaf_seen = np.zeros(n_leaves, dtype=np.uint8)
+    cdef Py_ssize_t[::1] stack = np.empty(n, dtype=np.intp)
+    cdef int code
+    with nogil:
+        code = _walk_leaf_coded(left, right, feature, n_features, seen, leaf_seen, stack,
+                                &where)
+    return code, where
+
+
+def _hist_run(const child_t[:] left, const child_t[:] right, const uint8_t[:] is_leaf,
+              const feature_t[:] feature, int64_t n_features):
+    cdef Py_ssize_t n = left.shape[0], where = -1
+    cdef uint8_t[::1] seen = np.zeros(n, dtype=np.uint8)
+    cdef Py_ssize_t[::1] stack = np.empty(n, dtype=np.intp)
+    cdef int code
+    with nogil:
+        code = _walk_hist(left, right, is_leaf, feature, n_features, seen, stack, &where)
+    return code, where
+
+
+cdef tuple _tree_result(int code, Py_ssize_t where):
+    if code == _TREE_OK:
+        return TREE_OK, -1, ""
+    return code, where, _TREE_REASONS[code]
+
+
+cdef tuple _tree_arrays(object left, object right, object feature, object child_dtypes,
+                        tuple names=("left", "right", "feature")):
+    """Validated, canonically typed views of the three node columns (strides allowed)."""
+    l_name, r_name, f_name = names
+    l = _in_array(left, l_name)
+    r = _in_array(right, r_name)
+    f = _in_array(feature, f_name)
+    l_dt = _int_dtype(l, child_dtypes, l_name)
+    r_dt = _int_dtype(r, child_dtypes, r_name)
+    f_dt = _int_dtype(f, _REL_INTS, f_name)
+    if l_dt != r_dt:
+        raise ArrayError(f"{l_name} and {r_name} differ in dtype ({l.dtype} != {r.dtype})")
+    _check_same_length(l, l_name, r, r_name)
+    _check_same_length(l, l_name, f, f_name)
+    return l.view(l_dt), r.view(r_dt), f.view(f_dt)
+
+
+cdef int64_t _n_features_arg(object n_features) except? -1:
+    n = _int_arg(n_features, "n_features")
+    if not 0 <= n < 2 ** 63:
+        raise ArrayError(f"n_features must be a non-negative int64, got {n}")
+    return n
+
+
+def check_binary_tree(left, right, feature, n_features, leaf=-1):
+    """Check the structure of a binary tree stored as node arrays (scikit-learn ``Tree``).
+
+    A node is a leaf iff ``left == leaf``; a leaf must also have ``right == leaf`` and its
+    feature is ignored (scikit-learn stores -2 there).  An internal node needs both children
+    in ``[0, n)`` and a feature in ``[0, n_features)``.  Walking from the root 0, every node
+    must be reached exactly once: no node with two parents, no child pointing to the root, no
+    cycle, no unreachable node.  Runs in O(n) time and memory without recursion.
+
+    Parameters
+    ----------
+    left, right : numpy.ndarray
+        1-D int32 or int64 arrays (same dtype) of child indices; may be strided views such as
+        ``nodes['left_child']``.
+    feature : numpy.ndarray
+        1-D int32 or int64 array of split features, same length; may be strided.
+    n_features : int
+        Number of input features.
+    leaf : int, default -1
+        Child value that marks a leaf.
+
+    Returns
+    -------
+    tuple of (int, int, str)
+        ``(0, -1, "")`` if the tree is valid, else ``(code, node, reason)``: a ``TREE_*`` code,
+        the node whose record is wrong (for an unreachable node, that node; -1 for an empty
+        tree) and a short reason such as ``"child out of range"``.
+
+    Raises
+    ------
+    ArrayError
+        On unusable arguments (dtypes, unequal lengths), never for a malformed tree.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> left, right = np.array([1, -1, -1]), np.array([2, -1, -1])
+    >>> check_binary_tree(left, right, np.array([0, -2, -2]), 1)
+    (0, -1, '')
+    >>> check_binary_tree(left, np.array([1, -1, -1]), np.array([0, -2, -2]), 1)
+    (3, 0, 'node reached twice')
+    """
+    l, r, f = _tree_arrays(left, right, feature, _REL_INTS)
+    n_feat = _n_features_arg(n_features)
+    leaf_value = _int_arg(leaf, "leaf")
+    if not -2 ** 63 <= leaf_value < 2 ** 63:
+        raise ArrayError(f"leaf must fit int64, got {leaf_value}")
+    if l.shape[0] == 0:
+        return _tree_result(TREE_EMPTY, -1)
+    code, where = _binary_run(l, r, f, n_feat, leaf_value)
+    return _tree_result(code, where)
+
+
+def check_leaf_coded_tree(left, right, feature, n_features, n_leaves):
+    """Check a tree whose children code leaves as negative numbers (LightGBM layout).
+
+    Arrays hold the ``n`` internal nodes only.  A child ``c >= 0`` is internal node ``c``
+    (must be ``< n``); a child ``c < 0`` is leaf ``~c`` (must be ``< n_leaves``).  Walking from
+    the root 0, every internal node must be reached exactly once and every leaf referenced
+    exactly once, so ``n_leaves`` must be ``n + 1``; features must be in ``[0, n_features)``.
+    A single-leaf tree has ``n == 0`` and ``n_leaves == 1``.
+
+    Parameters
+    ----------
+    left, right : numpy.ndarray
+        1-D int32 or int64 arrays (same dtype) of children; may be strided.
+    feature : numpy.ndarray
+        1-D int32 or int64 array of split features, same length; may be strided.
+    n_features : int
+        Number of input features.
+    n_leaves : int
+        Number of leaves.
+
+    Returns
+    -------
+    tuple of (int, int, str)
+        ``(0, -1, "")`` if valid, else ``(code, node, reason)`` as for
+        :func:`check_binary_tree`; ``node`` is the internal node whose record is wrong (-1 for
+        a leaf count that does not match ``n + 1``).
+
+    Raises
+    ------
+    ArrayError
+        On unusable arguments, never for a malformed tree.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_leaf_coded_tree(np.array([-1]), np.array([-2]), np.array([0]), 1, 2)
+    (0, -1, '')
+    >>> check_leaf_coded_tree(np.array([-1]), np.array([-1]), np.array([0]), 1, 2)
+    (8, 0, 'leaf reached twice')
+    """
+    l, r, f = _tree_arrays(left, right, feature, _REL_INTS)
+    n_feat = _n_features_arg(n_features)
+    n_leaf = _int_arg(n_leaves, "n_leaves")
+    n = l.shape[0]
+    # Checked before anything is allocated, so a forged n_leaves cannot claim memory.
+    if n_leaf != n + 1:
+        return _tree_result(TREE_LEAF_COUNT_MISMATCH, -1)
+    if n == 0:
+        return _tree_result(TREE_OK, -1)
+    code, where = _leaf_coded_run(l, r, f, n_feat, n_leaf)
+    return _tree_result(code, where)
+
+
+def check_hist_predictor(nodes_left, nodes_right, is_leaf, feature_idx, n_features):
+    """Check the nodes of a scikit-learn HistGradientBoosting ``TreePredictor``.
+
+    Leaves have ``is_leaf != 0`` (their children are ignored); internal nodes need children in
+    ``[0, n)`` and ``feature_idx`` in ``[0, n_features)``; walking from the root 0 must reach
+    every node exactly once.
+
+    Parameters
+    ----------
+    nodes_left, nodes_right : numpy.ndarray
+        1-D children arrays of one dtype: uint32 (``PREDICTOR_RECORD_DTYPE``), int32 or int64;
+        may be strided views such as ``nodes['left']``.
+    is_leaf : numpy.ndarray
+        1-D uint8 or bool array, same length; may be strided.
+    feature_idx : numpy.ndarray
+        1-D int32 or int64 (``intp``) array, same length; may be strided.
+    n_features : int
+        Number of input features.
+
+    Returns
+    -------
+    tuple of (int, int, str)
+        As for :func:`check_binary_tree`.
+
+    Raises
+    ------
+    ArrayError
+        On unusable arguments, never for malformed nodes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> left, right = np.array([1, 0, 0], np.uint32), np.array([2, 0, 0], np.uint32)
+    >>> check_hist_predictor(left, right, np.array([0, 1, 1], np.uint8), np.array([0, 0, 0]), 1)
+    (0, -1, '')
+    """
+    l, r, f = _tree_arrays(
+        nodes_left, nodes_right, feature_idx,
+        (np.dtype("u4"), np.dtype("i4"), np.dtype("i8")),
+        ("nodes_left", "nodes_right", "feature_idx"),
+    )
+    leaf_flags = _in_array(is_leaf, "is_leaf")
+    if leaf_flags.dtype not in (np.dtype(np.uint8), np.dtype(np.bool_)):
+        raise ArrayError(f"is_leaf must have dtype uint8 or bool, got {leaf_flags.dtype}")
+    _check_same_length(l, "nodes_left", leaf_flags, "is_leaf")
+    n_feat = _n_features_arg(n_features)
+    if l.shape[0] == 0:
+        return _tree_result(TREE_EMPTY, -1)
+    code, where = _hist_run(l, r, leaf_flags.view(np.uint8), f, n_feat)
+    return _tree_result(code, where)

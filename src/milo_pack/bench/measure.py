@@ -1,0 +1,105 @@
+"""Measurement primitives: timed saves and inspects in this process, loads in a fresh one."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from milo_pack.bench._child import MARKER
+from milo_pack.bench.methods import Method
+
+__all__ = ["ChildError", "time_saves", "time_inspects", "measure_load"]
+
+CHILD_SCRIPT = Path(__file__).resolve().parent / "_child.py"
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory holding milo_pack/
+
+
+class ChildError(RuntimeError):
+    """The measuring subprocess failed, timed out or printed no result."""
+
+
+def time_saves(method: Method, obj: Any, path: Path, repeat: int) -> list[float]:
+    """Save ``obj`` with ``method`` ``repeat`` times, each to a fresh file.
+
+    Returns
+    -------
+    list of float
+        Wall time of each save in seconds (garbage collection done before each, untimed).
+    """
+    times = []
+    for _ in range(repeat):
+        path.unlink(missing_ok=True)
+        gc.collect()
+        start = time.perf_counter()
+        method.save(obj, path)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def time_inspects(method: Method, path: Path, repeat: int) -> list[float]:
+    """Time ``method.inspect(path)`` (milo_pack: open the file and parse its manifest)."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        method.inspect(path)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _child_env() -> dict[str, str]:
+    """Environment for the child: ours, with a source checkout's root first on ``PYTHONPATH``.
+
+    That way the child imports the same milo_pack as this process even when it runs from a
+    checkout that is not installed; an installed milo_pack is found without help.
+    """
+    env = dict(os.environ)
+    if {"site-packages", "dist-packages"}.isdisjoint(_PACKAGE_ROOT.parts):
+        paths = [str(_PACKAGE_ROOT), *env.get("PYTHONPATH", "").split(os.pathsep)]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
+    return env
+
+
+def measure_load(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Load a file in a fresh Python process and return what it measured.
+
+    Parameters
+    ----------
+    spec : dict
+        See ``_child.py``: ``method``, ``path``, ``modules`` and optional ``x_path``,
+        ``ref_path``, ``warm``.
+    timeout : float
+        Seconds before the child is killed.
+
+    Returns
+    -------
+    dict
+        ``load_s``, ``peak_delta_bytes`` and, when asked, ``identical``, ``mismatches``,
+        ``warm_load_s``; or ``error`` when the load itself raised.
+
+    Raises
+    ------
+    ChildError
+        If the process crashed, timed out or printed no result line.
+    """
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(CHILD_SCRIPT), json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=_child_env(),
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ChildError(f"load did not finish within {timeout:g} s") from exc
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(MARKER):
+            return json.loads(line[len(MARKER) :])
+    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    raise ChildError(f"child exited with code {proc.returncode}: {tail[:200]}")

@@ -1,0 +1,234 @@
+"""Run every method on one model and collect the figures."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from milo_pack.bench import measure, targets
+from milo_pack.bench.methods import BASELINE, JOBLIB_COMPRESSED, Method
+from milo_pack.bench.models import BuiltModel, modules_of
+from milo_pack.bench.outputs import compute_outputs, save_outputs
+from milo_pack.bench.results import ModelRecord, Result, median, ratio
+
+__all__ = ["BenchConfig", "Progress", "bench_model"]
+
+
+@dataclass
+class BenchConfig:
+    """How to measure.
+
+    Attributes
+    ----------
+    methods : list of Method
+        Methods to run, baseline (pickle) first.
+    repeat : int
+        Timed saves, inspects and fresh-process loads per model and method (medians reported).
+    work_dir : Path
+        Where the files are written (one sub-directory per model).
+    timeout : float
+        Seconds allowed for one fresh-process load.
+    keep_files : bool
+        Keep the written files instead of deleting them after each model.
+    """
+
+    methods: list[Method]
+    repeat: int
+    work_dir: Path
+    timeout: float = 1800.0
+    keep_files: bool = False
+
+
+class Progress:
+    """One line per step on stderr, prefixed with the time since the start."""
+
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.quiet = quiet
+        self.start = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        """Print ``message`` as one line."""
+        if not self.quiet:
+            elapsed = time.perf_counter() - self.start
+            print(f"[{elapsed:7.1f}s] {message}", file=self.stream, flush=True)
+
+
+def _short(exc: BaseException, limit: int = 160) -> str:
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(result: Result) -> str:
+    """One-line summary of a result for the progress display."""
+    if result.status != "ok":
+        return f"{result.status}: {result.error}"
+    parts = [
+        f"size {result.size_bytes / 1e6:.2f} MB" if result.size_bytes is not None else "",
+        f"save {result.save_s * 1e3:.1f} ms" if result.save_s is not None else "",
+        f"load {result.load_s * 1e3:.1f} ms" if result.load_s is not None else "",
+        f"peak {result.peak_mem_bytes / 1e6:.1f} MB" if result.peak_mem_bytes is not None else "",
+        {True: "same", False: "DIFFERENT", None: ""}[result.identical],
+    ]
+    return ", ".join(p for p in parts if p)
+
+
+def _save(method: Method, built: BuiltModel, path: Path, repeat: int, result: Result) -> None:
+    result.save_times = measure.time_saves(method, built.model, path, repeat)
+    result.save_s = median(result.save_times)
+    result.size_bytes = path.stat().st_size
+
+
+def _load(
+    method: Method,
+    path: Path,
+    check: dict[str, Any],
+    modules: list[str],
+    warm: bool,
+    config: BenchConfig,
+    result: Result,
+) -> None:
+    """Load ``repeat`` times, each in a fresh process; the first also checks predictions."""
+    for attempt in range(config.repeat):
+        spec: dict[str, Any] = {"method": method.name, "path": str(path), "modules": modules}
+        if attempt == 0:
+            spec.update(check)
+            spec["warm"] = warm
+        out = measure.measure_load(spec, config.timeout)
+        if "error" in out:
+            raise RuntimeError(out["error"])
+        result.load_times.append(out["load_s"])
+        result.peak_mem_samples.append(out["peak_delta_bytes"])
+        if attempt == 0:
+            result.warm_load_s = out.get("warm_load_s")
+            if out.get("outputs"):
+                result.identical = out["identical"]
+                result.outputs_checked = out["outputs"]
+                result.mismatches = out["mismatches"]
+    result.load_s = median(result.load_times)
+    peak = median(result.peak_mem_samples)
+    result.peak_mem_bytes = None if peak is None else int(peak)
+
+
+def _run_method(
+    method: Method,
+    built: BuiltModel,
+    directory: Path,
+    done: dict[str, Result],
+    check: dict[str, Any],
+    modules: list[str],
+    config: BenchConfig,
+) -> Result:
+    result = Result(built.name, method.name, file_from=method.file_from)
+    reason = method.availability()
+    if reason is not None:
+        result.status, result.error = "n/a", reason
+        return result
+    path = directory / f"{method.name}{method.suffix}"
+    try:
+        if method.file_from is not None:
+            source = done.get(method.file_from)
+            if source is None or source.status != "ok":
+                result.status, result.error = "n/a", f"needs {method.file_from}'s file"
+                return result
+            path = directory / f"{source.method}{method.suffix}"
+            result.size_bytes, result.save_s = source.size_bytes, source.save_s
+            result.save_times = list(source.save_times)
+        else:
+            _save(method, built, path, config.repeat, result)
+        if method.is_milo:
+            result.inspect_s = median(measure.time_inspects(method, path, config.repeat))
+        pickle = done.get(BASELINE, result)  # pickle itself runs first
+        small = (pickle.size_bytes or 0) <= targets.SMALL_MODEL_BYTES
+        _load(method, path, check, modules, small, config, result)
+    except Exception as exc:  # noqa: BLE001 - one failing method must not stop the bench
+        result.status, result.error = "error", _short(exc)
+    return result
+
+
+def _add_ratios(results: list[Result], family: str, milo: set[str]) -> None:
+    """Fill ratios to pickle and the target annotations."""
+    by_name = {r.method: r for r in results}
+    base = by_name.get(BASELINE)
+    if base is None or base.status != "ok":
+        return
+    for r in results:
+        if r.status != "ok":
+            continue
+        r.ratios = {
+            "size": ratio(r.size_bytes, base.size_bytes),
+            "save": ratio(r.save_s, base.save_s),
+            "load": ratio(r.load_s, base.load_s),
+            "warm_load": ratio(r.warm_load_s, base.warm_load_s),
+            "peak_mem": ratio(r.peak_mem_bytes, base.peak_mem_bytes),
+        }
+        if r.method in milo:
+            targets.evaluate(r, family, base, by_name.get(JOBLIB_COMPRESSED))
+
+
+def bench_model(
+    built: BuiltModel, config: BenchConfig, progress: Progress
+) -> tuple[ModelRecord, list[Result]]:
+    """Measure every configured method on one model.
+
+    Parameters
+    ----------
+    built : BuiltModel
+        The fitted model and its sample.
+    config : BenchConfig
+        Methods, repeats, directories.
+    progress : Progress
+        Where to report each step.
+
+    Returns
+    -------
+    record : ModelRecord
+        The model's description (with its pickle size).
+    results : list of Result
+        One per method, in ``config.methods`` order.
+    """
+    directory = config.work_dir / built.name
+    directory.mkdir(parents=True, exist_ok=True)
+    check: dict[str, Any] = {}
+    if built.X is not None:
+        reference = compute_outputs(built.model, built.X)
+        if reference:
+            np.save(directory / "sample_x.npy", built.X, allow_pickle=False)
+            save_outputs(reference, directory / "reference.npz")
+            check = {
+                "x_path": str(directory / "sample_x.npy"),
+                "ref_path": str(directory / "reference.npz"),
+            }
+    modules = modules_of(built.model)
+    done: dict[str, Result] = {}
+    results = []
+    try:
+        for method in config.methods:
+            progress(f"{built.name}: {method.name} ...")
+            result = _run_method(method, built, directory, done, check, modules, config)
+            done[method.name] = result
+            results.append(result)
+            progress(f"{built.name}: {method.name}: {_describe(result)}")
+    finally:
+        if not config.keep_files:
+            shutil.rmtree(directory, ignore_errors=True)
+    _add_ratios(results, built.family, {m.name for m in config.methods if m.is_milo})
+    pickle = done.get(BASELINE)
+    record = ModelRecord(
+        name=built.name,
+        family=built.family,
+        class_name=f"{type(built.model).__module__}.{type(built.model).__qualname__}",
+        params=built.params,
+        pickle_bytes=pickle.size_bytes if pickle is not None else None,
+        build_s=built.build_s,
+        cached=built.cached,
+        source=built.source,
+        sample_rows=None if not check or built.X is None else int(len(built.X)),
+    )
+    return record, results

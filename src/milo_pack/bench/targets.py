@@ -1,0 +1,76 @@
+"""The project's performance targets, annotated on results (never asserted).
+
+From the project's issue:
+
+* forest file size <= 0.12x pickle (default level);
+* HistGradientBoosting / XGBoost / LightGBM file size <= 0.5x pickle (default level);
+* milo_pack save time <= 0.5x joblib ``compress=3``'s, for every model;
+* load time <= 1.0x ``pickle.load`` for models whose pickle is over 10 MB;
+* small models (pickle under 10 MB): dump and load each under 5 ms or under 2x pickle. The load
+  figure used here is the warm one (a second load in the same process), which is what per-call
+  overhead means; the cold first load in a fresh process is in the table.
+"""
+
+from __future__ import annotations
+
+from milo_pack.bench.methods import JOBLIB_COMPRESSED
+from milo_pack.bench.results import Result, TargetCheck, ratio
+
+__all__ = ["SMALL_MODEL_BYTES", "evaluate"]
+
+SMALL_MODEL_BYTES = 10 * 1000 * 1000
+"""Pickles under this size count as small models; over it, the load-time target applies."""
+
+_DEFAULT_METHOD = "milo_pack"
+_SIZE_LIMITS = {"forest": 0.12, "booster": 0.5}
+_FAMILY_WORDS = {"forest": "forests", "booster": "HistGB/XGBoost/LightGBM"}
+_SMALL_SECONDS = 0.005
+_SMALL_RATIO = 2.0
+
+
+def _check(key: str, description: str, value: float | None, limit: float) -> TargetCheck:
+    passed = None if value is None else value <= limit
+    return TargetCheck(key, description, value, limit, passed)
+
+
+def _small(key: str, what: str, seconds: float | None, to_pickle: float | None) -> TargetCheck:
+    description = f"small model: {what} < 5 ms or < 2x pickle"
+    if seconds is None:
+        return TargetCheck(key, description, None, _SMALL_SECONDS, None)
+    passed = seconds < _SMALL_SECONDS or (to_pickle is not None and to_pickle < _SMALL_RATIO)
+    return TargetCheck(key, description, seconds, _SMALL_SECONDS, passed)
+
+
+def evaluate(result: Result, family: str, pickle: Result, joblib_c3: Result | None) -> None:
+    """Fill ``result.targets`` for a milo_pack result.
+
+    Parameters
+    ----------
+    result : Result
+        A successful milo_pack result, its ratios already computed.
+    family : str
+        The model's family (``forest``, ``booster``, ``other``).
+    pickle : Result
+        Pickle's result for the same model.
+    joblib_c3 : Result or None
+        joblib ``compress=3``'s result for the same model, if it was measured.
+    """
+    checks: list[TargetCheck] = []
+    limit = _SIZE_LIMITS.get(family)
+    if limit is not None and result.method == _DEFAULT_METHOD:
+        description = f"file size <= {limit:g}x pickle ({_FAMILY_WORDS[family]})"
+        checks.append(_check("size", description, result.ratios.get("size"), limit))
+    if result.file_from is None and joblib_c3 is not None and joblib_c3.status == "ok":
+        to_joblib = ratio(result.save_s, joblib_c3.save_s)
+        checks.append(_check("save", f"save <= 0.5x {JOBLIB_COMPRESSED}", to_joblib, 0.5))
+    if pickle.size_bytes is not None and pickle.size_bytes > SMALL_MODEL_BYTES:
+        checks.append(
+            _check("load", "load <= 1.0x pickle (pickle > 10 MB)", result.ratios.get("load"), 1.0)
+        )
+    elif pickle.size_bytes is not None:
+        if result.file_from is None:
+            checks.append(_small("small-save", "dump", result.save_s, result.ratios.get("save")))
+        warm = result.warm_load_s if result.warm_load_s is not None else result.load_s
+        warm_ratio = ratio(warm, pickle.warm_load_s if pickle.warm_load_s else pickle.load_s)
+        checks.append(_small("small-load", "load (warm)", warm, warm_ratio))
+    result.targets = checks

@@ -1,0 +1,651 @@
+"""Sections: flat arrays cut into chunks, filtered, zstd-compressed, digested.
+
+A *section* is one zip member holding one logical 1-D array of a single dtype (the concatenation
+of every array the writer packed into it).  It is cut into chunks of ``chunk_length`` elements
+(the last may be shorter); each chunk goes through the section's filters and, for codec
+``zstd``, becomes one zstd frame with content size and checksum.  After the chunk data comes a
+table with each chunk's stored size and SHA-256, then the 8-byte magic ``MILOIDX1``.  The manifest
+holds the SHA-256 of that table, so one digest in the manifest covers every chunk, and a reader can
+verify any single chunk it fetches (lazy and range reads) without reading the rest.
+
+Codec ``raw`` stores chunks unfiltered and uncompressed; since zip member data is 64-byte aligned,
+the whole data region can then be memory-mapped.
+
+The byte layout is specified in ``docs/FORMAT.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zstandard
+
+from . import _arrays
+from .errors import ArrayError, IntegrityError, LimitError, ManifestError, quote
+from .filters import INT_DTYPES, Delta, Filter, Narrow, RelativeIndex, Shuffle, filters_from_config
+from .limits import Limits
+
+__all__ = [
+    "SectionInfo",
+    "SectionPlan",
+    "SectionStore",
+    "write_section",
+    "check_dtype",
+    "CHUNK_BYTES",
+]
+
+CHUNK_BYTES = 1 << 20
+INDEX_MAGIC = b"MILOIDX1"
+_ENTRY = struct.Struct("<Q32s")
+# Below this many bytes a section is written without measuring filter candidates.
+_MEASURE_MIN_BYTES = 64 << 10
+_WORKERS = max(1, min(8, os.cpu_count() or 1))
+
+# The closed set of dtypes an array may have in a file (SECURITY.md rule 7): no object, void,
+# structured or pointer-carrying types.
+_DTYPE_KINDS = "biufcUSMm"
+
+
+def check_dtype(text: Any, where: str) -> np.dtype:
+    """Parse a dtype string from the manifest, allowing only the closed set of plain dtypes."""
+    if not isinstance(text, str) or not 2 <= len(text) <= 16:
+        raise ArrayError(f"bad dtype {quote(text)}", where)
+    order, kind, rest = text[0], text[1], text[2:]
+    if order not in "<>|" or kind not in _DTYPE_KINDS:
+        raise ArrayError(f"dtype {quote(text)} is not allowed", where)
+    if kind in "Mm":
+        # datetime units are the only non-digit suffix numpy accepts; keep them to [unit].
+        size, _, unit = rest.partition("[")
+        if size != "8" or not (unit == "" or (unit.endswith("]") and unit[:-1].isalpha())):
+            raise ArrayError(f"dtype {quote(text)} is not allowed", where)
+    elif not rest.isdigit() or not rest.isascii():
+        raise ArrayError(f"dtype {quote(text)} is not allowed", where)
+    try:
+        dtype = np.dtype(text)
+    except (TypeError, ValueError) as exc:
+        raise ArrayError(f"bad dtype {quote(text)}", where) from exc
+    if dtype.str != text or dtype.itemsize == 0:
+        raise ArrayError(f"dtype {quote(text)} is not in canonical form", where)
+    return dtype
+
+
+# --------------------------------------------------------------------------------------------
+# Manifest entry
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SectionInfo:
+    """What the manifest says about one section (the entry in ``sections``)."""
+
+    dtype: np.dtype
+    length: int
+    filters: list[Filter]
+    codec: str
+    level: int
+    chunk_length: int
+    nbytes: int
+    digest: str
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.length // self.chunk_length) if self.length else 0
+
+    def chunk_span(self, k: int) -> tuple[int, int]:
+        start = k * self.chunk_length
+        return start, min(self.length, start + self.chunk_length)
+
+    @property
+    def encoded_dtype(self) -> np.dtype:
+        dtype = self.dtype
+        for f in self.filters:
+            dtype = f.encoded_dtype(dtype)
+        return dtype
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dtype": self.dtype.str,
+            "length": self.length,
+            "filters": [f.get_config() for f in self.filters],
+            "codec": self.codec,
+            "level": self.level,
+            "chunk_length": self.chunk_length,
+            "nbytes": self.nbytes,
+            "digest": self.digest,
+        }
+
+    @classmethod
+    def from_json(cls, entry: Any, where: str, limits: Limits) -> SectionInfo:
+        keys = {"dtype", "length", "filters", "codec", "level", "chunk_length", "nbytes", "digest"}
+        if not isinstance(entry, dict) or set(entry) != keys:
+            raise ManifestError(f"a section entry needs exactly the keys {sorted(keys)}", where)
+        dtype = check_dtype(entry["dtype"], f"{where}.dtype")
+        length, chunk_length, nbytes = entry["length"], entry["chunk_length"], entry["nbytes"]
+        for name, value in (("length", length), ("chunk_length", chunk_length),
+                            ("nbytes", nbytes), ("level", entry["level"])):
+            if type(value) is not int or value < 0:
+                raise ManifestError(f"section {name} must be a non-negative int", where)
+        if length == 0 or chunk_length == 0:
+            raise ManifestError("empty sections are not written", where)
+        if length * dtype.itemsize > limits.max_section_bytes:
+            raise LimitError(
+                f"section of {length * dtype.itemsize} bytes exceeds max_section_bytes "
+                f"({limits.max_section_bytes})", where)
+        if chunk_length * dtype.itemsize > limits.max_chunk_bytes:
+            raise LimitError(
+                f"chunks of {chunk_length * dtype.itemsize} bytes exceed max_chunk_bytes "
+                f"({limits.max_chunk_bytes})", where)
+        codec = entry["codec"]
+        if codec not in ("zstd", "raw"):
+            raise ManifestError(f"unknown codec {quote(codec)}", where)
+        filters = filters_from_config(entry["filters"], dtype, where)
+        if codec == "raw" and filters:
+            raise ManifestError("raw sections take no filters", where)
+        digest = entry["digest"]
+        if (not isinstance(digest, str) or not digest.startswith("sha256:") or len(digest) != 71
+                or any(c not in "0123456789abcdef" for c in digest[7:])):
+            raise ManifestError(f"bad digest {quote(digest)}", where)
+        info = cls(dtype, length, filters, codec, entry["level"], chunk_length, nbytes, digest)
+        table = info.n_chunks * _ENTRY.size + len(INDEX_MAGIC)
+        if nbytes < table:
+            raise ManifestError("section nbytes is smaller than its chunk table", where)
+        return info
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SectionPlan:
+    """A section being collected while ``dump`` walks the object graph.
+
+    ``sources`` are 1-D arrays (often strided views into the model's own arrays, never copies)
+    whose concatenation is the section; they are read chunk by chunk only when the section is
+    written, so dumping holds no second copy of the model.
+    """
+
+    dtype: np.dtype
+    hint: str | None = None
+    sources: list[np.ndarray] = field(default_factory=list)
+    length: int = 0
+
+    def add(self, flat: np.ndarray) -> int:
+        start = self.length
+        self.sources.append(flat)
+        self.length += flat.shape[0]
+        return start
+
+    def gather(self, start: int, stop: int) -> np.ndarray:
+        """Copy elements ``[start, stop)`` of the concatenation into one contiguous array."""
+        out = np.empty(stop - start, dtype=self.dtype)
+        pos = 0  # position of the current source in the concatenation
+        filled = 0
+        for src in self.sources:
+            n = src.shape[0]
+            if pos + n > start and pos < stop:
+                lo = max(start, pos) - pos
+                hi = min(stop, pos + n) - pos
+                out[filled:filled + hi - lo] = src[lo:hi]
+                filled += hi - lo
+            pos += n
+            if pos >= stop:
+                break
+        return out
+
+    def iter_sources(self) -> Iterable[np.ndarray]:
+        return iter(self.sources)
+
+
+def _int_range(plan: SectionPlan) -> tuple[int, int]:
+    lo, hi = None, None
+    for src in plan.sources:
+        if src.shape[0]:
+            a, b = _arrays.minmax(src)
+            lo = a if lo is None else min(lo, a)
+            hi = b if hi is None else max(hi, b)
+    return (0, 0) if lo is None else (int(lo), int(hi))
+
+
+def _is_monotone(plan: SectionPlan) -> bool:
+    last = None
+    for src in plan.sources:
+        if src.shape[0] == 0:
+            continue
+        if _arrays.check_monotone(src) != -1:
+            return False
+        if last is not None and src[0] < last:
+            return False
+        last = src[-1]
+    return True
+
+
+def _narrowest(lo: int, hi: int, dtype: np.dtype) -> np.dtype | None:
+    for candidate in INT_DTYPES:
+        info = np.iinfo(candidate)
+        if candidate.itemsize < dtype.itemsize and info.min <= lo and hi <= info.max:
+            wide = np.iinfo(dtype)
+            if wide.min <= info.min and info.max <= wide.max:
+                return candidate
+    return None
+
+
+def _candidates(plan: SectionPlan) -> list[list[Filter]]:
+    """Filter chains worth trying for this section, best guess first."""
+    dtype = plan.dtype
+    if dtype.byteorder == ">" or dtype.kind not in "iuf":
+        return [[]]
+    if dtype.kind == "f":
+        return [[], [Shuffle(dtype.itemsize)]] if dtype.itemsize > 1 else [[]]
+    lo, hi = _int_range(plan)
+    chains: list[list[Filter]] = []
+    if plan.hint == "children" and dtype.kind == "i" and dtype.itemsize in (4, 8):
+        # Encoded values lie in [lo - length, hi + 1] (see RelativeIndex).
+        rel_lo, rel_hi = min(lo - plan.length, 0), max(hi + 1, 0)
+        if np.iinfo(dtype).min <= rel_lo:
+            narrow = _narrowest(rel_lo, rel_hi, dtype)
+            chains.append([RelativeIndex(-1)] + ([Narrow(narrow, dtype)] if narrow else []))
+    if plan.length > 1 and _is_monotone(plan):
+        d_lo, d_hi = min(lo, 0), max(hi - lo, hi)
+        narrow = _narrowest(d_lo, d_hi, dtype)
+        chains.append([Delta()] + ([Narrow(narrow, dtype)] if narrow else []))
+    narrow = _narrowest(lo, hi, dtype)
+    chains.append([Narrow(narrow, dtype)] if narrow else [])
+    return chains
+
+
+def _encode_chunk(chain: Sequence[Filter], arr: np.ndarray, start: int) -> np.ndarray:
+    for f in chain:
+        arr = f.encode(arr, start)
+    return np.ascontiguousarray(arr)
+
+
+def _choose_filters(plan: SectionPlan, level: int, chunk_length: int) -> list[Filter]:
+    chains = _candidates(plan)
+    if len(chains) == 1 or plan.length * plan.dtype.itemsize < _MEASURE_MIN_BYTES:
+        return chains[0]
+    # Measure on the first chunk: habit is a poor guide (shuffle makes tree thresholds larger).
+    sample = plan.gather(0, min(plan.length, chunk_length))
+    cctx = zstandard.ZstdCompressor(level=level)
+    best, best_size = chains[0], None
+    for chain in chains:
+        try:
+            size = len(cctx.compress(_encode_chunk(chain, sample, 0)))
+        except ArrayError:
+            continue
+        if best_size is None or size < best_size:
+            best, best_size = chain, size
+    return best
+
+
+def chunk_length_for(dtype: np.dtype) -> int:
+    return max(1, CHUNK_BYTES // dtype.itemsize)
+
+
+def write_section(
+    sink: Any, plan: SectionPlan, level: int, pool: ThreadPoolExecutor | None
+) -> SectionInfo:
+    """Encode ``plan`` chunk by chunk into ``sink`` (an object with ``write``).
+
+    Chunks are gathered, filtered, compressed and hashed in worker threads (zstd, hashlib and the
+    Cython kernels release the GIL) and written in order, with at most a few chunks in flight, so
+    memory stays bounded whatever the section's size.
+    """
+    dtype = plan.dtype
+    chunk_length = chunk_length_for(dtype)
+    raw = level == 0
+    chain = [] if raw else _choose_filters(plan, level, chunk_length)
+    cctx_local = threading.local()
+
+    def encode(k: int) -> tuple[bytes | memoryview, bytes]:
+        start = k * chunk_length
+        arr = plan.gather(start, min(plan.length, start + chunk_length))
+        data = _encode_chunk(chain, arr, start)
+        if raw:
+            payload: bytes | memoryview = memoryview(data.reshape(-1).view(np.uint8))
+        else:
+            cctx = getattr(cctx_local, "cctx", None)
+            if cctx is None:
+                cctx = cctx_local.cctx = zstandard.ZstdCompressor(
+                    level=level, write_checksum=True, write_content_size=True)
+            payload = cctx.compress(data.reshape(-1).view(np.uint8))
+        return payload, hashlib.sha256(payload).digest()
+
+    n_chunks = -(-plan.length // chunk_length)
+    table = bytearray()
+    written = 0
+
+    def emit(payload: bytes | memoryview, digest: bytes) -> None:
+        nonlocal written
+        sink.write(payload)
+        table.extend(_ENTRY.pack(len(payload), digest))
+        written += len(payload)
+
+    if pool is None or n_chunks == 1:
+        for k in range(n_chunks):
+            emit(*encode(k))
+    else:
+        window = 2 * _WORKERS
+        pending: list[Future] = []
+        for k in range(n_chunks):
+            pending.append(pool.submit(encode, k))
+            if len(pending) >= window:
+                emit(*pending.pop(0).result())
+        for fut in pending:
+            emit(*fut.result())
+    table.extend(INDEX_MAGIC)
+    sink.write(bytes(table))
+    return SectionInfo(
+        dtype=dtype,
+        length=plan.length,
+        filters=chain,
+        codec="raw" if raw else "zstd",
+        level=level,
+        chunk_length=chunk_length,
+        nbytes=written + len(table),
+        digest="sha256:" + hashlib.sha256(table).hexdigest(),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+class _ChunkCache:
+    """A byte-bounded LRU of decoded chunks (futures, so concurrent readers share one decode)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.items: OrderedDict[tuple[int, int], tuple[Future, int]] = OrderedDict()
+        self.bytes = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[int, int]) -> Future | None:
+        with self.lock:
+            item = self.items.get(key)
+            if item is None:
+                return None
+            self.items.move_to_end(key)
+            return item[0]
+
+    def put(self, key: tuple[int, int], fut: Future, nbytes: int) -> Future:
+        with self.lock:
+            item = self.items.get(key)
+            if item is not None:
+                return item[0]
+            self.items[key] = (fut, nbytes)
+            self.bytes += nbytes
+            while self.bytes > self.max_bytes and len(self.items) > 1:
+                _, (_, size) = self.items.popitem(last=False)
+                self.bytes -= size
+            return fut
+
+    def clear(self) -> None:
+        with self.lock:
+            self.items.clear()
+            self.bytes = 0
+
+
+class SectionStore:
+    """Reads sections of one open container: verified, decoded, on demand.
+
+    Parameters
+    ----------
+    read_at : callable
+        ``read_at(member_name, offset, length) -> bytes`` returning exactly ``length`` bytes of
+        a member (the container reader; it is called under this store's lock).
+    infos : list of SectionInfo
+        The manifest's section table.
+    member_size : callable
+        ``member_size(member_name) -> int``.
+    limits : Limits
+        Budgets (window size, chunk size).
+    cache_bytes : int
+        Budget for decoded chunks kept for partial reads.
+    """
+
+    def __init__(
+        self,
+        read_at: Callable[[str, int, int], bytes],
+        infos: list[SectionInfo],
+        member_size: Callable[[str], int],
+        limits: Limits,
+        cache_bytes: int = 64 << 20,
+        mmap_region: Callable[[str, int, int], memoryview | None] | None = None,
+    ) -> None:
+        self._read_at = read_at
+        self._member_size = member_size
+        self._mmap_region = mmap_region
+        self.infos = infos
+        self.limits = limits
+        self._lock = threading.Lock()
+        self._offsets: dict[int, list[int]] = {}
+        self._digests: dict[int, list[bytes]] = {}
+        self._cache = _ChunkCache(cache_bytes)
+        self._pool: ThreadPoolExecutor | None = None
+        self._dctx = threading.local()
+
+    # -- plumbing ----------------------------------------------------------------------------
+    @staticmethod
+    def member_name(index: int) -> str:
+        return f"sections/{index:06d}.bin"
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._cache.clear()
+
+    def _get_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="milo-decode")
+        return self._pool
+
+    def _read(self, name: str, offset: int, length: int) -> bytes:
+        with self._lock:
+            data = self._read_at(name, offset, length)
+        if len(data) != length:
+            raise IntegrityError(f"short read from {name}", name)
+        return data
+
+    def _index(self, index: int) -> tuple[list[int], list[bytes]]:
+        """Read and verify a section's chunk table (once)."""
+        offsets = self._offsets.get(index)
+        if offsets is not None:
+            return offsets, self._digests[index]
+        info = self.infos[index]
+        name = self.member_name(index)
+        size = self._member_size(name)
+        n = info.n_chunks
+        table_len = n * _ENTRY.size + len(INDEX_MAGIC)
+        if size != info.nbytes or size < table_len:
+            raise IntegrityError(
+                f"member is {size} bytes but the manifest says {info.nbytes}", name)
+        table = self._read(name, size - table_len, table_len)
+        if "sha256:" + hashlib.sha256(table).hexdigest() != info.digest:
+            raise IntegrityError("chunk table does not match the manifest digest", name)
+        if table[-len(INDEX_MAGIC):] != INDEX_MAGIC:
+            raise IntegrityError("chunk table magic missing", name)
+        offsets = [0]
+        digests = []
+        itemsize = info.encoded_dtype.itemsize
+        for k in range(n):
+            stored, digest = _ENTRY.unpack_from(table, k * _ENTRY.size)
+            start, stop = info.chunk_span(k)
+            if info.codec == "raw" and stored != (stop - start) * itemsize:
+                raise IntegrityError(f"raw chunk {k} has the wrong size", name)
+            offsets.append(offsets[-1] + stored)
+            digests.append(digest)
+        if offsets[-1] != size - table_len:
+            raise IntegrityError("chunk sizes do not add up to the section size", name)
+        with self._lock:
+            self._offsets[index] = offsets
+            self._digests[index] = digests
+        return offsets, digests
+
+    def _stored_chunk(self, index: int, k: int) -> bytes:
+        offsets, digests = self._index(index)
+        name = self.member_name(index)
+        data = self._read(name, offsets[k], offsets[k + 1] - offsets[k])
+        if hashlib.sha256(data).digest() != digests[k]:
+            raise IntegrityError(f"chunk {k} does not match its digest", name)
+        return data
+
+    def _decompress(self, index: int, k: int, data: bytes, out: memoryview) -> None:
+        """Decompress one verified frame into ``out`` (exactly its declared size)."""
+        name = self.member_name(index)
+        try:
+            params = zstandard.get_frame_parameters(data)
+        except zstandard.ZstdError as exc:
+            raise ArrayError(f"chunk {k} is not a zstd frame: {exc}", name) from None
+        expected = out.nbytes
+        if params.content_size != expected:
+            raise ArrayError(
+                f"chunk {k} declares {params.content_size} bytes, expected {expected}", name)
+        if params.dict_id != 0:
+            raise ArrayError(f"chunk {k} needs a zstd dictionary", name)
+        if not params.has_checksum:
+            raise ArrayError(f"chunk {k} has no zstd checksum", name)
+        if params.window_size > self.limits.max_window_bytes:
+            raise LimitError(
+                f"chunk {k} asks for a {params.window_size}-byte zstd window "
+                f"(max_window_bytes={self.limits.max_window_bytes})", name)
+        dctx = getattr(self._dctx, "dctx", None)
+        if dctx is None:
+            dctx = self._dctx.dctx = zstandard.ZstdDecompressor(
+                max_window_size=self.limits.max_window_bytes)
+        try:
+            reader = dctx.stream_reader(data, read_across_frames=False, read_size=len(data))
+            filled = 0
+            while filled < expected:
+                got = reader.readinto(out[filled:])
+                if got == 0:
+                    break
+                filled += got
+            # Never decompress past the declared size: one extra byte is enough to know.
+            if filled != expected or reader.read(1):
+                raise ArrayError(f"chunk {k} does not decompress to its declared size", name)
+            if reader.tell() != expected:
+                raise ArrayError(f"chunk {k} is malformed", name)
+        except zstandard.ZstdError as exc:
+            raise ArrayError(f"chunk {k} is corrupt: {exc}", name) from None
+
+    def _decode_chunk(self, index: int, k: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Decode chunk ``k`` into ``out`` (contiguous, section dtype) or a new array."""
+        info = self.infos[index]
+        start, stop = info.chunk_span(k)
+        count = stop - start
+        data = self._stored_chunk(index, k)
+        if not info.filters:
+            target = np.empty(count, info.dtype) if out is None else out
+            if info.codec == "raw":
+                target.view(np.uint8)[...] = np.frombuffer(data, np.uint8)
+            else:
+                self._decompress(index, k, data, memoryview(target.view(np.uint8)))
+            return target
+        encoded = np.empty(count, info.encoded_dtype)
+        self._decompress(index, k, data, memoryview(encoded.view(np.uint8)))
+        arr = encoded
+        try:
+            for f in reversed(info.filters):
+                arr = f.decode(arr, start)
+        except ArrayError as exc:
+            raise ArrayError(f"chunk {k}: {exc.message}", self.member_name(index)) from None
+        if out is not None:
+            out[...] = arr
+            return out
+        return arr
+
+    def _cached_chunk(self, index: int, k: int, prefetch: int = 0) -> np.ndarray:
+        fut = self._cache.get((index, k))
+        if fut is None:
+            fut = Future()
+            fut = self._cache.put((index, k), fut, self.infos[index].chunk_length
+                                  * self.infos[index].dtype.itemsize)
+            if not fut.done() and fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(self._decode_chunk(index, k))
+                except BaseException as exc:  # delivered to every waiter below
+                    fut.set_exception(exc)
+        if prefetch:
+            self._prefetch(index, k + 1, prefetch)
+        return fut.result()
+
+    def _prefetch(self, index: int, first: int, count: int) -> None:
+        info = self.infos[index]
+        pool = self._get_pool()
+        for k in range(first, min(first + count, info.n_chunks)):
+            if self._cache.get((index, k)) is not None:
+                continue
+            fut = pool.submit(self._decode_chunk, index, k)
+            self._cache.put((index, k), fut, info.chunk_length * info.dtype.itemsize)
+
+    # -- public ------------------------------------------------------------------------------
+    def read(self, index: int, start: int, count: int, out: np.ndarray | None = None,
+             where: str = "") -> np.ndarray:
+        """Decode elements ``[start, start + count)`` of section ``index``.
+
+        Whole chunks go straight into ``out`` (decoded in parallel when there are several);
+        partly covered chunks are decoded once into the cache and copied from it.
+        ``out`` may be a strided 1-D view (a field of a structured array).
+        """
+        info = self.infos[index]
+        if start < 0 or count < 0 or start + count > info.length:
+            raise ArrayError(
+                f"elements [{start}, {start + count}) are outside section {index} "
+                f"of length {info.length}", where)
+        if out is None:
+            out = np.empty(count, info.dtype)
+        if count == 0:
+            return out
+        cl = info.chunk_length
+        first, last = start // cl, (start + count - 1) // cl
+        direct: list[int] = []
+        for k in range(first, last + 1):
+            c_start, c_stop = info.chunk_span(k)
+            lo, hi = max(start, c_start), min(start + count, c_stop)
+            if lo == c_start and hi == c_stop and out.flags.c_contiguous:
+                direct.append(k)
+                continue
+            chunk = self._cached_chunk(index, k, prefetch=2 if k == last else 0)
+            out[lo - start:hi - start] = chunk[lo - c_start:hi - c_start]
+        if direct:
+            def decode_into(k: int) -> None:
+                c_start, c_stop = info.chunk_span(k)
+                self._decode_chunk(index, k, out[c_start - start:c_stop - start])
+
+            if len(direct) == 1:
+                decode_into(direct[0])
+            else:
+                for fut in [self._get_pool().submit(decode_into, k) for k in direct]:
+                    fut.result()
+        return out
+
+    def mmap(self, index: int, start: int, count: int) -> np.ndarray | None:
+        """A read-only array over the file's own bytes (raw sections of mappable files)."""
+        info = self.infos[index]
+        if info.codec != "raw" or self._mmap_region is None:
+            return None
+        offsets, _ = self._index(index)
+        itemsize = info.dtype.itemsize
+        region = self._mmap_region(self.member_name(index), start * itemsize, count * itemsize)
+        if region is None:
+            return None
+        arr = np.frombuffer(region, dtype=info.dtype, count=count)
+        return arr
+
+    def verify(self, index: int) -> None:
+        """Check every chunk of a section against its digest (no decompression)."""
+        for k in range(self.infos[index].n_chunks):
+            self._stored_chunk(index, k)

@@ -1,0 +1,579 @@
+"""Walking the object graph: encode on dump, validate then decode on load.
+
+Data flows one way.  ``dump`` walks the objects once through the registry: each handler turns
+its object into a node (a JSON object with a ``"$type"`` tag) and hands large arrays to
+:meth:`SaveContext.array`, which only *plans* sections.  ``load`` first validates the whole
+manifest (:func:`validate_graph`: every tag, every key, every array's metadata, trust) and only
+then builds objects through the same handlers (:class:`LoadContext`).
+
+Node grammar (see ``docs/FORMAT.md``):
+
+- JSON ``null``, booleans, strings, numbers and arrays stand for themselves (a JSON array is a
+  Python ``list``); a JSON object without ``$``-keys is a ``dict`` with ``str`` keys.
+- ``{"$type": TAG, ...}`` is a typed node; ``"$id": N`` on it marks an object referenced again
+  later as ``{"$ref": N}``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .codec import SectionInfo, SectionPlan, SectionStore, check_dtype
+from .errors import (
+    ArrayError,
+    LimitError,
+    ManifestError,
+    MiloError,
+    UnsupportedTypeError,
+    UntrustedTypeError,
+    quote,
+)
+from .limits import Limits
+from .registry import Handler, Registry
+
+__all__ = [
+    "SaveContext",
+    "CheckContext",
+    "LoadContext",
+    "validate_graph",
+    "join_path",
+    "float_token",
+    "big_int_node",
+]
+
+_SAFE_INT = 1 << 53
+# Arrays up to this many elements are written inline in the manifest, readable as numbers.
+INLINE_MAX = 32
+# Arrays below this many bytes share one packed section per dtype instead of one each.
+SMALL_ARRAY_BYTES = 256 << 10
+# Keys of typed nodes whose dict/list value holds children named by their own keys/indices.
+_TRANSPARENT = frozenset({"params", "attrs", "state", "items"})
+
+
+def join_path(path: str, key: Any) -> str:
+    """Append one step to a graph path: ``.name`` for identifiers, ``[key]`` otherwise."""
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    if isinstance(key, str) and key.isidentifier() and len(key) <= 80:
+        return f"{path}.{key}" if path else key
+    return f"{path}[{quote(key, 40)}]"
+
+
+def float_token(value: float) -> str | float:
+    """The manifest form of a float: itself when finite, else ``"nan"``/``"inf"``/``"-inf"``."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+_FLOAT_TOKENS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+# Python refuses str(int) beyond 4300 digits; larger ints go in hex, which has no limit.
+MAX_DECIMAL_DIGITS = 4000
+
+
+def big_int_node(value: int) -> dict[str, Any]:
+    """Node for an int outside the range JSON readers keep exact (beyond 2**53)."""
+    text = str(value) if abs(value) < 10**MAX_DECIMAL_DIGITS else hex(value)
+    return {"$type": "int", "value": text}
+
+
+# --------------------------------------------------------------------------------------------
+# Save
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Memo:
+    node: Any
+    obj: Any  # kept alive so id() and data pointers stay unique during the walk
+    ident: int | None = None
+
+
+class SaveContext:
+    """State of one ``dump``: memo of shared objects and the section plans."""
+
+    def __init__(self, registry: Registry, level: int) -> None:
+        self.registry = registry
+        self.level = level
+        self.plans: list[SectionPlan] = []
+        self._groups: dict[tuple, int] = {}
+        self._memo: dict[Any, _Memo] = {}
+        self._shared_native: dict[int, int] = {}
+        self._next_id = 0
+        self.versions: dict[str, str] = {}
+
+    # -- the walk ----------------------------------------------------------------------------
+    def encode(self, obj: Any, path: str) -> Any:
+        """Encode any supported object into a JSON value (a node)."""
+        t = type(obj)
+        if obj is None or t is bool or t is str:
+            return obj
+        if t is int:
+            return obj if -_SAFE_INT <= obj <= _SAFE_INT else big_int_node(obj)
+        if t is float:
+            token = float_token(obj)
+            return obj if type(token) is float else {"$type": "float", "value": token}
+        handler = self.registry.for_object(obj)
+        if handler is None:
+            raise UnsupportedTypeError(
+                f"cannot save an object of type {_type_name(t)}: milo_pack has no handler for "
+                "it (see the README on trusted and registered types)", path or "<root>")
+        key = None
+        if handler.memo:
+            key = _memo_key(obj)
+            entry = self._memo.get(key)
+            if entry is not None:
+                return self._reference(entry)
+        if t is list:
+            node: Any = []
+            if key is not None:
+                self._memo[key] = _Memo(node, obj)
+            node.extend(self.encode(v, f"{path}[{i}]") for i, v in enumerate(obj))
+            return node
+        if t is dict and all(type(k) is str and not k.startswith("$") for k in obj):
+            node = {}
+            if key is not None:
+                self._memo[key] = _Memo(node, obj)
+            for k, v in obj.items():
+                node[k] = self.encode(v, join_path(path, k))
+            return node
+        node = {"$type": handler.tag}
+        if key is not None:
+            self._memo[key] = _Memo(node, obj)
+        try:
+            fields = handler.save(obj, self, path)
+        except MiloError:
+            raise
+        except RecursionError:
+            raise UnsupportedTypeError(
+                "object graph is too deep or has a cycle through an immutable object",
+                path or "<root>") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise UnsupportedTypeError(
+                f"cannot save {_type_name(t)}: {exc}", path or "<root>") from exc
+        node.update(fields)
+        return node
+
+    def _reference(self, entry: _Memo) -> dict[str, int]:
+        if entry.ident is None:
+            entry.ident = self._next_id
+            self._next_id += 1
+            if isinstance(entry.node, dict) and "$type" in entry.node:
+                entry.node["$id"] = entry.ident
+            else:
+                self._shared_native[id(entry.node)] = entry.ident
+        return {"$ref": entry.ident}
+
+    def finalize(self, root: Any) -> Any:
+        """Give shared plain lists/dicts their tagged form (they need an ``$id``)."""
+        if not self._shared_native:
+            return root
+        shared = self._shared_native
+
+        def visit(node: Any) -> Any:
+            if isinstance(node, list):
+                items = [visit(v) for v in node]
+                if id(node) in shared:
+                    return {"$type": "list", "$id": shared[id(node)], "items": items}
+                return items
+            if isinstance(node, dict):
+                if "$type" in node or "$ref" in node:
+                    return {k: visit(v) for k, v in node.items()}
+                items = {k: visit(v) for k, v in node.items()}
+                if id(node) in shared:
+                    return {"$type": "dict", "$id": shared[id(node)],
+                            "items": [[k, v] for k, v in items.items()]}
+                return items
+            return node
+
+        return visit(root)
+
+    # -- arrays ------------------------------------------------------------------------------
+    def array(self, arr: np.ndarray, path: str, *, group: str | None = None,
+              hint: str | None = None) -> dict[str, Any]:
+        """Node for a plain-dtype array: inline when tiny, else a slice of a planned section.
+
+        Parameters
+        ----------
+        arr : numpy.ndarray
+            Any plain dtype (bool, ints, floats, complex, fixed-width strings, datetimes).
+        group : str, optional
+            Pack this array with every other array of the same group and dtype into one shared
+            section (tree columns of a forest).  Default: small arrays share a per-dtype section,
+            large ones get their own.
+        hint : str, optional
+            What the values are, to pick filters: ``"children"`` for tree child indices.
+        """
+        return {"$type": "numpy.ndarray", **self.array_fields(arr, path, group=group, hint=hint)}
+
+    def array_fields(self, arr: np.ndarray, path: str, *, group: str | None = None,
+                     hint: str | None = None) -> dict[str, Any]:
+        dtype = arr.dtype
+        if dtype.kind not in "biufcUSMm" or dtype.fields is not None or dtype.subdtype:
+            raise UnsupportedTypeError(f"array dtype {dtype} is not a plain dtype", path)
+        if dtype.byteorder == "=":
+            dtype = dtype.newbyteorder("<" if np.little_endian else ">")
+            arr = arr.view(dtype)
+        shape = [int(n) for n in arr.shape]
+        fields: dict[str, Any] = {"dtype": dtype.str, "shape": shape}
+        # Fortran order is kept: BLAS results depend on it, and predictions must be bit-exact.
+        fortran = arr.ndim > 1 and not arr.flags.c_contiguous and arr.flags.f_contiguous
+        if group is None and arr.size <= INLINE_MAX:
+            fields["data"] = _inline_data(arr)
+            if fortran:
+                fields["order"] = "F"
+            return fields
+        if fortran:
+            flat = arr.T.reshape(-1)
+            fields["order"] = "F"
+        elif arr.ndim == 1:
+            flat = arr  # a strided 1-D view is gathered chunk by chunk, never copied whole
+        else:
+            flat = np.ascontiguousarray(arr).reshape(-1)
+        if group is None:
+            group = "small" if arr.nbytes < SMALL_ARRAY_BYTES else f"array:{len(self.plans)}"
+        key = (group, dtype.str, hint)
+        index = self._groups.get(key)
+        if index is None:
+            index = self._groups[key] = len(self.plans)
+            self.plans.append(SectionPlan(dtype=dtype, hint=hint))
+        fields["section"] = index
+        fields["start"] = self.plans[index].add(flat)
+        return fields
+
+
+def _memo_key(obj: Any) -> Any:
+    if type(obj) is np.ndarray and obj.dtype.kind != "O":
+        # Distinct array objects over the same memory (a KD-tree's data and the estimator's
+        # `_fit_X`) are one array: store it once.
+        iface = obj.__array_interface__
+        return ("ndarray", iface["data"][0], obj.shape, obj.strides, obj.dtype.str)
+    return id(obj)
+
+
+def _type_name(t: type) -> str:
+    return quote(f"{t.__module__}.{t.__qualname__}")
+
+
+def _inline_data(arr: np.ndarray) -> list[Any]:
+    flat = arr.reshape(-1)
+    kind = arr.dtype.kind
+    if kind == "f":
+        return [float_token(float(v)) for v in flat.tolist()]
+    if kind == "c":
+        return [[float_token(v.real), float_token(v.imag)] for v in flat.tolist()]
+    if kind == "S":
+        return [v.decode("latin-1") for v in flat.tolist()]
+    if kind in "Mm":
+        return [int(v) for v in flat.view(np.int64).tolist()]
+    return flat.tolist()
+
+
+# --------------------------------------------------------------------------------------------
+# Validate
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CheckContext:
+    """What the validation pass knows: budgets, sections, trust, and what it found."""
+
+    registry: Registry
+    limits: Limits
+    sections: list[SectionInfo]
+    trusted: frozenset[str]
+    writer: dict[str, Any] = field(default_factory=dict)
+    ids: dict[int, dict] = field(default_factory=dict)
+    refs: list[tuple[int, str]] = field(default_factory=list)
+    untrusted: list[tuple[str, str]] = field(default_factory=list)
+    referenced_sections: set[int] = field(default_factory=set)
+    objects: int = 0
+    total_bytes: int = 0
+
+    def check_array(self, node: dict, path: str) -> None:
+        """Check a plain array node's metadata against the schema, sections and budgets."""
+        check_array_node(node, path, self)
+
+
+def check_array_node(node: dict, path: str, ctx: CheckContext) -> None:
+    limits = ctx.limits
+    if not isinstance(node, dict):
+        raise ManifestError("expected an array node", path)
+    dtype = check_dtype(node.get("dtype"), join_path(path, "dtype"))
+    shape = node.get("shape")
+    if not isinstance(shape, list) or len(shape) > limits.max_ndim:
+        raise ArrayError(f"shape must be a list of at most {limits.max_ndim} ints", path)
+    count = 1
+    for n in shape:
+        if type(n) is not int or n < 0:
+            raise ArrayError("shape entries must be non-negative ints", path)
+        if n > limits.max_dim:
+            raise LimitError(f"dimension {n} exceeds max_dim ({limits.max_dim})", path)
+        count *= n
+    nbytes = count * dtype.itemsize
+    if nbytes > limits.max_array_bytes:
+        raise LimitError(
+            f"array of {nbytes} bytes exceeds max_array_bytes ({limits.max_array_bytes})", path)
+    if node.get("order", "C") not in ("C", "F"):
+        raise ManifestError("order must be 'C' or 'F'", path)
+    if "data" in node:
+        if set(node) - {"$type", "$id", "dtype", "shape", "data", "order"}:
+            raise ManifestError("an inline array has only dtype, shape, data and order", path)
+        _check_inline(node["data"], dtype, count, path)
+        return
+    if set(node) - {"$type", "$id", "dtype", "shape", "section", "start", "order"}:
+        raise ManifestError(
+            f"unexpected keys {quote(sorted(set(node) - {'$type', '$id'}))} in an array", path)
+    index, start = node.get("section"), node.get("start")
+    if type(index) is not int or not 0 <= index < len(ctx.sections):
+        raise ManifestError(f"array refers to a missing section {quote(index)}", path)
+    info = ctx.sections[index]
+    if type(start) is not int or start < 0 or start + count > info.length:
+        raise ArrayError(
+            f"array [{quote(start)}, +{count}) lies outside section {index} "
+            f"(length {info.length})", path)
+    if info.dtype != dtype or info.dtype.str != dtype.str:
+        raise ArrayError(f"array dtype {dtype.str} differs from its section's "
+                         f"{info.dtype.str}", path)
+    ctx.referenced_sections.add(index)
+
+
+def _check_inline(data: Any, dtype: np.dtype, count: int, path: str) -> None:
+    if not isinstance(data, list) or len(data) != count:
+        raise ArrayError(f"inline data must be a list of {count} values", path)
+    kind = dtype.kind
+    if kind == "b":
+        ok = all(type(v) is bool for v in data)
+    elif kind in "iuMm":
+        if kind in "Mm":
+            info = np.iinfo(np.int64)
+        else:
+            info = np.iinfo(dtype)
+        ok = all(type(v) is int and info.min <= v <= info.max for v in data)
+    elif kind == "f":
+        ok = all(type(v) in (int, float) or v in _FLOAT_TOKENS for v in data)
+    elif kind == "c":
+        ok = all(isinstance(v, list) and len(v) == 2
+                 and all(type(x) in (int, float) or x in _FLOAT_TOKENS for x in v) for v in data)
+    elif kind == "U":
+        ok = all(type(v) is str and len(v) <= dtype.itemsize // 4 for v in data)
+    elif kind == "S":
+        ok = all(type(v) is str and len(v) <= dtype.itemsize and all(ord(c) < 256 for c in v)
+                 for v in data)
+    else:  # pragma: no cover - check_dtype keeps the kinds closed
+        ok = False
+    if not ok:
+        raise ArrayError(f"inline data does not match dtype {dtype.str}", path)
+
+
+def validate_graph(root: Any, ctx: CheckContext) -> None:
+    """Validate every node of the graph before anything is built.
+
+    Iterative (a crafted file cannot exhaust the stack), visits every JSON value once: tags
+    must resolve through the registry (or be trusted by name), keys must be the handler's,
+    ``$id``/``$ref`` must pair up, and each handler's ``check`` runs.  Raises the first problem;
+    untrusted tags are collected and reported together with their paths.
+    """
+    registry, limits = ctx.registry, ctx.limits
+    stack: list[tuple[Any, str]] = [(root, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, list):
+            for i in range(len(value) - 1, -1, -1):
+                item = value[i]
+                if isinstance(item, (list, dict)):
+                    stack.append((item, f"{path}[{i}]"))
+            continue
+        if not isinstance(value, dict):
+            continue
+        if "$ref" in value:
+            ref = value["$ref"]
+            if len(value) != 1 or type(ref) is not int:
+                raise ManifestError("a reference is exactly {\"$ref\": int}", path or "<root>")
+            ctx.refs.append((ref, path))
+            continue
+        tag = value.get("$type")
+        if tag is None:
+            bad = [k for k in value if k.startswith("$")]
+            if bad:
+                raise ManifestError(f"unexpected key {quote(bad[0])}", path or "<root>")
+            for k in reversed(list(value)):
+                item = value[k]
+                if isinstance(item, (list, dict)):
+                    stack.append((item, join_path(path, k)))
+            continue
+        where = path or "<root>"
+        if not isinstance(tag, str):
+            raise ManifestError("$type must be a string", where)
+        ctx.objects += 1
+        if ctx.objects > limits.max_objects:
+            raise LimitError(f"more than max_objects ({limits.max_objects}) objects", where)
+        try:
+            handler = registry.for_tag(tag, ctx.trusted)
+        except UntrustedTypeError:
+            raise
+        if handler is None:
+            ctx.untrusted.append((tag, where))
+            continue
+        if not handler.trusted and tag not in ctx.trusted:
+            ctx.untrusted.append((tag, where))
+            continue
+        _check_keys(value, handler, where)
+        if "$id" in value:
+            ident = value["$id"]
+            if type(ident) is not int or ident < 0:
+                raise ManifestError("$id must be a non-negative int", where)
+            if ident in ctx.ids:
+                raise ManifestError(f"$id {ident} is used twice", where)
+            ctx.ids[ident] = value
+        if handler.check is not None:
+            handler.check(value, ctx, path)
+        children: list[tuple[Any, str]] = []
+        for k, item in value.items():
+            if not isinstance(item, (list, dict)) or (k == "data" and tag == "numpy.ndarray"):
+                continue
+            if k in _TRANSPARENT:
+                if isinstance(item, dict):
+                    children.extend((v, join_path(path, kk)) for kk, v in item.items()
+                                    if isinstance(v, (list, dict)))
+                else:
+                    children.extend((v, f"{path}[{i}]") for i, v in enumerate(item)
+                                    if isinstance(v, (list, dict)))
+            else:
+                children.append((item, join_path(path, k)))
+        stack.extend(reversed(children))
+    for ref, path in ctx.refs:
+        if ref not in ctx.ids:
+            raise ManifestError(f"reference to unknown $id {ref}", path or "<root>")
+
+
+def _check_keys(node: dict, handler: Handler, where: str) -> None:
+    keys = node.keys() - {"$type", "$id"}
+    extra = keys - handler.keys
+    if extra:
+        raise ManifestError(
+            f"unexpected keys {quote(sorted(extra))} for {quote(handler.tag)}", where)
+    missing = handler.required - keys
+    if missing:
+        raise ManifestError(f"missing keys {sorted(missing)} for {quote(handler.tag)}", where)
+
+
+# --------------------------------------------------------------------------------------------
+# Load
+# --------------------------------------------------------------------------------------------
+
+
+_IN_PROGRESS = object()
+
+
+class LoadContext:
+    """State of one load: built objects by ``$id``, the section store, trust and versions."""
+
+    def __init__(self, registry: Registry, store: SectionStore | None, check: CheckContext,
+                 *, mmap: bool = False) -> None:
+        self.registry = registry
+        self.store = store
+        self.trusted = check.trusted
+        self.limits = check.limits
+        self.writer = check.writer
+        self._ids_nodes = check.ids
+        self._built: dict[int, Any] = {}
+        self.mmap = mmap
+
+    def decode(self, value: Any, path: str) -> Any:
+        """Build the Python object for a (validated) node."""
+        if isinstance(value, list):
+            return [self.decode(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if not isinstance(value, dict):
+            return value
+        if "$ref" in value:
+            return self._resolve(value["$ref"], path)
+        tag = value.get("$type")
+        if tag is None:
+            return {k: self.decode(v, join_path(path, k)) for k, v in value.items()}
+        ident = value.get("$id")
+        if ident is not None:
+            built = self._built.get(ident)
+            if built is _IN_PROGRESS:
+                raise ManifestError("cyclic reference through an immutable object",
+                                    path or "<root>")
+            if built is not None:
+                return built
+            self._built[ident] = _IN_PROGRESS
+        handler = self.registry.for_tag(tag, self.trusted)
+        assert handler is not None  # validate_graph resolved every tag
+        obj = handler.load(value, self, path)
+        if ident is not None:
+            self._built[ident] = obj
+        return obj
+
+    def register(self, node: dict, obj: Any) -> None:
+        """Record ``obj`` for its node's ``$id`` before its children are built (cycles)."""
+        ident = node.get("$id")
+        if ident is not None:
+            self._built[ident] = obj
+
+    def _resolve(self, ident: int, path: str) -> Any:
+        built = self._built.get(ident)
+        if built is _IN_PROGRESS:
+            raise ManifestError("cyclic reference through an immutable object", path or "<root>")
+        if built is None:
+            # Handlers may decode fields out of document order; build the target now.
+            built = self.decode(self._ids_nodes[ident], path)
+        return built
+
+    def array(self, node: dict, path: str, out: np.ndarray | None = None) -> np.ndarray:
+        """Build a plain array from a validated node, optionally decoding into ``out``."""
+        dtype = np.dtype(node["dtype"])
+        shape = tuple(node["shape"])
+        if "data" in node:
+            arr = _inline_array(node["data"], dtype, shape)
+            if node.get("order") == "F":
+                arr = np.asfortranarray(arr)
+            if out is not None:
+                out[...] = arr
+                return out
+            return arr
+        count = math.prod(shape)
+        order = node.get("order", "C")
+        stored_shape = shape[::-1] if order == "F" else shape
+        assert self.store is not None
+        if out is None and self.mmap:
+            mapped = self.store.mmap(node["section"], node["start"], count)
+            if mapped is not None:
+                arr = mapped.reshape(stored_shape)
+                return arr.T if order == "F" else arr
+        if out is not None:
+            if out.shape != shape or out.dtype != dtype:
+                raise ArrayError("array does not match its destination", path)
+            flat_out = out.T.reshape(-1) if order == "F" else out.reshape(-1)
+            if not np.shares_memory(flat_out, out) and out.size:
+                raise ArrayError("destination is not contiguous", path)
+            self.store.read(node["section"], node["start"], count, out=flat_out, where=path)
+            return out
+        flat = self.store.read(node["section"], node["start"], count, where=path)
+        arr = flat.reshape(stored_shape)
+        return arr.T if order == "F" else arr
+
+
+def _inline_array(data: list[Any], dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    kind = dtype.kind
+    if kind == "f":
+        values: list[Any] = [_FLOAT_TOKENS.get(v, v) if isinstance(v, str) else v for v in data]
+    elif kind == "c":
+        values = [complex(_FLOAT_TOKENS.get(re, re) if isinstance(re, str) else re,
+                          _FLOAT_TOKENS.get(im, im) if isinstance(im, str) else im)
+                  for re, im in data]
+    elif kind == "S":
+        values = [v.encode("latin-1") for v in data]
+    elif kind in "Mm":
+        return np.array(data, dtype=np.int64).view(dtype).reshape(shape)
+    else:
+        values = data
+    return np.array(values, dtype=dtype).reshape(shape)

@@ -1,0 +1,91 @@
+"""The milo_pack error hierarchy.
+
+Every failure the library reports while saving, opening, inspecting or loading a file is a
+:class:`MiloError`, itself a :class:`ValueError`, so callers can catch one class.  Subclasses say
+which rule was broken; messages say where (the path in the object graph, or the zip member).
+
+Attacker-controlled strings (type tags, member names, attribute names) are passed through
+:func:`quote` before they reach a message, so a crafted file cannot flood a log or inject control
+characters into it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MiloError",
+    "ContainerError",
+    "ManifestError",
+    "LimitError",
+    "ArrayError",
+    "UntrustedTypeError",
+    "InvariantError",
+    "IntegrityError",
+    "UnsupportedTypeError",
+    "quote",
+]
+
+_MAX_QUOTED = 80
+
+
+def quote(value: object, limit: int = _MAX_QUOTED) -> str:
+    """Return ``repr``-escaped, length-bounded text for ``value`` safe to put in a message."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    # repr() escapes control and non-printable characters; the outer quotes are dropped.
+    return repr(text)
+
+
+class MiloError(ValueError):
+    """Base class of every error milo_pack raises on bad input, while saving or loading.
+
+    Parameters
+    ----------
+    message : str
+        What was wrong.
+    path : str, optional
+        Where: a path in the object graph (``steps[1][1].estimators_[3].tree_``) or a zip member.
+    """
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        self.message = message
+        self.path = path
+        if path:
+            message = f"{message} (at {path})"
+        super().__init__(message)
+
+
+class ContainerError(MiloError):
+    """The zip container is not one milo_pack writes (layout, names, headers, sizes)."""
+
+
+class ManifestError(MiloError):
+    """The manifest is not valid JSON or does not follow the schema."""
+
+
+class LimitError(MiloError):
+    """A declared or actual size exceeds a resource budget (see :class:`milo_pack.Limits`)."""
+
+
+class ArrayError(MiloError):
+    """Array metadata or data is invalid (dtype, shape, byte counts, zstd frames, filters)."""
+
+
+class UntrustedTypeError(MiloError):
+    """The file needs a type that is neither allow-listed nor passed in ``trusted=``."""
+
+    def __init__(self, message: str, path: str | None = None, tags: tuple[str, ...] = ()) -> None:
+        super().__init__(message, path)
+        self.tags = tags
+
+
+class InvariantError(MiloError):
+    """A model structure is inconsistent (tree children, feature indices, sparse indices...)."""
+
+
+class IntegrityError(MiloError):
+    """Section bytes do not match their digest: the file is corrupt or was edited."""
+
+
+class UnsupportedTypeError(MiloError, TypeError):
+    """``dump`` met an object it cannot represent without executable payloads."""

@@ -1,0 +1,28 @@
+"""Handlers: one module per type family, save and load code side by side.
+
+=================  ==========================================================================
+module             types
+=================  ==========================================================================
+``builtins``       tuple, set, frozenset, dict with non-str keys, shared list/dict, bytes,
+                   complex, slice, big int, non-finite float, allow-listed type objects
+``numpy_``         ndarray (plain, object, structured), masked arrays, scalars, dtypes,
+                   RandomState and Generator
+``scipy_sparse``   every scipy.sparse matrix and array format
+``callables``      the registry of pure functions (numpy ufuncs, scikit-learn metrics...)
+``sklearn``        every scikit-learn estimator (generically) and allow-listed internal objects
+``trees``          ``sklearn.tree._tree.Tree``, KD/Ball trees and distance metrics
+``losses``         scikit-learn's Cython loss objects
+=================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from ..registry import Registry
+
+
+def register_all(registry: Registry) -> None:
+    """Fill ``registry`` with every built-in handler."""
+    from . import builtins, callables, losses, numpy_, scipy_sparse, sklearn, trees
+
+    for module in (builtins, numpy_, scipy_sparse, callables, trees, losses, sklearn):
+        module.register(registry)

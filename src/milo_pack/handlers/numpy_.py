@@ -1,0 +1,369 @@
+"""numpy: arrays of every kind, scalars, dtypes, masked arrays and random generators.
+
+No array ever goes through pickle.  Plain dtypes are stored as bytes (inline when tiny); object
+arrays hold encodable items, or a string table when they are long lists of strings; structured
+arrays are split into one plain array per field (so tree-node records compress column by column).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .. import _arrays
+from ..codec import check_dtype
+from ..engine import CheckContext, LoadContext, SaveContext, check_array_node, join_path
+from ..errors import ArrayError, InvariantError, ManifestError, UnsupportedTypeError
+from ..registry import Handler, Registry
+from ..engine import float_token
+
+# Object arrays of more strings than this become a string table in sections.
+STRING_TABLE_MIN = 64
+_ARRAY_KEYS = frozenset({"dtype", "shape", "data", "section", "start", "order"})
+
+
+# -- plain arrays -----------------------------------------------------------------------------
+
+
+def _save_plain(obj: np.ndarray, ctx: SaveContext, path: str) -> dict:
+    return ctx.array_fields(obj, path)
+
+
+def _check_plain(node: dict, ctx: CheckContext, path: str) -> None:
+    check_array_node(node, path, ctx)
+
+
+def _load_plain(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
+    return ctx.array(node, path)
+
+
+# -- object arrays ----------------------------------------------------------------------------
+
+
+def _shape(node: dict, ctx: CheckContext, path: str) -> tuple[int, ...]:
+    shape = node.get("shape")
+    if (not isinstance(shape, list) or len(shape) > ctx.limits.max_ndim
+            or any(type(n) is not int or n < 0 or n > ctx.limits.max_dim for n in shape)):
+        raise ArrayError("shape must be a short list of non-negative ints", path)
+    return tuple(shape)
+
+
+def _save_object(obj: np.ndarray, ctx: SaveContext, path: str) -> dict:
+    fields: dict[str, Any] = {"shape": list(obj.shape)}
+    flat = obj.reshape(-1, order="C") if obj.flags.c_contiguous else obj.ravel()
+    if obj.size >= STRING_TABLE_MIN and all(type(v) is str for v in flat):
+        offsets, blob = _arrays.string_table_encode(flat)
+        fields["strings"] = {
+            "offsets": ctx.array(offsets, join_path(path, "offsets"), group="strings.offsets"),
+            "utf8": ctx.array(np.frombuffer(blob, np.uint8), join_path(path, "utf8"),
+                              group="strings.utf8"),
+        }
+    else:
+        fields["items"] = [ctx.encode(v, f"{path}[{i}]") for i, v in enumerate(flat)]
+    return fields
+
+
+def _check_object(node: dict, ctx: CheckContext, path: str) -> None:
+    shape = _shape(node, ctx, path)
+    count = math.prod(shape)
+    if ("items" in node) == ("strings" in node):
+        raise ManifestError("an object array has exactly one of 'items' or 'strings'", path)
+    if "items" in node:
+        if not isinstance(node["items"], list) or len(node["items"]) != count:
+            raise ArrayError(f"object array needs {count} items", path)
+        return
+    table = node["strings"]
+    if not isinstance(table, dict) or set(table) != {"offsets", "utf8"}:
+        raise ManifestError("a string table has exactly 'offsets' and 'utf8'", path)
+    offsets, utf8 = table["offsets"], table["utf8"]
+    check_array_node(offsets, join_path(path, "offsets"), ctx)
+    check_array_node(utf8, join_path(path, "utf8"), ctx)
+    if offsets.get("dtype") != "<i8" or offsets.get("shape") != [count + 1]:
+        raise ArrayError(f"string offsets must be int64 of length {count + 1}", path)
+    if utf8.get("dtype") != "|u1" or len(utf8.get("shape")) != 1:
+        raise ArrayError("string data must be 1-D uint8", path)
+
+
+def _load_object(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
+    shape = tuple(node["shape"])
+    result = np.empty(shape, dtype=object)
+    ctx.register(node, result)
+    flat = result.reshape(-1)
+    if "items" in node:
+        for i, item in enumerate(node["items"]):
+            flat[i] = ctx.decode(item, f"{path}[{i}]")
+        return result
+    table = node["strings"]
+    offsets = ctx.array(table["offsets"], join_path(path, "offsets"))
+    utf8 = ctx.array(table["utf8"], join_path(path, "utf8"))
+    try:
+        strings = _arrays.string_table_decode(offsets, utf8.tobytes())
+    except ArrayError as exc:
+        raise ArrayError(exc.message, path) from None
+    flat[:] = strings
+    return result
+
+
+# -- structured arrays ------------------------------------------------------------------------
+
+
+def _save_record(obj: np.ndarray, ctx: SaveContext, path: str) -> dict:
+    dtype = obj.dtype
+    names = list(dtype.names)
+    formats, offsets = [], []
+    for name in names:
+        fdtype, offset = dtype.fields[name][:2]
+        if fdtype.fields is not None or fdtype.subdtype is not None or fdtype.kind == "O":
+            raise UnsupportedTypeError(f"structured field {name!r} has dtype {fdtype}", path)
+        if fdtype.byteorder == "=":
+            fdtype = fdtype.newbyteorder("<" if np.little_endian else ">")
+        formats.append(fdtype.str)
+        offsets.append(int(offset))
+    fields = {
+        name: ctx.array(obj[name], join_path(path, name), group=f"fields.{name}",
+                        hint="children" if name in ("left", "right") else None)
+        for name in names
+    }
+    return {
+        "shape": list(obj.shape),
+        "dtype": {"names": names, "formats": formats, "offsets": offsets,
+                  "itemsize": dtype.itemsize},
+        "fields": fields,
+    }
+
+
+def record_dtype(spec: Any, path: str) -> np.dtype:
+    """Rebuild a structured dtype from its manifest form, checking every part."""
+    if not isinstance(spec, dict) or set(spec) != {"names", "formats", "offsets", "itemsize"}:
+        raise ManifestError("a record dtype has names, formats, offsets and itemsize", path)
+    names, formats, offsets, itemsize = (spec[k] for k in ("names", "formats", "offsets",
+                                                           "itemsize"))
+    if (not isinstance(names, list) or not isinstance(formats, list)
+            or not isinstance(offsets, list) or not names
+            or not len(names) == len(formats) == len(offsets)
+            or type(itemsize) is not int or not 0 < itemsize <= 1 << 16):
+        raise ManifestError("malformed record dtype", path)
+    if len(set(names)) != len(names) or not all(
+            isinstance(n, str) and n.isidentifier() and not n.startswith("__") for n in names):
+        raise ManifestError("record field names must be distinct identifiers", path)
+    dtypes = [check_dtype(f, path) for f in formats]
+    spans = []
+    for off, dt in zip(offsets, dtypes):
+        if type(off) is not int or off < 0 or off + dt.itemsize > itemsize:
+            raise ManifestError("record field offset out of range", path)
+        spans.append((off, off + dt.itemsize))
+    spans.sort()
+    if any(a[1] > b[0] for a, b in zip(spans, spans[1:])):
+        raise ManifestError("record fields overlap", path)
+    return np.dtype({"names": names, "formats": dtypes, "offsets": offsets,
+                     "itemsize": itemsize})
+
+
+def _check_record(node: dict, ctx: CheckContext, path: str) -> None:
+    shape = _shape(node, ctx, path)
+    dtype = record_dtype(node["dtype"], path)
+    fields = node["fields"]
+    if not isinstance(fields, dict) or list(fields) != list(dtype.names):
+        raise ManifestError("record 'fields' must list the dtype's fields in order", path)
+    for name, fnode in fields.items():
+        where = join_path(path, name)
+        check_array_node(fnode, where, ctx)
+        if fnode["dtype"] != dtype.fields[name][0].str or tuple(fnode["shape"]) != shape:
+            raise ArrayError("record field does not match the record dtype", where)
+
+
+def _load_record(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
+    dtype = record_dtype(node["dtype"], path)
+    result = np.zeros(tuple(node["shape"]), dtype=dtype)
+    for name, fnode in node["fields"].items():
+        ctx.array(fnode, join_path(path, name), out=result[name])
+    return result
+
+
+# -- masked arrays ----------------------------------------------------------------------------
+
+
+def _save_masked(obj: np.ma.MaskedArray, ctx: SaveContext, path: str) -> dict:
+    return {
+        "data": ctx.encode(np.asarray(obj.data), join_path(path, "data")),
+        "mask": ctx.encode(np.ma.getmaskarray(obj), join_path(path, "mask")),
+        "fill_value": ctx.encode(obj.fill_value, join_path(path, "fill_value")),
+    }
+
+
+def _load_masked(node: dict, ctx: LoadContext, path: str) -> np.ma.MaskedArray:
+    data = ctx.decode(node["data"], join_path(path, "data"))
+    mask = ctx.decode(node["mask"], join_path(path, "mask"))
+    if not isinstance(data, np.ndarray) or not isinstance(mask, np.ndarray):
+        raise ManifestError("masked array data and mask must be arrays", path)
+    if mask.dtype != np.bool_ or mask.shape != data.shape:
+        raise InvariantError("masked array mask must be boolean of the data's shape", path)
+    result = np.ma.MaskedArray(data, mask=mask)
+    fill = ctx.decode(node["fill_value"], join_path(path, "fill_value"))
+    try:
+        result.fill_value = fill
+    except (TypeError, ValueError):
+        raise InvariantError("masked array fill_value does not fit its dtype", path) from None
+    return result
+
+
+# -- scalars and dtypes -----------------------------------------------------------------------
+
+
+def _scalar_value(value: np.generic) -> Any:
+    kind = value.dtype.kind
+    if kind == "f":
+        return float_token(float(value))
+    if kind == "c":
+        return [float_token(value.real.item()), float_token(value.imag.item())]
+    if kind == "S":
+        return value.item().decode("latin-1")
+    if kind in "Mm":
+        return int(value.view(np.int64))
+    return value.item()
+
+
+def _save_scalar(obj: np.generic, ctx: SaveContext, path: str) -> dict:
+    dtype = obj.dtype
+    if dtype.kind not in "biufcUSMm":
+        raise UnsupportedTypeError(f"numpy scalar of dtype {dtype}", path)
+    if dtype.byteorder == "=":
+        dtype = dtype.newbyteorder("<" if np.little_endian else ">")
+    return {"dtype": dtype.str, "value": _scalar_value(obj)}
+
+
+def _check_scalar(node: dict, ctx: CheckContext, path: str) -> None:
+    check_array_node({"dtype": node["dtype"], "shape": [], "data": [node["value"]]}, path, ctx)
+
+
+def _load_scalar(node: dict, ctx: LoadContext, path: str) -> np.generic:
+    arr = ctx.array({"dtype": node["dtype"], "shape": [1], "data": [node["value"]]}, path)
+    return arr[0]
+
+
+def _save_dtype(obj: np.dtype, ctx: SaveContext, path: str) -> dict:
+    if obj.kind == "O":
+        return {"dtype": "object"}
+    if obj.fields is not None or obj.subdtype is not None or obj.kind not in "biufcUSMm":
+        raise UnsupportedTypeError(f"dtype {obj} cannot be saved", path)
+    return {"dtype": obj.str}
+
+
+def _check_dtype_node(node: dict, ctx: CheckContext, path: str) -> None:
+    if node["dtype"] != "object":
+        check_dtype(node["dtype"], path)
+
+
+def _load_dtype(node: dict, ctx: LoadContext, path: str) -> np.dtype:
+    return np.dtype(object) if node["dtype"] == "object" else np.dtype(node["dtype"])
+
+
+# -- random generators ------------------------------------------------------------------------
+
+_BIT_GENERATORS = {
+    cls.__name__: cls
+    for cls in (np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937, np.random.Philox,
+                np.random.SFC64)
+}
+
+
+def _save_random_state(obj: np.random.RandomState, ctx: SaveContext, path: str) -> dict:
+    return {"state": ctx.encode(obj.get_state(legacy=False), join_path(path, "state"))}
+
+
+def _load_random_state(node: dict, ctx: LoadContext, path: str) -> np.random.RandomState:
+    state = ctx.decode(node["state"], join_path(path, "state"))
+    result = np.random.RandomState()
+    try:
+        if not isinstance(state, dict) or state.get("bit_generator") != "MT19937":
+            raise ValueError("RandomState state must be an MT19937 state dict")
+        result.set_state(state)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise InvariantError(f"invalid RandomState state: {exc}", path) from None
+    return result
+
+
+def _bit_generator(name: Any, state: Any, path: str) -> np.random.BitGenerator:
+    cls = _BIT_GENERATORS.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise InvariantError(f"unknown bit generator {name!r}", path)
+    bitgen = cls()
+    try:
+        bitgen.state = state
+    except (TypeError, ValueError, KeyError) as exc:
+        raise InvariantError(f"invalid {name} state: {exc}", path) from None
+    return bitgen
+
+
+def _save_generator(obj: np.random.Generator, ctx: SaveContext, path: str) -> dict:
+    bitgen = obj.bit_generator
+    if type(bitgen).__name__ not in _BIT_GENERATORS:
+        raise UnsupportedTypeError(f"bit generator {type(bitgen).__name__}", path)
+    return {"bit_generator": type(bitgen).__name__,
+            "state": ctx.encode(bitgen.state, join_path(path, "state"))}
+
+
+def _load_generator(node: dict, ctx: LoadContext, path: str) -> np.random.Generator:
+    state = ctx.decode(node["state"], join_path(path, "state"))
+    return np.random.Generator(_bit_generator(node["bit_generator"], state, path))
+
+
+def _save_bitgen(obj: np.random.BitGenerator, ctx: SaveContext, path: str) -> dict:
+    return {"state": ctx.encode(obj.state, join_path(path, "state"))}
+
+
+def _bitgen_loader(name: str):
+    def load(node: dict, ctx: LoadContext, path: str) -> np.random.BitGenerator:
+        return _bit_generator(name, ctx.decode(node["state"], join_path(path, "state")), path)
+
+    return load
+
+
+# -- dispatch ---------------------------------------------------------------------------------
+
+
+def register(registry: Registry) -> None:
+    F = frozenset
+    plain = Handler("numpy.ndarray", _save_plain, _load_plain, _ARRAY_KEYS,
+                    F({"dtype", "shape"}), check=_check_plain)
+    objects = Handler("numpy.object_array", _save_object, _load_object,
+                      F({"shape", "items", "strings"}), F({"shape"}), check=_check_object)
+    records = Handler("numpy.record_array", _save_record, _load_record,
+                      F({"shape", "dtype", "fields"}), F({"shape", "dtype", "fields"}),
+                      check=_check_record)
+    for handler in (plain, objects, records):
+        registry.add(handler)
+
+    def resolve_array(obj: Any) -> Handler | None:
+        if type(obj) is not np.ndarray:
+            return None
+        if obj.dtype.kind == "O":
+            return objects
+        if obj.dtype.fields is not None:
+            return records
+        return plain
+
+    registry.resolvers.append(resolve_array)
+    registry.add(Handler("numpy.ma.MaskedArray", _save_masked, _load_masked,
+                         F({"data", "mask", "fill_value"}), F({"data", "mask", "fill_value"}),
+                         types=(np.ma.MaskedArray,)))
+    scalar_types = tuple(
+        t for t in set(np.sctypeDict.values())
+        if issubclass(t, np.generic) and np.dtype(t).kind in "biufcUSMm")
+    registry.add(Handler("numpy.scalar", _save_scalar, _load_scalar, F({"dtype", "value"}),
+                         F({"dtype", "value"}), check=_check_scalar, types=scalar_types,
+                         memo=False))
+    dtype_types = tuple({type(np.dtype(t)) for t in set(np.sctypeDict.values())}
+                        | {type(np.dtype(object))})
+    registry.add(Handler("numpy.dtype", _save_dtype, _load_dtype, F({"dtype"}), F({"dtype"}),
+                         check=_check_dtype_node, types=dtype_types, memo=False))
+    registry.add(Handler("numpy.random.RandomState", _save_random_state, _load_random_state,
+                         F({"state"}), F({"state"}), types=(np.random.RandomState,)))
+    registry.add(Handler("numpy.random.Generator", _save_generator, _load_generator,
+                         F({"bit_generator", "state"}), F({"bit_generator", "state"}),
+                         types=(np.random.Generator,)))
+    for name, cls in _BIT_GENERATORS.items():
+        registry.add(Handler(f"numpy.random.{name}", _save_bitgen, _bitgen_loader(name),
+                             F({"state"}), F({"state"}), types=(cls,)))

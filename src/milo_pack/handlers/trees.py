@@ -1,0 +1,261 @@
+"""scikit-learn's Cython tree objects: ``Tree``, KD/Ball trees and their distance metrics.
+
+These hand their arrays to native code that trusts them: ``Tree.predict`` follows child indices
+without bounds checks, ``decision_path`` sizes a buffer from ``max_depth``, a KD-tree query walks
+``2 * i + 1``.  So every structure is validated here (with the kernels in ``_arrays.pyx``) before
+the object is built; a malformed one raises :class:`~milo_pack.errors.InvariantError`.
+
+``Tree`` nodes are stored column by column: each column of every tree of an ensemble is packed
+into one section per column (``tree.left_child``, ``tree.threshold``...), child indices relative
+to their node, so a 300-tree forest compresses to about a tenth of its pickle.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import _dist_metrics
+from sklearn.neighbors import BallTree, KDTree
+from sklearn.tree._tree import NODE_DTYPE, Tree
+
+from .. import _arrays
+from ..engine import CheckContext, LoadContext, SaveContext, check_array_node, join_path
+from ..errors import InvariantError, LimitError, ManifestError
+from ..registry import Handler, Registry
+
+_CHILD_FIELDS = ("left_child", "right_child")
+
+
+# -- sklearn.tree._tree.Tree ------------------------------------------------------------------
+
+
+def _save_tree(obj: Tree, ctx: SaveContext, path: str) -> dict:
+    state = obj.__getstate__()
+    nodes = state["nodes"]
+    columns = {
+        name: ctx.array(nodes[name], join_path(path, name), group=f"tree.{name}",
+                        hint="children" if name in _CHILD_FIELDS else None)
+        for name in nodes.dtype.names
+    }
+    return {
+        "n_features": int(obj.n_features),
+        "n_outputs": int(obj.n_outputs),
+        "n_classes": ctx.array(np.asarray(obj.n_classes), join_path(path, "n_classes")),
+        "max_depth": int(state["max_depth"]),
+        "node_count": int(state["node_count"]),
+        "nodes": columns,
+        "values": ctx.array(state["values"], join_path(path, "values"), group="tree.values"),
+    }
+
+
+def _int_field(node: dict, key: str, path: str, low: int = 0) -> int:
+    value = node[key]
+    if type(value) is not int or value < low:
+        raise ManifestError(f"{key} must be an int >= {low}", path)
+    return value
+
+
+def _check_tree(node: dict, ctx: CheckContext, path: str) -> None:
+    node_count = _int_field(node, "node_count", path, 1)
+    _int_field(node, "n_features", path, 1)
+    n_outputs = _int_field(node, "n_outputs", path, 1)
+    _int_field(node, "max_depth", path, 0)
+    if node_count > ctx.limits.max_tree_nodes:
+        raise LimitError(f"tree of {node_count} nodes exceeds max_tree_nodes", path)
+    columns = node["nodes"]
+    if not isinstance(columns, dict) or list(columns) != list(NODE_DTYPE.names):
+        raise ManifestError(f"tree nodes must have the columns {list(NODE_DTYPE.names)}", path)
+    for name, column in columns.items():
+        where = join_path(path, name)
+        check_array_node(column, where, ctx)
+        if (column.get("dtype") != NODE_DTYPE.fields[name][0].str
+                or column.get("shape") != [node_count]):
+            raise InvariantError(
+                f"column must be {NODE_DTYPE.fields[name][0].str} of length {node_count}", where)
+    n_classes = node["n_classes"]
+    check_array_node(n_classes, join_path(path, "n_classes"), ctx)
+    if n_classes.get("shape") != [n_outputs] or n_classes.get("dtype") not in ("<i8", "<u8"):
+        raise InvariantError("n_classes must be n_outputs integers", path)
+    check_array_node(node["values"], join_path(path, "values"), ctx)
+    values = node["values"]
+    if (values.get("dtype") != "<f8" or len(values.get("shape")) != 3
+            or values["shape"][:2] != [node_count, n_outputs]):
+        raise InvariantError("values must be float64 (node_count, n_outputs, n_classes)", path)
+
+
+def tree_depth(left: np.ndarray, right: np.ndarray) -> int:
+    """Depth of a tree that passed ``check_binary_tree`` (level by level, vectorised)."""
+    frontier = np.zeros(1, dtype=np.intp)
+    depth = -1
+    while frontier.size:
+        depth += 1
+        lc = left[frontier]
+        inner = lc != -1
+        frontier = np.concatenate([lc[inner], right[frontier][inner]])
+    return depth
+
+
+def _load_tree(node: dict, ctx: LoadContext, path: str) -> Tree:
+    n_features, n_outputs = node["n_features"], node["n_outputs"]
+    node_count = node["node_count"]
+    n_classes = ctx.array(node["n_classes"], join_path(path, "n_classes"))
+    if np.any(n_classes < 1) or np.any(n_classes > ctx.limits.max_dim):
+        raise InvariantError("n_classes entries must be positive", path)
+    values = ctx.array(node["values"], join_path(path, "values"))
+    if values.shape[2] != int(n_classes.max()):
+        raise InvariantError("values' last dimension must be the largest n_classes", path)
+    # Decode straight into the record array Tree copies from; it is dropped right after.
+    nodes = np.empty(node_count, dtype=NODE_DTYPE)
+    for name, column in node["nodes"].items():
+        ctx.array(column, join_path(path, name), out=nodes[name])
+    left, right = nodes["left_child"], nodes["right_child"]
+    code, at, reason = _arrays.check_binary_tree(left, right, nodes["feature"], n_features)
+    if code:
+        raise InvariantError(f"tree node {at}: {reason}", path)
+    depth = tree_depth(left, right)
+    if node["max_depth"] != depth:
+        raise InvariantError(f"max_depth is {node['max_depth']} but the tree is {depth} deep",
+                             path)
+    tree = Tree(n_features, n_classes.astype(np.intp, copy=False), n_outputs)
+    tree.__setstate__({"max_depth": depth, "node_count": node_count, "nodes": nodes,
+                       "values": np.ascontiguousarray(values)})
+    return tree
+
+
+# -- KD and Ball trees ------------------------------------------------------------------------
+
+_BINARY_TREE_FIELDS = ("data", "idx_array", "node_data", "node_bounds", "leaf_size", "n_levels",
+                       "n_nodes", "n_trims", "n_leaves", "n_splits", "n_calls", "dist_metric",
+                       "sample_weight")
+
+
+def _save_binary_tree(obj: Any, ctx: SaveContext, path: str) -> dict:
+    state = obj.__getstate__()
+    return {name: ctx.encode(value, join_path(path, name))
+            for name, value in zip(_BINARY_TREE_FIELDS, state)}
+
+
+def _binary_tree_loader(cls: type):
+    def load(node: dict, ctx: LoadContext, path: str) -> Any:
+        values = {name: ctx.decode(node[name], join_path(path, name))
+                  for name in _BINARY_TREE_FIELDS}
+        _check_binary_tree_state(cls, values, path)
+        obj = cls.__new__(cls)
+        obj.__setstate__(tuple(values[name] for name in _BINARY_TREE_FIELDS))
+        return obj
+
+    return load
+
+
+def _check_binary_tree_state(cls: type, v: dict, path: str) -> None:
+    data, idx, node_data, bounds = v["data"], v["idx_array"], v["node_data"], v["node_bounds"]
+    for name in ("leaf_size", "n_levels", "n_nodes", "n_trims", "n_leaves", "n_splits",
+                 "n_calls"):
+        if type(v[name]) is not int or v[name] < 0:
+            raise InvariantError(f"{name} must be a non-negative int", path)
+    if not (isinstance(data, np.ndarray) and data.dtype == np.float64 and data.ndim == 2
+            and data.flags.c_contiguous):
+        raise InvariantError("data must be a C-contiguous 2-D float64 array", path)
+    n_samples, n_dims = data.shape
+    if not (isinstance(idx, np.ndarray) and idx.dtype == np.intp and idx.shape == (n_samples,)):
+        raise InvariantError("idx_array must be intp of length n_samples", path)
+    if _arrays.check_indices(idx, n_samples) != -1 or (
+            n_samples and np.bincount(idx, minlength=n_samples).max() != 1):
+        raise InvariantError("idx_array must be a permutation of the samples", path)
+    n_nodes = v["n_nodes"]
+    if n_nodes < 1 or n_nodes != 2 ** v["n_levels"] - 1:
+        raise InvariantError("n_nodes must be 2**n_levels - 1", path)
+    if not (isinstance(node_data, np.ndarray) and node_data.dtype.names is not None
+            and set(node_data.dtype.names) == {"idx_start", "idx_end", "is_leaf", "radius"}
+            and node_data.shape == (n_nodes,)):
+        raise InvariantError("node_data must hold n_nodes NodeData records", path)
+    start, end = node_data["idx_start"], node_data["idx_end"]
+    if (_arrays.check_indices(start, n_samples + 1) != -1
+            or _arrays.check_indices(end, n_samples + 1) != -1 or np.any(start > end)):
+        raise InvariantError("node index ranges must lie within the samples", path)
+    inner = np.flatnonzero(node_data["is_leaf"] == 0)
+    if inner.size and 2 * int(inner.max()) + 2 >= n_nodes:
+        raise InvariantError("an inner node's children lie beyond n_nodes", path)
+    n_bounds = 2 if cls is KDTree else 1
+    if not (isinstance(bounds, np.ndarray) and bounds.dtype == np.float64
+            and bounds.shape == (n_bounds, n_nodes, n_dims) and bounds.flags.c_contiguous):
+        raise InvariantError(f"node_bounds must be float64 ({n_bounds}, n_nodes, n_dims)", path)
+    metric = v["dist_metric"]
+    if not isinstance(metric, _dist_metrics.DistanceMetric64):
+        raise InvariantError("dist_metric must be a 64-bit DistanceMetric", path)
+    _check_metric_dims(metric, n_dims, path)
+    weight = v["sample_weight"]
+    if weight is not None and not (isinstance(weight, np.ndarray) and weight.dtype == np.float64
+                                   and weight.shape == (n_samples,)):
+        raise InvariantError("sample_weight must be float64 of length n_samples", path)
+
+
+# -- distance metrics -------------------------------------------------------------------------
+
+# Metrics that read `vec` or `mat` per feature: their sizes must match the data's dimensions.
+_VEC_METRICS = {"SEuclideanDistance", "WMinkowskiDistance", "MinkowskiDistance"}
+_MAT_METRICS = {"MahalanobisDistance"}
+
+
+def _metric_classes() -> list[type]:
+    classes = []
+    for name in dir(_dist_metrics):
+        cls = getattr(_dist_metrics, name)
+        if (isinstance(cls, type) and issubclass(cls, (_dist_metrics.DistanceMetric64,
+                                                       _dist_metrics.DistanceMetric32))
+                and cls.__name__.endswith(("64", "32")) and "PyFunc" not in cls.__name__
+                and cls not in (_dist_metrics.DistanceMetric64, _dist_metrics.DistanceMetric32)):
+            classes.append(cls)
+    return classes
+
+
+def _check_metric_dims(metric: Any, n_dims: int, path: str) -> None:
+    base = type(metric).__name__[:-2]
+    p, vec, mat = metric.__getstate__()
+    if base in _VEC_METRICS and vec.shape[0] not in (n_dims,) and not (
+            base == "MinkowskiDistance" and vec.shape[0] == 1 and metric.size == 1):
+        if not (base == "MinkowskiDistance" and vec.shape[0] == 0):
+            raise InvariantError(f"{base} weights do not match {n_dims} features", path)
+    if base in _MAT_METRICS and mat.shape != (n_dims, n_dims):
+        raise InvariantError(f"{base} matrix does not match {n_dims} features", path)
+
+
+def _save_metric(obj: Any, ctx: SaveContext, path: str) -> dict:
+    p, vec, mat = obj.__getstate__()
+    return {"p": ctx.encode(p, join_path(path, "p")),
+            "vec": ctx.encode(np.asarray(vec), join_path(path, "vec")),
+            "mat": ctx.encode(np.asarray(mat), join_path(path, "mat"))}
+
+
+def _metric_loader(cls: type):
+    def load(node: dict, ctx: LoadContext, path: str) -> Any:
+        p = ctx.decode(node["p"], join_path(path, "p"))
+        vec = ctx.decode(node["vec"], join_path(path, "vec"))
+        mat = ctx.decode(node["mat"], join_path(path, "mat"))
+        if type(p) not in (int, float) or not (
+                isinstance(vec, np.ndarray) and vec.dtype == np.float64 and vec.ndim == 1
+                and isinstance(mat, np.ndarray) and mat.dtype == np.float64 and mat.ndim == 2):
+            raise InvariantError("a distance metric needs p, a float64 vec and mat", path)
+        obj = cls.__new__(cls)
+        obj.__setstate__((float(p), np.ascontiguousarray(vec), np.ascontiguousarray(mat)))
+        return obj
+
+    return load
+
+
+def register(registry: Registry) -> None:
+    F = frozenset
+    tree_keys = F({"n_features", "n_outputs", "n_classes", "max_depth", "node_count", "nodes",
+                   "values"})
+    registry.add(Handler("sklearn.tree._tree.Tree", _save_tree, _load_tree, tree_keys, tree_keys,
+                         check=_check_tree, types=(Tree,), cls=Tree))
+    bt_keys = F(_BINARY_TREE_FIELDS)
+    for cls, tag in ((KDTree, "sklearn.neighbors.KDTree"), (BallTree, "sklearn.neighbors.BallTree")):
+        registry.add(Handler(tag, _save_binary_tree, _binary_tree_loader(cls), bt_keys, bt_keys,
+                             types=(cls,), cls=cls))
+    metric_keys = F({"p", "vec", "mat"})
+    for cls in _metric_classes():
+        registry.add(Handler(f"sklearn.metrics._dist_metrics.{cls.__name__}", _save_metric,
+                             _metric_loader(cls), metric_keys, metric_keys, types=(cls,),
+                             cls=cls))

@@ -1,0 +1,179 @@
+"""The manifest: JSON text in and out, under budgets.
+
+Writing: a small pretty-printer that keeps short lists and objects on one line (shapes, filter
+configs, small arrays) and indents the rest, so ``jq .`` and a plain pager both read well.  Only
+strict JSON comes out: non-finite floats never appear as bare ``NaN``/``Infinity`` (the object
+graph encodes them as strings before they get here).
+
+Reading: the text is size-checked before parsing, parsed with duplicate keys and the non-standard
+constants refused, then walked once to check depth, value count and string lengths.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from .errors import LimitError, ManifestError
+from .limits import Limits
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "dumps_json", "loads_json"]
+
+FORMAT_NAME = "milo_pack"
+FORMAT_VERSION = 1
+
+_LINE = 120  # a container whose one-line form fits this width stays on one line
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is int:
+        return str(value)
+    if type(value) is float:
+        if not math.isfinite(value):  # pragma: no cover - the encoder never hands these over
+            raise ValueError("non-finite float reached the JSON writer")
+        return repr(value)
+    if type(value) is str:
+        return json.dumps(value, ensure_ascii=False)
+    raise TypeError(f"not a JSON value: {type(value).__name__}")
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_scalar(k)}: {_compact(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_compact(v) for v in value) + "]"
+    return _scalar(value)
+
+
+def _pretty(value: Any, indent: int, out: list[str]) -> None:
+    if not isinstance(value, (dict, list)) or not value:
+        out.append(_compact(value))
+        return
+    one_line = _compact(value)
+    if len(one_line) + indent <= _LINE:
+        out.append(one_line)
+        return
+    pad = " " * (indent + 2)
+    if isinstance(value, dict):
+        out.append("{\n")
+        last = len(value) - 1
+        for i, (k, v) in enumerate(value.items()):
+            out.append(f"{pad}{_scalar(k)}: ")
+            _pretty(v, indent + 2, out)
+            out.append(",\n" if i < last else "\n")
+        out.append(" " * indent + "}")
+    else:
+        if all(not isinstance(v, (dict, list)) for v in value):
+            # Long flat lists (inline array data): wrap like text instead of one item a line.
+            out.append("[\n" + pad)
+            width = indent + 2
+            for i, v in enumerate(value):
+                piece = _scalar(v) + ("," if i < len(value) - 1 else "")
+                if width + len(piece) > _LINE and width > indent + 2:
+                    out.append("\n" + pad)
+                    width = indent + 2
+                elif width > indent + 2:
+                    out.append(" ")
+                    width += 1
+                out.append(piece)
+                width += len(piece)
+            out.append("\n" + " " * indent + "]")
+            return
+        out.append("[\n")
+        last = len(value) - 1
+        for i, v in enumerate(value):
+            out.append(pad)
+            _pretty(v, indent + 2, out)
+            out.append(",\n" if i < last else "\n")
+        out.append(" " * indent + "]")
+
+
+def dumps_json(document: dict[str, Any]) -> bytes:
+    """Serialize the manifest document: UTF-8, deterministic, readable, strict JSON."""
+    out: list[str] = []
+    _pretty(document, 0, out)
+    out.append("\n")
+    return "".join(out).encode("utf-8")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ManifestError(f"the manifest uses the non-JSON constant {name}")
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ManifestError(f"duplicate key {json.dumps(key)[:80]} in the manifest")
+            seen.add(key)
+    return result
+
+
+def loads_json(data: bytes, limits: Limits) -> dict[str, Any]:
+    """Parse and budget-check manifest bytes; return the document object."""
+    if len(data) > limits.max_manifest_bytes:
+        raise LimitError(
+            f"manifest of {len(data)} bytes exceeds max_manifest_bytes "
+            f"({limits.max_manifest_bytes})", "manifest.json")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ManifestError("manifest is not valid UTF-8", "manifest.json") from None
+    try:
+        document = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_pairs)
+    except ManifestError:
+        raise
+    except RecursionError:
+        raise LimitError("manifest nesting is too deep", "manifest.json") from None
+    except ValueError as exc:  # JSONDecodeError, and int conversion limits
+        raise ManifestError(f"manifest is not valid JSON: {str(exc)[:120]}",
+                            "manifest.json") from None
+    if not isinstance(document, dict):
+        raise ManifestError("manifest must be a JSON object", "manifest.json")
+    _check_budgets(document, limits)
+    return document
+
+
+def _check_budgets(document: Any, limits: Limits) -> None:
+    """Walk the parsed JSON once, iteratively, checking depth, value count and string sizes."""
+    count = 0
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    max_depth, max_nodes, max_str = limits.max_depth, limits.max_nodes, limits.max_string_length
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if depth > max_depth:
+            raise LimitError(f"manifest nesting exceeds max_depth ({max_depth})", "manifest.json")
+        if isinstance(value, dict):
+            count += len(value)
+            for key, item in value.items():
+                if len(key) > max_str:
+                    raise LimitError("a manifest key exceeds max_string_length", "manifest.json")
+                if isinstance(item, (dict, list)):
+                    stack.append((item, depth + 1))
+                elif isinstance(item, str) and len(item) > max_str:
+                    raise LimitError("a manifest string exceeds max_string_length",
+                                     "manifest.json")
+                else:
+                    count += 1
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, (dict, list)):
+                    stack.append((item, depth + 1))
+                elif isinstance(item, str) and len(item) > max_str:
+                    raise LimitError("a manifest string exceeds max_string_length",
+                                     "manifest.json")
+                else:
+                    count += 1
+        if count > max_nodes:
+            raise LimitError(f"manifest has more than max_nodes ({max_nodes}) values",
+                             "manifest.json")

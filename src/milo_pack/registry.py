@@ -1,0 +1,184 @@
+"""Type tags and their handlers: the allow-list.
+
+Every node of the object graph names its type by one *tag*.  The registry maps tags to handlers
+(save and load code, side by side in one module per family under :mod:`milo_pack.handlers`) and
+Python types to tags.  It is filled at import time from static lists and from scikit-learn's own
+estimator list; nothing a file says can add to it.  The tag that :func:`milo_pack.untrusted_types`
+reports is exactly the key used to construct.
+
+Third-party libraries add their types with :func:`register`.  A user's own estimator class
+(a scikit-learn ``BaseEstimator`` subclass outside the allow-list) is saved under its import path
+and only loaded when the caller passes that exact tag in ``trusted=``; see
+:func:`resolve_trusted_class`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import UntrustedTypeError, quote
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .engine import CheckContext, LoadContext, SaveContext
+
+__all__ = ["Handler", "register", "get_registry", "Registry", "resolve_trusted_class"]
+
+SaveFn = Callable[[Any, "SaveContext", str], dict]
+LoadFn = Callable[[dict, "LoadContext", str], Any]
+CheckFn = Callable[[dict, "CheckContext", str], None]
+# Given an object whose exact type has no handler, return a handler (or None).
+Resolver = Callable[[Any], "Handler | None"]
+
+_TAG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*([.:][A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+@dataclass(frozen=True)
+class Handler:
+    """How one tag is saved, checked and loaded.
+
+    Parameters
+    ----------
+    tag : str
+        The registry key written in ``"$type"``.
+    save : callable
+        ``save(obj, ctx, path) -> dict``: the node's fields (without ``$type``), children encoded
+        through ``ctx.encode``/``ctx.array``, in document order.
+    load : callable
+        ``load(node, ctx, path) -> object``.  Called only after the whole manifest was validated.
+    keys : frozenset of str
+        The fields a node of this tag may have; anything else is refused.
+    required : frozenset of str
+        Fields it must have.
+    check : callable, optional
+        ``check(node, ctx, path)``: extra validation run in the validation pass, before anything
+        is built (parameter names, array metadata...).
+    types : tuple of type
+        Python types saved by this handler (matched exactly, not by ``isinstance``).
+    trusted : bool
+        Whether files may use the tag without the caller trusting it by name.
+    cls : type, optional
+        The class a generic handler builds (estimators, plain objects).
+    memo : bool
+        Whether identity is tracked (shared references become ``$ref``).
+    """
+
+    tag: str
+    save: SaveFn
+    load: LoadFn
+    keys: frozenset[str]
+    required: frozenset[str] = frozenset()
+    check: CheckFn | None = None
+    types: tuple[type, ...] = ()
+    trusted: bool = True
+    cls: type | None = None
+    memo: bool = True
+
+
+@dataclass
+class Registry:
+    """Tag and type tables.  One process-wide instance, see :func:`get_registry`."""
+
+    by_tag: dict[str, Handler] = field(default_factory=dict)
+    by_type: dict[type, Handler] = field(default_factory=dict)
+    resolvers: list[Resolver] = field(default_factory=list)
+    # Tag factories for classes a caller trusts by name (user estimators): tag -> builder.
+    trusted_factories: list[Callable[[type, str], Handler | None]] = field(default_factory=list)
+
+    def add(self, handler: Handler, *, replace: bool = False) -> None:
+        if not _TAG_RE.match(handler.tag):
+            raise ValueError(f"bad tag {handler.tag!r}")
+        if handler.tag in self.by_tag and not replace:
+            raise ValueError(f"tag {handler.tag!r} is already registered")
+        self.by_tag[handler.tag] = handler
+        for t in handler.types:
+            self.by_type[t] = handler
+
+    def for_object(self, obj: Any) -> Handler | None:
+        handler = self.by_type.get(type(obj))
+        if handler is not None:
+            return handler
+        for resolver in self.resolvers:
+            handler = resolver(obj)
+            if handler is not None:
+                return handler
+        return None
+
+    def for_tag(self, tag: str, trusted: frozenset[str] = frozenset()) -> Handler | None:
+        handler = self.by_tag.get(tag)
+        if handler is not None:
+            return handler
+        if tag in trusted:
+            return self._trusted_handler(tag)
+        return None
+
+    def _trusted_handler(self, tag: str) -> Handler | None:
+        cls = resolve_trusted_class(tag)
+        for factory in self.trusted_factories:
+            handler = factory(cls, tag)
+            if handler is not None:
+                return handler
+        raise UntrustedTypeError(
+            f"{quote(tag)} is trusted but milo_pack has no way to build it", tags=(tag,))
+
+
+def resolve_trusted_class(tag: str) -> type:
+    """Import the class a caller trusted by name (``package.module.Class``).
+
+    Only ever called with a tag that the *caller* listed in ``trusted=``: importing a module named
+    by the file alone is exactly what SECURITY.md rule 1 forbids.
+    """
+    if not _TAG_RE.match(tag) or ":" in tag:
+        raise UntrustedTypeError(f"trusted tag {quote(tag)} is not an import path", tags=(tag,))
+    parts = tag.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        module_name, attrs = ".".join(parts[:split]), parts[split:]
+        try:
+            obj: Any = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        try:
+            for attr in attrs:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            break
+        if isinstance(obj, type):
+            return obj
+        break
+    raise UntrustedTypeError(f"trusted type {quote(tag)} cannot be imported", tags=(tag,))
+
+
+_REGISTRY = Registry()
+_LOADED = False
+_LOCK = threading.RLock()
+
+
+def register(handler: Handler, *, replace: bool = False) -> None:
+    """Register a handler for a third-party type (see ``docs/EXTENDING.md`` in the README).
+
+    Parameters
+    ----------
+    handler : Handler
+        Tag, save/load/check functions, allowed keys and the Python types it saves.
+    replace : bool
+        Allow replacing an existing tag.
+    """
+    with _LOCK:
+        _REGISTRY.add(handler, replace=replace)
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, filled on first use (it imports scikit-learn)."""
+    global _LOADED
+    if not _LOADED:
+        with _LOCK:
+            if not _LOADED:
+                from .handlers import register_all
+
+                register_all(_REGISTRY)
+                _LOADED = True
+    return _REGISTRY

@@ -1,0 +1,107 @@
+"""``dump``: object graph -> manifest + sections -> canonical zip, atomically.
+
+The walk plans sections without copying arrays; sections are then encoded one after another,
+chunk by chunk, into the container's spool, and the manifest (which needs every section's size
+and digest) is written first in the final file.  A dump to a path goes to a temporary file in the
+target directory that is renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any
+
+import numpy as np
+
+from . import __version__
+from .codec import _WORKERS, SectionStore, write_section
+from .container import ContainerWriter
+from .engine import SaveContext
+from .errors import UnsupportedTypeError
+from .manifest import FORMAT_NAME, FORMAT_VERSION, dumps_json
+from .registry import get_registry
+
+__all__ = ["write", "dump_to_path", "writer_versions"]
+
+_MAX_LEVEL = 22
+
+
+def writer_versions(plans_uses: set[str] | None = None) -> dict[str, str]:
+    """Versions of the libraries that wrote the file (stable for one environment)."""
+    import scipy
+    import sklearn
+
+    versions = {
+        "milo_pack": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+    for name in sorted(plans_uses or ()):
+        module = __import__(name)
+        versions[name] = getattr(module, "__version__", "unknown")
+    return versions
+
+
+def _check_level(level: Any) -> int:
+    if type(level) is not int or not 0 <= level <= _MAX_LEVEL:
+        raise ValueError(f"level must be an int from 0 (raw) to {_MAX_LEVEL}, not {level!r}")
+    return level
+
+
+def write(obj: Any, out: IO[bytes], *, level: int = 3, metadata: Any = None,
+          spool_dir: str | None = None) -> None:
+    """Write ``obj`` as a milo_pack archive to the binary file object ``out``."""
+    level = _check_level(level)
+    registry = get_registry()
+    ctx = SaveContext(registry, level)
+    meta_node = None
+    if metadata is not None:
+        meta_node = ctx.encode(metadata, "<metadata>")
+    root = ctx.encode(obj, "")
+    root = ctx.finalize(root)
+    meta_node = ctx.finalize(meta_node)
+    used = {name for name in ("xgboost", "lightgbm") if name in ctx.versions}
+    with ContainerWriter(out, spool_dir=spool_dir) as container:
+        infos = []
+        pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="milo-encode") if any(
+            plan.length * plan.dtype.itemsize > (1 << 20) for plan in ctx.plans) else None
+        try:
+            for index, plan in enumerate(ctx.plans):
+                sink = container.open_section(SectionStore.member_name(index))
+                infos.append(write_section(sink, plan, level, pool))
+                sink.close()
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+        document = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "writer": writer_versions(used),
+            "metadata": meta_node,
+            "root": root,
+            "sections": [info.to_json() for info in infos],
+        }
+        container.finish(dumps_json(document))
+
+
+def dump_to_path(obj: Any, path: str | os.PathLike, **kwargs: Any) -> None:
+    """Write to a temporary file beside ``path`` and rename it into place when complete."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".milo-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(obj, out, spool_dir=directory, **kwargs)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _ = UnsupportedTypeError

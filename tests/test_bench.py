@@ -1,0 +1,122 @@
+"""Smoke test of ``python -m milo_pack.bench`` on the tiny model (a few seconds)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from milo_pack.bench.cli import main
+from milo_pack.bench.methods import get_method
+from milo_pack.bench.results import Result
+from milo_pack.bench.targets import evaluate
+
+BASE_METHODS = ["pickle", "joblib"]
+MILO_METHODS = ["milo_pack", "milo_pack-fast", "milo_pack-raw"]
+
+
+def _milo_ready() -> bool:
+    # Guard for the milo_pack-dependent assertions while the core is being written.
+    return get_method("milo_pack").availability() is None
+
+
+def _run(tmp: Path, *extra: str) -> dict[str, Any]:
+    out = tmp / "out.json"
+    code = main(
+        [
+            "--repeat",
+            "1",
+            "--cache-dir",
+            str(tmp / "cache"),
+            "--json",
+            str(out),
+            "--markdown",
+            str(tmp / "out.md"),
+            "--quiet",
+            *extra,
+        ]
+    )
+    assert code == 0
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def document(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    methods = BASE_METHODS + (MILO_METHODS if _milo_ready() else [])
+    tmp = tmp_path_factory.mktemp("bench")
+    doc = _run(tmp, "--models", "tiny_logreg", "--methods", ",".join(methods))
+    doc["_markdown"] = (tmp / "out.md").read_text()
+    return doc
+
+
+def _result(document: dict[str, Any], method: str) -> dict[str, Any]:
+    (row,) = [r for r in document["results"] if r["method"] == method]
+    return row
+
+
+def test_document_layout(document: dict[str, Any]) -> None:
+    assert document["schema"] == "milo_pack.bench/1"
+    assert {"cpu", "cores", "ram_bytes", "python", "versions"} <= set(document["machine"])
+    assert document["machine"]["versions"]["numpy"]
+    assert document["config"]["repeat"] == 1
+    (model,) = document["models"]
+    assert model["name"] == "tiny_logreg"
+    assert model["pickle_bytes"] > 0
+    assert model["sample_rows"] == 200
+    assert "| tiny_logreg | pickle |" in document["_markdown"]
+
+
+@pytest.mark.parametrize("method", BASE_METHODS)
+def test_base_methods_measured(document: dict[str, Any], method: str) -> None:
+    row = _result(document, method)
+    assert row["status"] == "ok", row["error"]
+    assert row["size_bytes"] > 0
+    assert row["save_s"] > 0 and len(row["save_times"]) == 1
+    assert row["load_s"] > 0 and len(row["load_times"]) == 1
+    assert row["warm_load_s"] > 0  # small model: a second, warm load is timed too
+    assert row["peak_mem_bytes"] >= 0
+    assert row["identical"] is True
+    assert set(row["outputs_checked"]) == {"predict", "predict_proba", "decision_function"}
+    assert set(row["ratios"]) == {"size", "save", "load", "warm_load", "peak_mem"}
+
+
+def test_pickle_ratios_are_one(document: dict[str, Any]) -> None:
+    ratios = _result(document, "pickle")["ratios"]
+    for key in ("size", "save", "load", "warm_load"):
+        assert ratios[key] == 1.0
+
+
+def test_milo_methods(document: dict[str, Any]) -> None:
+    if not _milo_ready():
+        pytest.skip("milo_pack.dump/load/inspect not available yet")
+    for method in MILO_METHODS:
+        row = _result(document, method)
+        assert row["status"] == "ok", row["error"]
+        assert row["identical"] is True
+        assert row["inspect_s"] > 0
+        assert {t["key"] for t in row["targets"]} == {"small-save", "small-load"}
+
+
+def test_user_model(tmp_path: Path) -> None:
+    from sklearn.tree import DecisionTreeClassifier
+
+    model = DecisionTreeClassifier(random_state=0).fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+    path = tmp_path / "tree.pkl"
+    path.write_bytes(pickle.dumps(model))
+    doc = _run(tmp_path, "--model", str(path), "--methods", "pickle")
+    (row,) = doc["results"]
+    assert (row["model"], row["status"], row["identical"]) == ("tree", "ok", True)
+    assert doc["config"]["suite"] == "user"
+
+
+def test_targets_are_annotated() -> None:
+    pickle_row = Result("forest", "pickle", size_bytes=100_000_000, save_s=1.0, load_s=1.0)
+    joblib_c3 = Result("forest", "joblib-c3", size_bytes=30_000_000, save_s=10.0, load_s=2.0)
+    milo = Result("forest", "milo_pack", size_bytes=11_000_000, save_s=6.0, load_s=1.5)
+    milo.ratios = {"size": 0.11, "save": 6.0, "load": 1.5}
+    evaluate(milo, "forest", pickle_row, joblib_c3)
+    verdicts = {t.key: t.passed for t in milo.targets}
+    assert verdicts == {"size": True, "save": False, "load": False}

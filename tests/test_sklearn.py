@@ -1,0 +1,188 @@
+"""scikit-learn families round-trip with identical predictions and fitted attributes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import make_classification, make_regression
+from sklearn.decomposition import PCA, TruncatedSVD
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import (
+    ElasticNet,
+    Lasso,
+    LinearRegression,
+    LogisticRegression,
+    Ridge,
+    SGDClassifier,
+)
+from sklearn.model_selection import GridSearchCV
+from sklearn.naive_bayes import BernoulliNB, GaussianNB, MultinomialNB
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor, NearestNeighbors
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    LabelEncoder,
+    MinMaxScaler,
+    OneHotEncoder,
+    OrdinalEncoder,
+    StandardScaler,
+)
+from sklearn.svm import SVC, SVR, LinearSVC
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor, ExtraTreeClassifier
+
+import milo_pack
+
+from .common import assert_same, assert_same_predictions, roundtrip
+
+Xc, yc = make_classification(n_samples=300, n_features=8, n_informative=5, n_classes=3,
+                             random_state=0)
+Xr, yr = make_regression(n_samples=300, n_features=8, noise=0.5, random_state=0)
+X_pos = np.abs(Xc)
+X_bin = (Xc > 0).astype(float)
+y_str = np.array(["cat", "dog", "emu"], dtype=object)[yc]
+
+
+def _categorical_data():
+    rng = np.random.default_rng(0)
+    colours = rng.choice(np.array(["red", "green", "blue", "teal"], dtype=object), 300)
+    sizes = rng.choice(np.array(["S", "M", "L"], dtype=object), 300)
+    numbers = rng.standard_normal((300, 2))
+    X = np.empty((300, 4), dtype=object)
+    X[:, 0], X[:, 1], X[:, 2:] = colours, sizes, numbers
+    return X
+
+
+X_cat = _categorical_data()
+X_hgb_cat = np.column_stack([np.random.default_rng(1).integers(0, 6, 300), Xc[:, 1:]])
+
+CASES = {
+    # linear models
+    "logistic": (lambda: LogisticRegression(max_iter=500), Xc, yc),
+    "logistic_strings": (lambda: LogisticRegression(max_iter=500), Xc, y_str),
+    "linear_regression": (LinearRegression, Xr, yr),
+    "ridge": (Ridge, Xr, yr),
+    "lasso": (lambda: Lasso(alpha=0.1), Xr, yr),
+    "elasticnet": (lambda: ElasticNet(alpha=0.1), Xr, yr),
+    "sgd": (lambda: SGDClassifier(random_state=0), Xc, yc),
+    # SVMs
+    "svc": (lambda: SVC(probability=True, random_state=0), Xc, yc),
+    "svr": (SVR, Xr, yr),
+    "linear_svc": (lambda: LinearSVC(random_state=0), Xc, yc),
+    # naive Bayes
+    "gaussian_nb": (GaussianNB, Xc, yc),
+    "multinomial_nb": (MultinomialNB, X_pos, yc),
+    "bernoulli_nb": (BernoulliNB, X_bin, y_str),
+    # preprocessing, encoders, decomposition, clustering
+    "standard_scaler": (StandardScaler, Xc, None),
+    "minmax_scaler": (MinMaxScaler, Xc, None),
+    "onehot_strings": (lambda: OneHotEncoder(handle_unknown="ignore"), X_cat[:, :2], None),
+    "onehot_infrequent": (lambda: OneHotEncoder(min_frequency=80, handle_unknown="infrequent_if_exist"),
+                          X_cat[:, :2], None),
+    "ordinal_strings": (OrdinalEncoder, X_cat[:, :2], None),
+    "function_transformer": (lambda: FunctionTransformer(np.log1p), X_pos, None),
+    "imputer": (SimpleImputer, np.where(Xc > 1, np.nan, Xc), None),
+    "pca": (lambda: PCA(n_components=3, random_state=0), Xc, None),
+    "truncated_svd": (lambda: TruncatedSVD(n_components=3, random_state=0), Xc, None),
+    "kmeans": (lambda: KMeans(n_clusters=4, n_init=2, random_state=0), Xc, None),
+    # neighbours
+    "knn_kd_tree": (lambda: KNeighborsClassifier(algorithm="kd_tree"), Xc, yc),
+    "knn_ball_tree": (lambda: KNeighborsRegressor(algorithm="ball_tree", leaf_size=5), Xr, yr),
+    "knn_brute_minkowski": (lambda: KNeighborsClassifier(algorithm="brute", p=3), Xc, y_str),
+    "nearest_neighbors_manhattan": (lambda: NearestNeighbors(metric="manhattan",
+                                                             algorithm="ball_tree"), Xc, None),
+    # trees and ensembles
+    "decision_tree": (lambda: DecisionTreeClassifier(random_state=0), Xc, yc),
+    "decision_tree_regressor": (lambda: DecisionTreeRegressor(max_depth=6, random_state=0),
+                                Xr, yr),
+    "extra_tree": (lambda: ExtraTreeClassifier(random_state=0), Xc, y_str),
+    "random_forest": (lambda: RandomForestClassifier(n_estimators=15, random_state=0), Xc, yc),
+    "random_forest_regressor": (lambda: RandomForestRegressor(n_estimators=10, random_state=0),
+                                Xr, yr),
+    "random_forest_multioutput": (lambda: RandomForestRegressor(n_estimators=5, random_state=0),
+                                  Xr, np.column_stack([yr, yr ** 2])),
+    "extra_trees": (lambda: ExtraTreesClassifier(n_estimators=10, random_state=0), Xc, y_str),
+    "extra_trees_regressor": (lambda: ExtraTreesRegressor(n_estimators=10, random_state=0),
+                              Xr, yr),
+    "gradient_boosting": (lambda: GradientBoostingClassifier(n_estimators=20, random_state=0),
+                          Xc, yc),
+    "gradient_boosting_regressor": (
+        lambda: GradientBoostingRegressor(n_estimators=30, loss="huber", random_state=0), Xr, yr),
+    "hist_gradient_boosting": (
+        lambda: HistGradientBoostingClassifier(max_iter=20, random_state=0), Xc, yc),
+    "hist_gradient_boosting_categorical": (
+        lambda: HistGradientBoostingClassifier(max_iter=15, categorical_features=[0],
+                                               random_state=0), X_hgb_cat, y_str),
+    "hist_gradient_boosting_regressor": (
+        lambda: HistGradientBoostingRegressor(max_iter=20, loss="poisson", random_state=0),
+        Xc, np.abs(yr)),
+    # composites
+    "pipeline": (lambda: Pipeline([("scale", StandardScaler()), ("pca", PCA(3)),
+                                   ("clf", LogisticRegression())]), Xc, yc),
+    "column_transformer": (lambda: Pipeline([
+        ("prep", ColumnTransformer([
+            ("cat", OneHotEncoder(handle_unknown="ignore"), [0, 1]),
+            ("num", StandardScaler(), slice(2, 4)),
+        ])),
+        ("clf", RandomForestClassifier(n_estimators=5, random_state=0)),
+    ]), X_cat, yc),
+    "feature_union": (lambda: FeatureUnion([("pca", PCA(2)), ("svd", TruncatedSVD(2))]),
+                      Xc, None),
+    "grid_search": (lambda: GridSearchCV(LogisticRegression(max_iter=300),
+                                         {"C": [0.1, 1.0, 10.0]}, cv=3), Xc, yc),
+    "grid_search_scoring": (lambda: GridSearchCV(DecisionTreeClassifier(random_state=0),
+                                                 {"max_depth": [2, 4]}, cv=3,
+                                                 scoring=["accuracy", "f1_macro"],
+                                                 refit="accuracy"), Xc, yc),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_family_roundtrip(name):
+    factory, X, y = CASES[name]
+    model = factory()
+    model.fit(X, y) if y is not None else model.fit(X)
+    loaded = roundtrip(model)
+    assert type(loaded) is type(model)
+    assert_same(model, loaded)
+    called = assert_same_predictions(model, loaded, X)
+    assert called, f"no prediction method could be compared for {name}"
+    # A loaded model is a normal estimator: it can be fitted again.
+    refit = loaded.fit(X, y) if y is not None else loaded.fit(X)
+    assert refit is loaded
+
+
+def test_label_encoder_strings():
+    enc = LabelEncoder().fit(y_str)
+    loaded = roundtrip(enc)
+    assert_same(enc, loaded)
+    assert list(loaded.inverse_transform([0, 2])) == ["cat", "emu"]
+
+
+def test_forest_trees_pack_into_shared_sections():
+    model = RandomForestClassifier(n_estimators=40, random_state=0).fit(Xc, yc)
+    manifest = milo_pack.inspect(milo_pack.dumps(model))
+    # one section per node column and one for values, whatever the number of trees
+    assert len(manifest["sections"]) <= 12
+    tree = manifest["root"]["attrs"]["estimators_"][0]["attrs"]["tree_"]
+    assert tree["$type"] == "sklearn.tree._tree.Tree"
+    children = manifest["sections"][tree["nodes"]["left_child"]["section"]]
+    assert children["filters"][0] == {"id": "relidx", "sentinel": -1}
+
+
+def test_forest_smaller_than_pickle():
+    import pickle
+
+    model = RandomForestClassifier(n_estimators=30, random_state=0).fit(Xc, yc)
+    assert len(milo_pack.dumps(model)) < 0.5 * len(pickle.dumps(model))
