@@ -476,16 +476,19 @@ def delta_decode(src, out):
 # child indices relative to their node
 # --------------------------------------------------------------------------------------------
 
-cdef bint _relidx_enc(const rel_src_t[:] src, rel_dst_t[::1] out, int64_t start,
-                      int64_t sentinel) noexcept nogil:
-    cdef Py_ssize_t i, n = src.shape[0]
-    cdef int64_t v, p, r, e
-    cdef bint keep, bad
+cdef inline bint _relidx_enc_loop(const rel_src_t* first, Py_ssize_t stride,
+                                  rel_dst_t* out, Py_ssize_t n, int64_t start,
+                                  int64_t sentinel) noexcept nogil:
+    cdef const char* data = <const char*>first
+    cdef Py_ssize_t i
+    cdef int64_t v, p, r, e, keep
+    cdef bint bad
     cdef bint any_bad = False
-    # Branch-free so the loop pipelines; the overflow tests use wrapped unsigned arithmetic,
-    # since signed overflow itself would be undefined behaviour.
+    # Branch-free: sentinels and signs are unpredictable in real trees, and a mispredicted
+    # branch per element costs more than all the arithmetic.  The overflow tests use wrapped
+    # unsigned arithmetic, since signed overflow itself would be undefined behaviour.
     for i in range(n):
-        v = src[i]
+        v = (<const rel_src_t*>(data + i * stride))[0]
         p = start + i  # cannot overflow: the wrapper checked start + n - 1
         r = <int64_t>(<uint64_t>v - <uint64_t>p)
         e = <int64_t>(<uint64_t>r + <uint64_t>(r >= 0))
@@ -494,31 +497,59 @@ cdef bint _relidx_enc(const rel_src_t[:] src, rel_dst_t[::1] out, int64_t start,
         bad = (((v ^ p) & (v ^ r)) < 0) | (r == INT64_MAX)
         if rel_dst_t is int32_t:
             bad = bad | (e < INT32_MIN) | (e > INT32_MAX)
-        keep = v != sentinel
-        out[i] = <rel_dst_t>e if keep else 0
-        any_bad = any_bad | (keep & bad)
+        keep = -<int64_t>(v != sentinel)  # all ones or zero
+        out[i] = <rel_dst_t>(e & keep)
+        any_bad = any_bad | (bad & (keep != 0))
     return not any_bad
+
+
+cdef bint _relidx_enc(const rel_src_t[:] src, rel_dst_t[::1] out, int64_t start,
+                      int64_t sentinel) noexcept nogil:
+    if src.shape[0] == 0:
+        return True
+    if src.strides[0] == sizeof(rel_src_t):
+        return _relidx_enc_loop(&src[0], sizeof(rel_src_t), &out[0], src.shape[0], start,
+                                sentinel)
+    return _relidx_enc_loop(&src[0], src.strides[0], &out[0], src.shape[0], start, sentinel)
+
+
+cdef inline bint _relidx_dec_bad(int64_t e, int64_t p, int64_t* value) noexcept nogil:
+    """Decode one nonzero ``e`` at position ``p``; true if it overflows the destination."""
+    cdef int64_t v
+    cdef bint bad
+    e -= e > 0
+    v = <int64_t>(<uint64_t>e + <uint64_t>p)
+    # e + p overflowed iff both operands' signs differ from the result's.
+    bad = ((e ^ v) & (p ^ v)) < 0
+    value[0] = v
+    return bad
 
 
 cdef Py_ssize_t _relidx_dec(const rel_src_t[::1] src, rel_dst_t[:] out, int64_t start,
                             int64_t sentinel) noexcept nogil:
     cdef Py_ssize_t i, n = src.shape[0]
-    cdef int64_t e, p, v
+    cdef int64_t e, v, zero
+    cdef bint bad
+    cdef bint any_bad = False
+    # Branch-free like _relidx_enc; the position of a failure is looked up only on failure.
     for i in range(n):
         e = src[i]
-        if e == 0:
-            out[i] = <rel_dst_t>sentinel  # the wrapper checked it fits
-            continue
-        if e > 0:
-            e -= 1
-        p = start + i
-        v = <int64_t>(<uint64_t>e + <uint64_t>p)
-        if ((e ^ v) & (p ^ v)) < 0:
-            return i
+        bad = _relidx_dec_bad(e, start + i, &v)
         if rel_dst_t is int32_t:
-            if v < INT32_MIN or v > INT32_MAX:
+            bad = bad | (v < INT32_MIN) | (v > INT32_MAX)
+        zero = -<int64_t>(e == 0)  # all ones or zero
+        out[i] = <rel_dst_t>(v ^ ((v ^ sentinel) & zero))  # the wrapper checked sentinel fits
+        any_bad = any_bad | (bad & (zero == 0))
+    if not any_bad:
+        return -1
+    for i in range(n):
+        e = src[i]
+        if e != 0:
+            bad = _relidx_dec_bad(e, start + i, &v)
+            if rel_dst_t is int32_t:
+                bad = bad | (v < INT32_MIN) | (v > INT32_MAX)
+            if bad:
                 return i
-        out[i] = <rel_dst_t>v
     return -1
 
 

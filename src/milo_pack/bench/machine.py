@@ -62,7 +62,14 @@ def _version(dist: str) -> str | None:
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
-        return None
+        pass
+    if dist == "milo_pack":  # running from a source checkout that is not installed
+        try:
+            import milo_pack
+        except ImportError:
+            return None
+        return f"{getattr(milo_pack, '__version__', '?')} (not installed)"
+    return None
 
 
 def machine_info() -> dict[str, object]:

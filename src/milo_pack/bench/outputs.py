@@ -41,7 +41,9 @@ def _storable(value: Any) -> np.ndarray:
 
 @contextmanager
 def single_threaded(model: Any) -> Iterator[None]:
-    """Set every ``n_jobs`` parameter of ``model`` (nested ones too) to 1, then restore them.
+    """Predict single-threaded: every ``n_jobs`` set to 1, OpenMP and BLAS to one thread.
+
+    The ``n_jobs`` parameters (nested ones too) are restored on exit.
 
     Forests sum their trees' outputs from several threads in whatever order the threads finish,
     so with ``n_jobs > 1`` two predictions of the *same* object can differ in the last bits.
@@ -62,10 +64,27 @@ def single_threaded(model: Any) -> Iterator[None]:
     if changed:
         model.set_params(**dict.fromkeys(changed, 1))
     try:
-        yield
+        with _native_threads_limited():
+            yield
     finally:
         if changed:
             model.set_params(**changed)
+
+
+@contextmanager
+def _native_threads_limited() -> Iterator[None]:
+    """One OpenMP/BLAS thread (threadpoolctl, a scikit-learn dependency) while predicting.
+
+    OpenMP barriers spin: with two threads on a busy two-core machine, HistGradientBoosting's
+    hundreds of small parallel regions took seconds instead of milliseconds.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1):
+        yield
 
 
 def compute_outputs(
