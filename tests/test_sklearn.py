@@ -173,8 +173,9 @@ def test_label_encoder_strings():
 def test_forest_trees_pack_into_shared_sections():
     model = RandomForestClassifier(n_estimators=40, random_state=0).fit(Xc, yc)
     manifest = milo_pack.inspect(milo_pack.dumps(model))
-    # one section per node column and one for values, whatever the number of trees
-    assert len(manifest["sections"]) <= 12
+    # a fixed number of sections per node column (split and leaf parts), whatever the number
+    # of trees
+    assert len(manifest["sections"]) <= 20
     tree = manifest["root"]["attrs"]["estimators_"][0]["attrs"]["tree_"]
     assert tree["$type"] == "sklearn.tree._tree.Tree"
     children = manifest["sections"][tree["nodes"]["left_child"]["section"]]
@@ -184,5 +185,7 @@ def test_forest_trees_pack_into_shared_sections():
 def test_forest_smaller_than_pickle():
     import pickle
 
-    model = RandomForestClassifier(n_estimators=30, random_state=0).fit(Xc, yc)
-    assert len(milo_pack.dumps(model)) < 0.5 * len(pickle.dumps(model))
+    # Bigger trees than the other cases: with tiny trees the readable manifest dominates.
+    X, y = make_classification(n_samples=5000, n_features=10, random_state=0)
+    model = RandomForestClassifier(n_estimators=20, random_state=0).fit(X, y)
+    assert len(milo_pack.dumps(model)) < 0.25 * len(pickle.dumps(model))

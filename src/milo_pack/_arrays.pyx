@@ -476,11 +476,9 @@ def delta_decode(src, out):
 # child indices relative to their node
 # --------------------------------------------------------------------------------------------
 
-cdef inline bint _relidx_enc_loop(const rel_src_t* first, Py_ssize_t stride,
-                                  rel_dst_t* out, Py_ssize_t n, int64_t start,
-                                  int64_t sentinel) noexcept nogil:
-    cdef const char* data = <const char*>first
-    cdef Py_ssize_t i
+cdef bint _relidx_enc(const rel_src_t[:] src, rel_dst_t[::1] out, int64_t start,
+                      int64_t sentinel) noexcept nogil:
+    cdef Py_ssize_t i, n = src.shape[0]
     cdef int64_t v, p, r, e, keep
     cdef bint bad
     cdef bint any_bad = False
@@ -488,7 +486,7 @@ cdef inline bint _relidx_enc_loop(const rel_src_t* first, Py_ssize_t stride,
     # branch per element costs more than all the arithmetic.  The overflow tests use wrapped
     # unsigned arithmetic, since signed overflow itself would be undefined behaviour.
     for i in range(n):
-        v = (<const rel_src_t*>(data + i * stride))[0]
+        v = src[i]
         p = start + i  # cannot overflow: the wrapper checked start + n - 1
         r = <int64_t>(<uint64_t>v - <uint64_t>p)
         e = <int64_t>(<uint64_t>r + <uint64_t>(r >= 0))
@@ -501,16 +499,6 @@ cdef inline bint _relidx_enc_loop(const rel_src_t* first, Py_ssize_t stride,
         out[i] = <rel_dst_t>(e & keep)
         any_bad = any_bad | (bad & (keep != 0))
     return not any_bad
-
-
-cdef bint _relidx_enc(const rel_src_t[:] src, rel_dst_t[::1] out, int64_t start,
-                      int64_t sentinel) noexcept nogil:
-    if src.shape[0] == 0:
-        return True
-    if src.strides[0] == sizeof(rel_src_t):
-        return _relidx_enc_loop(&src[0], sizeof(rel_src_t), &out[0], src.shape[0], start,
-                                sentinel)
-    return _relidx_enc_loop(&src[0], src.strides[0], &out[0], src.shape[0], start, sentinel)
 
 
 cdef inline bint _relidx_dec_bad(int64_t e, int64_t p, int64_t* value) noexcept nogil:
@@ -688,21 +676,34 @@ def relidx_decode(src, out, start, sentinel):
 cdef inline void _minmax_loop(const number_t* first, Py_ssize_t n, Py_ssize_t stride,
                               number_t* lo, number_t* hi) noexcept nogil:
     cdef const char* data = <const char*>first
-    cdef Py_ssize_t i
-    cdef number_t x, mn, mx
-    if number_t is float or number_t is double:
-        # NaN fails both comparisons, so it never replaces a bound.
-        mn = INFINITY
-        mx = -INFINITY
-    else:
-        mn = first[0]
-        mx = mn
-    for i in range(n):
+    cdef Py_ssize_t i, k
+    cdef number_t x
+    cdef number_t mn[4]
+    cdef number_t mx[4]
+    for k in range(4):
+        if number_t is float or number_t is double:
+            # NaN fails both comparisons, so it never replaces a bound.
+            mn[k] = INFINITY
+            mx[k] = -INFINITY
+        else:
+            mn[k] = first[0]
+            mx[k] = first[0]
+    # Four independent running bounds: one compare-and-select chain would stall on its own
+    # latency.
+    for i in range(0, n - 3, 4):
+        for k in range(4):
+            x = (<const number_t*>(data + (i + k) * stride))[0]
+            mn[k] = x if x < mn[k] else mn[k]
+            mx[k] = x if x > mx[k] else mx[k]
+    for i in range(n - n % 4, n):
         x = (<const number_t*>(data + i * stride))[0]
-        mn = x if x < mn else mn
-        mx = x if x > mx else mx
-    lo[0] = mn
-    hi[0] = mx
+        mn[0] = x if x < mn[0] else mn[0]
+        mx[0] = x if x > mx[0] else mx[0]
+    for k in range(1, 4):
+        mn[0] = mn[k] if mn[k] < mn[0] else mn[0]
+        mx[0] = mx[k] if mx[k] > mx[0] else mx[0]
+    lo[0] = mn[0]
+    hi[0] = mx[0]
 
 
 cdef void _minmax(const number_t[:] a, number_t* lo, number_t* hi) noexcept nogil:
@@ -799,7 +800,7 @@ cdef inline void _copy_field(const uint8_t* src, Py_ssize_t src_stride, uint8_t*
         _copy_rows(src, src_stride, dst, dst_stride, rows, size)
 
 
-cdef void _split_records(const uint8_t[:, ::1] records, const Py_ssize_t[::1] offsets,
+cdef void _split_records(const uint8_t[:, :] records, const Py_ssize_t[::1] offsets,
                          const Py_ssize_t[::1] sizes, uint8_t** columns) noexcept nogil:
     cdef Py_ssize_t n = records.shape[0]
     cdef Py_ssize_t stride = records.strides[0]
@@ -815,7 +816,7 @@ cdef void _split_records(const uint8_t[:, ::1] records, const Py_ssize_t[::1] of
                         rows, size)
 
 
-cdef void _merge_records(uint8_t[:, ::1] records, const Py_ssize_t[::1] offsets,
+cdef void _merge_records(uint8_t[:, :] records, const Py_ssize_t[::1] offsets,
                          const Py_ssize_t[::1] sizes, uint8_t** columns) noexcept nogil:
     cdef Py_ssize_t n = records.shape[0]
     cdef Py_ssize_t stride = records.strides[0]
@@ -853,8 +854,10 @@ cdef object _record_bytes(object records, str name, bint writable):
             f"{name} must be a 1-D structured array or a 2-D uint8 array; "
             f"got {records.ndim}-D {dt}"
         )
-    if view.shape[1] == 0 or view.strides[1] != 1:
+    if view.shape[1] > 1 and view.strides[1] != 1:
         raise ArrayError(f"{name} must have contiguous bytes within each record")
+    # The kernels use only the first record's address and the row stride (the check above
+    # makes bytes within a record adjacent), so any row stride works.
     return view
 
 
@@ -935,7 +938,7 @@ def split_records(records, offsets, itemsizes):
     columns = [np.empty(n * size, dtype=np.uint8) for size in sizes.tolist()]
     if n == 0 or not columns:
         return columns
-    cdef const uint8_t[:, ::1] rec_view = view
+    cdef const uint8_t[:, :] rec_view = view
     cdef const Py_ssize_t[::1] offs_view = offs
     cdef const Py_ssize_t[::1] sizes_view = sizes
     cdef uint8_t** ptrs = _column_pointers(columns)
@@ -997,7 +1000,7 @@ def merge_records(columns, offsets, itemsizes, out):
         cols.append(col)
     if n == 0 or not cols:
         return
-    cdef uint8_t[:, ::1] out_view = view
+    cdef uint8_t[:, :] out_view = view
     cdef const Py_ssize_t[::1] offs_view = offs
     cdef const Py_ssize_t[::1] sizes_view = sizes
     cdef uint8_t** ptrs = _column_pointers(cols)
@@ -1264,24 +1267,26 @@ cdef enum:
 
 
 cdef inline Py_ssize_t _outside_loop(const int_t* first, Py_ssize_t n, Py_ssize_t stride,
-                                     int_t lo, int_t hi) noexcept nogil:
+                                     uint64_t hi) noexcept nogil:
     cdef const char* data = <const char*>first
     cdef Py_ssize_t b, b0, b1, i
-    cdef int_t x
-    cdef bint bad
-    # Scan a block with an or-reduction (vectorisable), and only look for the position in the
-    # rare block that holds a bad value.
+    cdef uint64_t x, acc
+    # With 0 <= hi < 2**63 and x widened to 64 bits, x is outside [0, hi] iff the top bit of
+    # x | (hi - x) is set: for a negative x it is x's sign, for x > hi the wrapped difference's.
+    # That is one subtraction and two ors per element, which vectorise on every x86-64 (64-bit
+    # comparisons need SSE4.2).  Each block is scanned that way; only a block holding a bad
+    # value is searched for its position.
     for b in range((n + _CHECK_BLOCK - 1) // _CHECK_BLOCK):
         b0 = b * _CHECK_BLOCK
         b1 = min(b0 + _CHECK_BLOCK, n)
-        bad = False
+        acc = 0
         for i in range(b0, b1):
-            x = (<const int_t*>(data + i * stride))[0]
-            bad = bad | (x < lo) | (x > hi)
-        if bad:
+            x = <uint64_t><int64_t>(<const int_t*>(data + i * stride))[0]
+            acc = acc | x | (hi - x)
+        if acc >> 63:
             for i in range(b0, b1):
-                x = (<const int_t*>(data + i * stride))[0]
-                if x < lo or x > hi:
+                x = <uint64_t><int64_t>(<const int_t*>(data + i * stride))[0]
+                if (x | (hi - x)) >> 63:
                     return i
     return -1
 
@@ -1310,15 +1315,13 @@ cdef inline Py_ssize_t _decrease_loop(const int_t* first, Py_ssize_t n,
     return -1
 
 
-def _outside_run(const int_t[:] a, lo_obj, hi_obj):
-    cdef int_t lo = lo_obj
-    cdef int_t hi = hi_obj
+def _outside_run(const int_t[:] a, uint64_t hi):
     cdef Py_ssize_t n = a.shape[0], bad
     with nogil:
         if a.strides[0] == sizeof(int_t):
-            bad = _outside_loop(&a[0], n, sizeof(int_t), lo, hi)
+            bad = _outside_loop(&a[0], n, sizeof(int_t), hi)
         else:
-            bad = _outside_loop(&a[0], n, a.strides[0], lo, hi)
+            bad = _outside_loop(&a[0], n, a.strides[0], hi)
     return bad
 
 
@@ -1367,10 +1370,14 @@ def check_indices(idx, upper):
         return -1
     if upper <= 0:
         return 0
-    bounds = np.iinfo(dt)
-    # Clamped into the dtype so the comparison happens in it; a bound above the dtype's
-    # maximum excludes nothing.
-    return int(_outside_run(a.view(dt), 0, min(upper - 1, bounds.max)))
+    hi = upper - 1
+    if hi >= 2 ** 63:
+        if dt == np.uint64:
+            # The kernel needs hi < 2**63; only uint64 values can exceed that, so compare here.
+            bad = np.flatnonzero(a > np.uint64(hi))
+            return int(bad[0]) if bad.shape[0] else -1
+        hi = 2 ** 63 - 1  # no value of another dtype exceeds it; negatives are still caught
+    return int(_outside_run(a.view(dt), hi))
 
 
 def check_monotone(a):

@@ -31,7 +31,16 @@ import zstandard
 
 from . import _arrays
 from .errors import ArrayError, IntegrityError, LimitError, ManifestError, quote
-from .filters import INT_DTYPES, Delta, Filter, Narrow, RelativeIndex, Shuffle, filters_from_config
+from .filters import (
+    INT_DTYPES,
+    Delta,
+    Filter,
+    Narrow,
+    RelativeIndex,
+    Shuffle,
+    WholeFloat,
+    filters_from_config,
+)
 from .limits import Limits
 
 __all__ = [
@@ -166,37 +175,67 @@ class SectionInfo:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Derived:
+    """A section source computed only when the section is written (e.g. a tree's split rows).
+
+    Handlers use it to store a transformed view of the model (rows selected by a mask) without
+    holding every transformed array until the walk ends: ``make()`` runs when the writer reaches
+    this source and its result is dropped right after.
+    """
+
+    length: int
+    make: Callable[[], np.ndarray]
+
+
 @dataclass
 class SectionPlan:
     """A section being collected while ``dump`` walks the object graph.
 
     ``sources`` are 1-D arrays (often strided views into the model's own arrays, never copies)
-    whose concatenation is the section; they are read chunk by chunk only when the section is
-    written, so dumping holds no second copy of the model.
+    or :class:`Derived` sources, whose concatenation is the section; they are read chunk by chunk
+    only when the section is written, so dumping holds no second copy of the model.
     """
 
     dtype: np.dtype
     hint: str | None = None
-    sources: list[np.ndarray] = field(default_factory=list)
+    sources: list[np.ndarray | Derived] = field(default_factory=list)
     length: int = 0
+    _current: tuple[int, np.ndarray] | None = None
 
-    def add(self, flat: np.ndarray) -> int:
+    def add(self, flat: np.ndarray | Derived) -> int:
         start = self.length
         self.sources.append(flat)
-        self.length += flat.shape[0]
+        self.length += flat.length if isinstance(flat, Derived) else flat.shape[0]
         return start
+
+    def source(self, i: int) -> np.ndarray:
+        """Source ``i`` as an array; the last derived one is kept for the next chunk."""
+        src = self.sources[i]
+        if not isinstance(src, Derived):
+            return src
+        if self._current is not None and self._current[0] == i:
+            return self._current[1]
+        arr = np.asarray(src.make(), dtype=self.dtype).reshape(-1)
+        if arr.shape[0] != src.length:
+            raise ArrayError(f"derived source made {arr.shape[0]} elements, not {src.length}")
+        self._current = (i, arr)
+        return arr
+
+    def lengths(self) -> Iterable[int]:
+        for src in self.sources:
+            yield src.length if isinstance(src, Derived) else src.shape[0]
 
     def gather(self, start: int, stop: int) -> np.ndarray:
         """Copy elements ``[start, stop)`` of the concatenation into one contiguous array."""
         out = np.empty(stop - start, dtype=self.dtype)
         pos = 0  # position of the current source in the concatenation
         filled = 0
-        for src in self.sources:
-            n = src.shape[0]
+        for i, n in enumerate(self.lengths()):
             if pos + n > start and pos < stop:
                 lo = max(start, pos) - pos
                 hi = min(stop, pos + n) - pos
-                out[filled:filled + hi - lo] = src[lo:hi]
+                out[filled:filled + hi - lo] = self.source(i)[lo:hi]
                 filled += hi - lo
             pos += n
             if pos >= stop:
@@ -204,12 +243,14 @@ class SectionPlan:
         return out
 
     def iter_sources(self) -> Iterable[np.ndarray]:
-        return iter(self.sources)
+        for i in range(len(self.sources)):
+            yield self.source(i)
+        self._current = None
 
 
 def _int_range(plan: SectionPlan) -> tuple[int, int]:
     lo, hi = None, None
-    for src in plan.sources:
+    for src in plan.iter_sources():
         if src.shape[0]:
             a, b = _arrays.minmax(src)
             lo = a if lo is None else min(lo, a)
@@ -219,7 +260,7 @@ def _int_range(plan: SectionPlan) -> tuple[int, int]:
 
 def _is_monotone(plan: SectionPlan) -> bool:
     last = None
-    for src in plan.sources:
+    for src in plan.iter_sources():
         if src.shape[0] == 0:
             continue
         if _arrays.check_monotone(src) != -1:
@@ -240,15 +281,57 @@ def _narrowest(lo: int, hi: int, dtype: np.dtype) -> np.dtype | None:
     return None
 
 
+def _whole_float_range(plan: SectionPlan) -> tuple[int, int] | None:
+    """Integer range of a float section whose values are all whole numbers, else None."""
+    lo, hi = None, None
+    for src in plan.iter_sources():
+        if not src.shape[0]:
+            continue
+        a, b = _arrays.minmax(src)
+        if not (np.isfinite(a) and np.isfinite(b)) or abs(a) > 2**53 or abs(b) > 2**53:
+            return None
+        if not np.array_equal(np.trunc(src), src) or np.signbit(src[src == 0]).any():
+            return None
+        lo = int(a) if lo is None else min(lo, int(a))
+        hi = int(b) if hi is None else max(hi, int(b))
+    return None if lo is None else (lo, hi)
+
+
+def _smallest_int(lo: int, hi: int) -> np.dtype | None:
+    for candidate in INT_DTYPES:
+        info = np.iinfo(candidate)
+        if info.min <= lo and hi <= info.max:
+            return candidate
+    return None
+
+
+def _with_shuffle(chains: list[list[Filter]], dtype: np.dtype) -> list[list[Filter]]:
+    """Each chain, and each chain followed by a byte shuffle of its output."""
+    result = []
+    for chain in chains:
+        result.append(chain)
+        out = dtype
+        for f in chain:
+            out = f.encoded_dtype(out)
+        if out.itemsize > 1:
+            result.append([*chain, Shuffle(out.itemsize)])
+    return result
+
+
 def _candidates(plan: SectionPlan) -> list[list[Filter]]:
     """Filter chains worth trying for this section, best guess first."""
     dtype = plan.dtype
     if dtype.byteorder == ">" or dtype.kind not in "iuf":
         return [[]]
     if dtype.kind == "f":
-        return [[], [Shuffle(dtype.itemsize)]] if dtype.itemsize > 1 else [[]]
+        chains: list[list[Filter]] = [[]]
+        whole = _whole_float_range(plan) if dtype.itemsize > 2 else None
+        target = _smallest_int(*whole) if whole else None
+        if target is not None and target.itemsize <= dtype.itemsize:
+            chains.append([WholeFloat(target, dtype)])
+        return _with_shuffle(chains, dtype)
     lo, hi = _int_range(plan)
-    chains: list[list[Filter]] = []
+    chains = []
     if plan.hint == "children" and dtype.kind == "i" and dtype.itemsize in (4, 8):
         # Encoded values lie in [lo - length, hi + 1] (see RelativeIndex).
         rel_lo, rel_hi = min(lo - plan.length, 0), max(hi + 1, 0)
@@ -261,7 +344,7 @@ def _candidates(plan: SectionPlan) -> list[list[Filter]]:
         chains.append([Delta()] + ([Narrow(narrow, dtype)] if narrow else []))
     narrow = _narrowest(lo, hi, dtype)
     chains.append([Narrow(narrow, dtype)] if narrow else [])
-    return chains
+    return _with_shuffle(chains, dtype)
 
 
 def _encode_chunk(chain: Sequence[Filter], arr: np.ndarray, start: int) -> np.ndarray:
@@ -297,9 +380,10 @@ def write_section(
 ) -> SectionInfo:
     """Encode ``plan`` chunk by chunk into ``sink`` (an object with ``write``).
 
-    Chunks are gathered, filtered, compressed and hashed in worker threads (zstd, hashlib and the
-    Cython kernels release the GIL) and written in order, with at most a few chunks in flight, so
-    memory stays bounded whatever the section's size.
+    Chunks are gathered here, in order (sources may be derived on the fly, one at a time), then
+    filtered, compressed and hashed in worker threads (zstd, hashlib and the Cython kernels
+    release the GIL) and written in order, with at most a few chunks in flight, so memory stays
+    bounded whatever the section's size.
     """
     dtype = plan.dtype
     chunk_length = chunk_length_for(dtype)
@@ -307,10 +391,12 @@ def write_section(
     chain = [] if raw else _choose_filters(plan, level, chunk_length)
     cctx_local = threading.local()
 
-    def encode(k: int) -> tuple[bytes | memoryview, bytes]:
+    def gather(k: int) -> np.ndarray:
         start = k * chunk_length
-        arr = plan.gather(start, min(plan.length, start + chunk_length))
-        data = _encode_chunk(chain, arr, start)
+        return plan.gather(start, min(plan.length, start + chunk_length))
+
+    def encode(k: int, arr: np.ndarray) -> tuple[bytes | memoryview, bytes]:
+        data = _encode_chunk(chain, arr, k * chunk_length)
         if raw:
             payload: bytes | memoryview = memoryview(data.reshape(-1).view(np.uint8))
         else:
@@ -333,12 +419,12 @@ def write_section(
 
     if pool is None or n_chunks == 1:
         for k in range(n_chunks):
-            emit(*encode(k))
+            emit(*encode(k, gather(k)))
     else:
         window = 2 * _WORKERS
         pending: list[Future] = []
         for k in range(n_chunks):
-            pending.append(pool.submit(encode, k))
+            pending.append(pool.submit(encode, k, gather(k)))
             if len(pending) >= window:
                 emit(*pending.pop(0).result())
         for fut in pending:
@@ -362,6 +448,29 @@ def write_section(
 # --------------------------------------------------------------------------------------------
 
 
+def _frame_size(data: bytes) -> int:
+    """Length of the zstd frame at the start of ``data`` from its block headers, or -1.
+
+    Walks only the 3-byte block headers (linear in the number of blocks, no decoding), so a
+    chunk with a second frame or trailing bytes after its frame is refused.
+    """
+    try:
+        pos = zstandard.frame_header_size(data)
+    except zstandard.ZstdError:
+        return -1
+    has_checksum = bool(data[4] & 4)
+    end = len(data)
+    while pos + 3 <= end:
+        header = int.from_bytes(data[pos:pos + 3], "little")
+        kind, size = (header >> 1) & 3, header >> 3
+        if kind == 3:
+            return -1
+        pos += 3 + (1 if kind == 1 else size)
+        if header & 1:
+            return pos + 4 * has_checksum
+    return -1
+
+
 class _ChunkCache:
     """A byte-bounded LRU of decoded chunks (futures, so concurrent readers share one decode)."""
 
@@ -370,6 +479,10 @@ class _ChunkCache:
         self.items: OrderedDict[tuple[int, int], tuple[Future, int]] = OrderedDict()
         self.bytes = 0
         self.lock = threading.Lock()
+        # Elements copied out of each cached chunk: a chunk read through once (loads walk a
+        # section in order) is dropped at once instead of aging out of the LRU, so an eager
+        # load holds a few chunks per section, not the whole budget.
+        self.consumed: dict[tuple[int, int], int] = {}
 
     def get(self, key: tuple[int, int]) -> Future | None:
         with self.lock:
@@ -391,9 +504,22 @@ class _ChunkCache:
                 self.bytes -= size
             return fut
 
+    def consume(self, key: tuple[int, int], count: int, length: int) -> None:
+        """Note ``count`` elements of chunk ``key`` were used; drop it once all ``length`` were."""
+        with self.lock:
+            used = self.consumed.get(key, 0) + count
+            if used < length:
+                self.consumed[key] = used
+                return
+            self.consumed.pop(key, None)
+            item = self.items.pop(key, None)
+            if item is not None:
+                self.bytes -= item[1]
+
     def clear(self) -> None:
         with self.lock:
             self.items.clear()
+            self.consumed.clear()
             self.bytes = 0
 
 
@@ -435,6 +561,10 @@ class SectionStore:
         self._cache = _ChunkCache(cache_bytes)
         self._pool: ThreadPoolExecutor | None = None
         self._dctx = threading.local()
+        self._mapped_ok: set[int] = set()
+        # I/O counters (under _lock): what lazy and partial reads really fetched.
+        self.bytes_read = 0
+        self.chunks_read = 0
 
     # -- plumbing ----------------------------------------------------------------------------
     @staticmethod
@@ -455,6 +585,7 @@ class SectionStore:
     def _read(self, name: str, offset: int, length: int) -> bytes:
         with self._lock:
             data = self._read_at(name, offset, length)
+            self.bytes_read += len(data)
         if len(data) != length:
             raise IntegrityError(f"short read from {name}", name)
         return data
@@ -498,6 +629,8 @@ class SectionStore:
         offsets, digests = self._index(index)
         name = self.member_name(index)
         data = self._read(name, offsets[k], offsets[k + 1] - offsets[k])
+        with self._lock:
+            self.chunks_read += 1
         if hashlib.sha256(data).digest() != digests[k]:
             raise IntegrityError(f"chunk {k} does not match its digest", name)
         return data
@@ -521,6 +654,8 @@ class SectionStore:
             raise LimitError(
                 f"chunk {k} asks for a {params.window_size}-byte zstd window "
                 f"(max_window_bytes={self.limits.max_window_bytes})", name)
+        if _frame_size(data) != len(data):
+            raise ArrayError(f"chunk {k} is not exactly one zstd frame", name)
         dctx = getattr(self._dctx, "dctx", None)
         if dctx is None:
             dctx = self._dctx.dctx = zstandard.ZstdDecompressor(
@@ -620,6 +755,7 @@ class SectionStore:
                 continue
             chunk = self._cached_chunk(index, k, prefetch=2 if k == last else 0)
             out[lo - start:hi - start] = chunk[lo - c_start:hi - c_start]
+            self._cache.consume((index, k), hi - lo, c_stop - c_start)
         if direct:
             def decode_into(k: int) -> None:
                 c_start, c_stop = info.chunk_span(k)
@@ -637,13 +773,31 @@ class SectionStore:
         info = self.infos[index]
         if info.codec != "raw" or self._mmap_region is None:
             return None
-        offsets, _ = self._index(index)
         itemsize = info.dtype.itemsize
+        if index not in self._mapped_ok:
+            if self._mmap_region(self.member_name(index), 0, 0) is None:
+                return None
+            self._verify_mapped(index)
         region = self._mmap_region(self.member_name(index), start * itemsize, count * itemsize)
         if region is None:
             return None
-        arr = np.frombuffer(region, dtype=info.dtype, count=count)
-        return arr
+        return np.frombuffer(region, dtype=info.dtype, count=count)
+
+    def _verify_mapped(self, index: int) -> None:
+        """Hash every chunk of a mapped section once, straight from the mapping (no copy).
+
+        The mapping shows the file as it is now, so the digests are checked on the same bytes
+        the arrays will view (SECURITY.md rule 10); later writes to the file by someone else are
+        outside what a reader can guard against.
+        """
+        offsets, digests = self._index(index)
+        name = self.member_name(index)
+        for k, digest in enumerate(digests):
+            region = self._mmap_region(name, offsets[k], offsets[k + 1] - offsets[k])
+            if region is None or hashlib.sha256(region).digest() != digest:
+                raise IntegrityError(f"chunk {k} does not match its digest", name)
+        with self._lock:
+            self._mapped_ok.add(index)
 
     def verify(self, index: int) -> None:
         """Check every chunk of a section against its digest (no decompression)."""

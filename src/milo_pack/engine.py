@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .codec import SectionInfo, SectionPlan, SectionStore, check_dtype
+from .codec import Derived, SectionInfo, SectionPlan, SectionStore, check_dtype
 from .errors import (
     ArrayError,
     LimitError,
@@ -52,6 +52,9 @@ INLINE_MAX = 32
 SMALL_ARRAY_BYTES = 256 << 10
 # Keys of typed nodes whose dict/list value holds children named by their own keys/indices.
 _TRANSPARENT = frozenset({"params", "attrs", "state", "items"})
+# Containers longer than this may go to a bulk (msgpack) handler instead of inline JSON.
+_BULK_TYPES = (list, tuple, dict, set, frozenset)
+_BULK_MIN_LEN = 1000
 
 
 def join_path(path: str, key: Any) -> str:
@@ -119,7 +122,14 @@ class SaveContext:
         if t is float:
             token = float_token(obj)
             return obj if type(token) is float else {"$type": "float", "value": token}
-        handler = self.registry.for_object(obj)
+        handler = None
+        if t in _BULK_TYPES and len(obj) > _BULK_MIN_LEN:
+            for resolver in self.registry.bulk_resolvers:
+                handler = resolver(obj)
+                if handler is not None:
+                    break
+        if handler is None:
+            handler = self.registry.for_object(obj)
         if handler is None:
             raise UnsupportedTypeError(
                 f"cannot save an object of type {_type_name(t)}: milo_pack has no handler for "
@@ -130,13 +140,14 @@ class SaveContext:
             entry = self._memo.get(key)
             if entry is not None:
                 return self._reference(entry)
-        if t is list:
+        if t is list and handler.tag == "list":
             node: Any = []
             if key is not None:
                 self._memo[key] = _Memo(node, obj)
             node.extend(self.encode(v, f"{path}[{i}]") for i, v in enumerate(obj))
             return node
-        if t is dict and all(type(k) is str and not k.startswith("$") for k in obj):
+        if t is dict and handler.tag == "dict" and all(
+                type(k) is str and not k.startswith("$") for k in obj):
             node = {}
             if key is not None:
                 self._memo[key] = _Memo(node, obj)
@@ -238,14 +249,33 @@ class SaveContext:
             flat = np.ascontiguousarray(arr).reshape(-1)
         if group is None:
             group = "small" if arr.nbytes < SMALL_ARRAY_BYTES else f"array:{len(self.plans)}"
+        fields["section"], fields["start"] = self._plan(group, dtype, hint, flat)
+        return fields
+
+    def derived_array(self, dtype: np.dtype, shape: list[int], make: Any, path: str, *,
+                      group: str, hint: str | None = None) -> dict[str, Any]:
+        """Node for an array computed only when its section is written (see ``Derived``).
+
+        ``make()`` must return the array (``shape``, ``dtype``); it runs once, at write time, so
+        handlers can store transformed views of a model (rows picked by a mask) without holding
+        every transformed copy during the walk.
+        """
+        dtype = np.dtype(dtype)
+        if dtype.byteorder == "=":
+            dtype = dtype.newbyteorder("<" if np.little_endian else ">")
+        count = math.prod(shape)
+        section, start = self._plan(group, dtype, hint, Derived(count, make))
+        return {"$type": "numpy.ndarray", "dtype": dtype.str, "shape": list(shape),
+                "section": section, "start": start}
+
+    def _plan(self, group: str, dtype: np.dtype, hint: str | None,
+              source: np.ndarray | Derived) -> tuple[int, int]:
         key = (group, dtype.str, hint)
         index = self._groups.get(key)
         if index is None:
             index = self._groups[key] = len(self.plans)
             self.plans.append(SectionPlan(dtype=dtype, hint=hint))
-        fields["section"] = index
-        fields["start"] = self.plans[index].add(flat)
-        return fields
+        return index, self.plans[index].add(source)
 
 
 def _memo_key(obj: Any) -> Any:
@@ -317,9 +347,19 @@ def check_array_node(node: dict, path: str, ctx: CheckContext) -> None:
             raise LimitError(f"dimension {n} exceeds max_dim ({limits.max_dim})", path)
         count *= n
     nbytes = count * dtype.itemsize
-    if nbytes > limits.max_array_bytes:
+    # Zero dimensions do not make the other dimensions safe: numpy still refuses shapes whose
+    # non-zero product overflows, so bound that product as well.
+    if nbytes > limits.max_array_bytes or math.prod(max(n, 1) for n in shape) * dtype.itemsize \
+            > limits.max_array_bytes:
         raise LimitError(
-            f"array of {nbytes} bytes exceeds max_array_bytes ({limits.max_array_bytes})", path)
+            f"array of shape {shape[:8]} exceeds max_array_bytes ({limits.max_array_bytes})",
+            path)
+    # Every array node is decoded into its own buffer: many nodes pointing at one section must
+    # not multiply what a small file makes the loader allocate.
+    ctx.total_bytes += nbytes
+    if ctx.total_bytes > limits.max_total_bytes:
+        raise LimitError(f"arrays add up to more than max_total_bytes "
+                         f"({limits.max_total_bytes})", path)
     if node.get("order", "C") not in ("C", "F"):
         raise ManifestError("order must be 'C' or 'F'", path)
     if "data" in node:
@@ -344,6 +384,16 @@ def check_array_node(node: dict, path: str, ctx: CheckContext) -> None:
     ctx.referenced_sections.add(index)
 
 
+def _is_float(value: Any) -> bool:
+    """A JSON number a float can hold, or one of the non-finite tokens."""
+    t = type(value)
+    return (t is float or (t is int and abs(value) <= _MAX_FLOAT_INT)
+            or (t is str and value in _FLOAT_TOKENS))
+
+
+_MAX_FLOAT_INT = int(np.finfo(np.float64).max)
+
+
 def _check_inline(data: Any, dtype: np.dtype, count: int, path: str) -> None:
     if not isinstance(data, list) or len(data) != count:
         raise ArrayError(f"inline data must be a list of {count} values", path)
@@ -357,10 +407,10 @@ def _check_inline(data: Any, dtype: np.dtype, count: int, path: str) -> None:
             info = np.iinfo(dtype)
         ok = all(type(v) is int and info.min <= v <= info.max for v in data)
     elif kind == "f":
-        ok = all(type(v) in (int, float) or v in _FLOAT_TOKENS for v in data)
+        ok = all(_is_float(v) for v in data)
     elif kind == "c":
-        ok = all(isinstance(v, list) and len(v) == 2
-                 and all(type(x) in (int, float) or x in _FLOAT_TOKENS for x in v) for v in data)
+        ok = all(isinstance(v, list) and len(v) == 2 and all(_is_float(x) for x in v)
+                 for v in data)
     elif kind == "U":
         ok = all(type(v) is str and len(v) <= dtype.itemsize // 4 for v in data)
     elif kind == "S":
@@ -418,13 +468,6 @@ def validate_graph(root: Any, ctx: CheckContext) -> None:
             handler = registry.for_tag(tag, ctx.trusted)
         except UntrustedTypeError:
             raise
-        if handler is None:
-            ctx.untrusted.append((tag, where))
-            continue
-        if not handler.trusted and tag not in ctx.trusted:
-            ctx.untrusted.append((tag, where))
-            continue
-        _check_keys(value, handler, where)
         if "$id" in value:
             ident = value["$id"]
             if type(ident) is not int or ident < 0:
@@ -432,8 +475,14 @@ def validate_graph(root: Any, ctx: CheckContext) -> None:
             if ident in ctx.ids:
                 raise ManifestError(f"$id {ident} is used twice", where)
             ctx.ids[ident] = value
-        if handler.check is not None:
-            handler.check(value, ctx, path)
+        if handler is None or (not handler.trusted and tag not in ctx.trusted):
+            # Not built, but walked on, so untrusted_types() lists nested tags too and
+            # references into this node resolve.
+            ctx.untrusted.append((tag, where))
+        else:
+            _check_keys(value, handler, where)
+            if handler.check is not None:
+                handler.check(value, ctx, path)
         children: list[tuple[Any, str]] = []
         for k, item in value.items():
             if not isinstance(item, (list, dict)) or (k == "data" and tag == "numpy.ndarray"):

@@ -26,6 +26,9 @@ FORMAT_VERSION = 1
 _LINE = 120  # a container whose one-line form fits this width stays on one line
 
 
+_encode_str = json.encoder.encode_basestring  # the C-accelerated JSON string escaper
+
+
 def _scalar(value: Any) -> str:
     if value is None:
         return "null"
@@ -33,64 +36,101 @@ def _scalar(value: Any) -> str:
         return "true"
     if value is False:
         return "false"
-    if type(value) is int:
+    t = type(value)
+    if t is str:
+        return _encode_str(value)
+    if t is int:
         return str(value)
-    if type(value) is float:
+    if t is float:
         if not math.isfinite(value):  # pragma: no cover - the encoder never hands these over
             raise ValueError("non-finite float reached the JSON writer")
         return repr(value)
-    if type(value) is str:
-        return json.dumps(value, ensure_ascii=False)
-    raise TypeError(f"not a JSON value: {type(value).__name__}")
+    raise TypeError(f"not a JSON value: {t.__name__}")
 
 
-def _compact(value: Any) -> str:
+def _one_line(value: Any, memo: dict[int, str | None]) -> str | None:
+    """The one-line form of ``value`` if it is at most ``_LINE`` characters, else None.
+
+    Memoised per container, and abandoned as soon as it grows too long, so printing the whole
+    manifest stays linear in its size.
+    """
+    if not isinstance(value, (dict, list)):
+        return _scalar(value)
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    parts: list[str] = []
+    used = 2
+    result: str | None = None
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{_scalar(k)}: {_compact(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_compact(v) for v in value) + "]"
-    return _scalar(value)
+        for k, item in value.items():
+            child = _one_line(item, memo)
+            if child is None:
+                break
+            piece = f"{_scalar(k)}: {child}"
+            used += len(piece) + 2
+            if used > _LINE:
+                break
+            parts.append(piece)
+        else:
+            result = "{" + ", ".join(parts) + "}"
+    else:
+        for item in value:
+            child = _one_line(item, memo)
+            if child is None:
+                break
+            used += len(child) + 2
+            if used > _LINE:
+                break
+            parts.append(child)
+        else:
+            result = "[" + ", ".join(parts) + "]"
+    memo[key] = result
+    return result
 
 
-def _pretty(value: Any, indent: int, out: list[str]) -> None:
+def _pretty(value: Any, indent: int, out: list[str], memo: dict[int, str | None],
+            prefix: int = 0) -> None:
     if not isinstance(value, (dict, list)) or not value:
-        out.append(_compact(value))
+        out.append(_scalar(value) if not isinstance(value, (dict, list)) else
+                   ("{}" if isinstance(value, dict) else "[]"))
         return
-    one_line = _compact(value)
-    if len(one_line) + indent <= _LINE:
-        out.append(one_line)
+    one = _one_line(value, memo)
+    if one is not None and indent + prefix + len(one) <= _LINE:
+        out.append(one)
         return
     pad = " " * (indent + 2)
     if isinstance(value, dict):
         out.append("{\n")
         last = len(value) - 1
         for i, (k, v) in enumerate(value.items()):
-            out.append(f"{pad}{_scalar(k)}: ")
-            _pretty(v, indent + 2, out)
+            key = f"{_scalar(k)}: "
+            out.append(pad + key)
+            _pretty(v, indent + 2, out, memo, len(key))
             out.append(",\n" if i < last else "\n")
         out.append(" " * indent + "}")
+    elif all(not isinstance(v, (dict, list)) for v in value):
+        # Long flat lists (inline array data): wrap like text instead of one item a line.
+        out.append("[\n" + pad)
+        width = indent + 2
+        last = len(value) - 1
+        for i, v in enumerate(value):
+            piece = _scalar(v) + ("," if i < last else "")
+            if width + len(piece) > _LINE and width > indent + 2:
+                out.append("\n" + pad)
+                width = indent + 2
+            elif width > indent + 2:
+                out.append(" ")
+                width += 1
+            out.append(piece)
+            width += len(piece)
+        out.append("\n" + " " * indent + "]")
     else:
-        if all(not isinstance(v, (dict, list)) for v in value):
-            # Long flat lists (inline array data): wrap like text instead of one item a line.
-            out.append("[\n" + pad)
-            width = indent + 2
-            for i, v in enumerate(value):
-                piece = _scalar(v) + ("," if i < len(value) - 1 else "")
-                if width + len(piece) > _LINE and width > indent + 2:
-                    out.append("\n" + pad)
-                    width = indent + 2
-                elif width > indent + 2:
-                    out.append(" ")
-                    width += 1
-                out.append(piece)
-                width += len(piece)
-            out.append("\n" + " " * indent + "]")
-            return
         out.append("[\n")
         last = len(value) - 1
         for i, v in enumerate(value):
             out.append(pad)
-            _pretty(v, indent + 2, out)
+            _pretty(v, indent + 2, out, memo)
             out.append(",\n" if i < last else "\n")
         out.append(" " * indent + "]")
 
@@ -98,13 +138,20 @@ def _pretty(value: Any, indent: int, out: list[str]) -> None:
 def dumps_json(document: dict[str, Any]) -> bytes:
     """Serialize the manifest document: UTF-8, deterministic, readable, strict JSON."""
     out: list[str] = []
-    _pretty(document, 0, out)
+    _pretty(document, 0, out, {})
     out.append("\n")
     return "".join(out).encode("utf-8")
 
 
 def _reject_constant(name: str) -> Any:
     raise ManifestError(f"the manifest uses the non-JSON constant {name}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 is Infinity in disguise
+        raise ManifestError(f"the manifest number {text[:40]} is not a finite float")
+    return value
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -129,7 +176,8 @@ def loads_json(data: bytes, limits: Limits) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ManifestError("manifest is not valid UTF-8", "manifest.json") from None
     try:
-        document = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_pairs)
+        document = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_pairs,
+                              parse_float=_finite_float)
     except ManifestError:
         raise
     except RecursionError:

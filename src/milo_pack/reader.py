@@ -12,10 +12,27 @@ import mmap
 import os
 from typing import IO, Any
 
+import numpy as np
+
 from .codec import SectionInfo, SectionStore
 from .container import ContainerReader
 from .engine import CheckContext, LoadContext, validate_graph
-from .errors import ContainerError, LimitError, ManifestError, UntrustedTypeError, quote
+from .errors import (
+    ArrayError,
+    ContainerError,
+    LimitError,
+    ManifestError,
+    UntrustedTypeError,
+    quote,
+)
+from .lazy import (
+    DEFAULT_CACHE_BYTES,
+    LazyLoadContext,
+    LazySession,
+    format_summary,
+    resolve_path,
+    summarize,
+)
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest import FORMAT_NAME, FORMAT_VERSION, loads_json
 from .registry import get_registry
@@ -28,15 +45,29 @@ _TOP_KEYS = {"format", "format_version", "writer", "metadata", "root", "sections
 class MiloFile:
     """An open milo_pack file: the manifest is parsed and checked; sections are read on demand.
 
-    Use :func:`milo_pack.open` to get one.  It is a context manager; closing it closes the file
-    if it opened the file itself.
+    Use :func:`milo_pack.open` to get one.  Opening reads the zip directory and the manifest
+    only.  It is a context manager; closing it closes the file if it opened the file itself.
+
+    Attributes
+    ----------
+    manifest : dict
+        The parsed ``manifest.json`` (format, writer versions, metadata, object graph, sections).
+    sections : list of SectionInfo
+        The manifest's section table, checked against the archive members.
+    store : SectionStore
+        Reads sections on demand; ``store.bytes_read`` and ``store.chunks_read`` count what
+        was fetched so far.
+    closed : bool
+        Whether :meth:`close` was called.
     """
 
     def __init__(self, source: str | os.PathLike | IO[bytes] | bytes | memoryview, *,
                  limits: Limits | None = None) -> None:
         self.limits = limits or DEFAULT_LIMITS
         self._owned = False
+        self.closed = False
         self._mmap: mmap.mmap | None = None
+        self._checked: dict[frozenset[str], CheckContext] = {}
         if isinstance(source, (bytes, bytearray, memoryview)):
             self._buffer: memoryview | None = memoryview(source).cast("B")
             fileobj: IO[bytes] = io.BytesIO(self._buffer)
@@ -107,7 +138,18 @@ class MiloFile:
         return infos
 
     def check(self, trusted: frozenset[str] = frozenset()) -> CheckContext:
-        """Validate the object graph (no section data is read); return what was found."""
+        """Validate the object graph (no section data is read); return what was found.
+
+        The result is kept per ``trusted`` set: the manifest cannot change under an open handle,
+        so ``get`` and repeated loads do not walk a large manifest again.
+        """
+        cached = self._checked.get(trusted)
+        if cached is not None:
+            return cached
+        ctx = self._checked[trusted] = self._validate(trusted)
+        return ctx
+
+    def _validate(self, trusted: frozenset[str]) -> CheckContext:
         ctx = CheckContext(get_registry(), self.limits, self.sections, trusted,
                            writer=dict(self.manifest["writer"]))
         validate_graph(self.manifest["metadata"], ctx)
@@ -122,9 +164,150 @@ class MiloFile:
         """``(tag, graph path)`` for every type the file needs that is not trusted by default."""
         return list(self.check().untrusted)
 
+    def summary(self, *, text: bool = False, max_items: int = 3,
+                max_depth: int | None = None) -> dict | str:
+        """Describe the stored object without building it or reading any section.
+
+        Parameters
+        ----------
+        text : bool, default False
+            Return indented text (one line per sub-object) instead of a dict tree.
+        max_items : int, default 3
+            Items of a list shown one by one; the rest are summed up on one line.
+        max_depth : int, optional
+            Stop descending below this depth.
+
+        Returns
+        -------
+        dict or str
+            For each sub-object: ``path`` (graph path, usable with :meth:`get`), ``type``
+            (the tag), ``shape``/``dtype`` for arrays, ``length`` for lists,
+            ``decoded_bytes`` (exact size of its arrays in memory) and ``stored_bytes`` (their
+            share of the compressed sections, an estimate proportional to element counts),
+            and ``children``.
+        """
+        self.check()
+        tree = summarize(self.manifest["root"], self.sections, max_items=max_items,
+                         max_depth=max_depth)
+        return format_summary(tree) if text else tree
+
     # -- loading -----------------------------------------------------------------------------
-    def load(self, *, trusted: Any = ()) -> Any:
-        """Validate everything, then build and return the object."""
+    def load(self, *, trusted: Any = (), lazy: bool = False,
+             cache_bytes: int | None = DEFAULT_CACHE_BYTES, mmap: bool = True) -> Any:
+        """Validate everything, then build and return the object.
+
+        Parameters
+        ----------
+        trusted : sequence of str
+            Type tags to allow beyond the default allow-list.
+        lazy : bool, default False
+            Leave ensemble members (forest, bagging, boosting, voting and stacking
+            ``estimators_``, HistGradientBoosting ``_predictors``) unbuilt until first used;
+            see :mod:`milo_pack.lazy`.  The handle must stay open while the model is used.
+        cache_bytes : int or None, default 256 MiB
+            With ``lazy``: decoded bytes of members kept built; least recently used members
+            beyond it are dropped and rebuilt when used again.  ``0`` streams (only the few
+            members in use are kept); ``None`` keeps every member once built.
+        mmap : bool, default True
+            Map arrays of raw sections (files written with ``level=0``) read-only from the
+            file instead of copying them, so processes loading one file share its pages.
+            Every mapped section's chunk digests are verified once, at load.  Compressed
+            sections are always decoded.  Mapped arrays are read-only, and the file must not
+            be modified while they are in use.
+
+        Returns
+        -------
+        object
+            The model (or value) that was saved.
+        """
+        ctx = self._trusted_check(trusted)
+        mapped = mmap and self._mappable()
+        if lazy:
+            if cache_bytes is not None and (type(cache_bytes) is not int or cache_bytes < 0):
+                raise ValueError("cache_bytes must be a non-negative int or None")
+            session = LazySession(self, ctx, cache_bytes, mapped)
+            loader: LoadContext = LazyLoadContext(get_registry(), self.store, ctx, session)
+        else:
+            loader = LoadContext(get_registry(), self.store, ctx, mmap=mapped)
+        return self._build(loader, self.manifest["root"], "")
+
+    def get(self, path: str, *, trusted: Any = (), mmap: bool = True) -> Any:
+        """Build one object of the stored graph by its path, without building the rest.
+
+        Parameters
+        ----------
+        path : str
+            A graph path as error messages and :meth:`summary` show it, e.g.
+            ``"estimators_[17]"`` or ``"steps[1][1].coef_"``; ``""`` is the root.
+        trusted, mmap
+            As for :meth:`load`.
+
+        Returns
+        -------
+        object
+            The object, built through the same validation as a full load (the whole manifest
+            is validated first; the object's arrays are verified and checked as it is built).
+
+        Raises
+        ------
+        KeyError
+            If no object has that path.
+        """
+        ctx = self._trusted_check(trusted)
+        node = resolve_path(self.manifest["root"], path, ctx.ids)
+        loader = LoadContext(get_registry(), self.store, ctx, mmap=mmap and self._mappable())
+        return self._build(loader, node, path)
+
+    def read_array(self, path: str, rows: int | slice | tuple[int, int] | None = None
+                   ) -> np.ndarray:
+        """Read rows of one stored array, decoding only the chunks that hold them.
+
+        Parameters
+        ----------
+        path : str
+            Graph path of a plain array (see :meth:`get`; tree columns are
+            ``"estimators_[3].tree_.threshold"``).
+        rows : int, slice, (start, stop) or None
+            Rows along the first axis (a slice with step 1); ``None`` reads everything.
+
+        Returns
+        -------
+        numpy.ndarray
+            A new array of shape ``(n_rows, *shape[1:])`` (or ``shape[1:]`` for an int).
+        """
+        ctx = self.check()
+        node = resolve_path(self.manifest["root"], path, ctx.ids)
+        if not isinstance(node, dict) or node.get("$type") != "numpy.ndarray":
+            raise ArrayError("not a plain array", path)
+        shape = tuple(node["shape"])
+        start, stop, single = _row_range(rows, shape, path)
+        if "data" in node:
+            arr = LoadContext(get_registry(), self.store, ctx).array(node, path)[start:stop]
+        elif node.get("order", "C") == "C":
+            arr = self._read_c_rows(node, shape, start, stop, path)
+        else:
+            arr = self._read_f_rows(node, shape, start, stop, path)
+        return arr[0] if single else arr
+
+    def _read_c_rows(self, node: dict, shape: tuple, start: int, stop: int,
+                     path: str) -> np.ndarray:
+        inner = int(np.prod(shape[1:], dtype=object))
+        flat = self.store.read(node["section"], node["start"] + start * inner,
+                               (stop - start) * inner, where=path)
+        return flat.reshape((stop - start,) + shape[1:])
+
+    def _read_f_rows(self, node: dict, shape: tuple, start: int, stop: int,
+                     path: str) -> np.ndarray:
+        # Fortran order stores each column's rows together: one short read per column.
+        n = shape[0]
+        columns = int(np.prod(shape[1:], dtype=object))
+        out = np.empty((columns, stop - start), dtype=np.dtype(node["dtype"]))
+        for c in range(columns):
+            self.store.read(node["section"], node["start"] + c * n + start, stop - start,
+                            out=out[c], where=path)
+        return out.reshape(shape[1:][::-1] + (stop - start,)).T
+
+    def _trusted_check(self, trusted: Any) -> CheckContext:
         trusted_set = _trusted_set(trusted)
         ctx = self.check(trusted_set)
         refused = [(tag, path) for tag, path in ctx.untrusted if tag not in trusted_set]
@@ -135,13 +318,17 @@ class MiloFile:
                 f"the file needs types that are not trusted: {listing}{more}. Pass their tags "
                 "in trusted= only if you trust this file's source.",
                 tags=tuple(dict.fromkeys(tag for tag, _ in refused)))
-        loader = LoadContext(get_registry(), self.store, ctx)
+        return ctx
+
+    def _build(self, loader: LoadContext, node: Any, path: str) -> Any:
+        if self.closed:
+            raise ContainerError("the file is closed")
         try:
-            return loader.decode(self.manifest["root"], "")
+            return loader.decode(node, path)
         except RecursionError:
-            raise LimitError("object graph is too deep to build", "<root>") from None
+            raise LimitError("object graph is too deep to build", path or "<root>") from None
         except MemoryError:
-            raise LimitError("not enough memory to build the object", "<root>") from None
+            raise LimitError("not enough memory to build the object", path or "<root>") from None
 
     def metadata(self, *, trusted: Any = ()) -> Any:
         """The user metadata stored with the model."""
@@ -156,20 +343,28 @@ class MiloFile:
     def _member_size(self, name: str) -> int:
         return self.container.member(name).size
 
+    def _mappable(self) -> bool:
+        # Only a plain regular file (the container reads it with pread) is mapped: a wrapper
+        # showing a slice of a file would have other offsets than the file descriptor.
+        return self._buffer is not None or self.container._fd is not None
+
     def _region(self, name: str, offset: int, length: int) -> memoryview | None:
+        if not self._mappable():
+            return None
         member = self.container.member(name)
         start = member.data_offset + offset
         if self._buffer is not None:
             return self._buffer[start:start + length].toreadonly()
         if self._mmap is None:
             try:
-                fileno = self._file.fileno()
-            except (AttributeError, OSError, io.UnsupportedOperation):
+                self._mmap = mmap.mmap(self.container._fd, 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError):
                 return None
-            self._mmap = mmap.mmap(fileno, 0, access=mmap.ACCESS_READ)
         return memoryview(self._mmap)[start:start + length]
 
     def close(self) -> None:
+        """Close the handle (and the file, if it opened it).  Mapped arrays stay valid."""
+        self.closed = True
         store = getattr(self, "store", None)
         if store is not None:
             store.close()
@@ -181,6 +376,30 @@ class MiloFile:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _row_range(rows: Any, shape: tuple, path: str) -> tuple[int, int, bool]:
+    """``(start, stop, single)`` for a rows argument of :meth:`MiloFile.read_array`."""
+    if not shape:
+        if rows is not None:
+            raise ArrayError("a 0-d array has no rows", path)
+        return 0, 1, True
+    n = shape[0]
+    if rows is None:
+        return 0, n, False
+    if isinstance(rows, (int, np.integer)) and not isinstance(rows, bool):
+        i = int(rows) + n if rows < 0 else int(rows)
+        if not 0 <= i < n:
+            raise IndexError(f"row {rows} is out of range for {n} rows")
+        return i, i + 1, True
+    if isinstance(rows, tuple) and len(rows) == 2:
+        rows = slice(*rows)
+    if not isinstance(rows, slice):
+        raise TypeError("rows must be an int, a slice, a (start, stop) pair or None")
+    start, stop, step = rows.indices(n)
+    if step != 1:
+        raise ValueError("rows must be a contiguous range (step 1)")
+    return start, max(start, stop), False
 
 
 def _trusted_set(trusted: Any) -> frozenset[str]:

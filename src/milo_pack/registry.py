@@ -26,7 +26,8 @@ from .errors import UntrustedTypeError, quote
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import CheckContext, LoadContext, SaveContext
 
-__all__ = ["Handler", "register", "get_registry", "Registry", "resolve_trusted_class"]
+__all__ = ["Handler", "register", "get_registry", "Registry", "resolve_trusted_class",
+           "resolve_trusted_function"]
 
 SaveFn = Callable[[Any, "SaveContext", str], dict]
 LoadFn = Callable[[dict, "LoadContext", str], Any]
@@ -86,6 +87,8 @@ class Registry:
     by_tag: dict[str, Handler] = field(default_factory=dict)
     by_type: dict[type, Handler] = field(default_factory=dict)
     resolvers: list[Resolver] = field(default_factory=list)
+    # Consulted first for long plain lists/dicts/sets (msgpack payloads, see handlers/bulk.py).
+    bulk_resolvers: list[Resolver] = field(default_factory=list)
     # Tag factories for classes a caller trusts by name (user estimators): tag -> builder.
     trusted_factories: list[Callable[[type, str], Handler | None]] = field(default_factory=list)
 
@@ -117,9 +120,12 @@ class Registry:
         return None
 
     def _trusted_handler(self, tag: str) -> Handler | None:
-        cls = resolve_trusted_class(tag)
+        if tag.startswith("function:"):
+            target: Any = resolve_trusted_function(tag)
+        else:
+            target = resolve_trusted_class(tag)
         for factory in self.trusted_factories:
-            handler = factory(cls, tag)
+            handler = factory(target, tag)
             if handler is not None:
                 return handler
         raise UntrustedTypeError(
@@ -150,6 +156,34 @@ def resolve_trusted_class(tag: str) -> type:
             return obj
         break
     raise UntrustedTypeError(f"trusted type {quote(tag)} cannot be imported", tags=(tag,))
+
+
+def resolve_trusted_function(tag: str) -> Any:
+    """Import the plain Python function a caller trusted by name (``function:module.f``).
+
+    Like :func:`resolve_trusted_class`, only ever called with a tag the *caller* listed in
+    ``trusted=``; anything but a plain function defined under that very name is refused.
+    """
+    import types
+
+    name = tag[len("function:"):]
+    if not _TAG_RE.match(name) or ":" in name or "." not in name:
+        raise UntrustedTypeError(f"trusted tag {quote(tag)} is not a function path", tags=(tag,))
+    parts = name.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        module_name, attrs = ".".join(parts[:split]), parts[split:]
+        try:
+            obj: Any = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for attr in attrs:
+            obj = getattr(obj, attr, None)
+        if (type(obj) is types.FunctionType and obj.__module__ == module_name
+                and obj.__qualname__ == ".".join(attrs)):
+            return obj
+        break
+    raise UntrustedTypeError(f"trusted function {quote(tag)} cannot be imported as a plain "
+                             "Python function", tags=(tag,))
 
 
 _REGISTRY = Registry()

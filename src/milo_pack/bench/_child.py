@@ -8,8 +8,9 @@ The child imports numpy, the model's modules and the method's library, records i
 baseline, loads the file once and reports on stdout, as one line starting with :data:`MARKER`:
 ``load_s`` (wall time of the load) and ``peak_delta_bytes`` (peak RSS after the load minus the
 baseline; :class:`PeakMemory` says why this is ``VmHWM`` rather than ``ru_maxrss`` on Linux);
-then, after the memory figure is taken, whether predictions on the sample equal the reference,
-and the time of a second (warm) load.
+then, after the memory figure is taken, whether predictions on the sample equal the reference
+(and the peak rise once they are made: lazy models materialise while predicting), and the time
+of a second (warm) load.
 
 It is run by path rather than with ``-m milo_pack.bench._child`` so that measuring pickle or joblib
 does not import milo_pack; its sibling modules ``methods.py`` and ``outputs.py`` are loaded by path
@@ -129,6 +130,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         result["identical"] = identical
         result["mismatches"] = mismatches
         result["outputs"] = sorted(reference)
+        result["predict_peak_delta_bytes"] = max(0, memory.peak() - baseline)
 
     if spec.get("warm"):
         del model

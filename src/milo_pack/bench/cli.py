@@ -15,6 +15,7 @@ from milo_pack.bench.machine import format_machine, machine_info
 from milo_pack.bench.methods import BASELINE, Method, all_methods
 from milo_pack.bench.models import (
     BuiltModel,
+    ModelSpec,
     build_or_load,
     default_cache_dir,
     load_user_model,
@@ -121,7 +122,7 @@ def _select_methods(names: list[str] | None) -> list[Method]:
     methods = all_methods()
     if names is None:
         return methods
-    known = {m.name for m in methods}
+    known = [m.name for m in methods]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise SystemExit(f"unknown method(s) {', '.join(unknown)} (known: {', '.join(known)})")
@@ -143,7 +144,9 @@ def _print_list() -> None:
         print(f"  {method.name:16} {method.description}" + (f"  [n/a: {reason}]" if reason else ""))
 
 
-def _models(args: argparse.Namespace, cache_dir: Path, progress: Progress) -> Iterator[BuiltModel]:
+def _models(
+    args: argparse.Namespace, specs: list[ModelSpec], cache_dir: Path, progress: Progress
+) -> Iterator[BuiltModel]:
     """Yield the models to benchmark one at a time (only one is held in memory)."""
     if args.model is not None:
         print(
@@ -153,19 +156,29 @@ def _models(args: argparse.Namespace, cache_dir: Path, progress: Progress) -> It
         )
         progress(f"reading {args.model}")
         yield load_user_model(args.model, args.sample_x)
-        if args.models is None:
-            return
-    for spec in select_specs(args.models):
+    for spec in specs:
         missing = spec.missing()
         if missing:
             progress(f"{spec.name}: skipped ({', '.join(missing)} not installed)")
             continue
         params = spec.params(args.quick)
         progress(f"{spec.name}: loading or building {params} ...")
-        built: BuiltModel = build_or_load(spec, args.quick, cache_dir)
+        built = build_or_load(spec, args.quick, cache_dir)
         how = "from cache" if built.cached else f"built in {built.build_s:.1f} s, cached"
         progress(f"{spec.name}: ready ({how})")
         yield built
+        del built  # before building the next one: one model in memory at a time
+
+
+def _print_header(machine: dict[str, object], methods: list[Method]) -> None:
+    """Machine description and unavailable methods, on stdout."""
+    print("milo_pack benchmark")
+    print("\n".join(format_machine(machine)))
+    for method in methods:
+        reason = method.availability()
+        if reason:
+            print(f"n/a:      {method.name} ({reason})")
+    print(flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         _print_list()
         return 0
     methods = _select_methods(args.methods)
+    try:
+        # With --model, the suite runs only when --models asks for it.
+        specs = [] if args.model is not None and args.models is None else select_specs(args.models)
+    except KeyError as exc:
+        raise SystemExit(exc.args[0]) from None
     repeat = args.repeat or (QUICK_REPEAT if args.quick else FULL_REPEAT)
     cache_dir = args.cache_dir or default_cache_dir()
     progress = Progress(quiet=args.quiet)
@@ -183,13 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {plot_missing}", file=sys.stderr)
 
     machine = machine_info()
-    print("milo_pack benchmark")
-    print("\n".join(format_machine(machine)))
-    for method in methods:
-        reason = method.availability()
-        if reason:
-            print(f"n/a:      {method.name} ({reason})")
-    print(flush=True)
+    _print_header(machine, methods)
 
     own_work_dir = args.work_dir is None
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="milo_pack_bench-"))
@@ -197,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     records: list[ModelRecord] = []
     results: list[Result] = []
     try:
-        for built in _models(args, cache_dir, progress):
+        for built in _models(args, specs, cache_dir, progress):
             record, model_results = bench_model(built, config, progress)
             records.append(record)
             results.extend(model_results)
@@ -210,20 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     print(report.format_table(results))
     print()
     print(report.format_targets(results))
-    document = report.build_document(
-        machine,
-        {
-            "suite": "user"
-            if args.model and args.models is None
-            else ("quick" if args.quick else "full"),
-            "repeat": repeat,
-            "methods": [m.name for m in methods],
-            "cache_dir": str(cache_dir),
-            "work_dir": str(work_dir) if args.keep_files else None,
-        },
-        records,
-        results,
-    )
+    config_record = {
+        "suite": "user" if not specs else ("quick" if args.quick else "full"),
+        "repeat": repeat,
+        "methods": [m.name for m in methods],
+        "cache_dir": str(cache_dir),
+        "work_dir": str(work_dir) if args.keep_files else None,
+    }
+    document = report.build_document(machine, config_record, records, results)
     if args.json is not None:
         report.write_json(document, args.json)
         progress(f"wrote {args.json}")

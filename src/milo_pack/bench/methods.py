@@ -275,8 +275,12 @@ class MiloLazyMethod(Method):
     def load(self, path: Path, context: Any = None) -> Any:
         import milo_pack
 
-        # The handle is referenced by the lazy model, which reads from it on first use.
-        return milo_pack.open(path).load(lazy=True, cache_bytes=0)
+        # The handle stays open: the lazy model reads from it on first use.
+        handle = milo_pack.open(path)
+        options: dict[str, Any] = {"lazy": True}
+        if _accepts(handle.load, "cache_bytes"):
+            options["cache_bytes"] = 0
+        return handle.load(**options)
 
     def inspect(self, path: Path) -> Any:
         """Open lazily and read the manifest (the lazy-open cost)."""

@@ -59,6 +59,7 @@ def plot_ratios(results: list[Result], path: Path) -> None:
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_yscale("log")
         ax.set_title(f"{title} (ratio to pickle, lower is better)")
+        ax.set_xlim(-0.5, len(models) - 0.5)
         ax.set_xticks(range(len(models)))
         ax.set_xticklabels(models, rotation=20, ha="right")
     axes[0].legend(ncol=min(len(methods), 4), fontsize="small")

@@ -55,6 +55,7 @@ class Result:
     warm_load_s: float | None = None
     peak_mem_bytes: int | None = None
     peak_mem_samples: list[int] = field(default_factory=list)
+    predict_peak_mem_bytes: int | None = None
     inspect_s: float | None = None
     identical: bool | None = None
     outputs_checked: list[str] = field(default_factory=list)

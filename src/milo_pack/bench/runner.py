@@ -61,7 +61,9 @@ class Progress:
 
 
 def _short(exc: BaseException, limit: int = 160) -> str:
-    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    """``Type: message`` on one line, truncated (a child's message already names its type)."""
+    text = str(exc) if isinstance(exc, measure.ChildError) else f"{type(exc).__name__}: {exc}"
+    text = text.replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -102,12 +104,13 @@ def _load(
             spec["warm"] = warm
         out = measure.measure_load(spec, config.timeout)
         if "error" in out:
-            raise RuntimeError(out["error"])
+            raise measure.ChildError(out["error"])
         result.load_times.append(out["load_s"])
         result.peak_mem_samples.append(out["peak_delta_bytes"])
         if attempt == 0:
             result.warm_load_s = out.get("warm_load_s")
             if out.get("outputs"):
+                result.predict_peak_mem_bytes = out["predict_peak_delta_bytes"]
                 result.identical = out["identical"]
                 result.outputs_checked = out["outputs"]
                 result.mismatches = out["mismatches"]
@@ -131,24 +134,27 @@ def _run_method(
         result.status, result.error = "n/a", reason
         return result
     path = directory / f"{method.name}{method.suffix}"
+    if method.file_from is not None:
+        source = done.get(method.file_from)
+        if source is None or source.status != "ok":
+            result.status, result.error = "n/a", f"needs {method.file_from}'s file"
+            return result
+        path = directory / f"{source.method}{method.suffix}"
+        result.size_bytes, result.save_s = source.size_bytes, source.save_s
+        result.save_times = list(source.save_times)
+    phase = "save"
     try:
-        if method.file_from is not None:
-            source = done.get(method.file_from)
-            if source is None or source.status != "ok":
-                result.status, result.error = "n/a", f"needs {method.file_from}'s file"
-                return result
-            path = directory / f"{source.method}{method.suffix}"
-            result.size_bytes, result.save_s = source.size_bytes, source.save_s
-            result.save_times = list(source.save_times)
-        else:
+        if method.file_from is None:
             _save(method, built, path, config.repeat, result)
         if method.is_milo:
+            phase = "inspect"
             result.inspect_s = median(measure.time_inspects(method, path, config.repeat))
+        phase = "load"
         pickle = done.get(BASELINE, result)  # pickle itself runs first
         small = (pickle.size_bytes or 0) <= targets.SMALL_MODEL_BYTES
         _load(method, path, check, modules, small, config, result)
     except Exception as exc:  # noqa: BLE001 - one failing method must not stop the bench
-        result.status, result.error = "error", _short(exc)
+        result.status, result.error = "error", f"{phase}: {_short(exc)}"
     return result
 
 

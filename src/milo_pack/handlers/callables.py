@@ -3,22 +3,37 @@
 Parameters such as ``FunctionTransformer(func=np.log1p)``, ``SelectKBest(score_func=f_classif)``
 or ``OneHotEncoder(dtype=np.float64)`` hold functions and classes.  They are stored by tag
 (``function:numpy.log1p``, ``type:numpy.float64``) and only ever resolved through this static
-table of pure functions and plain types; a lambda, a user function or any other importable name
-is refused at dump.  There is no generic "import this name" node.
+table of pure functions and plain types.  There is no generic "import this name" node.
+
+- The table: numpy ufuncs and a few numpy reductions, ``math`` and ``scipy.special`` functions,
+  scikit-learn's public metric, kernel, scoring and feature-selection functions, the private
+  functions scikit-learn itself stores in fitted models, ``scipy.spatial.distance`` metrics, and
+  ``scipy.stats`` distributions.  Frozen distributions (``scipy.stats.uniform(0, 1)``, as in
+  ``RandomizedSearchCV(param_distributions=...)``) are stored as the distribution's public name
+  plus numeric arguments and rebuilt by calling the allow-listed distribution.
+- A lambda, a local function, a function of ``__main__`` or a builtin outside the table is
+  refused at dump with :class:`~milo_pack.errors.UnsupportedTypeError` naming it.
+- A plain function defined at the top level of an importable module (a user's own
+  ``mymodule.f``) is saved as ``function:mymodule.f``, like a user estimator class: a file using it
+  is reported by :func:`milo_pack.untrusted_types` and loads only when the caller passes that
+  exact tag in ``trusted=``; the module is imported then, and never otherwise.
 """
 
 from __future__ import annotations
 
 import builtins
 import functools
+import importlib
 import inspect
+import math
+import sys
 import types
 from typing import Any
 
 import numpy as np
 
 from ..engine import CheckContext, LoadContext, SaveContext, join_path
-from ..errors import ManifestError, UnsupportedTypeError
+from ..errors import InvariantError, ManifestError, UnsupportedTypeError, quote
 from ..registry import Handler, Registry
 
 # numpy functions (not ufuncs) that are pure reductions or element-wise maps.
@@ -29,12 +44,22 @@ _NUMPY_FUNCTIONS = (
     "argmax", "argmin", "asarray", "array", "ravel", "sort", "unique", "diff", "abs",
 )
 _BUILTIN_TYPES = (int, float, bool, str, complex, bytes, object, list, tuple, dict, set)
-_SKLEARN_FUNCTION_MODULES = (
+# Modules whose public functions (``__all__``, else every public function defined there) are
+# pure computations a model may hold: metrics, kernels, distances, score functions.
+_FUNCTION_MODULES = (
     "sklearn.metrics",
     "sklearn.metrics.pairwise",
+    "sklearn.metrics.cluster",
     "sklearn.feature_selection",
     "sklearn.preprocessing",
+    "scipy.spatial.distance",
 )
+# Private functions scikit-learn stores in fitted models (BisectingKMeans._kmeans_single).
+_PRIVATE_FUNCTIONS = (
+    ("sklearn.cluster._kmeans", "_kmeans_single_lloyd"),
+    ("sklearn.cluster._kmeans", "_kmeans_single_elkan"),
+)
+FUNCTION_PREFIX = "function:"
 
 
 def _numpy_entries() -> dict[str, Any]:
@@ -56,16 +81,40 @@ def _numpy_entries() -> dict[str, Any]:
     return entries
 
 
-def _sklearn_entries() -> dict[str, Any]:
-    import importlib
+def _module_functions(module_name: str) -> dict[str, Any]:
+    module = importlib.import_module(module_name)
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [n for n, v in vars(module).items()
+                 if isinstance(v, types.FunctionType) and v.__module__ == module_name]
+    return {f"function:{module_name}.{name}": getattr(module, name) for name in sorted(names)
+            if not name.startswith("_")
+            and isinstance(getattr(module, name, None), types.FunctionType)}
+
+
+def _library_entries() -> dict[str, Any]:
+    import scipy.special
+    import scipy.stats
+    from scipy.stats._distn_infrastructure import rv_generic
 
     entries: dict[str, Any] = {}
-    for module_name in _SKLEARN_FUNCTION_MODULES:
-        module = importlib.import_module(module_name)
-        for name in getattr(module, "__all__", ()):
-            obj = getattr(module, name, None)
-            if isinstance(obj, types.FunctionType) and not name.startswith("_"):
-                entries.setdefault(f"function:{module_name}.{name}", obj)
+    for module_name in _FUNCTION_MODULES:
+        for tag, func in _module_functions(module_name).items():
+            entries.setdefault(tag, func)
+    for module_name, name in _PRIVATE_FUNCTIONS:
+        entries[f"function:{module_name}.{name}"] = getattr(
+            importlib.import_module(module_name), name)
+    for name, obj in sorted(vars(math).items()):
+        if callable(obj) and not name.startswith("_"):
+            entries[f"function:math.{name}"] = obj
+    for name in dir(scipy.special):
+        obj = getattr(scipy.special, name)
+        if isinstance(obj, np.ufunc) and not name.startswith("_"):
+            entries.setdefault(f"function:scipy.special.{name}", obj)
+    for name in dir(scipy.stats):
+        obj = getattr(scipy.stats, name)
+        if isinstance(obj, rv_generic) and not name.startswith("_"):
+            entries[f"distribution:scipy.stats.{name}"] = obj
     return entries
 
 
@@ -108,8 +157,144 @@ def _partial_handler(tag: str, func: Any) -> Handler:
     return Handler(tag, save, load, keys, keys, check=check, memo=False)
 
 
+# -- frozen scipy.stats distributions ---------------------------------------------------------
+
+
+def _public_distributions() -> dict[str, Any]:
+    import scipy.stats
+    from scipy.stats._distn_infrastructure import rv_generic
+
+    return {name: obj for name, obj in vars(scipy.stats).items()
+            if isinstance(obj, rv_generic) and not name.startswith("_") and obj.name == name}
+
+
+def _ctor_params(dist: Any) -> str:
+    params = dict(dist._updated_ctor_param())
+    params.pop("seed", None)
+    return repr(sorted(params.items()))
+
+
+_NUMERIC = (bool, int, float, np.bool_, np.integer, np.floating)
+
+
+def _frozen_handler(types_: tuple[type, ...]) -> Handler:
+    public = _public_distributions()
+
+    def save(obj: Any, ctx: SaveContext, path: str) -> dict:
+        dist = obj.dist
+        name = getattr(dist, "name", None)
+        if (name not in public or type(public[name]) is not type(dist)
+                or _ctor_params(public[name]) != _ctor_params(dist)):
+            raise UnsupportedTypeError(
+                f"frozen distribution {quote(name)} is not a public scipy.stats distribution",
+                path)
+        fields = {"dist": name,
+                  "args": [ctx.encode(v, f"{path}.args[{i}]") for i, v in enumerate(obj.args)],
+                  "kwds": {k: ctx.encode(v, join_path(path, k)) for k, v in obj.kwds.items()}}
+        if dist._random_state is not np.random.mtrand._rand:
+            fields["random_state"] = ctx.encode(dist._random_state,
+                                                join_path(path, "random_state"))
+        return fields
+
+    def check(node: dict, ctx: CheckContext, path: str) -> None:
+        name, args, kwds = node["dist"], node["args"], node["kwds"]
+        if not isinstance(name, str) or name not in public:
+            raise ManifestError(f"{quote(name)} is not a scipy.stats distribution", path)
+        shapes = (public[name].shapes or "").replace(" ", "").split(",")
+        allowed = {"loc", "scale"} | {n for n in shapes if n}
+        if not isinstance(args, list) or not isinstance(kwds, dict) or not set(kwds) <= allowed:
+            raise ManifestError(f"arguments of {name} must be numbers (keywords: "
+                                f"{sorted(allowed)})", path)
+
+    def load(node: dict, ctx: LoadContext, path: str) -> Any:
+        args = [ctx.decode(v, f"{path}.args[{i}]") for i, v in enumerate(node["args"])]
+        kwds = {k: ctx.decode(v, join_path(path, k)) for k, v in node["kwds"].items()}
+        if not all(isinstance(v, _NUMERIC) for v in [*args, *kwds.values()]):
+            raise InvariantError("distribution arguments must be numbers", path)
+        frozen = public[node["dist"]](*args, **kwds)
+        if "random_state" in node:
+            state = ctx.decode(node["random_state"], join_path(path, "random_state"))
+            if not isinstance(state, (np.random.RandomState, np.random.Generator)):
+                raise InvariantError("random_state must be a numpy random generator", path)
+            frozen.random_state = state
+        return frozen
+
+    return Handler("scipy.stats.frozen", save, load,
+                   frozenset({"dist", "args", "kwds", "random_state"}),
+                   frozenset({"dist", "args", "kwds"}), check=check, types=types_)
+
+
+# -- functions outside the table --------------------------------------------------------------
+
+
+def function_name(func: Any) -> str:
+    """``module.qualname`` of a function, for messages and tags."""
+    return f"{getattr(func, '__module__', None)}.{getattr(func, '__qualname__', '?')}"
+
+
+def _importable(func: types.FunctionType) -> bool:
+    """Whether ``module.qualname`` names this very function in an already-imported module."""
+    module = sys.modules.get(func.__module__ or "")
+    if module is None or func.__module__ == "__main__" or "<" in func.__qualname__:
+        return False
+    obj: Any = module
+    for part in func.__qualname__.split("."):
+        obj = getattr(obj, part, None)
+    return obj is func
+
+
+def _refused_handler(reason: str) -> Handler:
+    def save(obj: Any, ctx: SaveContext, path: str) -> dict:
+        raise UnsupportedTypeError(
+            f"cannot save the function {quote(function_name(obj))}: {reason}", path or "<root>")
+
+    return Handler("function:refused", save, _never_load, frozenset(), memo=False)
+
+
+def _never_load(node: dict, ctx: LoadContext, path: str) -> Any:  # pragma: no cover
+    raise AssertionError("refused functions are never written")
+
+
+def _user_function_handler(tag: str, func: Any) -> Handler:
+    def save(obj: Any, ctx: SaveContext, path: str) -> dict:
+        return {}
+
+    def load(node: dict, ctx: LoadContext, path: str) -> Any:
+        return func
+
+    return Handler(tag, save, load, frozenset(), trusted=False, memo=False)
+
+
+_LAMBDA = _refused_handler(
+    "lambdas, local functions and functions of __main__ cannot be named in a file; define it "
+    "at the top level of a module, or use a function from milo_pack's allow-list")
+_NOT_PYTHON = _refused_handler(
+    "it is neither in milo_pack's allow-list of pure functions nor a plain Python function")
+
+
+def _resolve_user_function(obj: Any) -> Handler | None:
+    """Handler for a function outside the table: untrusted by name, or refused."""
+    if isinstance(obj, (types.BuiltinFunctionType, np.ufunc, types.MethodType,
+                        functools.partial)):
+        return _NOT_PYTHON
+    if type(obj) is not types.FunctionType:
+        return None
+    if not _importable(obj):
+        return _LAMBDA
+    return _user_function_handler(FUNCTION_PREFIX + function_name(obj), obj)
+
+
+def trusted_function_factory(target: Any, tag: str) -> Handler | None:
+    """Handler for a ``function:`` tag the caller trusted, once its module was imported."""
+    if not tag.startswith(FUNCTION_PREFIX):
+        return None
+    if type(target) is not types.FunctionType or not _importable(target) or (
+            FUNCTION_PREFIX + function_name(target) != tag):
+        return None
+    return _user_function_handler(tag, target)
+
+
 def register(registry: Registry) -> None:
-    import importlib
 
     partials: dict[Any, Handler] = {}
     for tag, (module_name, name) in _PARTIALS.items():
@@ -123,7 +308,7 @@ def register(registry: Registry) -> None:
         return None
 
     registry.resolvers.append(resolve_partial)
-    entries = {**_numpy_entries(), **_sklearn_entries()}
+    entries = {**_numpy_entries(), **_library_entries()}
     by_identity: dict[int, Handler] = {}
     for tag, value in sorted(entries.items()):
         if tag in registry.by_tag:
@@ -142,3 +327,9 @@ def register(registry: Registry) -> None:
         return None
 
     registry.resolvers.append(resolve)
+    from scipy.stats._distn_infrastructure import rv_continuous_frozen, rv_discrete_frozen
+
+    registry.add(_frozen_handler((rv_continuous_frozen, rv_discrete_frozen)))
+    # Last: anything callable the table did not claim is saved by name (untrusted) or refused.
+    registry.resolvers.append(_resolve_user_function)
+    registry.trusted_factories.append(trusted_function_factory)

@@ -15,6 +15,10 @@ own ``__setstate__``, as unpickling does, but only after every name was checked:
 Internal objects that fitted estimators hold (HistGradientBoosting predictors and bin mappers,
 loss and link objects, scorers, Gaussian-process kernels, Birch nodes, MLP optimizers...) are
 allow-listed by name below and saved from their ``__dict__``.
+
+Arrays in an object's state that are views into another array of the same state (Birch's
+``_CFNode.centroids_`` is a view of its ``init_centroids_``, and ``partial_fit`` writes through
+it) are saved as views, so they come back sharing memory, as they were.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ import inspect
 import warnings
 from typing import Any
 
+import numpy as np
 from sklearn.base import BaseEstimator
 
 from ..engine import CheckContext, LoadContext, SaveContext, join_path
-from ..errors import ManifestError, UnsupportedTypeError, quote
+from ..errors import InvariantError, ManifestError, UnsupportedTypeError, quote
 from ..registry import Handler, Registry
+from .invariants import check_fitted, check_state
 
 # Internal classes reached from fitted estimators, by module: (module, class names or "*"
 # for every class defined in that module).
@@ -37,14 +43,35 @@ _INTERNAL = (
     ("sklearn.ensemble._hist_gradient_boosting.predictor", ("TreePredictor",)),
     ("sklearn._loss.loss", "*"),
     ("sklearn._loss.link", "*"),
-    ("sklearn.metrics._scorer", ("_Scorer", "_PassthroughScorer", "_MultimetricScorer")),
+    ("sklearn.metrics._scorer",
+     ("_Scorer", "_PassthroughScorer", "_MultimetricScorer", "_CurveScorer")),
     ("sklearn.compose._column_transformer", ("make_column_selector",)),
     ("sklearn.gaussian_process.kernels", "*"),
     ("sklearn.neural_network._stochastic_optimizers", ("SGDOptimizer", "AdamOptimizer")),
     ("sklearn.cluster._birch", ("_CFNode", "_CFSubcluster")),
+    ("sklearn.cluster._bisect_k_means", ("_BisectingTree",)),
     ("sklearn.model_selection._split", "*"),
     ("sklearn.utils._bunch", ("Bunch",)),
     ("sklearn.feature_extraction.text", ("_VectorizerMixin",)),
+    ("sklearn.calibration", ("_CalibratedClassifier", "_SigmoidCalibration")),
+    ("sklearn.gaussian_process._gpc", ("_BinaryGaussianProcessClassifierLaplace",)),
+    ("sklearn.multiclass", ("_ConstantPredictor",)),
+    ("sklearn.utils._metadata_requests", ("MetadataRequest", "MethodMetadataRequest")),
+)
+# Named tuples fitted estimators hold, rebuilt from their fields by their own class.
+_NAMEDTUPLES = (
+    ("sklearn.impute._iterative", "_ImputerTriplet"),
+    ("sklearn.gaussian_process.kernels", "Hyperparameter"),
+)
+# Experimental estimators: ``all_estimators()`` lists them only once the user imported the
+# ``sklearn.experimental`` enabler, so they are registered from their private modules here, under
+# the public path the enabler creates (the tag must not depend on what the user imported).
+_EXPERIMENTAL = (
+    ("sklearn.impute._iterative", "IterativeImputer", "sklearn.impute"),
+    ("sklearn.model_selection._search_successive_halving", "HalvingGridSearchCV",
+     "sklearn.model_selection"),
+    ("sklearn.model_selection._search_successive_halving", "HalvingRandomSearchCV",
+     "sklearn.model_selection"),
 )
 _PATH_PARAMS = frozenset({"memory"})
 
@@ -86,6 +113,167 @@ def check_attribute_names(cls: type, names: Any, path: str) -> None:
                 f"{cls.__name__}", path)
 
 
+# -- state and views --------------------------------------------------------------------------
+
+
+def _view_bases(state: dict) -> list[np.ndarray]:
+    """The arrays of a state that other arrays of the same state may be views of."""
+    return [v for v in state.values()
+            if type(v) is np.ndarray and v.dtype.kind not in "OV" and v.size
+            and v.flags.c_contiguous]
+
+
+def _extent(arr: np.ndarray) -> tuple[int, int]:
+    """The byte range an array with non-negative strides spans."""
+    low = arr.__array_interface__["data"][0]
+    span = sum((n - 1) * s for n, s in zip(arr.shape, arr.strides))
+    return low, low + span + arr.itemsize
+
+
+def _base_of(value: Any, bases: list[np.ndarray]) -> np.ndarray | None:
+    """The largest array of the state whose memory holds ``value`` (which is not itself).
+
+    Memory ranges, not ``.base`` identity: a loaded array's ``.base`` is its section buffer.
+    """
+    if (type(value) is not np.ndarray or not value.size or value.dtype.kind in "OV"
+            or any(s < 0 for s in value.strides)):
+        return None
+    low, high = _extent(value)
+    found = None
+    for base in bases:
+        blow, bhigh = _extent(base)
+        if (blow <= low and high <= bhigh and (blow, bhigh) != (low, high)
+                and base.dtype == value.dtype and (found is None or base.size > found.size)):
+            found = base
+    return found
+
+
+def view_index(view: np.ndarray, base: np.ndarray) -> list[list[int]] | None:
+    """``[start, stop, step]`` per axis such that ``base[slices]`` is ``view``, or None.
+
+    Only basic slicing with positive steps is expressed, so a file can never ask for offsets or
+    strides: the loader slices the base array, and numpy bounds the result.
+    """
+    if view.ndim != base.ndim or view.dtype != base.dtype or not base.flags.c_contiguous:
+        return None
+    offset = view.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+    index = []
+    for n, vstride, bstride in zip(view.shape, view.strides, base.strides):
+        if bstride <= 0 or offset < 0:
+            return None
+        start, offset = divmod(offset, bstride)
+        step = vstride // bstride if n > 1 and vstride > 0 and vstride % bstride == 0 else 1
+        index.append([start, start + (n - 1) * step + 1 if n else start, step])
+    if offset:
+        return None
+    rebuilt = base[tuple(slice(*t) for t in index)]
+    same = (rebuilt.shape == view.shape
+            and rebuilt.__array_interface__["data"][0] == view.__array_interface__["data"][0]
+            and all(a == b for n, a, b in zip(view.shape, view.strides, rebuilt.strides)
+                    if n > 1))
+    return index if same else None
+
+
+def encode_state(state: dict, ctx: SaveContext, path: str,
+                 bases: list[np.ndarray]) -> dict:
+    """Encode an object's attributes; arrays viewing another attribute become view nodes."""
+    fields = {}
+    for name, value in state.items():
+        where = join_path(path, name)
+        base = _base_of(value, bases)
+        index = view_index(value, base) if base is not None else None
+        if index is None:
+            fields[name] = ctx.encode(value, where)
+        else:
+            fields[name] = {"$type": "numpy.view", "base": ctx.encode(base, where),
+                            "index": index, "shape": list(value.shape)}
+    return fields
+
+
+def _check_view(node: dict, ctx: CheckContext, path: str) -> None:
+    index, shape = node["index"], node["shape"]
+    ok = (isinstance(index, list) and isinstance(shape, list) and len(index) == len(shape)
+          and len(index) <= ctx.limits.max_ndim
+          and all(isinstance(t, list) and len(t) == 3 and all(type(v) is int for v in t)
+                  and 0 <= t[0] <= t[1] and t[2] > 0 for t in index)
+          and all(type(n) is int and n >= 0 for n in shape))
+    if not ok:
+        raise ManifestError("a view has one [start, stop, step] per axis and a shape", path)
+
+
+def _load_view(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
+    base = ctx.decode(node["base"], join_path(path, "base"))
+    if type(base) is not np.ndarray or base.ndim != len(node["index"]):
+        raise InvariantError("a view's base must be an array of as many axes", path)
+    result = base[tuple(slice(*t) for t in node["index"])]
+    if list(result.shape) != node["shape"]:
+        raise InvariantError("a view does not have its declared shape", path)
+    return result
+
+
+def _view_handler() -> Handler:
+    keys = frozenset({"base", "index", "shape"})
+    return Handler("numpy.view", _unreachable_save, _load_view, keys, keys, check=_check_view)
+
+
+def _unreachable_save(obj: Any, ctx: SaveContext, path: str) -> dict:  # pragma: no cover
+    raise AssertionError("encode_state writes view nodes itself")
+
+
+# -- named tuples and scipy splines -----------------------------------------------------------
+
+
+def _namedtuple_handler(cls: type, tag: str) -> Handler:
+    fields = tuple(cls._fields)
+
+    def save(obj: Any, ctx: SaveContext, path: str) -> dict:
+        return {"items": {k: ctx.encode(getattr(obj, k), join_path(path, k)) for k in fields}}
+
+    def check(node: dict, ctx: CheckContext, path: str) -> None:
+        if not isinstance(node["items"], dict) or tuple(node["items"]) != fields:
+            raise ManifestError(f"{cls.__name__} has exactly the fields {list(fields)}", path)
+
+    def load(node: dict, ctx: LoadContext, path: str) -> Any:
+        return cls(**{k: ctx.decode(v, join_path(path, k)) for k, v in node["items"].items()})
+
+    keys = frozenset({"items"})
+    return Handler(tag, save, load, keys, keys, check=check, types=(cls,), memo=False)
+
+
+def _bspline_handler() -> Handler:
+    from scipy.interpolate import BSpline
+
+    def save(obj: BSpline, ctx: SaveContext, path: str) -> dict:
+        if type(obj.extrapolate) not in (bool, str) or type(obj.k) is not int:
+            raise UnsupportedTypeError("BSpline with unusual extrapolate or k", path)
+        # The coefficients as the constructor takes them (it moves `axis` to the front).
+        coef = np.moveaxis(obj.c, 0, obj.axis)
+        return {"t": ctx.encode(obj.t, join_path(path, "t")),
+                "c": ctx.encode(coef, join_path(path, "c")),
+                "k": obj.k, "extrapolate": obj.extrapolate, "axis": obj.axis}
+
+    def check(node: dict, ctx: CheckContext, path: str) -> None:
+        if type(node["k"]) is not int or type(node["axis"]) is not int or not (
+                type(node["extrapolate"]) is bool or node["extrapolate"] == "periodic"):
+            raise ManifestError("BSpline k and axis must be ints, extrapolate a bool", path)
+
+    def load(node: dict, ctx: LoadContext, path: str) -> BSpline:
+        t = ctx.decode(node["t"], join_path(path, "t"))
+        c = ctx.decode(node["c"], join_path(path, "c"))
+        if not all(type(a) is np.ndarray and a.dtype.kind in "fc" for a in (t, c)):
+            raise InvariantError("BSpline knots and coefficients must be float arrays", path)
+        try:
+            # The constructor checks knots, degree and coefficient shapes, so nothing
+            # inconsistent reaches scipy's compiled evaluation code.
+            return BSpline(t, c, node["k"], extrapolate=node["extrapolate"], axis=node["axis"])
+        except (TypeError, ValueError) as exc:
+            raise InvariantError(f"invalid BSpline: {exc}", path) from None
+
+    keys = frozenset({"t", "c", "k", "extrapolate", "axis"})
+    return Handler("scipy.interpolate.BSpline", save, load, keys, keys, check=check,
+                   types=(BSpline,))
+
+
 # -- estimators -------------------------------------------------------------------------------
 
 
@@ -103,12 +291,11 @@ def _estimator_handler(cls: type, tag: str, trusted: bool) -> Handler:
 
     def save(obj: Any, ctx: SaveContext, path: str) -> dict:
         state = _state_of(obj)
+        bases = _view_bases(state)
         params = {k: v for k, v in state.items() if k in param_names}
         attrs = {k: v for k, v in state.items() if k not in param_names}
-        return {
-            "params": {k: ctx.encode(v, join_path(path, k)) for k, v in params.items()},
-            "attrs": {k: ctx.encode(v, join_path(path, k)) for k, v in attrs.items()},
-        }
+        return {"params": encode_state(params, ctx, path, bases),
+                "attrs": encode_state(attrs, ctx, path, bases)}
 
     def check(node: dict, ctx: CheckContext, path: str) -> None:
         params, attrs = node["params"], node["attrs"]
@@ -139,6 +326,7 @@ def _estimator_handler(cls: type, tag: str, trusted: bool) -> Handler:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             obj.__setstate__(state)
+        check_fitted(obj, path)
         return obj
 
     keys = frozenset({"params", "attrs"})
@@ -158,7 +346,7 @@ def _object_handler(cls: type, tag: str, trusted: bool = True) -> Handler:
             state = {}
         if not isinstance(state, dict) or getattr(obj, "__slots__", None):
             raise UnsupportedTypeError(f"{cls.__name__} has no plain __dict__ state", path)
-        return {"state": {k: ctx.encode(v, join_path(path, k)) for k, v in state.items()}}
+        return {"state": encode_state(state, ctx, path, _view_bases(state))}
 
     def check(node: dict, ctx: CheckContext, path: str) -> None:
         if not isinstance(node["state"], dict):
@@ -169,6 +357,7 @@ def _object_handler(cls: type, tag: str, trusted: bool = True) -> Handler:
         obj = cls.__new__(cls)
         ctx.register(node, obj)
         state = {k: ctx.decode(v, join_path(path, k)) for k, v in node["state"].items()}
+        check_state(cls, state, path)
         if custom_setstate:
             obj.__setstate__(state)
         else:
@@ -220,7 +409,15 @@ def register(registry: Registry) -> None:
     from sklearn.utils import Bunch, all_estimators
 
     registry.add(_bunch_handler())
-    estimators = {cls for _, cls in all_estimators()}
+    registry.add(_view_handler())
+    registry.add(_bspline_handler())
+    for module_name, name, public_module in _EXPERIMENTAL:
+        cls = getattr(importlib.import_module(module_name), name)
+        registry.add(_estimator_handler(cls, f"{public_module}.{name}", True))
+    for module_name, name in _NAMEDTUPLES:
+        cls = getattr(importlib.import_module(module_name), name)
+        registry.add(_namedtuple_handler(cls, public_path(cls)))
+    estimators = {cls for _, cls in all_estimators()} - set(registry.by_type)
     for cls in sorted(estimators, key=lambda c: (c.__module__, c.__name__)):
         registry.add(_estimator_handler(cls, public_path(cls), True))
     for cls in _internal_classes():
@@ -244,8 +441,8 @@ def register(registry: Registry) -> None:
 
     registry.resolvers.append(resolve_user_estimator)
 
-    def trusted_factory(cls: type, tag: str) -> Handler | None:
-        if issubclass(cls, BaseEstimator):
+    def trusted_factory(cls: Any, tag: str) -> Handler | None:
+        if isinstance(cls, type) and issubclass(cls, BaseEstimator):
             handler = _estimator_handler(cls, tag, trusted=False)
             return handler
         return None

@@ -1,0 +1,219 @@
+"""Model invariants checked at load, for state that native code later trusts.
+
+Two hooks, both called by the generic handlers in :mod:`milo_pack.handlers.sklearn`:
+
+- :func:`check_state` runs on the decoded state of an allow-listed internal object *before* it is
+  set (HistGradientBoosting's ``TreePredictor``, whose Cython ``predict`` follows node indices
+  and bitset rows without bounds checks);
+- :func:`check_fitted` runs on a built estimator before it is returned, for cross-attribute
+  shapes that scikit-learn's Cython code relies on: a tree's feature count against the
+  estimator's ``n_features_in_`` (``predict`` validates X against the estimator, then the tree
+  reads ``X[i, feature]``), k-means centres, libsvm model arrays, gradient boosting stages,
+  HistGradientBoosting predictors, and the unambiguous ``coef_`` shapes.
+
+Only what is unambiguous for every legitimate model is checked; anything else a stranger's model
+gets wrong only makes it predict nonsense.  Attributes are read from the instance ``__dict__``
+(never through properties, which would run code on unchecked state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .. import _arrays
+from ..errors import InvariantError
+
+__all__ = ["check_state", "check_fitted", "STATE_CHECKS"]
+
+# No bound from the predictor itself: its features are checked against the estimator.
+_ANY_FEATURE = 1 << 62
+
+
+def _fail(message: str, path: str) -> None:
+    raise InvariantError(message, path or "<root>")
+
+
+def _is_array(value: Any, ndim: int | None = None) -> bool:
+    return isinstance(value, np.ndarray) and (ndim is None or value.ndim == ndim)
+
+
+# -- HistGradientBoosting TreePredictor -------------------------------------------------------
+
+
+def _check_tree_predictor(state: dict, path: str) -> None:
+    from sklearn.ensemble._hist_gradient_boosting.common import (
+        PREDICTOR_RECORD_DTYPE,
+        X_BITSET_INNER_DTYPE,
+    )
+
+    nodes = state.get("nodes")
+    if not _is_array(nodes, 1) or nodes.dtype != PREDICTOR_RECORD_DTYPE or not nodes.size:
+        _fail("predictor nodes must be a 1-D PREDICTOR_RECORD_DTYPE array", path)
+    code, at, reason = _arrays.check_hist_predictor(
+        nodes["left"], nodes["right"], nodes["is_leaf"], nodes["feature_idx"], _ANY_FEATURE)
+    if code:
+        _fail(f"predictor node {at}: {reason}", path)
+    rows = set()
+    for name in ("binned_left_cat_bitsets", "raw_left_cat_bitsets"):
+        bitsets = state.get(name)
+        if not (_is_array(bitsets, 2) and bitsets.dtype == X_BITSET_INNER_DTYPE
+                and bitsets.shape[1] == 8 and bitsets.flags.c_contiguous):
+            _fail(f"{name} must be a C-contiguous (n, 8) uint32 array", path)
+        rows.add(bitsets.shape[0])
+    categorical = (nodes["is_leaf"] == 0) & (nodes["is_categorical"] != 0)
+    if categorical.any() and int(nodes["bitset_idx"][categorical].max()) >= min(rows):
+        _fail("a categorical split points past the predictor's bitsets", path)
+
+
+STATE_CHECKS: dict[str, Callable[[dict, str], None]] = {
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor": _check_tree_predictor,
+}
+
+
+def check_state(cls: type, state: dict, path: str) -> None:
+    """Check the state of an internal object before it is set (see ``STATE_CHECKS``)."""
+    check = STATE_CHECKS.get(f"{cls.__module__}.{cls.__qualname__}")
+    if check is not None:
+        check(state, path)
+
+
+# -- estimators -------------------------------------------------------------------------------
+
+
+def _tree_features(est: Any) -> int | None:
+    return _tree_features_of_dict(getattr(est, "__dict__", {}))
+
+
+def _check_tree(d: dict, n: int, path: str) -> None:
+    found = _tree_features_of_dict(d)
+    if found is not None and found != n:
+        _fail(f"tree_ has {found} features, the estimator {n}", path)
+
+
+def _tree_features_of_dict(d: dict) -> int | None:
+    from sklearn.tree._tree import Tree
+
+    tree = d.get("tree_")
+    return tree.n_features if isinstance(tree, Tree) else None
+
+
+def _check_gb_stages(obj: Any, d: dict, n: int, path: str) -> None:
+    """GradientBoosting: ``predict_stages`` walks ``estimators_[i, k].tree_`` in Cython and
+    adds into column ``k`` of a raw-prediction buffer sized from the loss and ``init_``."""
+    stages = d.get("estimators_")
+    if not (_is_array(stages) and stages.dtype == object):
+        return
+    if stages.ndim != 2:
+        _fail("estimators_ must be a 2-D array of trees", path)
+    width = d.get("n_trees_per_iteration_")
+    loss = d.get("_loss")
+    multiclass = bool(getattr(loss, "is_multiclass", False))
+    init = d.get("init_")
+    init_classes = getattr(init, "__dict__", {}).get("classes_")
+    expected = width if multiclass else 1
+    if (stages.shape[1] != width or stages.shape[1] != expected or (
+            multiclass and init != "zero" and init_classes is not None
+            and len(init_classes) != width)):
+        _fail("estimators_ columns disagree with n_trees_per_iteration_ and the loss", path)
+    for est in stages.ravel():
+        found = _tree_features(est)
+        own = getattr(est, "__dict__", {}).get("n_features_in_")
+        if found is None or found != n or (own is not None and own != n):
+            _fail(f"every stage must be a tree over the estimator's {n} features", path)
+
+
+def _check_hist_predictors(d: dict, n: int, path: str) -> None:
+    predictors = d.get("_predictors")
+    if not isinstance(predictors, list):
+        return
+    mapper = d.get("_bin_mapper")
+    is_cat = getattr(mapper, "__dict__", {}).get("is_categorical_")
+    for stage in predictors:
+        for predictor in stage if isinstance(stage, list) else [stage]:
+            nodes = getattr(predictor, "__dict__", {}).get("nodes")
+            if not _is_array(nodes, 1) or nodes.dtype.names is None:
+                continue  # not a TreePredictor; sklearn will refuse it with a Python error
+            inner = nodes["is_leaf"] == 0
+            features = nodes["feature_idx"][inner]
+            if features.size and int(features.max()) >= n:
+                _fail(f"a predictor splits on a feature >= n_features_in_ ({n})", path)
+            cat = nodes["feature_idx"][inner & (nodes["is_categorical"] != 0)]
+            if cat.size and not (_is_array(is_cat, 1) and int(cat.max()) < is_cat.size
+                                 and np.all(is_cat[cat] != 0)):
+                _fail("a categorical split is on a feature the bin mapper does not mark "
+                      "categorical", path)
+
+
+def _check_kmeans(obj: Any, d: dict, n: int, path: str) -> None:
+    from sklearn.cluster._kmeans import _BaseKMeans
+
+    centers = d.get("cluster_centers_")
+    if isinstance(obj, _BaseKMeans) and centers is not None and not (
+            _is_array(centers, 2) and centers.shape[1] == n):
+        _fail(f"cluster_centers_ must be (n_clusters, {n})", path)
+
+
+def _check_libsvm(obj: Any, d: dict, n: int | None, path: str) -> None:
+    """libsvm's ``predict`` sizes its model from ``_n_support`` and reads the rest blindly."""
+    from sklearn.svm._base import BaseLibSVM
+
+    keys = ("_n_support", "support_vectors_", "_dual_coef_", "_intercept_", "support_",
+            "_probA", "_probB")
+    if not isinstance(obj, BaseLibSVM) or not all(k in d for k in keys):
+        return
+    n_support, sv, dual, intercept, support, prob_a, prob_b = (d[k] for k in keys)
+    if not (_is_array(n_support, 1) and n_support.dtype.kind in "iu"
+            and np.all(n_support >= 0) and hasattr(sv, "shape") and len(sv.shape) == 2):
+        _fail("_n_support must be non-negative ints and support_vectors_ 2-D", path)
+    n_class, n_sv = n_support.shape[0], sv.shape[0]
+    pairs = n_class * (n_class - 1) // 2
+    ok = (n_class >= 2 and int(n_support.sum()) == n_sv
+          and getattr(dual, "shape", None) == (n_class - 1, n_sv)
+          and _is_array(intercept, 1) and intercept.shape[0] == pairs
+          and _is_array(support, 1) and support.shape[0] == n_sv
+          and all(_is_array(p, 1) and p.shape[0] in (0, pairs) for p in (prob_a, prob_b)))
+    if not ok:
+        _fail("libsvm model arrays disagree (_n_support, support_vectors_, _dual_coef_, "
+              "_intercept_, support_, _probA/_probB)", path)
+    shape_fit = d.get("shape_fit_")
+    if support.size and (support.dtype.kind not in "iu" or not isinstance(shape_fit, tuple)
+                         or len(shape_fit) != 2 or int(support.min()) < 0
+                         or int(support.max()) >= shape_fit[0]):
+        _fail("support_ indices must lie within the training samples", path)
+    kernel = d.get("kernel")
+    if n is not None and n_sv and isinstance(kernel, str) and kernel != "precomputed" and (
+            sv.shape[1] != n or shape_fit[1] != n):
+        _fail(f"support vectors must have the estimator's {n} features", path)
+
+
+def _check_coef(obj: Any, d: dict, n: int, path: str) -> None:
+    coef = d.get("coef_")
+    shape = getattr(coef, "shape", None)
+    if not isinstance(shape, tuple) or len(shape) not in (1, 2):
+        return
+    if shape[-1] != n:
+        _fail(f"coef_ has {shape[-1]} columns, the estimator {n} features", path)
+    classes = d.get("classes_")
+    if (len(shape) == 2 and getattr(obj, "_estimator_type", None) == "classifier"
+            and _is_array(classes, 1) and shape[0] not in (1, classes.shape[0])):
+        _fail(f"coef_ has {shape[0]} rows for {classes.shape[0]} classes", path)
+
+
+def check_fitted(obj: Any, path: str) -> None:
+    """Check a built estimator's cross-attribute shapes before it is returned."""
+    d = getattr(obj, "__dict__", None)
+    if not isinstance(d, dict):
+        return
+    n = d.get("n_features_in_")
+    n = n if type(n) is int else None
+    _check_libsvm(obj, d, n, path)
+    if n is None:
+        return
+    _check_tree(d, n, path)
+    _check_gb_stages(obj, d, n, path)
+    _check_hist_predictors(d, n, path)
+    _check_kmeans(obj, d, n, path)
+    _check_coef(obj, d, n, path)

@@ -1,0 +1,562 @@
+"""Lazy loading, graph paths and summaries for an open file (:class:`~milo_pack.MiloFile`).
+
+Lazy members
+------------
+``MiloFile.load(lazy=True)`` builds the model's skeleton eagerly but leaves the members of its
+ensembles unbuilt: every item of an attribute named in :data:`LAZY_ATTRS` (forest, bagging,
+boosting, voting and stacking ``estimators_``, HistGradientBoosting ``_predictors``), whether a
+list, a list of lists or an object array, becomes a *member proxy*.
+
+A member proxy is an instance of a subclass of the member's own class (same name and module) whose
+``__dict__`` starts empty.  Why a proxy item rather than a lazy container: scikit-learn reaches
+members in every possible way — a Python loop over a list, ``joblib.Parallel`` over a generator,
+and Cython code indexing an ``object[:, :]`` memoryview (gradient boosting's ``predict_stages``),
+which no container subclass can intercept.  With proxies the containers stay exactly the list or
+ndarray scikit-learn expects (``isinstance(x, list)``, ``len``, numpy, Cython all work) and
+``isinstance(member, DecisionTreeClassifier)`` holds.
+
+The first attribute lookup that misses (``__getattr__``) *materializes* the member: its manifest
+node, already validated with the whole file at open, is built through the same handlers as an
+eager load, so its arrays are read, digest-verified and decoded, and model invariants (tree
+structure...) are checked, right then.  Materialized members sit in a byte-bounded LRU
+(``cache_bytes``); evicting one clears its ``__dict__``, and the next use builds it again.  A few
+most recent members are always kept (threads predicting with them in parallel), so
+``cache_bytes=0`` streams: a forest predicts with a handful of trees in memory.  A member whose
+attributes are *set* (by the user) is pinned and never dropped, so no change is lost.
+
+Pickling or copying a proxy gives a plain object of the original class; saving a lazily loaded
+model with :func:`milo_pack.dump` writes the same bytes as the eager model.
+"""
+
+from __future__ import annotations
+
+import ast
+import copyreg
+import math
+import os
+import re
+import threading
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .codec import SectionInfo
+from .engine import CheckContext, LoadContext
+from .errors import ContainerError, ManifestError
+from .registry import Handler, Registry
+
+__all__ = [
+    "LAZY_ATTRS",
+    "DEFAULT_CACHE_BYTES",
+    "LazyLoadContext",
+    "LazySession",
+    "is_lazy_member",
+    "parse_path",
+    "resolve_path",
+    "node_sizes",
+    "summarize",
+    "format_summary",
+]
+
+# Attribute names whose list/array items are ensemble members, for every estimator class alike.
+LAZY_ATTRS = frozenset({"estimators_", "_predictors"})
+DEFAULT_CACHE_BYTES = 256 << 20
+# Members always kept however small cache_bytes is: joblib threads each hold one while predicting.
+_KEEP = max(2, min(os.cpu_count() or 1, 8) + 1)
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class defined in Python (not a Cython/C type)
+_TRANSPARENT = ("params", "attrs", "state", "items")
+
+
+# --------------------------------------------------------------------------------------------
+# Graph paths
+# --------------------------------------------------------------------------------------------
+
+_STEP = re.compile(
+    r"\.?([A-Za-z_][A-Za-z0-9_]*)"  # .name (the first step has no dot)
+    r"|\[(-?\d+)\]"  # [index]
+    r"""|\[('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\]""")  # ['quoted key']
+
+
+def parse_path(path: str) -> list[str | int]:
+    """Split a graph path as :func:`~milo_pack.engine.join_path` writes it into its steps.
+
+    ``"estimators_[17].tree_"`` gives ``["estimators_", 17, "tree_"]``; quoted keys
+    (``["a key"]``) are read as string literals.  ``""`` and ``"<root>"`` are the root.
+    """
+    if path in ("", "<root>"):
+        return []
+    steps: list[str | int] = []
+    pos = 0
+    while pos < len(path):
+        match = _STEP.match(path, pos)
+        if match is None or (pos == 0 and path[0] == "."):
+            raise KeyError(f"bad graph path {path!r} at character {pos}")
+        name, index, quoted = match.groups()
+        if name is not None:
+            steps.append(name)
+        elif index is not None:
+            steps.append(int(index))
+        else:
+            steps.append(ast.literal_eval(quoted))  # a string literal only, by the regex
+        pos = match.end()
+    return steps
+
+
+def _follow_ref(node: Any, ids: dict[int, dict]) -> Any:
+    if isinstance(node, dict) and "$ref" in node:
+        return ids[node["$ref"]]
+    return node
+
+
+def _step(node: Any, step: str | int) -> Any:
+    """One step down from a manifest node, the way the handlers named their children."""
+    if isinstance(step, int):
+        items = node if isinstance(node, list) else (
+            node.get("items") if isinstance(node, dict) else None)
+        if isinstance(items, list) and -len(items) <= step < len(items):
+            return items[step]
+        raise KeyError(step)
+    if not isinstance(node, dict) or step.startswith("$"):
+        raise KeyError(step)
+    if step in node:
+        return node[step]
+    if "$type" not in node:
+        raise KeyError(step)
+    # Estimators and objects keep their children under params/attrs/state/items, which the
+    # paths leave out; a tree keeps its columns under "nodes", also left out.
+    for key in _TRANSPARENT:
+        holder = node.get(key)
+        if isinstance(holder, dict) and step in holder:
+            return holder[step]
+    for value in node.values():
+        if isinstance(value, dict) and "$type" not in value and step in value:
+            return value[step]
+    raise KeyError(step)
+
+
+def resolve_path(root: Any, path: str, ids: dict[int, dict]) -> Any:
+    """The manifest node at ``path`` (following ``$ref``); ``KeyError`` when there is none."""
+    node = _follow_ref(root, ids)
+    for i, step in enumerate(parse_path(path)):
+        try:
+            node = _follow_ref(_step(node, step), ids)
+        except KeyError:
+            raise KeyError(f"no object at {path!r} (step {i}: {step!r})") from None
+    return node
+
+
+# --------------------------------------------------------------------------------------------
+# Sizes and summaries
+# --------------------------------------------------------------------------------------------
+
+
+def _array_sizes(node: dict, sections: list[SectionInfo]) -> tuple[int, int]:
+    count = math.prod(node["shape"])
+    decoded = count * np.dtype(node["dtype"]).itemsize
+    if "section" not in node:
+        return decoded, 0  # inline: stored as numbers in the manifest
+    info = sections[node["section"]]
+    # A section's stored bytes are shared in proportion to elements (chunks compress unevenly,
+    # so this is an estimate; reading the chunk tables would cost a request per section).
+    return decoded, round(info.nbytes * count / info.length)
+
+
+def node_sizes(node: Any, sections: list[SectionInfo]) -> tuple[int, int]:
+    """``(decoded, stored)`` bytes of every array under a validated node (``$ref`` count 0)."""
+    decoded = stored = 0
+    stack = [node]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, list):
+            stack.extend(v for v in value if isinstance(v, (list, dict)))
+        elif isinstance(value, dict):
+            if value.get("$type") == "numpy.ndarray":
+                d, s = _array_sizes(value, sections)
+                decoded += d
+                stored += s
+            else:
+                stack.extend(v for k, v in value.items()
+                             if isinstance(v, (list, dict)) and not k.startswith("$"))
+    return decoded, stored
+
+
+def _children(node: Any) -> list[tuple[str | int, Any]]:
+    if isinstance(node, list):
+        return list(enumerate(node))
+    if not isinstance(node, dict) or "$ref" in node or node.get("$type") == "numpy.ndarray":
+        return []
+    if "$type" not in node:
+        return list(node.items())
+    out: list[tuple[str | int, Any]] = []
+    for key, value in node.items():
+        if key.startswith("$"):
+            continue
+        if key in _TRANSPARENT and isinstance(value, dict):
+            out.extend(value.items())
+        elif key in _TRANSPARENT and isinstance(value, list):
+            out.extend(enumerate(value))
+        elif isinstance(value, dict) and "$type" not in value and "$ref" not in value:
+            out.extend(value.items())  # a tree's columns: paths leave "nodes" out
+        else:
+            out.append((key, value))
+    return [(k, v) for k, v in out if isinstance(v, (list, dict))]
+
+
+def _describe(node: Any) -> dict[str, Any]:
+    if isinstance(node, list):
+        return {"type": "list", "length": len(node)}
+    if "$ref" in node:
+        return {"type": "$ref", "ref": node["$ref"]}
+    tag = node.get("$type", "dict")
+    info: dict[str, Any] = {"type": tag}
+    if tag == "numpy.ndarray":
+        info.update(shape=list(node["shape"]), dtype=node["dtype"])
+    elif "shape" in node and isinstance(node["shape"], list):
+        info["shape"] = list(node["shape"])
+    return info
+
+
+def summarize(node: Any, sections: list[SectionInfo], *, path: str = "", max_items: int = 3,
+              max_depth: int | None = None, _depth: int = 0) -> dict[str, Any]:
+    """A readable tree of a validated manifest node: type, shape, dtype, sizes per sub-object.
+
+    Long lists show their first ``max_items`` items and one line for the rest.
+    """
+    from .engine import join_path
+
+    entry = {"path": path or "<root>", **_describe(node)}
+    entry["decoded_bytes"], entry["stored_bytes"] = node_sizes(node, sections)
+    kids = _children(node)
+    if not kids or (max_depth is not None and _depth >= max_depth):
+        return entry
+    children = []
+    for i, (key, value) in enumerate(kids):
+        if isinstance(key, int) and i >= max_items:
+            rest = [v for _, v in kids[i:]]
+            decoded, stored = node_sizes(rest, sections)
+            children.append({"path": f"{path}[{i}:{len(kids)}]", "type": "...",
+                             "count": len(rest), "decoded_bytes": decoded,
+                             "stored_bytes": stored})
+            break
+        where = f"{path}[{key}]" if isinstance(key, int) else join_path(path, key)
+        children.append(summarize(value, sections, path=where, max_items=max_items,
+                                  max_depth=max_depth, _depth=_depth + 1))
+    entry["children"] = children
+    return entry
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)  # pragma: no cover
+
+
+def format_summary(entry: dict[str, Any], indent: int = 0) -> str:
+    """Render :func:`summarize`'s tree as indented text, one sub-object per line."""
+    what = entry["type"]
+    if "shape" in entry:
+        what += f" {tuple(entry['shape'])}"
+    if "dtype" in entry:
+        what += f" {entry['dtype']}"
+    if "length" in entry:
+        what += f" [{entry['length']}]"
+    if "count" in entry:
+        what = f"{entry['count']} more"
+    line = (f"{'  ' * indent}{entry['path']}: {what}  "
+            f"(decoded {_size(entry['decoded_bytes'])}, stored {_size(entry['stored_bytes'])})")
+    lines = [line] + [format_summary(c, indent + 1) for c in entry.get("children", ())]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Member proxies
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Member:
+    """What a proxy needs to build itself: its node, where it is, and who loads it."""
+
+    node: dict
+    path: str
+    nbytes: int
+    session: LazySession
+    parent: LoadContext  # resolves $refs that point outside the member
+    inner_ids: frozenset[int]
+    loaded: bool = False
+    pinned: bool = False
+
+
+# proxy -> _Member.  Weak keys: a member's state dies with its proxy, and nothing here keeps a
+# model (or its open file) alive.
+_MEMBERS: weakref.WeakKeyDictionary[Any, _Member] = weakref.WeakKeyDictionary()
+_PROXY_CLASSES: dict[type, type] = {}
+_PROXY_LOCK = threading.Lock()
+
+
+def is_lazy_member(obj: Any) -> bool:
+    """Whether ``obj`` is a lazily loaded ensemble member (materialized or not)."""
+    return type(obj) in _PROXY_CLASSES.values()
+
+
+def _is_dunder(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__")
+
+
+def _materialize(obj: Any, pin: bool = False) -> bool:
+    """Build ``obj``'s state if it is a lazy member; False if it is not one."""
+    member = _MEMBERS.get(obj)
+    if member is None:
+        return False
+    member.session.materialize(obj, member, pin)
+    return True
+
+
+def _proxy_methods(base: type) -> dict[str, Any]:
+    base_getattr = getattr(base, "__getattr__", None)
+    base_fitted = getattr(base, "__sklearn_is_fitted__", None)
+
+    def __getattr__(self: Any, name: str) -> Any:
+        # Dunders are protocol probes (numpy, copy, pickle): never fitted state, never a build.
+        if not _is_dunder(name) and _materialize(self):
+            try:
+                return self.__dict__[name]
+            except KeyError:
+                pass
+        if base_getattr is not None:
+            return base_getattr(self, name)
+        raise AttributeError(f"{base.__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        _materialize(self, pin=True)  # a changed member must never be dropped and rebuilt
+        base.__setattr__(self, name, value)
+
+    def __delattr__(self: Any, name: str) -> None:
+        _materialize(self, pin=True)
+        base.__delattr__(self, name)
+
+    def __getstate__(self: Any) -> Any:
+        _materialize(self)
+        return base.__getstate__(self)
+
+    def __reduce_ex__(self: Any, protocol: int) -> Any:
+        # Pickle and copy see a plain object of the original class (no milo_pack needed);
+        # _reconstructor because pickle refuses __newobj__ with a class other than type(self).
+        return copyreg._reconstructor, (base, object, None), self.__getstate__()
+
+    def __sklearn_is_fitted__(self: Any) -> bool:
+        _materialize(self)
+        if base_fitted is not None:
+            return base_fitted(self)
+        return any(k.endswith("_") and not k.startswith("__") for k in vars(self))
+
+    return {"__getattr__": __getattr__, "__setattr__": __setattr__,
+            "__delattr__": __delattr__, "__getstate__": __getstate__,
+            "__reduce_ex__": __reduce_ex__, "__sklearn_is_fitted__": __sklearn_is_fitted__,
+            "__hash__": object.__hash__, "__module__": base.__module__,
+            "__qualname__": base.__qualname__, "__doc__": base.__doc__}
+
+
+def _proxy_class(handler: Handler, registry: Registry) -> type | None:
+    """The proxy subclass for a handler's class, or None when it cannot have one."""
+    base = handler.cls
+    if base is None or not base.__flags__ & _HEAPTYPE or not base.__dictoffset__:
+        return None  # Cython/C types and __slots__ classes keep state outside __dict__
+    with _PROXY_LOCK:
+        proxy = _PROXY_CLASSES.get(base)
+        if proxy is None:
+            proxy = type(base.__name__, (base,), _proxy_methods(base))
+            _PROXY_CLASSES[base] = proxy
+        # Saving a proxy is saving the original class: same handler, same tag.
+        registry.by_type.setdefault(proxy, handler)
+    return proxy
+
+
+class _MemberCache:
+    """Byte-bounded LRU of materialized members (the session lock guards it)."""
+
+    def __init__(self, max_bytes: int | None) -> None:
+        self.max_bytes = max_bytes
+        self.items: OrderedDict[int, tuple[_Member, weakref.ref]] = OrderedDict()
+        self.bytes = 0
+
+    def add(self, member: _Member, ref: weakref.ref) -> list[tuple[_Member, weakref.ref]]:
+        key = id(member)
+        if key in self.items:
+            self.items.move_to_end(key)
+            return []
+        self.items[key] = (member, ref)
+        self.bytes += member.nbytes
+        victims = []
+        while (self.max_bytes is not None and self.bytes > self.max_bytes
+               and len(self.items) > _KEEP):
+            _, victim = self.items.popitem(last=False)
+            self.bytes -= victim[0].nbytes
+            victims.append(victim)
+        return victims
+
+    def discard(self, member: _Member) -> None:
+        item = self.items.pop(id(member), None)
+        if item is not None:
+            self.bytes -= member.nbytes
+
+
+class LazySession:
+    """State shared by the members of one lazy load: the open file, the cache, one lock.
+
+    One lock serializes builds: decoding releases the GIL inside zstd and numpy, and a single
+    lock rules out two threads building (or dropping) the same member at once.
+    """
+
+    def __init__(self, handle: Any, check: CheckContext, cache_bytes: int | None,
+                 mmap: bool) -> None:
+        self.handle = handle  # keeps the file open while the model lives
+        self.check = check
+        self.mmap = mmap
+        self.lock = threading.RLock()
+        self.cache = _MemberCache(cache_bytes)
+        self.builds = 0
+        # $id -> graph paths of the $refs to it: decides which members may be lazy.
+        self.ref_paths: dict[int, list[str]] = {}
+        for ident, where in check.refs:
+            self.ref_paths.setdefault(ident, []).append(where)
+
+    def materialize(self, proxy: Any, member: _Member, pin: bool) -> None:
+        with self.lock:
+            if not member.loaded:
+                if getattr(self.handle, "closed", False):
+                    raise ContainerError(
+                        "the file this model was lazily loaded from is closed; keep the "
+                        "handle open while using the model", member.path)
+                built = _MemberContext(self, member, proxy).build()
+                proxy.__dict__.update(built.__dict__)
+                member.loaded = True
+                self.builds += 1
+                victims = [] if member.pinned else self.cache.add(member, weakref.ref(proxy))
+            else:
+                victims = [] if member.pinned else self.cache.add(member, weakref.ref(proxy))
+            if pin and not member.pinned:
+                member.pinned = True
+                self.cache.discard(member)
+            for victim, ref in victims:
+                self._drop(victim, ref)
+
+    @staticmethod
+    def _drop(member: _Member, ref: weakref.ref) -> None:
+        obj = ref()
+        if obj is not None and not member.pinned:
+            obj.__dict__.clear()
+        member.loaded = False
+
+    def referenced_outside(self, ids: frozenset[int], path: str) -> bool:
+        """Whether a ``$ref`` outside ``path``'s subtree points at one of ``ids``."""
+        for ident in ids:
+            for where in self.ref_paths.get(ident, ()):
+                inside = where.startswith(path) and where[len(path):len(path) + 1] in (".", "[")
+                if not inside:
+                    return True
+        return False
+
+
+def _inner_ids(node: dict) -> frozenset[int]:
+    """``$id``s defined strictly inside a member node."""
+    ids = set()
+    stack: list[Any] = [v for k, v in node.items() if not k.startswith("$")]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, list):
+            stack.extend(v for v in value if isinstance(v, (list, dict)))
+        elif isinstance(value, dict):
+            if type(value.get("$id")) is int:
+                ids.add(value["$id"])
+            stack.extend(v for v in value.values() if isinstance(v, (list, dict)))
+    return frozenset(ids)
+
+
+class LazyLoadContext(LoadContext):
+    """A :class:`LoadContext` that leaves ensemble members as proxies (see the module doc)."""
+
+    def __init__(self, registry: Registry, store: Any, check: CheckContext,
+                 session: LazySession) -> None:
+        super().__init__(registry, store, check, mmap=session.mmap)
+        self.session = session
+
+    def decode(self, value: Any, path: str) -> Any:
+        if isinstance(value, (list, dict)) and _is_member_slot(path):
+            built = self._members(value, path)
+            if built is not None:
+                return built
+        return super().decode(value, path)
+
+    def _members(self, value: Any, path: str) -> Any:
+        """The container of an ensemble attribute, its items proxies; None if not one."""
+        if isinstance(value, list):
+            return [self._member(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if value.get("$type") == "numpy.object_array" and isinstance(value.get("items"), list):
+            result = np.empty(tuple(value["shape"]), dtype=object)
+            self.register(value, result)
+            flat = result.reshape(-1)
+            for i, item in enumerate(value["items"]):
+                flat[i] = self._member(item, f"{path}[{i}]")
+            return result
+        return None
+
+    def _member(self, value: Any, path: str) -> Any:
+        if isinstance(value, list):  # HistGradientBoosting: one list of predictors per stage
+            return [self._member(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        proxy = self._proxy(value, path) if isinstance(value, dict) else None
+        return self.decode(value, path) if proxy is None else proxy
+
+    def _proxy(self, node: dict, path: str) -> Any:
+        tag = node.get("$type")
+        if not isinstance(tag, str) or "$ref" in node:
+            return None
+        handler = self.registry.for_tag(tag, self.trusted)
+        proxy_cls = _proxy_class(handler, self.registry) if handler is not None else None
+        if proxy_cls is None:
+            return None
+        inner = _inner_ids(node)
+        if self.session.referenced_outside(inner, path):
+            return None  # an object inside is shared with the rest of the model: build now
+        proxy = proxy_cls.__new__(proxy_cls)  # as the handlers do: no __init__ runs
+        self.register(node, proxy)
+        _MEMBERS[proxy] = _Member(node=node, path=path,
+                                  nbytes=node_sizes(node, self.session.check.sections)[0],
+                                  session=self.session, parent=self, inner_ids=inner)
+        return proxy
+
+
+def _is_member_slot(path: str) -> bool:
+    return path.rpartition(".")[2] in LAZY_ATTRS
+
+
+class _MemberContext(LazyLoadContext):
+    """Builds one member: its own ``$id``s stay inside, others resolve in the parent context."""
+
+    def __init__(self, session: LazySession, member: _Member, proxy: Any) -> None:
+        super().__init__(member.parent.registry, member.parent.store, session.check, session)
+        self.member = member
+        self.proxy = proxy
+
+    def build(self) -> Any:
+        node = self.member.node
+        handler = self.registry.for_tag(node["$type"], self.trusted)
+        if handler is None:  # pragma: no cover - validated at load
+            raise ManifestError("unknown type", self.member.path)
+        return handler.load(node, self, self.member.path)
+
+    def register(self, node: dict, obj: Any) -> None:
+        if node is not self.member.node:  # the member's own $id stays the proxy
+            super().register(node, obj)
+
+    def _resolve(self, ident: int, path: str) -> Any:
+        if ident == self.member.node.get("$id"):
+            return self.proxy
+        if ident in self.member.inner_ids:
+            return super()._resolve(ident, path)
+        return self.member.parent._resolve(ident, path)

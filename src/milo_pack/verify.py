@@ -1,0 +1,238 @@
+"""``milo-pack verify``: run every check the loader runs, stage by stage, and say which failed.
+
+The stages, in order:
+
+1. ``container``: the zip is byte for byte what the writer produces (:class:`ContainerReader`).
+2. ``manifest``: JSON under budgets, top-level schema, section table against the members, and
+   the manifest's CRC-32 (the manifest has no digest of its own, so the zip CRC is its only
+   integrity check).
+3. ``graph``: :func:`~milo_pack.engine.validate_graph` (tags, keys, references, array metadata,
+   handler checks) and trust: types outside the allow-list fail unless passed as trusted.
+4. ``digests``: every chunk of every section against its SHA-256 (no decompression).
+5. ``frames``: every chunk decompresses (zstd frame checks) and un-filters to its declared size.
+6. ``load``: the model is built in-process and discarded: invariants that need the data (tree
+   structure, sparse indices, KD-tree indices) are only checked while building.
+
+A stage that cannot run because an earlier one failed is reported as skipped; the digest and
+frame stages run on whatever sections they can, so one corrupt section does not hide another.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .container import ContainerReader
+from .errors import MiloError, quote
+from .inspect_view import format_bytes, safe_tag, short_tag
+from .limits import DEFAULT_LIMITS, Limits
+from .reader import MiloFile
+
+__all__ = ["Stage", "VerifyReport", "verify_file"]
+
+STAGES = ("container", "manifest", "graph", "digests", "frames", "load")
+
+
+@dataclass
+class Stage:
+    """The outcome of one stage.
+
+    Attributes
+    ----------
+    name : str
+        One of :data:`STAGES`.
+    status : str
+        ``"ok"``, ``"FAIL"`` or ``"skip"``.
+    detail : str
+        What was checked (ok) or why it was skipped.
+    errors : list of str
+        The reasons, when it failed.
+    """
+
+    name: str
+    status: str
+    detail: str = ""
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VerifyReport:
+    """Every stage's outcome; ``ok`` when all passed."""
+
+    stages: list[Stage] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(stage.status == "ok" for stage in self.stages)
+
+    def add(self, name: str, status: str, detail: str = "",
+            errors: list[str] | None = None) -> Stage:
+        stage = Stage(name, status, detail, list(errors or ()))
+        self.stages.append(stage)
+        return stage
+
+    def skip_rest(self, reason: str) -> None:
+        done = {stage.name for stage in self.stages}
+        for name in STAGES:
+            if name not in done:
+                self.add(name, "skip", reason)
+
+    def lines(self) -> list[str]:
+        """Human-readable report, one line per stage plus one per error, then a verdict."""
+        out = []
+        for stage in self.stages:
+            out.append(f"  {stage.status:<4} {stage.name:<9} {stage.detail}".rstrip())
+            out.extend(f"         - {error}" for error in stage.errors)
+        failed = [stage.name for stage in self.stages if stage.status == "FAIL"]
+        out.append("OK" if self.ok else f"FAILED: {', '.join(failed)}")
+        return out
+
+
+def verify_file(path: str | os.PathLike, *, trusted: frozenset[str] = frozenset(),
+                limits: Limits | None = None) -> VerifyReport:
+    """Verify a file completely (see the module documentation for the stages).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to check.
+    trusted : frozenset of str
+        Type tags to allow beyond the default allow-list.
+    limits : Limits, optional
+        Resource budgets.
+
+    Returns
+    -------
+    VerifyReport
+
+    Raises
+    ------
+    OSError
+        The file cannot be opened (a usage problem, not a failed check).
+    """
+    limits = limits or DEFAULT_LIMITS
+    report = VerifyReport()
+    with open(path, "rb") as fileobj:
+        if not _check_container(fileobj, limits, report):
+            report.skip_rest("container is invalid")
+            return report
+        try:
+            handle = MiloFile(fileobj, limits=limits)
+        except MiloError as exc:
+            report.add("manifest", "FAIL", errors=[str(exc)])
+            report.skip_rest("manifest is invalid")
+            return report
+        with handle:
+            _check_manifest_crc(handle, report)
+            check = _check_graph(handle, trusted, report)
+            good = _check_digests(handle, report)
+            _check_frames(handle, good, report)
+            if report.ok and check is not None:
+                _check_load(handle, trusted, report)
+            else:
+                report.add("load", "skip", "an earlier stage failed")
+    return report
+
+
+def _check_container(fileobj: Any, limits: Limits, report: VerifyReport) -> bool:
+    try:
+        container = ContainerReader(fileobj, max_members=limits.max_members,
+                                    max_manifest_bytes=limits.max_manifest_bytes)
+    except MiloError as exc:
+        report.add("container", "FAIL", errors=[str(exc)])
+        return False
+    report.add("container", "ok",
+               f"{len(container.members)} members, {format_bytes(container.file_size)}")
+    return True
+
+
+def _check_manifest_crc(handle: MiloFile, report: VerifyReport) -> None:
+    manifest = handle.manifest
+    detail = (f"format {quote(manifest['format'])} version {manifest['format_version']}, "
+              f"{len(handle.sections)} sections, CRC-32")
+    try:
+        handle.container.verify_crc("manifest.json")
+    except MiloError as exc:
+        report.add("manifest", "FAIL", detail, [str(exc)])
+        return
+    report.add("manifest", "ok", detail)
+
+
+def _check_graph(handle: MiloFile, trusted: frozenset[str], report: VerifyReport) -> Any:
+    try:
+        ctx = handle.check(trusted)
+    except MiloError as exc:
+        report.add("graph", "FAIL", errors=[str(exc)])
+        return None
+    refused = [(tag, where) for tag, where in ctx.untrusted if tag not in trusted]
+    if refused:
+        errors = [f"untrusted type {safe_tag(tag)} at {where}" for tag, where in refused[:20]]
+        if len(refused) > 20:
+            errors.append(f"... and {len(refused) - 20} more")
+        report.add("graph", "FAIL", "pass --trusted TAG only for files from a trusted source",
+                   errors)
+        return None
+    allowed = f", {len(ctx.untrusted)} trusted by name" if ctx.untrusted else ""
+    report.add("graph", "ok", f"{ctx.objects} objects{allowed}")
+    return ctx
+
+
+def _each_section(indices: list[int],
+                  check: Callable[[int], None]) -> tuple[list[int], list[str]]:
+    """Run ``check`` on each section; return the ones that passed and the errors of the rest."""
+    passed, errors = [], []
+    for index in indices:
+        try:
+            check(index)
+        except MiloError as exc:
+            errors.append(str(exc))
+        else:
+            passed.append(index)
+    return passed, errors
+
+
+def _check_digests(handle: MiloFile, report: VerifyReport) -> list[int]:
+    store = handle.store
+    passed, errors = _each_section(list(range(len(handle.sections))), store.verify)
+    chunks = sum(info.n_chunks for info in handle.sections)
+    stored = sum(info.nbytes for info in handle.sections)
+    detail = f"{len(handle.sections)} sections, {chunks} chunks, {format_bytes(stored)}"
+    report.add("digests", "FAIL" if errors else "ok", detail, errors)
+    return passed
+
+
+def _check_frames(handle: MiloFile, indices: list[int], report: VerifyReport) -> None:
+    store = handle.store
+
+    def decode_all(index: int) -> None:
+        # Chunk by chunk: memory stays at one chunk whatever the section's size.
+        for k in range(handle.sections[index].n_chunks):
+            store._decode_chunk(index, k)
+
+    _, errors = _each_section(indices, decode_all)
+    decoded = sum(handle.sections[i].length * handle.sections[i].dtype.itemsize for i in indices)
+    skipped = len(handle.sections) - len(indices)
+    detail = f"{len(indices)} sections decode to {format_bytes(decoded)}"
+    if skipped:
+        detail += f" ({skipped} skipped: bad digests)"
+    report.add("frames", "FAIL" if errors else "ok", detail, errors)
+
+
+def _check_load(handle: MiloFile, trusted: frozenset[str], report: VerifyReport) -> None:
+    tag = handle.manifest["root"].get("$type") if isinstance(handle.manifest["root"],
+                                                             dict) else None
+    what = short_tag(tag) if isinstance(tag, str) else type(handle.manifest["root"]).__name__
+    try:
+        obj = handle.load(trusted=trusted)
+    except MiloError as exc:
+        report.add("load", "FAIL", "building the model checks invariants that need the data",
+                   [str(exc)])
+        return
+    except Exception as exc:  # noqa: BLE001 - any other failure is a finding, not a crash
+        report.add("load", "FAIL", "unexpected error while building",
+                   [f"{type(exc).__name__}: {quote(str(exc), 200)}"])
+        return
+    del obj  # built only to run the invariant checks
+    report.add("load", "ok", f"built {what}; model invariants hold")
