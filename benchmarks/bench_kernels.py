@@ -53,12 +53,15 @@ class Row:
     speedup: float
 
 
-def best_of(fn: Callable[[], Any], repeat: int) -> float:
-    best = float("inf")
+def best_of(fns: list[Callable[[], Any]], repeat: int) -> list[float]:
+    """Best time of each function; runs are interleaved so that load from other processes
+    affects every function alike."""
+    best = [float("inf")] * len(fns)
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
+        for k, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - t0)
     return best
 
 
@@ -330,16 +333,16 @@ def record_cases(nbytes: int, rng: np.random.Generator) -> list[Case]:
     nodes = _random_nodes(nbytes // 64, rng)
     names = nodes.dtype.names
     columns = {name: np.ascontiguousarray(nodes[name]) for name in names}
-    reused = np.zeros_like(nodes)
+    reused = np.zeros(nodes.shape, nodes.dtype)
 
     def np_merge() -> np.ndarray:
-        out = np.zeros_like(nodes)
+        out = np.zeros(nodes.shape, nodes.dtype)
         for name in names:
             out[name] = columns[name]
         return out
 
     def cy_merge() -> np.ndarray:
-        out = np.zeros_like(nodes)
+        out = np.zeros(nodes.shape, nodes.dtype)
         K.merge_fields(columns, out)
         return out
 
@@ -530,9 +533,9 @@ def run(mb: float, repeat: int, only: str | None) -> list[Row]:
             same = case.same or _equal
             if not same(case.cython(), case.numpy()):
                 raise AssertionError(f"{case.kernel}: Cython and numpy results differ")
-            t_cy = best_of(case.cython, repeat)
-            t_np = best_of(case.numpy, repeat)
-            t_re = best_of(case.reused, repeat) if case.reused else None
+            fns = [case.cython, case.numpy] + ([case.reused] if case.reused else [])
+            t_cy, t_np, *t_more = best_of(fns, repeat)
+            t_re = t_more[0] if t_more else None
             rows.append(
                 Row(
                     case.kernel,

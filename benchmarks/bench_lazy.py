@@ -159,7 +159,7 @@ def prepare(d: str, trees: int, rows: int, features: int) -> dict:
 import pickle, milo_pack
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
-X, y = make_classification({rows}, {features}, n_informative=10, random_state=0)
+X, y = make_classification({rows}, {features}, random_state=0)
 m = RandomForestClassifier({trees}, n_jobs=-1, random_state=0).fit(X, y)
 m.n_jobs = None
 with open({os.path.join(d, 'model.pkl')!r}, 'wb') as f:

@@ -15,7 +15,7 @@ from milo_pack.bench.results import Result
 from milo_pack.bench.targets import evaluate
 
 BASE_METHODS = ["pickle", "joblib"]
-MILO_METHODS = ["milo_pack", "milo_pack-fast", "milo_pack-raw"]
+MILO_METHODS = ["milo_pack", "milo_pack-raw"]  # each load is a fresh interpreter: keep it short
 
 
 def _milo_ready() -> bool:
@@ -74,7 +74,7 @@ def test_base_methods_measured(document: dict[str, Any], method: str) -> None:
     row = _result(document, method)
     assert row["status"] == "ok", row["error"]
     assert row["size_bytes"] > 0
-    assert row["save_s"] > 0 and len(row["save_times"]) == 1
+    assert row["save_s"] > 0 and len(row["save_times"]) >= 1  # fast saves run more
     assert row["load_s"] > 0 and len(row["load_times"]) == 1
     assert row["warm_load_s"] > 0  # small model: a second, warm load is timed too
     assert row["peak_mem_bytes"] >= 0

@@ -95,7 +95,19 @@ def open(file: PathOrFile | bytes, /, *, limits: Limits | None = None) -> MiloFi
     Returns
     -------
     MiloFile
-        A context manager with ``manifest``, ``load()``, ``untrusted_types()``.
+        A context manager with ``manifest``, ``summary()``, ``untrusted_types()``,
+        ``get(path)`` (one object by its graph path), ``read_array(path, rows)`` (rows of one
+        array, decoding only their chunks), ``load()`` and ``load(lazy=True, cache_bytes=...)``
+        (ensemble members built on first use).  Keep it open while a lazily loaded model is
+        used: members are read from the same file object.
+
+    Examples
+    --------
+    >>> with milo_pack.open("forest.milo") as f:               # doctest: +SKIP
+    ...     print(f.summary(text=True))
+    ...     tree = f.get("estimators_[17]")
+    ...     model = f.load(lazy=True, cache_bytes=0)
+    ...     proba = model.predict_proba(X)                    # streams through the trees
     """
     return MiloFile(file, limits=limits)
 

@@ -174,7 +174,9 @@ cdef object _in_bytes(object obj, str name):
     try:
         return np.frombuffer(obj, dtype=np.uint8)
     except (TypeError, ValueError, BufferError) as exc:
-        raise ArrayError(f"{name} is not a contiguous buffer ({type(obj).__name__}): {exc}") from None
+        raise ArrayError(
+            f"{name} is not a contiguous buffer ({type(obj).__name__}): {exc}"
+        ) from None
 
 
 cdef object _out_bytes(object obj, str name):
@@ -194,8 +196,6 @@ cdef void _check_same_length(object a, str a_name, object b, str b_name) except 
 cdef void _check_disjoint(object a, str a_name, object b, str b_name) except *:
     if np.shares_memory(a, b):
         raise ArrayError(f"{a_name} and {b_name} must not share memory")
-
-
 
 
 cdef object _int_dtype(object arr, object allowed, str name):
@@ -849,12 +849,14 @@ cdef object _record_bytes(object records, str name, bint writable):
         view = records.view(np.dtype((np.uint8, (dt.itemsize,))))
     elif records.ndim == 2 and dt == np.uint8:
         view = records
+        if view.shape[1] == 0:
+            raise ArrayError(f"{name} has zero-size records")
     else:
         raise ArrayError(
             f"{name} must be a 1-D structured array or a 2-D uint8 array; "
             f"got {records.ndim}-D {dt}"
         )
-    if view.shape[1] > 1 and view.strides[1] != 1:
+    if view.shape[0] and view.shape[1] > 1 and view.strides[1] != 1:
         raise ArrayError(f"{name} must have contiguous bytes within each record")
     # The kernels use only the first record's address and the row stride (the check above
     # makes bytes within a record adjacent), so any row stride works.
@@ -1372,11 +1374,14 @@ def check_indices(idx, upper):
         return 0
     hi = upper - 1
     if hi >= 2 ** 63:
-        if dt == np.uint64:
-            # The kernel needs hi < 2**63; only uint64 values can exceed that, so compare here.
+        if dt != np.uint64:
+            hi = 2 ** 63 - 1  # no value of the dtype exceeds it; negatives are still caught
+        elif hi >= 2 ** 64 - 1:
+            return -1
+        else:
+            # The kernel needs hi < 2**63; only uint64 values can exceed that: compare here.
             bad = np.flatnonzero(a > np.uint64(hi))
             return int(bad[0]) if bad.shape[0] else -1
-        hi = 2 ** 63 - 1  # no value of another dtype exceeds it; negatives are still caught
     return int(_outside_run(a.view(dt), hi))
 
 

@@ -728,11 +728,13 @@ class SectionStore:
 
     # -- public ------------------------------------------------------------------------------
     def read(self, index: int, start: int, count: int, out: np.ndarray | None = None,
-             where: str = "") -> np.ndarray:
+             where: str = "", prefetch: int = 2) -> np.ndarray:
         """Decode elements ``[start, start + count)`` of section ``index``.
 
         Whole chunks go straight into ``out`` (decoded in parallel when there are several);
-        partly covered chunks are decoded once into the cache and copied from it.
+        partly covered chunks are decoded once into the cache and copied from it, and the
+        next ``prefetch`` chunks are decoded ahead in the background (reads of consecutive
+        arrays, such as a forest's trees); ``prefetch=0`` reads no more than asked.
         ``out`` may be a strided 1-D view (a field of a structured array).
         """
         info = self.infos[index]
@@ -753,7 +755,7 @@ class SectionStore:
             if lo == c_start and hi == c_stop and out.flags.c_contiguous:
                 direct.append(k)
                 continue
-            chunk = self._cached_chunk(index, k, prefetch=2 if k == last else 0)
+            chunk = self._cached_chunk(index, k, prefetch=prefetch if k == last else 0)
             out[lo - start:hi - start] = chunk[lo - c_start:hi - c_start]
             self._cache.consume((index, k), hi - lo, c_stop - c_start)
         if direct:

@@ -235,7 +235,8 @@ class SaveContext:
         fields: dict[str, Any] = {"dtype": dtype.str, "shape": shape}
         # Fortran order is kept: BLAS results depend on it, and predictions must be bit-exact.
         fortran = arr.ndim > 1 and not arr.flags.c_contiguous and arr.flags.f_contiguous
-        if group is None and arr.size <= INLINE_MAX:
+        # Empty arrays never need a section (and sections are never empty).
+        if (group is None and arr.size <= INLINE_MAX) or arr.size == 0:
             fields["data"] = _inline_data(arr)
             if fortran:
                 fields["order"] = "F"
@@ -264,6 +265,9 @@ class SaveContext:
         if dtype.byteorder == "=":
             dtype = dtype.newbyteorder("<" if np.little_endian else ">")
         count = math.prod(shape)
+        if count == 0:
+            return {"$type": "numpy.ndarray", "dtype": dtype.str, "shape": list(shape),
+                    "data": []}
         section, start = self._plan(group, dtype, hint, Derived(count, make))
         return {"$type": "numpy.ndarray", "dtype": dtype.str, "shape": list(shape),
                 "section": section, "start": start}
@@ -534,6 +538,11 @@ class LoadContext:
         self._ids_nodes = check.ids
         self._built: dict[int, Any] = {}
         self.mmap = mmap
+        # Chunks decoded ahead after a partial read (see SectionStore.read): loads walk
+        # sections in order, so one chunk ahead per section overlaps decoding with building
+        # (more only holds more memory: a forest has ~15 sections); one object alone
+        # (MiloFile.get) or a streaming lazy load sets 0.
+        self.prefetch = 1
 
     def decode(self, value: Any, path: str) -> Any:
         """Build the Python object for a (validated) node."""
@@ -604,9 +613,11 @@ class LoadContext:
             flat_out = out.T.reshape(-1) if order == "F" else out.reshape(-1)
             if not np.shares_memory(flat_out, out) and out.size:
                 raise ArrayError("destination is not contiguous", path)
-            self.store.read(node["section"], node["start"], count, out=flat_out, where=path)
+            self.store.read(node["section"], node["start"], count, out=flat_out, where=path,
+                            prefetch=self.prefetch)
             return out
-        flat = self.store.read(node["section"], node["start"], count, where=path)
+        flat = self.store.read(node["section"], node["start"], count, where=path,
+                               prefetch=self.prefetch)
         arr = flat.reshape(stored_shape)
         return arr.T if order == "F" else arr
 

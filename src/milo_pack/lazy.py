@@ -54,6 +54,7 @@ __all__ = [
     "LazyLoadContext",
     "LazySession",
     "is_lazy_member",
+    "is_unbuilt_member",
     "parse_path",
     "resolve_path",
     "node_sizes",
@@ -288,8 +289,15 @@ class _Member:
     session: LazySession
     parent: LoadContext  # resolves $refs that point outside the member
     inner_ids: frozenset[int]
+    # Inner $ids also referenced from outside the member (gradient boosting stages share one
+    # RandomState): built once by the parent context, so every reference sees one object.
+    shared_ids: frozenset[int] = frozenset()
     loaded: bool = False
     pinned: bool = False
+    # The estimator holding this member, and its path: its cross-member invariants (a stage's
+    # features against the estimator's) are checked again when the member is built.
+    owner: Any = None
+    owner_path: str = ""
 
 
 # proxy -> _Member.  Weak keys: a member's state dies with its proxy, and nothing here keeps a
@@ -302,6 +310,16 @@ _PROXY_LOCK = threading.Lock()
 def is_lazy_member(obj: Any) -> bool:
     """Whether ``obj`` is a lazily loaded ensemble member (materialized or not)."""
     return type(obj) in _PROXY_CLASSES.values()
+
+
+def is_unbuilt_member(obj: Any) -> bool:
+    """Whether ``obj`` is a lazy member whose state is not built (invariant checks skip it:
+    they run for it when it is built)."""
+    try:
+        member = _MEMBERS.get(obj)
+    except TypeError:  # unhashable: not a proxy
+        return False
+    return member is not None and not member.loaded
 
 
 def _is_dunder(name: str) -> bool:
@@ -436,6 +454,12 @@ class LazySession:
                 built = _MemberContext(self, member, proxy).build()
                 proxy.__dict__.update(built.__dict__)
                 member.loaded = True
+                try:
+                    _check_owner(member)
+                except BaseException:
+                    proxy.__dict__.clear()
+                    member.loaded = False
+                    raise
                 self.builds += 1
                 victims = [] if member.pinned else self.cache.add(member, weakref.ref(proxy))
             else:
@@ -453,14 +477,21 @@ class LazySession:
             obj.__dict__.clear()
         member.loaded = False
 
-    def referenced_outside(self, ids: frozenset[int], path: str) -> bool:
-        """Whether a ``$ref`` outside ``path``'s subtree points at one of ``ids``."""
-        for ident in ids:
-            for where in self.ref_paths.get(ident, ()):
-                inside = where.startswith(path) and where[len(path):len(path) + 1] in (".", "[")
-                if not inside:
-                    return True
-        return False
+    def referenced_outside(self, ids: frozenset[int], path: str) -> frozenset[int]:
+        """Those of ``ids`` that a ``$ref`` outside ``path``'s subtree points at."""
+        def inside(where: str) -> bool:
+            return where.startswith(path) and where[len(path):len(path) + 1] in (".", "[")
+
+        return frozenset(ident for ident in ids
+                         if not all(inside(w) for w in self.ref_paths.get(ident, ())))
+
+
+def _check_owner(member: _Member) -> None:
+    """Run the owner's load-time invariants again, now that this member has state."""
+    if member.owner is not None:
+        from .handlers.invariants import check_fitted
+
+        check_fitted(member.owner, member.owner_path)
 
 
 def _inner_ids(node: dict) -> frozenset[int]:
@@ -485,34 +516,46 @@ class LazyLoadContext(LoadContext):
                  session: LazySession) -> None:
         super().__init__(registry, store, check, mmap=session.mmap)
         self.session = session
+        if session.cache.max_bytes == 0:
+            self.prefetch = 0  # streaming for least memory: no chunks decoded ahead
+        self._orphans: list[_Member] = []  # members whose owner is still being built
 
     def decode(self, value: Any, path: str) -> Any:
         if isinstance(value, (list, dict)) and _is_member_slot(path):
             built = self._members(value, path)
             if built is not None:
                 return built
-        return super().decode(value, path)
+        obj = super().decode(value, path)
+        if self._orphans and isinstance(value, dict) and "$type" in value:
+            self._adopt(obj, path)
+        return obj
+
+    def _adopt(self, obj: Any, path: str) -> None:
+        """Give members created under ``path`` their owner, now that it is built."""
+        for member in [m for m in self._orphans if m.owner_path == path]:
+            member.owner = obj
+            self._orphans.remove(member)
 
     def _members(self, value: Any, path: str) -> Any:
         """The container of an ensemble attribute, its items proxies; None if not one."""
         if isinstance(value, list):
-            return [self._member(v, f"{path}[{i}]") for i, v in enumerate(value)]
+            return [self._member(v, f"{path}[{i}]", path) for i, v in enumerate(value)]
         if value.get("$type") == "numpy.object_array" and isinstance(value.get("items"), list):
             result = np.empty(tuple(value["shape"]), dtype=object)
             self.register(value, result)
             flat = result.reshape(-1)
             for i, item in enumerate(value["items"]):
-                flat[i] = self._member(item, f"{path}[{i}]")
+                flat[i] = self._member(item, f"{path}[{i}]", path)
             return result
         return None
 
-    def _member(self, value: Any, path: str) -> Any:
+    def _member(self, value: Any, path: str, slot: str) -> Any:
         if isinstance(value, list):  # HistGradientBoosting: one list of predictors per stage
-            return [self._member(v, f"{path}[{i}]") for i, v in enumerate(value)]
-        proxy = self._proxy(value, path) if isinstance(value, dict) else None
+            return [self._member(v, f"{path}[{i}]", slot) for i, v in enumerate(value)]
+        proxy = self._proxy(value, path, slot) if isinstance(value, dict) else None
         return self.decode(value, path) if proxy is None else proxy
 
-    def _proxy(self, node: dict, path: str) -> Any:
+    def _proxy(self, node: dict, path: str, slot: str) -> Any:
         tag = node.get("$type")
         if not isinstance(tag, str) or "$ref" in node:
             return None
@@ -521,13 +564,15 @@ class LazyLoadContext(LoadContext):
         if proxy_cls is None:
             return None
         inner = _inner_ids(node)
-        if self.session.referenced_outside(inner, path):
-            return None  # an object inside is shared with the rest of the model: build now
         proxy = proxy_cls.__new__(proxy_cls)  # as the handlers do: no __init__ runs
         self.register(node, proxy)
-        _MEMBERS[proxy] = _Member(node=node, path=path,
-                                  nbytes=node_sizes(node, self.session.check.sections)[0],
-                                  session=self.session, parent=self, inner_ids=inner)
+        member = _Member(node=node, path=path,
+                         nbytes=node_sizes(node, self.session.check.sections)[0],
+                         session=self.session, parent=self, inner_ids=inner,
+                         shared_ids=self.session.referenced_outside(inner, path),
+                         owner_path=slot.rpartition(".")[0])
+        _MEMBERS[proxy] = member
+        self._orphans.append(member)
         return proxy
 
 
@@ -550,6 +595,11 @@ class _MemberContext(LazyLoadContext):
             raise ManifestError("unknown type", self.member.path)
         return handler.load(node, self, self.member.path)
 
+    def decode(self, value: Any, path: str) -> Any:
+        if isinstance(value, dict) and value.get("$id") in self.member.shared_ids:
+            return self.member.parent.decode(value, path)  # memoized there, built once
+        return super().decode(value, path)
+
     def register(self, node: dict, obj: Any) -> None:
         if node is not self.member.node:  # the member's own $id stays the proxy
             super().register(node, obj)
@@ -557,6 +607,6 @@ class _MemberContext(LazyLoadContext):
     def _resolve(self, ident: int, path: str) -> Any:
         if ident == self.member.node.get("$id"):
             return self.proxy
-        if ident in self.member.inner_ids:
+        if ident in self.member.inner_ids and ident not in self.member.shared_ids:
             return super()._resolve(ident, path)
         return self.member.parent._resolve(ident, path)

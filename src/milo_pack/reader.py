@@ -70,7 +70,8 @@ class MiloFile:
         self._checked: dict[frozenset[str], CheckContext] = {}
         if isinstance(source, (bytes, bytearray, memoryview)):
             self._buffer: memoryview | None = memoryview(source).cast("B")
-            fileobj: IO[bytes] = io.BytesIO(self._buffer)
+            # BytesIO shares an immutable bytes object but copies any other buffer.
+            fileobj: IO[bytes] = io.BytesIO(source if type(source) is bytes else self._buffer)
         elif isinstance(source, (str, os.PathLike)):
             fileobj = open(source, "rb")  # noqa: SIM115 - closed by close()
             self._owned = True
@@ -256,6 +257,7 @@ class MiloFile:
         ctx = self._trusted_check(trusted)
         node = resolve_path(self.manifest["root"], path, ctx.ids)
         loader = LoadContext(get_registry(), self.store, ctx, mmap=mmap and self._mappable())
+        loader.prefetch = 0  # one object: read only its chunks
         return self._build(loader, node, path)
 
     def read_array(self, path: str, rows: int | slice | tuple[int, int] | None = None
@@ -293,7 +295,7 @@ class MiloFile:
                      path: str) -> np.ndarray:
         inner = int(np.prod(shape[1:], dtype=object))
         flat = self.store.read(node["section"], node["start"] + start * inner,
-                               (stop - start) * inner, where=path)
+                               (stop - start) * inner, where=path, prefetch=0)
         return flat.reshape((stop - start,) + shape[1:])
 
     def _read_f_rows(self, node: dict, shape: tuple, start: int, stop: int,
@@ -304,7 +306,7 @@ class MiloFile:
         out = np.empty((columns, stop - start), dtype=np.dtype(node["dtype"]))
         for c in range(columns):
             self.store.read(node["section"], node["start"] + c * n + start, stop - start,
-                            out=out[c], where=path)
+                            out=out[c], where=path, prefetch=0)
         return out.reshape(shape[1:][::-1] + (stop - start,)).T
 
     def _trusted_check(self, trusted: Any) -> CheckContext:

@@ -189,7 +189,8 @@ def test_wrong_types_everywhere(model):
     doc = milo_pack.inspect(base)
     positions = [("root", *p) for p in _positions(doc["root"]) if p]
     positions += [("sections", 0, k) for k in doc["sections"][0]] if doc["sections"] else []
-    for i, keys in enumerate(positions):
+    step = max(1, len(positions) // 150)  # bounded time: about 150 edits per model
+    for i, keys in enumerate(positions[::step]):
         value = _ALTERNATIVES[i % len(_ALTERNATIVES)]
         data = manifest_edit(base, _set(*keys, value=value))
         try:

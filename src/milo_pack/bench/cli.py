@@ -43,7 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "load time and peak memory (each load in a fresh process), and round-trip predictions.",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smaller models (builds and runs in about two minutes)"
+        "--quick",
+        action="store_true",
+        help="smaller models, fewer of them (about two minutes, model building included)",
     )
     parser.add_argument(
         "--models",
@@ -133,10 +135,11 @@ def _select_methods(names: list[str] | None) -> list[Method]:
 def _print_list() -> None:
     from milo_pack.bench.models import SUITE
 
-    print("Models (full | --quick parameters):")
+    print("Models (full | --quick parameters; * = not in the default --quick run):")
     for spec in SUITE:
         missing = spec.missing()
-        state = f"  [needs {', '.join(missing)}]" if missing else ""
+        state = "" if spec.in_quick else "  *"
+        state += f"  [needs {', '.join(missing)}]" if missing else ""
         print(f"  {spec.name:24} {spec.full} | {spec.quick}{state}")
     print("Methods:")
     for method in all_methods():
@@ -190,7 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     methods = _select_methods(args.methods)
     try:
         # With --model, the suite runs only when --models asks for it.
-        specs = [] if args.model is not None and args.models is None else select_specs(args.models)
+        specs = (
+            []
+            if args.model is not None and args.models is None
+            else select_specs(args.models, args.quick)
+        )
     except KeyError as exc:
         raise SystemExit(exc.args[0]) from None
     repeat = args.repeat or (QUICK_REPEAT if args.quick else FULL_REPEAT)

@@ -56,6 +56,8 @@ class ModelSpec:
         Parameters of the full and of the ``--quick`` suite, passed to ``build``.
     build : callable
         ``build(params) -> (fitted model, sample X)``.
+    in_quick : bool
+        Part of the default ``--quick`` run (others can still be named with ``--models``).
     """
 
     name: str
@@ -64,6 +66,7 @@ class ModelSpec:
     full: dict[str, Any]
     quick: dict[str, Any]
     build: Callable[[dict[str, Any]], tuple[Any, np.ndarray]]
+    in_quick: bool = True
 
     def params(self, quick: bool) -> dict[str, Any]:
         """Return the parameters of the chosen suite."""
@@ -266,6 +269,7 @@ SUITE: tuple[ModelSpec, ...] = (
         {"trees": 100, "rows": 20_000},
         {"trees": 20, "rows": 5_000},
         _extra_trees,
+        in_quick=False,
     ),
     ModelSpec(
         "gradient_boosting",
@@ -306,6 +310,7 @@ SUITE: tuple[ModelSpec, ...] = (
         {"rows": 50_000},
         {"rows": 10_000},
         _pipeline,
+        in_quick=False,
     ),
     ModelSpec(
         "knn",
@@ -327,8 +332,12 @@ SUITE: tuple[ModelSpec, ...] = (
 """The models, in table order."""
 
 
-def select_specs(names: list[str] | None) -> list[ModelSpec]:
-    """Return the specs named in ``names`` (all when ``None``), in suite order.
+def select_specs(names: list[str] | None, quick: bool = False) -> list[ModelSpec]:
+    """Return the specs named in ``names``, in suite order.
+
+    Without names: the whole suite, or for ``quick`` the models marked ``in_quick`` (each load
+    runs in a fresh interpreter that spends about a second importing scikit-learn, so the
+    number of models x methods sets the quick run's length).
 
     Raises
     ------
@@ -336,7 +345,7 @@ def select_specs(names: list[str] | None) -> list[ModelSpec]:
         If a name is not in the suite.
     """
     if not names:
-        return list(SUITE)
+        return [spec for spec in SUITE if spec.in_quick or not quick]
     known = {spec.name: spec for spec in SUITE}
     unknown = [name for name in names if name not in known]
     if unknown:

@@ -78,7 +78,7 @@ def fmt_ratio(r: float | None) -> str:
         return "-"
     if r >= 10:
         return f"{r:.0f}x"
-    return f"{r:.2f}x" if r >= 0.1 else f"{r:.3f}x"
+    return f"{r:.2f}x" if r >= 1 else f"{r:.3f}x"
 
 
 def _target_cell(checks: list[TargetCheck]) -> str:
@@ -154,7 +154,7 @@ def _target_lines(results: list[Result]) -> list[str]:
             if c.value is None:
                 measured = "not measured"
             elif c.key.startswith("small"):
-                measured = f"{fmt_seconds(c.value)}"
+                measured = f"{fmt_seconds(c.value)} ({fmt_ratio(c.to_pickle)} pickle)"
             else:
                 measured = f"{fmt_ratio(c.value)} (limit {c.limit:g}x)"
             verdict = {True: "pass", False: "MISS", None: "n/a"}[c.passed]

@@ -26,6 +26,8 @@ class TargetCheck:
         The bound the figure must not exceed.
     passed : bool or None
         ``None`` when the figure was missing.
+    to_pickle : float or None
+        For the small-model targets (whose value is in seconds): the ratio to pickle's time.
     """
 
     key: str
@@ -33,6 +35,7 @@ class TargetCheck:
     value: float | None
     limit: float
     passed: bool | None
+    to_pickle: float | None = None
 
 
 @dataclass

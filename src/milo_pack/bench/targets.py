@@ -38,7 +38,7 @@ def _small(key: str, what: str, seconds: float | None, to_pickle: float | None) 
     if seconds is None:
         return TargetCheck(key, description, None, _SMALL_SECONDS, None)
     passed = seconds < _SMALL_SECONDS or (to_pickle is not None and to_pickle < _SMALL_RATIO)
-    return TargetCheck(key, description, seconds, _SMALL_SECONDS, passed)
+    return TargetCheck(key, description, seconds, _SMALL_SECONDS, passed, to_pickle)
 
 
 def evaluate(result: Result, family: str, pickle: Result, joblib_c3: Result | None) -> None:

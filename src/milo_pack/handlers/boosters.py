@@ -54,7 +54,7 @@ def _save_plain(value: Any, ctx: SaveContext, path: str) -> Any:
                 raise UnsupportedTypeError(f"key {quote(key)} cannot be stored", path)
             out[key] = _save_plain(item, ctx, join_path(path, key))
         return out
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):  # LightGBM params hold tuples (eval_at)
         return [_save_plain(v, ctx, f"{path}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, np.ndarray):
         return ctx.array(value, path)
@@ -318,7 +318,8 @@ def _check_xgb_learner(learner: dict, n_trees: int | None, path: str) -> None:
     _check_xgb_model(model, n_trees or 0, n_groups, path)
     if booster.get("name") == "dart":
         drop = booster.get("weight_drop")
-        if not isinstance(drop, np.ndarray) or drop.size != n_trees:
+        if not isinstance(drop, (list, np.ndarray)) or len(drop) != n_trees or not all(
+                type(v) in (int, float) for v in np.asarray(drop).tolist()):
             raise InvariantError("dart weight_drop must have one weight per tree", path)
 
 

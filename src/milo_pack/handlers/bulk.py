@@ -160,7 +160,7 @@ def _check_parts(parts: Any, kind: str, count: int, path: str) -> None:
 
 def _build(kind: str, parts: list, count: int, path: str) -> Any:
     if kind == "dict":
-        result: Any = dict(zip(parts[0], parts[1]))
+        result: Any = dict(zip(parts[0], parts[1], strict=True))
     elif kind == "list":
         return parts[0]
     elif kind == "tuple":

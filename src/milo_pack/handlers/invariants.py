@@ -22,9 +22,11 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from sklearn.base import ClassifierMixin
 
 from .. import _arrays
 from ..errors import InvariantError
+from ..lazy import is_unbuilt_member
 
 __all__ = ["check_state", "check_fitted", "STATE_CHECKS"]
 
@@ -119,6 +121,8 @@ def _check_gb_stages(obj: Any, d: dict, n: int, path: str) -> None:
             and len(init_classes) != width)):
         _fail("estimators_ columns disagree with n_trees_per_iteration_ and the loss", path)
     for est in stages.ravel():
+        if is_unbuilt_member(est):
+            continue  # a lazily loaded stage: checked against this estimator when built
         found = _tree_features(est)
         own = getattr(est, "__dict__", {}).get("n_features_in_")
         if found is None or found != n or (own is not None and own != n):
@@ -165,26 +169,33 @@ def _check_libsvm(obj: Any, d: dict, n: int | None, path: str) -> None:
     if not isinstance(obj, BaseLibSVM) or not all(k in d for k in keys):
         return
     n_support, sv, dual, intercept, support, prob_a, prob_b = (d[k] for k in keys)
-    if not (_is_array(n_support, 1) and n_support.dtype.kind in "iu"
-            and np.all(n_support >= 0) and hasattr(sv, "shape") and len(sv.shape) == 2):
-        _fail("_n_support must be non-negative ints and support_vectors_ 2-D", path)
-    n_class, n_sv = n_support.shape[0], sv.shape[0]
+    if not (_is_array(n_support, 1) and n_support.dtype.kind in "iu" and n_support.size >= 2
+            and np.all(n_support >= 0) and hasattr(sv, "shape") and len(sv.shape) == 2
+            and _is_array(support, 1) and support.dtype.kind in "iu"):
+        _fail("_n_support, support_vectors_ and support_ have the wrong kind", path)
+    impl = getattr(obj, "_impl", None)  # what sklearn passes libsvm as the model type
+    if impl in ("c_svc", "nu_svc"):
+        n_class, n_sv = n_support.shape[0], int(n_support.sum())
+    else:  # regression and one-class models: two entries, both the support vector count
+        n_class, n_sv = 2, int(n_support[0])
     pairs = n_class * (n_class - 1) // 2
-    ok = (n_class >= 2 and int(n_support.sum()) == n_sv
+    precomputed = d.get("kernel") == "precomputed"
+    ok = (support.shape[0] == n_sv and (sv.shape[0] == n_sv or (precomputed and not sv.size))
+          and (impl in ("c_svc", "nu_svc") or n_support.shape[0] == 2)
           and getattr(dual, "shape", None) == (n_class - 1, n_sv)
           and _is_array(intercept, 1) and intercept.shape[0] == pairs
-          and _is_array(support, 1) and support.shape[0] == n_sv
           and all(_is_array(p, 1) and p.shape[0] in (0, pairs) for p in (prob_a, prob_b)))
     if not ok:
         _fail("libsvm model arrays disagree (_n_support, support_vectors_, _dual_coef_, "
               "_intercept_, support_, _probA/_probB)", path)
     shape_fit = d.get("shape_fit_")
-    if support.size and (support.dtype.kind not in "iu" or not isinstance(shape_fit, tuple)
-                         or len(shape_fit) != 2 or int(support.min()) < 0
-                         or int(support.max()) >= shape_fit[0]):
+    if not (isinstance(shape_fit, tuple) and len(shape_fit) == 2
+            and all(type(v) is int for v in shape_fit)):
+        _fail("shape_fit_ must be two ints", path)
+    if support.size and (int(support.min()) < 0 or int(support.max()) >= shape_fit[0]):
         _fail("support_ indices must lie within the training samples", path)
     kernel = d.get("kernel")
-    if n is not None and n_sv and isinstance(kernel, str) and kernel != "precomputed" and (
+    if n is not None and n_sv and isinstance(kernel, str) and not precomputed and (
             sv.shape[1] != n or shape_fit[1] != n):
         _fail(f"support vectors must have the estimator's {n} features", path)
 
@@ -197,7 +208,7 @@ def _check_coef(obj: Any, d: dict, n: int, path: str) -> None:
     if shape[-1] != n:
         _fail(f"coef_ has {shape[-1]} columns, the estimator {n} features", path)
     classes = d.get("classes_")
-    if (len(shape) == 2 and getattr(obj, "_estimator_type", None) == "classifier"
+    if (len(shape) == 2 and isinstance(obj, ClassifierMixin)
             and _is_array(classes, 1) and shape[0] not in (1, classes.shape[0])):
         _fail(f"coef_ has {shape[0]} rows for {classes.shape[0]} classes", path)
 

@@ -15,7 +15,7 @@ import numpy as np
 from .. import _arrays
 from ..codec import check_dtype
 from ..engine import CheckContext, LoadContext, SaveContext, check_array_node, join_path
-from ..errors import ArrayError, InvariantError, ManifestError, UnsupportedTypeError
+from ..errors import ArrayError, InvariantError, LimitError, ManifestError, UnsupportedTypeError
 from ..registry import Handler, Registry
 from ..engine import float_token
 
@@ -47,6 +47,9 @@ def _shape(node: dict, ctx: CheckContext, path: str) -> tuple[int, ...]:
     if (not isinstance(shape, list) or len(shape) > ctx.limits.max_ndim
             or any(type(n) is not int or n < 0 or n > ctx.limits.max_dim for n in shape)):
         raise ArrayError("shape must be a short list of non-negative ints", path)
+    if math.prod(max(n, 1) for n in shape) > ctx.limits.max_array_bytes // 8:
+        # numpy refuses such shapes even when a zero dimension makes them empty.
+        raise LimitError(f"shape {shape[:8]} exceeds max_array_bytes", path)
     return tuple(shape)
 
 
@@ -145,8 +148,8 @@ def record_dtype(spec: Any, path: str) -> np.dtype:
             or not len(names) == len(formats) == len(offsets)
             or type(itemsize) is not int or not 0 < itemsize <= 1 << 16):
         raise ManifestError("malformed record dtype", path)
-    if len(set(names)) != len(names) or not all(
-            isinstance(n, str) and n.isidentifier() and not n.startswith("__") for n in names):
+    if not all(isinstance(n, str) and n.isidentifier() and not n.startswith("__")
+               for n in names) or len(set(names)) != len(names):
         raise ManifestError("record field names must be distinct identifiers", path)
     dtypes = [check_dtype(f, path) for f in formats]
     spans = []
@@ -280,7 +283,7 @@ def _load_random_state(node: dict, ctx: LoadContext, path: str) -> np.random.Ran
         if not isinstance(state, dict) or state.get("bit_generator") != "MT19937":
             raise ValueError("RandomState state must be an MT19937 state dict")
         result.set_state(state)
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
         raise InvariantError(f"invalid RandomState state: {exc}", path) from None
     return result
 
@@ -292,7 +295,7 @@ def _bit_generator(name: Any, state: Any, path: str) -> np.random.BitGenerator:
     bitgen = cls()
     try:
         bitgen.state = state
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
         raise InvariantError(f"invalid {name} state: {exc}", path) from None
     return bitgen
 

@@ -126,7 +126,7 @@ def _view_bases(state: dict) -> list[np.ndarray]:
 def _extent(arr: np.ndarray) -> tuple[int, int]:
     """The byte range an array with non-negative strides spans."""
     low = arr.__array_interface__["data"][0]
-    span = sum((n - 1) * s for n, s in zip(arr.shape, arr.strides))
+    span = sum((n - 1) * s for n, s in zip(arr.shape, arr.strides, strict=True))
     return low, low + span + arr.itemsize
 
 
@@ -158,7 +158,7 @@ def view_index(view: np.ndarray, base: np.ndarray) -> list[list[int]] | None:
         return None
     offset = view.__array_interface__["data"][0] - base.__array_interface__["data"][0]
     index = []
-    for n, vstride, bstride in zip(view.shape, view.strides, base.strides):
+    for n, vstride, bstride in zip(view.shape, view.strides, base.strides, strict=True):
         if bstride <= 0 or offset < 0:
             return None
         start, offset = divmod(offset, bstride)
@@ -169,8 +169,8 @@ def view_index(view: np.ndarray, base: np.ndarray) -> list[list[int]] | None:
     rebuilt = base[tuple(slice(*t) for t in index)]
     same = (rebuilt.shape == view.shape
             and rebuilt.__array_interface__["data"][0] == view.__array_interface__["data"][0]
-            and all(a == b for n, a, b in zip(view.shape, view.strides, rebuilt.strides)
-                    if n > 1))
+            and all(a == b for n, a, b in zip(view.shape, view.strides, rebuilt.strides,
+                                                 strict=True) if n > 1))
     return index if same else None
 
 

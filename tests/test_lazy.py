@@ -1,0 +1,456 @@
+"""Lazy, streaming, partial and memory-mapped loading through ``milo_pack.open`` (issue 5).
+
+These check behaviour (what is read, built, shared and kept), never speed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator
+from sklearn.datasets import make_classification
+from sklearn.ensemble import (
+    BaggingClassifier,
+    GradientBoostingClassifier,
+    HistGradientBoostingClassifier,
+    IsolationForest,
+    RandomForestClassifier,
+    StackingClassifier,
+    VotingClassifier,
+)
+from sklearn.linear_model import LogisticRegression
+from sklearn.tree import DecisionTreeClassifier
+from sklearn.utils.validation import check_is_fitted
+
+import milo_pack
+from milo_pack import codec
+from milo_pack.codec import _WORKERS
+from milo_pack.errors import ContainerError, IntegrityError, UntrustedTypeError
+from milo_pack.lazy import _KEEP, _MEMBERS, is_lazy_member
+
+from .common import assert_same, assert_same_predictions
+
+X, Y = make_classification(300, 6, n_informative=4, n_classes=3, random_state=0)
+
+
+class CountingFile(io.RawIOBase):
+    """A seekable in-memory file that counts the bytes handed out (not a real file)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._inner = io.BytesIO(data)
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._inner.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._inner.tell()
+
+    def readinto(self, buffer) -> int:
+        n = self._inner.readinto(buffer)
+        self.bytes_read += n
+        return n
+
+
+@pytest.fixture(scope="module")
+def forest():
+    return RandomForestClassifier(24, max_depth=8, random_state=0).fit(X, Y)
+
+
+@pytest.fixture(scope="module")
+def forest_bytes(forest):
+    return milo_pack.dumps(forest)
+
+
+def _loaded_members(model) -> int:
+    return sum(1 for m in model.estimators_ if _MEMBERS[m].loaded)
+
+
+# -- the handle -------------------------------------------------------------------------------
+
+
+def test_open_reads_only_directory_and_manifest(forest_bytes):
+    f = CountingFile(forest_bytes)
+    with milo_pack.open(f) as handle:
+        assert handle.manifest["root"]["$type"] == "sklearn.ensemble.RandomForestClassifier"
+        manifest = handle.container.members[0].size
+        sections = sum(m.size for m in handle.container.members[1:])
+        assert f.bytes_read < manifest + 2048 * len(handle.container.members)
+        assert f.bytes_read < len(forest_bytes) - sections // 2
+        assert handle.store.bytes_read == 0
+
+
+def test_summary_tree_and_text(forest_bytes, forest):
+    with milo_pack.open(forest_bytes) as handle:
+        tree = handle.summary()
+        text = handle.summary(text=True)
+        assert handle.store.bytes_read == 0  # sizes come from the manifest alone
+    assert tree["type"] == "sklearn.ensemble.RandomForestClassifier"
+    nodes = sum(e.tree_.node_count for e in forest.estimators_)
+    assert tree["decoded_bytes"] >= nodes * 7 * 8  # at least 7 int64/float64 columns
+    assert 0 < tree["stored_bytes"] < tree["decoded_bytes"]
+    members = next(c for c in tree["children"] if c["path"] == "estimators_")
+    assert members["length"] == 24 and members["children"][-1]["count"] == 21
+    first = members["children"][0]
+    assert first["path"] == "estimators_[0]" and first["type"].endswith("DecisionTreeClassifier")
+    assert "\n      estimators_[0].tree_: sklearn.tree._tree.Tree" in text
+    assert "estimators_[0].classes_: numpy.ndarray (3,) <f8" in text
+    assert "estimators_[3:24]: 21 more" in text
+
+
+def test_get_builds_one_member(forest_bytes, forest):
+    with milo_pack.open(forest_bytes) as handle:
+        tree = handle.get("estimators_[17]")
+        read = handle.store.bytes_read
+        tree_classes = handle.get("estimators_[17].classes_")
+        classes = handle.get("classes_")
+        with pytest.raises(KeyError):
+            handle.get("estimators_[99]")
+        with pytest.raises(KeyError):
+            handle.get("nope.x")
+    assert type(tree) is DecisionTreeClassifier
+    assert_same(tree, forest.estimators_[17])
+    np.testing.assert_array_equal(tree_classes, forest.estimators_[17].classes_)
+    np.testing.assert_array_equal(classes, forest.classes_)
+    assert read < len(forest_bytes) // 2
+
+
+def test_get_goes_through_trust(forest_bytes):
+    data = milo_pack.dumps([MyEstimator()])
+    with milo_pack.open(data) as handle:
+        with pytest.raises(UntrustedTypeError):
+            handle.get("[0]")
+        assert handle.untrusted_types() == [(f"{__name__}.MyEstimator", "[0]")]
+
+
+class MyEstimator(BaseEstimator):
+    def __init__(self, a: int = 1) -> None:
+        self.a = a
+
+
+# -- lazy loading -----------------------------------------------------------------------------
+
+
+ENSEMBLES = {
+    "forest": lambda: RandomForestClassifier(12, max_depth=6, random_state=0),
+    "gradient_boosting": lambda: GradientBoostingClassifier(n_estimators=8, random_state=0),
+    "hist_gradient_boosting": lambda: HistGradientBoostingClassifier(max_iter=8,
+                                                                     random_state=0),
+    "bagging": lambda: BaggingClassifier(DecisionTreeClassifier(), n_estimators=5,
+                                         random_state=0),
+    "voting": lambda: VotingClassifier([("lr", LogisticRegression(max_iter=300)),
+                                        ("dt", DecisionTreeClassifier(random_state=0))],
+                                       voting="soft"),
+    "stacking": lambda: StackingClassifier([("lr", LogisticRegression(max_iter=300)),
+                                            ("dt", DecisionTreeClassifier(random_state=0))]),
+    "isolation_forest": lambda: IsolationForest(n_estimators=10, random_state=0),
+}
+
+
+def _members(model):
+    items = model._predictors if hasattr(model, "_predictors") else model.estimators_
+    return [m for m in np.asarray(items, dtype=object).ravel()]
+
+
+@pytest.mark.parametrize("name", sorted(ENSEMBLES))
+def test_lazy_load_predicts_identically(name):
+    model = ENSEMBLES[name]().fit(X, Y)
+    data = milo_pack.dumps(model)
+    with milo_pack.open(data) as handle:
+        lazy = handle.load(lazy=True, cache_bytes=0)
+        members = _members(lazy)
+        assert members and all(is_lazy_member(m) for m in members)
+        assert not any(_MEMBERS[m].loaded for m in members)  # nothing built yet
+        assert type(lazy.estimators_ if hasattr(lazy, "estimators_") else lazy._predictors) is \
+            type(model.estimators_ if hasattr(model, "estimators_") else model._predictors)
+        check_is_fitted(lazy)
+        assert assert_same_predictions(model, lazy, X)
+        # Saving the lazy model is saving the model: same bytes.
+        assert milo_pack.dumps(lazy) == data
+        # Pickle gives back plain objects of the original classes.
+        plain = pickle.loads(pickle.dumps(lazy))
+        assert not any(is_lazy_member(m) for m in _members(plain))
+        assert_same_predictions(model, plain, X)
+
+
+def test_lazy_forest_behaves_like_a_list(forest_bytes, forest):
+    with milo_pack.open(forest_bytes) as handle:
+        lazy = handle.load(lazy=True)
+        assert isinstance(lazy.estimators_, list) and len(lazy.estimators_) == 24
+        tree = lazy.estimators_[5]
+        assert isinstance(tree, DecisionTreeClassifier)
+        assert type(tree).__name__ == "DecisionTreeClassifier"
+        check_is_fitted(tree)
+        assert tree.get_depth() == forest.estimators_[5].get_depth()
+        assert "max_depth=8" in repr(tree)
+        assert _loaded_members(lazy) == 1
+        np.testing.assert_array_equal(lazy.feature_importances_, forest.feature_importances_)
+        assert _loaded_members(lazy) == 24  # default cache: built once, kept
+
+
+def test_voting_named_members_are_the_same_proxies():
+    model = ENSEMBLES["voting"]().fit(X, Y)
+    with milo_pack.open(milo_pack.dumps(model)) as handle:
+        lazy = handle.load(lazy=True)
+        assert lazy.named_estimators_["dt"] is lazy.estimators_[1]
+        assert is_lazy_member(lazy.estimators_[1])
+
+
+def test_cache_zero_streams_through_members(forest_bytes, forest):
+    with milo_pack.open(forest_bytes) as handle:
+        lazy = handle.load(lazy=True, cache_bytes=0)
+        session = _MEMBERS[lazy.estimators_[0]].session
+        np.testing.assert_array_equal(lazy.predict_proba(X), forest.predict_proba(X))
+        assert session.builds == 24
+        assert _loaded_members(lazy) <= _KEEP
+        # A second pass builds the dropped trees again, from the still-open file.
+        np.testing.assert_array_equal(lazy.predict(X), forest.predict(X))
+        assert session.builds > 24
+
+
+def test_cache_budget_is_respected(forest_bytes):
+    with milo_pack.open(forest_bytes) as handle:
+        lazy = handle.load(lazy=True, cache_bytes=1)
+        lazy.predict(X)
+        assert _loaded_members(lazy) == _KEEP
+        unlimited = handle.load(lazy=True, cache_bytes=None)
+        unlimited.predict(X)
+        assert _loaded_members(unlimited) == 24
+        with pytest.raises(ValueError):
+            handle.load(lazy=True, cache_bytes=-1)
+
+
+def test_changed_member_is_never_dropped(forest_bytes):
+    with milo_pack.open(forest_bytes) as handle:
+        lazy = handle.load(lazy=True, cache_bytes=0)
+        lazy.estimators_[0].note = "kept"
+        lazy.predict(X)
+        assert lazy.estimators_[0].note == "kept"
+        assert _MEMBERS[lazy.estimators_[0]].pinned
+
+
+def test_closed_handle_is_reported_at_first_use(forest_bytes):
+    with milo_pack.open(forest_bytes) as handle:
+        lazy = handle.load(lazy=True)
+    with pytest.raises(ContainerError, match="closed"):
+        lazy.predict(X)
+
+
+def _first_section(node) -> int:
+    """The section of the first sectioned array under a manifest node."""
+    stack = [node]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict) and "section" in value:
+            return value["section"]
+        if isinstance(value, dict):
+            stack.extend(reversed(list(value.values())))
+        elif isinstance(value, list):
+            stack.extend(reversed(value))
+    raise AssertionError("no sectioned array")
+
+
+def _corrupt_member_data(data: bytes, section: int) -> bytes:
+    with milo_pack.open(data) as handle:
+        member = handle.container.member(f"sections/{section:06d}.bin")
+    corrupted = bytearray(data)
+    corrupted[member.data_offset + 3] ^= 0xFF
+    return bytes(corrupted)
+
+
+def test_lazy_reads_are_verified(forest_bytes):
+    with milo_pack.open(forest_bytes) as handle:
+        section = _first_section(handle.manifest["root"]["attrs"]["estimators_"][0])
+    bad = _corrupt_member_data(forest_bytes, section)
+    with milo_pack.open(bad) as handle:
+        lazy = handle.load(lazy=True)  # the manifest is fine: nothing is read yet
+        with pytest.raises(IntegrityError):
+            lazy.predict(X)
+    with pytest.raises(IntegrityError):
+        milo_pack.loads(bad)
+
+
+def test_lazy_refuses_untrusted_types_before_building():
+    data = milo_pack.dumps({"estimators_": [MyEstimator()]})
+    with milo_pack.open(data) as handle:
+        with pytest.raises(UntrustedTypeError):
+            handle.load(lazy=True)
+        loaded = handle.load(lazy=True, trusted=[f"{__name__}.MyEstimator"])
+    assert isinstance(loaded["estimators_"][0], MyEstimator)
+
+
+# -- arrays: partial reads, decoding in place, memory-mapping --------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_arrays():
+    rng = np.random.default_rng(0)
+    c_order = rng.normal(size=(400_000, 5))  # 16 MB: 16 chunks of 1 MiB
+    return {"c": c_order, "f": np.asfortranarray(c_order[:, :3]), "small": np.arange(10)}
+
+
+def test_read_array_decodes_only_needed_chunks(big_arrays):
+    data = milo_pack.dumps(big_arrays)
+    with milo_pack.open(data) as handle:
+        rows = handle.read_array("c", slice(200_000, 200_010))
+        assert handle.store.chunks_read == 1
+        np.testing.assert_array_equal(rows, big_arrays["c"][200_000:200_010])
+        np.testing.assert_array_equal(handle.read_array("c", -1), big_arrays["c"][-1])
+        np.testing.assert_array_equal(handle.read_array("c", (5, 7)), big_arrays["c"][5:7])
+        before = handle.store.chunks_read
+        np.testing.assert_array_equal(handle.read_array("f", slice(1000, 1100)),
+                                      big_arrays["f"][1000:1100])
+        assert handle.store.chunks_read - before <= 3  # one per column
+        np.testing.assert_array_equal(handle.read_array("small", slice(2, 4)), [2, 3])
+        with pytest.raises(ValueError):
+            handle.read_array("c", slice(0, 10, 2))
+
+
+def test_arrays_decode_into_their_final_buffer(big_arrays):
+    data = milo_pack.dumps({"c": big_arrays["c"]})
+    nbytes = big_arrays["c"].nbytes
+    tracemalloc.start()
+    try:
+        loaded = milo_pack.loads(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(loaded["c"], big_arrays["c"])
+    # One full-size buffer plus a few chunks in flight, never a second full-size copy.
+    assert peak < nbytes + 12 * (1 << 20)
+
+
+def test_dump_streams_sections(tmp_path, big_arrays):
+    payload = {f"x{k}": big_arrays["c"] * k for k in range(1, 5)}
+    size = sum(a.nbytes for a in payload.values())  # 64 MB, incompressible
+    tracemalloc.start()
+    try:
+        milo_pack.dump(payload, tmp_path / "big.milo", level=1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # A bounded window of chunks in flight (a few MiB per worker), not the sections.
+    assert peak < max(0.5 * size, (8 + 6 * _WORKERS) << 20)
+    np.testing.assert_array_equal(milo_pack.load(tmp_path / "big.milo")["x4"], payload["x4"])
+
+
+def test_raw_files_are_memory_mapped_and_verified(tmp_path, big_arrays):
+    path = tmp_path / "raw.milo"
+    milo_pack.dump({"c": big_arrays["c"]}, path, level=0)
+    with milo_pack.open(path) as handle:
+        loaded = handle.load()
+        assert handle.store.chunks_read == 0  # nothing copied: hashed through the mapping
+        copied = handle.load(mmap=False)
+    assert not loaded["c"].flags.writeable and copied["c"].flags.writeable
+    np.testing.assert_array_equal(loaded["c"], big_arrays["c"])
+    raw = path.read_bytes()
+    with milo_pack.open(raw) as handle:
+        section = handle.manifest["root"]["c"]["section"]
+    (tmp_path / "bad.milo").write_bytes(_corrupt_member_data(raw, section))
+    with pytest.raises(IntegrityError):
+        milo_pack.load(tmp_path / "bad.milo")
+
+
+_SHARE_CHILD = textwrap.dedent("""
+    import sys, milo_pack
+    with milo_pack.open(sys.argv[1]) as handle:
+        data = handle.load()
+    float(data["c"].sum())  # touch every page
+    # The mapping of the model file: its resident and proportional (shared-out) sizes.
+    rss = pss = 0
+    with open("/proc/self/smaps") as f:
+        in_file = False
+        for line in f:
+            if "-" in line.split()[0] and ":" not in line.split()[0]:
+                in_file = line.rstrip().endswith(sys.argv[1])
+            elif in_file and line.startswith(("Rss:", "Pss:")):
+                value = int(line.split()[1]) * 1024
+                rss, pss = (value, pss) if line.startswith("Rss:") else (rss, value)
+    print(rss, pss, flush=True)
+""")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux smaps")
+def test_two_processes_share_mapped_pages(tmp_path, big_arrays):
+    path = tmp_path / "raw.milo"
+    milo_pack.dump({"c": big_arrays["c"]}, path, level=0)
+    nbytes = big_arrays["c"].nbytes
+    with milo_pack.open(path) as handle:
+        mine = handle.load()
+    assert float(mine["c"].sum()) == float(big_arrays["c"].sum())  # this process maps it too
+    out = subprocess.run([sys.executable, "-c", _SHARE_CHILD, str(path)], check=True,
+                         capture_output=True, text=True).stdout
+    rss, pss = map(int, out.split())
+    # The child's pages of the file are the ones this process maps: each pays half of them.
+    assert rss >= 0.9 * nbytes
+    assert pss <= 0.6 * rss
+    del mine
+
+
+# -- object storage ---------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def s3_server():
+    moto_server = pytest.importorskip("moto.server")
+    pytest.importorskip("s3fs")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def test_open_from_s3_with_range_reads(s3_server, monkeypatch):
+    import s3fs
+
+    # Full-depth trees, so array data rather than the manifest makes most of the file, and
+    # 16 KiB chunks, so this small forest has as many chunks per column as a large forest has
+    # with the default 1 MiB.
+    Xb, yb = make_classification(20000, 20, random_state=0)
+    forest = RandomForestClassifier(8, random_state=0).fit(Xb, yb)
+    with monkeypatch.context() as patch:
+        patch.setattr(codec, "CHUNK_BYTES", 16 << 10)
+        forest_bytes = milo_pack.dumps(forest)
+
+    fetched: list[int] = []
+    original = s3fs.core.S3File._fetch_range
+
+    def counting(self, start, end):
+        data = original(self, start, end)
+        fetched.append(len(data))
+        return data
+
+    monkeypatch.setattr(s3fs.core.S3File, "_fetch_range", counting)
+    fs = s3fs.S3FileSystem(key="test", secret="test", client_kwargs={
+        "endpoint_url": s3_server, "region_name": "eu-west-1"}, skip_instance_cache=True)
+    fs.mkdir("models")
+    fs.pipe("models/forest.milo", forest_bytes)
+    # No read-ahead cache: every byte the reader asks for is one ranged GET, and counted.
+    with fs.open("models/forest.milo", "rb", cache_type="none") as f:
+        with milo_pack.open(f) as handle:
+            opened = sum(fetched)
+            tree = handle.get("estimators_[3]")
+            one_tree = sum(fetched)
+            lazy = handle.load(lazy=True, cache_bytes=0)
+            np.testing.assert_array_equal(lazy.predict_proba(Xb), forest.predict_proba(Xb))
+    print(f"opened {opened}, +1 tree {one_tree}, of {len(forest_bytes)}")
+    assert opened < len(forest_bytes) * 0.25
+    assert one_tree < len(forest_bytes) * 0.4
+    assert_same(tree, forest.estimators_[3])
