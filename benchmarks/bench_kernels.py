@@ -233,6 +233,7 @@ def relidx_cases(nbytes: int, rng: np.random.Generator) -> list[Case]:
     from sklearn.tree._tree import NODE_DTYPE
 
     nodes = np.zeros(n, dtype=NODE_DTYPE)
+    decoded = np.empty(n, dtype=np.int64)
 
     def np_decode(e: np.ndarray) -> np.ndarray:
         e = e.astype(np.int64)
@@ -251,7 +252,7 @@ def relidx_cases(nbytes: int, rng: np.random.Generator) -> list[Case]:
             enc32.nbytes,
             cy_dec,
             lambda: np_decode(enc32),
-            lambda: K.relidx_decode(enc32, nodes["right_child"], 0, sentinel),
+            lambda: K.relidx_decode(enc32, decoded, 0, sentinel),
         )
     )
 

@@ -219,14 +219,14 @@ _REL_INTS = (np.dtype("i4"), np.dtype("i8"))
 # byte shuffle
 # --------------------------------------------------------------------------------------------
 
-# Elements per block: a block of at most 16 * 512 bytes stays in L1 while it is walked elemsize
-# times, once per output byte plane.
+# Elements per block of _shuffle_blocked: at most 16 * 512 bytes, which stay in L1 while the
+# block is read elemsize times, once per output byte plane.
 cdef enum:
     _SHUFFLE_BLOCK = 512
 
 
-cdef inline void _shuffle_fixed(const uint8_t* src, uint8_t* dst, Py_ssize_t n,
-                                const Py_ssize_t es) noexcept nogil:
+cdef inline void _shuffle_blocked(const uint8_t* src, uint8_t* dst, Py_ssize_t n,
+                                  const Py_ssize_t es) noexcept nogil:
     cdef Py_ssize_t b, i0, i1, i, j
     cdef const uint8_t* s
     cdef uint8_t* d
@@ -240,19 +240,20 @@ cdef inline void _shuffle_fixed(const uint8_t* src, uint8_t* dst, Py_ssize_t n,
                 d[i] = s[i * es]
 
 
-cdef inline void _unshuffle_fixed(const uint8_t* src, uint8_t* dst, Py_ssize_t n,
-                                  const Py_ssize_t es) noexcept nogil:
-    cdef Py_ssize_t b, i0, i1, i, j
-    cdef const uint8_t* s
-    cdef uint8_t* d
-    for b in range((n + _SHUFFLE_BLOCK - 1) // _SHUFFLE_BLOCK):
-        i0 = b * _SHUFFLE_BLOCK
-        i1 = min(i0 + _SHUFFLE_BLOCK, n)
+cdef inline void _shuffle_rows(const uint8_t* src, uint8_t* dst, Py_ssize_t n,
+                               const Py_ssize_t es) noexcept nogil:
+    cdef Py_ssize_t i, j
+    for i in range(n):
         for j in range(es):
-            s = src + j * n
-            d = dst + j
-            for i in range(i0, i1):
-                d[i * es] = s[i]
+            dst[j * n + i] = src[i * es + j]
+
+
+cdef inline void _unshuffle_rows(const uint8_t* src, uint8_t* dst, Py_ssize_t n,
+                                 const Py_ssize_t es) noexcept nogil:
+    cdef Py_ssize_t i, j
+    for i in range(n):
+        for j in range(es):
+            dst[i * es + j] = src[j * n + i]
 
 
 cdef void _shuffle_bytes(const uint8_t[::1] src, uint8_t[::1] dst, Py_ssize_t es,
@@ -260,36 +261,39 @@ cdef void _shuffle_bytes(const uint8_t[::1] src, uint8_t[::1] dst, Py_ssize_t es
     cdef Py_ssize_t size = src.shape[0]
     cdef Py_ssize_t n = size // es
     cdef Py_ssize_t body = n * es
+    cdef const uint8_t* s = &src[0]
+    cdef uint8_t* d = &dst[0]
     if size == 0:
         return
-    # Literal element sizes let the C compiler unroll and vectorise each copy of the loop; the
-    # common dtype sizes get one, anything else takes the generic path.
+    # A literal element size lets the C compiler turn a loop into vector shuffles; the dtype
+    # sizes get one each, other sizes share the generic loop.  Which loop order wins per size
+    # was measured (benchmarks/bench_kernels.py): element-major for 2 and 4 bytes and for
+    # unshuffling, plane-major in L1-sized blocks for 8 and 16 bytes and for odd sizes.
     if es == 1:
-        memcpy(&dst[0], &src[0], body)
-    elif not inverse:
+        memcpy(d, s, body)
+    elif inverse:
         if es == 2:
-            _shuffle_fixed(&src[0], &dst[0], n, 2)
+            _unshuffle_rows(s, d, n, 2)
         elif es == 4:
-            _shuffle_fixed(&src[0], &dst[0], n, 4)
+            _unshuffle_rows(s, d, n, 4)
         elif es == 8:
-            _shuffle_fixed(&src[0], &dst[0], n, 8)
+            _unshuffle_rows(s, d, n, 8)
         elif es == 16:
-            _shuffle_fixed(&src[0], &dst[0], n, 16)
+            _unshuffle_rows(s, d, n, 16)
         else:
-            _shuffle_fixed(&src[0], &dst[0], n, es)
+            _unshuffle_rows(s, d, n, es)
+    elif es == 2:
+        _shuffle_rows(s, d, n, 2)
+    elif es == 4:
+        _shuffle_rows(s, d, n, 4)
+    elif es == 8:
+        _shuffle_blocked(s, d, n, 8)
+    elif es == 16:
+        _shuffle_blocked(s, d, n, 16)
     else:
-        if es == 2:
-            _unshuffle_fixed(&src[0], &dst[0], n, 2)
-        elif es == 4:
-            _unshuffle_fixed(&src[0], &dst[0], n, 4)
-        elif es == 8:
-            _unshuffle_fixed(&src[0], &dst[0], n, 8)
-        elif es == 16:
-            _unshuffle_fixed(&src[0], &dst[0], n, 16)
-        else:
-            _unshuffle_fixed(&src[0], &dst[0], n, es)
+        _shuffle_blocked(s, d, n, es)
     if body < size:
-        memcpy(&dst[body], &src[body], size - body)
+        memcpy(d + body, s + body, size - body)
 
 
 cdef void _shuffle_call(object src, object out, object elemsize, bint inverse) except *:
@@ -501,14 +505,18 @@ cdef bint _relidx_enc(const rel_src_t[:] src, rel_dst_t[::1] out, int64_t start,
     return not any_bad
 
 
-cdef inline bint _relidx_dec_bad(int64_t e, int64_t p, int64_t* value) noexcept nogil:
-    """Decode one nonzero ``e`` at position ``p``; true if it overflows the destination."""
+cdef inline bint _relidx_dec_one(int64_t e, int64_t p, bint to_int32,
+                                 int64_t* value) noexcept nogil:
+    """Decode a nonzero ``e`` at position ``p`` into ``value``; true if the result overflows
+    int64, or int32 when ``to_int32``."""
     cdef int64_t v
     cdef bint bad
     e -= e > 0
     v = <int64_t>(<uint64_t>e + <uint64_t>p)
     # e + p overflowed iff both operands' signs differ from the result's.
     bad = ((e ^ v) & (p ^ v)) < 0
+    if to_int32:
+        bad = bad | (v < INT32_MIN) | (v > INT32_MAX)
     value[0] = v
     return bad
 
@@ -519,12 +527,11 @@ cdef Py_ssize_t _relidx_dec(const rel_src_t[::1] src, rel_dst_t[:] out, int64_t 
     cdef int64_t e, v, zero
     cdef bint bad
     cdef bint any_bad = False
+    cdef bint to_int32 = rel_dst_t is int32_t
     # Branch-free like _relidx_enc; the position of a failure is looked up only on failure.
     for i in range(n):
         e = src[i]
-        bad = _relidx_dec_bad(e, start + i, &v)
-        if rel_dst_t is int32_t:
-            bad = bad | (v < INT32_MIN) | (v > INT32_MAX)
+        bad = _relidx_dec_one(e, start + i, to_int32, &v)
         zero = -<int64_t>(e == 0)  # all ones or zero
         out[i] = <rel_dst_t>(v ^ ((v ^ sentinel) & zero))  # the wrapper checked sentinel fits
         any_bad = any_bad | (bad & (zero == 0))
@@ -532,12 +539,8 @@ cdef Py_ssize_t _relidx_dec(const rel_src_t[::1] src, rel_dst_t[:] out, int64_t 
         return -1
     for i in range(n):
         e = src[i]
-        if e != 0:
-            bad = _relidx_dec_bad(e, start + i, &v)
-            if rel_dst_t is int32_t:
-                bad = bad | (v < INT32_MIN) | (v > INT32_MAX)
-            if bad:
-                return i
+        if e != 0 and _relidx_dec_one(e, start + i, to_int32, &v):
+            return i
     return -1
 
 
@@ -638,7 +641,8 @@ def relidx_decode(src, out, start, sentinel):
         1-D C-contiguous int32 or int64 array of relative indices.
     out : numpy.ndarray
         Writable 1-D int32 or int64 array of the same length; may be strided, e.g.
-        ``nodes['left_child']`` of a structured array, so decoding writes straight into it.
+        ``nodes['left_child']`` of a structured array, so decoding writes straight into it,
+        but must be aligned for its dtype (a field of a packed record may not be).
     start : int
         Position of element 0.
     sentinel : int

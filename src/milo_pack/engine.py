@@ -253,6 +253,12 @@ class SaveContext:
         fields["section"], fields["start"] = self._plan(group, dtype, hint, flat)
         return fields
 
+    def fill_array(self, value: np.ndarray, shape: list[int]) -> dict[str, Any]:
+        """Node for an array whose elements all equal ``value`` (a one-element array)."""
+        fields = self.array_fields(np.ascontiguousarray(value).reshape(1), "")
+        return {"$type": "numpy.ndarray", "dtype": fields["dtype"], "shape": list(shape),
+                "fill": fields["data"][0]}
+
     def derived_array(self, dtype: np.dtype, shape: list[int], make: Any, path: str, *,
                       group: str, hint: str | None = None) -> dict[str, Any]:
         """Node for an array computed only when its section is written (see ``Derived``).
@@ -370,6 +376,11 @@ def check_array_node(node: dict, path: str, ctx: CheckContext) -> None:
         if set(node) - {"$type", "$id", "dtype", "shape", "data", "order"}:
             raise ManifestError("an inline array has only dtype, shape, data and order", path)
         _check_inline(node["data"], dtype, count, path)
+        return
+    if "fill" in node:
+        if set(node) - {"$type", "$id", "dtype", "shape", "fill"}:
+            raise ManifestError("a filled array has only dtype, shape and fill", path)
+        _check_inline([node["fill"]], dtype, 1, path)
         return
     if set(node) - {"$type", "$id", "dtype", "shape", "section", "start", "order"}:
         raise ManifestError(
@@ -590,6 +601,12 @@ class LoadContext:
         """Build a plain array from a validated node, optionally decoding into ``out``."""
         dtype = np.dtype(node["dtype"])
         shape = tuple(node["shape"])
+        if "fill" in node:
+            value = _inline_array([node["fill"]], dtype, (1,))[0]
+            if out is None:
+                out = np.empty(shape, dtype)
+            out[...] = value
+            return out
         if "data" in node:
             arr = _inline_array(node["data"], dtype, shape)
             if node.get("order") == "F":

@@ -89,8 +89,14 @@ class Registry:
     resolvers: list[Resolver] = field(default_factory=list)
     # Consulted first for long plain lists/dicts/sets (msgpack payloads, see handlers/bulk.py).
     bulk_resolvers: list[Resolver] = field(default_factory=list)
+    # Catch-alls consulted only after lazy loading found nothing (user estimators, functions).
+    fallback_resolvers: list[Resolver] = field(default_factory=list)
     # Tag factories for classes a caller trusts by name (user estimators): tag -> builder.
     trusted_factories: list[Callable[[type, str], Handler | None]] = field(default_factory=list)
+    # Module name -> loaders registering that module's handlers, run once on first need, so that
+    # loading a linear model does not import every scikit-learn module (or xgboost).  Keys are
+    # static (our own tables); a tag from a file only selects among them.
+    lazy: dict[str, list[Callable[[Registry], None]]] = field(default_factory=dict)
 
     def add(self, handler: Handler, *, replace: bool = False) -> None:
         if not _TAG_RE.match(handler.tag):
@@ -101,7 +107,22 @@ class Registry:
         for t in handler.types:
             self.by_type[t] = handler
 
-    def for_object(self, obj: Any) -> Handler | None:
+    def add_lazy(self, module: str, loader: Callable[[Registry], None]) -> None:
+        """Run ``loader(registry)`` the first time a type of ``module`` (or below) is needed."""
+        self.lazy.setdefault(module, []).append(loader)
+
+    def _load_lazy(self, dotted: str) -> bool:
+        """Run the pending loaders of ``dotted`` and of each package above it."""
+        parts = dotted.split(".")
+        ran = False
+        with _LOCK:
+            for i in range(len(parts), 0, -1):
+                for loader in self.lazy.pop(".".join(parts[:i]), ()):
+                    loader(self)
+                    ran = True
+        return ran
+
+    def _specific(self, obj: Any) -> Handler | None:
         handler = self.by_type.get(type(obj))
         if handler is not None:
             return handler
@@ -111,10 +132,30 @@ class Registry:
                 return handler
         return None
 
+    def for_object(self, obj: Any) -> Handler | None:
+        handler = self._specific(obj)
+        if handler is not None:
+            return handler
+        modules = {type(obj).__module__, getattr(obj, "__module__", None)}
+        if any(self._load_lazy(m) for m in modules if isinstance(m, str)):
+            handler = self._specific(obj)
+            if handler is not None:
+                return handler
+        for resolver in self.fallback_resolvers:
+            handler = resolver(obj)
+            if handler is not None:
+                return handler
+        return None
+
     def for_tag(self, tag: str, trusted: frozenset[str] = frozenset()) -> Handler | None:
         handler = self.by_tag.get(tag)
         if handler is not None:
             return handler
+        module = tag.rpartition(":")[2].rpartition(".")[0]
+        if module and self._load_lazy(module):
+            handler = self.by_tag.get(tag)
+            if handler is not None:
+                return handler
         if tag in trusted:
             return self._trusted_handler(tag)
         return None
@@ -206,7 +247,7 @@ def register(handler: Handler, *, replace: bool = False) -> None:
 
 
 def get_registry() -> Registry:
-    """The process-wide registry, filled on first use (it imports scikit-learn)."""
+    """The process-wide registry, filled on first use; families load lazily by module."""
     global _LOADED
     if not _LOADED:
         with _LOCK:

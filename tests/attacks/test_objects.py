@@ -116,8 +116,7 @@ def test_values(value, error):
 
 def test_untrusted_types_lists_nested_tags_with_paths():
     def edit(doc):
-        steps = doc["root"]["params"]["steps"]["items"] if isinstance(
-            doc["root"]["params"]["steps"], dict) else doc["root"]["params"]["steps"]
+        steps = doc["root"]["params"]["steps"]
         inner = {"$type": "my.Inner", "$id": 900, "params": {}, "attrs": {}}
         steps[1]["items"][1] = {"$type": "my.Outer", "params": {"inner": inner,
                                                                 "again": {"$ref": 900}},

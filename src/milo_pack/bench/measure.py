@@ -24,10 +24,10 @@ class ChildError(RuntimeError):
     """The measuring subprocess failed, timed out or printed no result."""
 
 
-FAST_BUDGET_S = 0.25
+FAST_BUDGET_S = 0.1
 """In-process timings go on past ``repeat`` runs while their total stays under this..."""
 
-FAST_MAX_RUNS = 25
+FAST_MAX_RUNS = 15
 """...up to this many runs, so that millisecond figures are medians of many, not of one."""
 
 

@@ -22,13 +22,28 @@ from __future__ import annotations
 from ..registry import Registry
 
 
+def _deferred(module: str, function: str = "register"):
+    """A loader importing one of our handler modules (and its library) only when first needed."""
+
+    def load(registry: Registry) -> None:
+        from importlib import import_module
+
+        getattr(import_module(f"{__name__}.{module}"), function)(registry)
+
+    return load
+
+
 def register_all(registry: Registry) -> None:
-    """Fill ``registry`` with every built-in handler."""
-    from . import builtins, bulk, callables, losses, numpy_, scipy_sparse, sklearn, trees
+    """Fill ``registry``: cheap families now, library-backed ones lazily by module.
 
-    for module in (builtins, bulk, numpy_, scipy_sparse, callables, trees, losses, sklearn):
+    Loading a linear model should cost importing ``sklearn.linear_model``, as unpickling does,
+    not every scikit-learn module, scipy.stats or xgboost.
+    """
+    from . import builtins, bulk, callables, losses, numpy_, sklearn, trees
+
+    for module in (builtins, bulk, numpy_, callables, trees, losses, sklearn):
         module.register(registry)
-    # Optional extra "boost": registers only the libraries that import.
-    from . import boosters
-
-    boosters.register(registry)
+    registry.add_lazy("scipy.sparse", _deferred("scipy_sparse"))
+    # Optional extra "boost": each library's handlers load when one of its types is needed.
+    registry.add_lazy("xgboost", _deferred("boosters", "register_xgboost"))
+    registry.add_lazy("lightgbm", _deferred("boosters", "register_lightgbm"))

@@ -979,13 +979,19 @@ def _register_lightgbm(registry: Registry) -> None:
         registry.add(_wrapper_handler(cls, f"lightgbm.{name}", names))
 
 
-def register(registry: Registry) -> None:
-    """Register the handlers of whichever of xgboost and lightgbm is installed."""
-    registrars: tuple[tuple[str, Callable[[Registry], None]], ...] = (
-        ("xgboost", _register_xgboost), ("lightgbm", _register_lightgbm))
-    for module, registrar in registrars:
-        try:
-            __import__(module)
-        except ImportError:
-            continue
-        registrar(registry)
+def register_xgboost(registry: Registry) -> None:
+    """Register the XGBoost handlers if xgboost is installed (else its tags stay unknown)."""
+    try:
+        import xgboost  # noqa: F401
+    except ImportError:
+        return
+    _register_xgboost(registry)
+
+
+def register_lightgbm(registry: Registry) -> None:
+    """Register the LightGBM handlers if lightgbm is installed (else its tags stay unknown)."""
+    try:
+        import lightgbm  # noqa: F401
+    except ImportError:
+        return
+    _register_lightgbm(registry)

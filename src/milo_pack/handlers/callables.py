@@ -92,30 +92,42 @@ def _module_functions(module_name: str) -> dict[str, Any]:
             and isinstance(getattr(module, name, None), types.FunctionType)}
 
 
-def _library_entries() -> dict[str, Any]:
+def _math_entries() -> dict[str, Any]:
+    return {f"function:math.{name}": obj for name, obj in sorted(vars(math).items())
+            if callable(obj) and not name.startswith("_")}
+
+
+def _special_entries() -> dict[str, Any]:
     import scipy.special
+
+    return {f"function:scipy.special.{name}": getattr(scipy.special, name)
+            for name in dir(scipy.special)
+            if isinstance(getattr(scipy.special, name), np.ufunc) and not name.startswith("_")}
+
+
+def _distribution_entries() -> dict[str, Any]:
     import scipy.stats
     from scipy.stats._distn_infrastructure import rv_generic
 
-    entries: dict[str, Any] = {}
-    for module_name in _FUNCTION_MODULES:
-        for tag, func in _module_functions(module_name).items():
-            entries.setdefault(tag, func)
-    for module_name, name in _PRIVATE_FUNCTIONS:
-        entries[f"function:{module_name}.{name}"] = getattr(
-            importlib.import_module(module_name), name)
-    for name, obj in sorted(vars(math).items()):
-        if callable(obj) and not name.startswith("_"):
-            entries[f"function:math.{name}"] = obj
-    for name in dir(scipy.special):
-        obj = getattr(scipy.special, name)
-        if isinstance(obj, np.ufunc) and not name.startswith("_"):
-            entries.setdefault(f"function:scipy.special.{name}", obj)
-    for name in dir(scipy.stats):
-        obj = getattr(scipy.stats, name)
-        if isinstance(obj, rv_generic) and not name.startswith("_"):
-            entries[f"distribution:scipy.stats.{name}"] = obj
-    return entries
+    return {f"distribution:scipy.stats.{name}": obj for name, obj in sorted(vars(scipy.stats).items())
+            if isinstance(obj, rv_generic) and not name.startswith("_")}
+
+
+def _private_entries(module_name: str) -> dict[str, Any]:
+    module = importlib.import_module(module_name)
+    return {f"function:{module_name}.{name}": getattr(module, name)
+            for mod, name in _PRIVATE_FUNCTIONS if mod == module_name}
+
+
+def _lazy_tables() -> dict[str, Any]:
+    """Module -> function building that module's part of the table (imported on first need)."""
+    tables: dict[str, Any] = {m: functools.partial(_module_functions, m) for m in _FUNCTION_MODULES}
+    for module_name, _ in _PRIVATE_FUNCTIONS:
+        tables[module_name] = functools.partial(_private_entries, module_name)
+    tables["scipy.special"] = _special_entries
+    tables["scipy.stats"] = _distribution_entries
+    return tables
+
 
 
 def _constant_handler(tag: str, value: Any) -> Handler:
@@ -295,7 +307,6 @@ def trusted_function_factory(target: Any, tag: str) -> Handler | None:
 
 
 def register(registry: Registry) -> None:
-
     partials: dict[Any, Handler] = {}
     for tag, (module_name, name) in _PARTIALS.items():
         func = getattr(importlib.import_module(module_name), name)
@@ -308,14 +319,19 @@ def register(registry: Registry) -> None:
         return None
 
     registry.resolvers.append(resolve_partial)
-    entries = {**_numpy_entries(), **_library_entries()}
     by_identity: dict[int, Handler] = {}
-    for tag, value in sorted(entries.items()):
-        if tag in registry.by_tag:
-            continue
-        handler = _constant_handler(tag, value)
-        registry.add(handler)
-        by_identity.setdefault(id(value), handler)
+
+    def add_entries(entries: dict[str, Any]) -> None:
+        for tag, value in sorted(entries.items()):
+            if tag in registry.by_tag:
+                continue
+            handler = _constant_handler(tag, value)
+            registry.add(handler)
+            by_identity.setdefault(id(value), handler)
+
+    add_entries({**_numpy_entries(), **_math_entries()})
+    for module_name, build in _lazy_tables().items():
+        registry.add_lazy(module_name, lambda r, build=build: add_entries(build()))
 
     def resolve(obj: Any) -> Handler | None:
         if not (callable(obj) or inspect.isclass(obj)):
@@ -327,9 +343,13 @@ def register(registry: Registry) -> None:
         return None
 
     registry.resolvers.append(resolve)
-    from scipy.stats._distn_infrastructure import rv_continuous_frozen, rv_discrete_frozen
 
-    registry.add(_frozen_handler((rv_continuous_frozen, rv_discrete_frozen)))
+    def add_frozen(r: Registry) -> None:
+        from scipy.stats._distn_infrastructure import rv_continuous_frozen, rv_discrete_frozen
+
+        r.add(_frozen_handler((rv_continuous_frozen, rv_discrete_frozen)))
+
+    registry.add_lazy("scipy.stats", add_frozen)
     # Last: anything callable the table did not claim is saved by name (untrusted) or refused.
-    registry.resolvers.append(_resolve_user_function)
+    registry.fallback_resolvers.append(_resolve_user_function)
     registry.trusted_factories.append(trusted_function_factory)

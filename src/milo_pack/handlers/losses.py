@@ -18,15 +18,14 @@ _MODULES = ("sklearn._loss._loss", "sklearn.linear_model._sgd_fast")
 _ABSTRACT = {"CyLossFunction", "Classification", "Regression", "LossFunction"}
 
 
-def _classes() -> list[tuple[str, type]]:
+def _classes(module_name: str) -> list[tuple[str, type]]:
+    module = importlib.import_module(module_name)
     found = []
-    for module_name in _MODULES:
-        module = importlib.import_module(module_name)
-        for name in sorted(dir(module)):
-            cls = getattr(module, name)
-            if (isinstance(cls, type) and cls.__module__ == module_name and name not in _ABSTRACT
-                    and not name.startswith("_") and hasattr(cls, "__reduce__")):
-                found.append((f"{module_name}.{name}", cls))
+    for name in sorted(dir(module)):
+        cls = getattr(module, name)
+        if (isinstance(cls, type) and cls.__module__ == module_name and name not in _ABSTRACT
+                and not name.startswith("_") and hasattr(cls, "__reduce__")):
+            found.append((f"{module_name}.{name}", cls))
     return found
 
 
@@ -60,10 +59,17 @@ def _loader(cls: type):
     return load
 
 
+def _module_loader(module_name: str):
+    def load(registry: Registry) -> None:
+        keys = frozenset({"args"})
+        for tag, cls in _classes(module_name):
+            if not inspect.isabstract(cls) and tag not in registry.by_tag:
+                registry.add(Handler(tag, _save, _loader(cls), keys, keys, types=(cls,),
+                                     cls=cls, memo=False))
+
+    return load
+
+
 def register(registry: Registry) -> None:
-    keys = frozenset({"args"})
-    for tag, cls in _classes():
-        if inspect.isabstract(cls):
-            continue
-        registry.add(Handler(tag, _save, _loader(cls), keys, keys, types=(cls,), cls=cls,
-                             memo=False))
+    for module_name in _MODULES:
+        registry.add_lazy(module_name, _module_loader(module_name))

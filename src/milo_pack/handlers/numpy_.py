@@ -21,7 +21,7 @@ from ..engine import float_token
 
 # Object arrays of more strings than this become a string table in sections.
 STRING_TABLE_MIN = 64
-_ARRAY_KEYS = frozenset({"dtype", "shape", "data", "section", "start", "order"})
+_ARRAY_KEYS = frozenset({"dtype", "shape", "data", "fill", "section", "start", "order"})
 
 
 # -- plain arrays -----------------------------------------------------------------------------

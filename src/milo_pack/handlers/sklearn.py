@@ -392,42 +392,108 @@ def _bunch_handler() -> Handler:
     return Handler("sklearn.utils.Bunch", save, load, keys, keys, check=check, types=(Bunch,))
 
 
-def _internal_classes() -> list[type]:
-    classes = []
-    for module_name, names in _INTERNAL:
+def _public_modules() -> list[str]:
+    """scikit-learn's public modules, found by listing its package directory (no imports).
+
+    The same modules ``sklearn.utils.all_estimators()`` crawls; here each one is imported only
+    when a file or an object needs a type from it.
+    """
+    import os
+
+    import sklearn
+
+    root = os.path.dirname(sklearn.__file__)
+    skip = {"tests", "externals", "setup", "conftest", "experimental", "estimator_checks"}
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        parts = [] if rel == "." else rel.split(os.sep)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("_") and d not in skip)
+        if "__init__.py" not in filenames:
+            continue
+        found.append(".".join(["sklearn", *parts]))
+        found.extend(".".join(["sklearn", *parts, f[:-3]]) for f in sorted(filenames)
+                     if f.endswith(".py") and not f.startswith("_") and f[:-3] not in skip)
+    return found
+
+
+def _is_estimator_class(name: str, obj: Any) -> bool:
+    return (isinstance(obj, type) and not name.startswith("_") and name != "BaseEstimator"
+            and issubclass(obj, BaseEstimator) and obj.__module__.startswith("sklearn.")
+            and not inspect.isabstract(obj))
+
+
+def _module_estimators(module_name: str):
+    """Loader registering the public estimators that ``module_name`` exports."""
+
+    def load(registry: Registry) -> None:
+        module = importlib.import_module(module_name)
+        for name, obj in sorted(vars(module).items()):
+            if _is_estimator_class(name, obj) and obj not in registry.by_type:
+                tag = public_path(obj)
+                if tag not in registry.by_tag:
+                    registry.add(_estimator_handler(obj, tag, True))
+
+    return load
+
+
+def _internal_loader(module_name: str, names: Any):
+    def load(registry: Registry) -> None:
         module = importlib.import_module(module_name)
         if names == "*":
             found = [obj for _, obj in sorted(vars(module).items())
                      if isinstance(obj, type) and obj.__module__ == module_name]
         else:
             found = [getattr(module, name) for name in names]
-        classes.extend(c for c in found if not inspect.isabstract(c))
-    return classes
+        for cls in found:
+            if inspect.isabstract(cls) or cls in registry.by_type:
+                continue
+            tag = public_path(cls)
+            if tag in registry.by_tag:
+                continue
+            if issubclass(cls, BaseEstimator):
+                registry.add(_estimator_handler(cls, tag, True))
+            else:
+                registry.add(_object_handler(cls, tag))
+
+    return load
+
+
+def _experimental_loader(module_name: str, name: str, public_module: str):
+    def load(registry: Registry) -> None:
+        cls = getattr(importlib.import_module(module_name), name)
+        tag = f"{public_module}.{name}"
+        if tag not in registry.by_tag:
+            registry.add(_estimator_handler(cls, tag, True))
+
+    return load
+
+
+def _namedtuple_loader(module_name: str, name: str):
+    def load(registry: Registry) -> None:
+        cls = getattr(importlib.import_module(module_name), name)
+        if cls not in registry.by_type:
+            registry.add(_namedtuple_handler(cls, public_path(cls)))
+
+    return load
 
 
 def register(registry: Registry) -> None:
-    from sklearn.utils import Bunch, all_estimators
-
     registry.add(_bunch_handler())
     registry.add(_view_handler())
-    registry.add(_bspline_handler())
+    registry.add_lazy("scipy.interpolate", lambda r: r.add(_bspline_handler()))
+    # Experimental and internal classes first: their loaders run before the public module's.
     for module_name, name, public_module in _EXPERIMENTAL:
-        cls = getattr(importlib.import_module(module_name), name)
-        registry.add(_estimator_handler(cls, f"{public_module}.{name}", True))
+        loader = _experimental_loader(module_name, name, public_module)
+        registry.add_lazy(public_module, loader)
+        registry.add_lazy(module_name, loader)
     for module_name, name in _NAMEDTUPLES:
-        cls = getattr(importlib.import_module(module_name), name)
-        registry.add(_namedtuple_handler(cls, public_path(cls)))
-    estimators = {cls for _, cls in all_estimators()} - set(registry.by_type)
-    for cls in sorted(estimators, key=lambda c: (c.__module__, c.__name__)):
-        registry.add(_estimator_handler(cls, public_path(cls), True))
-    for cls in _internal_classes():
-        if cls in registry.by_type or cls is Bunch:
-            continue
-        tag = public_path(cls)
-        if issubclass(cls, BaseEstimator):
-            registry.add(_estimator_handler(cls, tag, True))
-        else:
-            registry.add(_object_handler(cls, tag))
+        registry.add_lazy(module_name, _namedtuple_loader(module_name, name))
+    for module_name, names in _INTERNAL:
+        if module_name != "sklearn.utils._bunch":
+            registry.add_lazy(module_name, _internal_loader(module_name, names))
+    for module_name in _public_modules():
+        registry.add_lazy(module_name, _module_estimators(module_name))
 
     def resolve_user_estimator(obj: Any) -> Handler | None:
         cls = type(obj)
@@ -439,7 +505,7 @@ def register(registry: Registry) -> None:
         registry.by_type[cls] = handler
         return handler
 
-    registry.resolvers.append(resolve_user_estimator)
+    registry.fallback_resolvers.append(resolve_user_estimator)
 
     def trusted_factory(cls: Any, tag: str) -> Handler | None:
         if isinstance(cls, type) and issubclass(cls, BaseEstimator):

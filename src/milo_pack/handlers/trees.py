@@ -15,8 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import _dist_metrics
-from sklearn.neighbors import BallTree, KDTree
 from sklearn.tree._tree import NODE_DTYPE, Tree
 
 from .. import _arrays
@@ -43,13 +41,28 @@ def _save_parts(ctx: SaveContext, column: np.ndarray, masks: tuple[np.ndarray, n
     tail = list(column.shape[1:])
     splits, leaves = masks
     n_leaves = int(np.count_nonzero(leaves))
+    leaf_values = column[leaves]
+    if _is_constant(leaf_values):
+        # Leaves hold scikit-learn's placeholders here (feature -2, threshold -2.0...): no
+        # section to read for every tree.
+        leaf_node = ctx.fill_array(leaf_values.reshape(-1)[:1], [n_leaves, *tail])
+    else:
+        leaf_node = ctx.derived_array(column.dtype, [n_leaves, *tail], part(leaves),
+                                      join_path(path, "leaves"), group=f"{group}.leaves")
     return {
         "splits": ctx.derived_array(column.dtype, [column.shape[0] - n_leaves, *tail],
                                     part(splits), join_path(path, "splits"),
                                     group=f"{group}.splits"),
-        "leaves": ctx.derived_array(column.dtype, [n_leaves, *tail], part(leaves),
-                                    join_path(path, "leaves"), group=f"{group}.leaves"),
+        "leaves": leaf_node,
     }
+
+
+def _is_constant(values: np.ndarray) -> bool:
+    """Whether every element has the same bits (so NaN and -0.0 count exactly)."""
+    if values.size == 0:
+        return False
+    bits = np.ascontiguousarray(values).reshape(-1).view(f"u{values.dtype.itemsize}")
+    return bool((bits == bits[0]).all())
 
 
 def _save_tree(obj: Tree, ctx: SaveContext, path: str) -> dict:
@@ -245,10 +258,12 @@ def _check_binary_tree_state(cls: type, v: dict, path: str) -> None:
     inner = np.flatnonzero(node_data["is_leaf"] == 0)
     if inner.size and 2 * int(inner.max()) + 2 >= n_nodes:
         raise InvariantError("an inner node's children lie beyond n_nodes", path)
-    n_bounds = 2 if cls is KDTree else 1
+    n_bounds = 2 if cls.__name__ == "KDTree" else 1
     if not (isinstance(bounds, np.ndarray) and bounds.dtype == np.float64
             and bounds.shape == (n_bounds, n_nodes, n_dims) and bounds.flags.c_contiguous):
         raise InvariantError(f"node_bounds must be float64 ({n_bounds}, n_nodes, n_dims)", path)
+    from sklearn.metrics import _dist_metrics
+
     metric = v["dist_metric"]
     if not isinstance(metric, _dist_metrics.DistanceMetric64):
         raise InvariantError("dist_metric must be a 64-bit DistanceMetric", path)
@@ -267,6 +282,8 @@ _MAT_METRICS = {"MahalanobisDistance"}
 
 
 def _metric_classes() -> list[type]:
+    from sklearn.metrics import _dist_metrics
+
     classes = []
     for name in dir(_dist_metrics):
         cls = getattr(_dist_metrics, name)
@@ -312,18 +329,39 @@ def _metric_loader(cls: type):
     return load
 
 
-def register(registry: Registry) -> None:
-    F = frozenset
-    tree_keys = F({"n_features", "n_outputs", "n_classes", "max_depth", "node_count", "nodes",
-                   "values"})
-    registry.add(Handler("sklearn.tree._tree.Tree", _save_tree, _load_tree, tree_keys, tree_keys,
-                         check=_check_tree, types=(Tree,), cls=Tree))
-    bt_keys = F(_BINARY_TREE_FIELDS)
+def register_tree(registry: Registry) -> None:
+    """``sklearn.tree._tree.Tree`` (loaded with ``sklearn.tree``)."""
+    keys = frozenset({"n_features", "n_outputs", "n_classes", "max_depth", "node_count", "nodes",
+                      "values"})
+    if "sklearn.tree._tree.Tree" not in registry.by_tag:
+        registry.add(Handler("sklearn.tree._tree.Tree", _save_tree, _load_tree, keys, keys,
+                             check=_check_tree, types=(Tree,), cls=Tree))
+
+
+def register_binary_trees(registry: Registry) -> None:
+    """KD and Ball trees (loaded with ``sklearn.neighbors``)."""
+    from sklearn.neighbors import BallTree, KDTree
+
+    keys = frozenset(_BINARY_TREE_FIELDS)
     for cls, tag in ((KDTree, "sklearn.neighbors.KDTree"), (BallTree, "sklearn.neighbors.BallTree")):
-        registry.add(Handler(tag, _save_binary_tree, _binary_tree_loader(cls), bt_keys, bt_keys,
-                             types=(cls,), cls=cls))
-    metric_keys = F({"p", "vec", "mat"})
+        if tag not in registry.by_tag:
+            registry.add(Handler(tag, _save_binary_tree, _binary_tree_loader(cls), keys, keys,
+                                 types=(cls,), cls=cls))
+
+
+def register_metrics(registry: Registry) -> None:
+    """Distance metrics (loaded with ``sklearn.metrics._dist_metrics``)."""
+    keys = frozenset({"p", "vec", "mat"})
     for cls in _metric_classes():
-        registry.add(Handler(f"sklearn.metrics._dist_metrics.{cls.__name__}", _save_metric,
-                             _metric_loader(cls), metric_keys, metric_keys, types=(cls,),
-                             cls=cls))
+        tag = f"sklearn.metrics._dist_metrics.{cls.__name__}"
+        if tag not in registry.by_tag:
+            registry.add(Handler(tag, _save_metric, _metric_loader(cls), keys, keys,
+                                 types=(cls,), cls=cls))
+
+
+def register(registry: Registry) -> None:
+    registry.add_lazy("sklearn.tree._tree", register_tree)
+    for module in ("sklearn.neighbors", "sklearn.neighbors._kd_tree",
+                   "sklearn.neighbors._ball_tree"):
+        registry.add_lazy(module, register_binary_trees)
+    registry.add_lazy("sklearn.metrics._dist_metrics", register_metrics)
