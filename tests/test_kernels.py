@@ -1343,3 +1343,89 @@ def test_check_hist_predictor_errors():
         K.check_hist_predictor(
             nodes["left"], nodes["right"], np.zeros(2, np.uint8), nodes["feature_idx"], 1
         )
+
+
+# --- tree-node columns: depth and split/leaf interleaving ---------------------------------------
+
+
+def ref_depth(left, right):
+    depth, todo = 0, [(0, 0)]
+    while todo:
+        node, d = todo.pop()
+        depth = max(depth, d)
+        if left[node] != -1:
+            todo += [(left[node], d + 1), (right[node], d + 1)]
+    return depth
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32), n_internal=st.integers(0, 80), shuffled=st.booleans(),
+       dtype=st.sampled_from(["i4", "i8"]))
+def test_binary_tree_depth_matches_reference(seed, n_internal, shuffled, dtype):
+    left, right = random_tree(random.Random(seed), n_internal, shuffled)
+    expected = ref_depth(left, right)
+    assert K.binary_tree_depth(np.array(left, dtype), np.array(right, dtype)) == expected
+
+
+@pytest.mark.parametrize("left,right", [
+    ([1, 0, -1], [2, 0, -1]),          # cycle back to the root
+    ([1, 1, -1], [2, 2, -1]),          # node reached twice
+    ([5, -1, -1], [1, -1, -1]),        # child out of range
+    ([1, 2, 0], [2, 0, 1]),            # no leaf at all
+])
+def test_binary_tree_depth_stays_bounded_on_malformed_trees(left, right):
+    assert K.binary_tree_depth(np.array(left), np.array(right)) == -1
+
+
+def test_binary_tree_depth_of_a_deep_chain():
+    n_internal = 100_000
+    left = np.full(2 * n_internal + 1, -1)
+    right = np.full(2 * n_internal + 1, -1)
+    left[0:2 * n_internal:2] = np.arange(1, 2 * n_internal, 2)
+    right[0:2 * n_internal:2] = np.arange(2, 2 * n_internal + 1, 2)
+    assert K.binary_tree_depth(left, right) == n_internal
+
+
+def ref_scatter(splits, leaves, is_leaf):
+    out, s, k = [], 0, 0
+    for flag in is_leaf:
+        if flag:
+            out.append(leaves[k])
+            k += 1
+        else:
+            out.append(splits[s])
+            s += 1
+    return out
+
+
+@SETTINGS
+@given(mask=hnp.arrays(np.bool_, st.integers(0, 300)),
+       dtype=st.sampled_from(["u1", "i4", "i8", "f4", "f8", "u2", "c16"]),
+       tail=st.sampled_from([(), (1, 2), (3,)]),
+       layout=st.sampled_from(["plain", "field"]))
+def test_scatter_rows_matches_reference(mask, dtype, tail, layout):
+    rng = np.random.default_rng(len(mask))
+    n, n_leaves = len(mask), int(mask.sum())
+    splits = (rng.standard_normal((n - n_leaves, *tail)) * 100).astype(dtype)
+    leaves = (rng.standard_normal((n_leaves, *tail)) * 100).astype(dtype)
+    if layout == "field" and not tail:
+        record = np.zeros(n, dtype=[("pad", "u1"), ("x", dtype), ("y", "f8")])
+        out = record["x"]
+    else:
+        out = np.zeros((n, *tail), dtype)
+    K.scatter_rows(splits, leaves, mask, out)
+    expected = np.array(ref_scatter(list(splits), list(leaves), mask), dtype).reshape(out.shape)
+    assert out.tobytes() == np.ascontiguousarray(expected).tobytes()
+
+
+def test_scatter_rows_errors():
+    out = np.zeros(4)
+    mask = np.array([True, False, True, False])
+    with pytest.raises(ArrayError):
+        K.scatter_rows(np.zeros(3), np.zeros(2), mask, out)  # wrong split count
+    with pytest.raises(ArrayError):
+        K.scatter_rows(np.zeros(2, np.float32), np.zeros(2), mask, out)  # dtype mismatch
+    with pytest.raises(ArrayError):
+        K.scatter_rows(np.zeros(2), np.zeros(2), mask[:3], out)  # mask length
+    with pytest.raises(ArrayError):
+        K.scatter_rows(np.zeros(2), np.zeros(2), mask.astype(np.int64), out)  # mask dtype

@@ -62,6 +62,8 @@ __all__ = [
     "check_hist_predictor",
     "check_indices",
     "check_monotone",
+    "scatter_rows",
+    "binary_tree_depth",
     "TREE_OK",
     "TREE_EMPTY",
     "TREE_CHILD_OUT_OF_RANGE",
@@ -1819,3 +1821,154 @@ def check_hist_predictor(nodes_left, nodes_right, is_leaf, feature_idx, n_featur
         return _tree_result(TREE_EMPTY, -1)
     code, where = _hist_run(l, r, leaf_flags.view(np.uint8), f, n_feat)
     return _tree_result(code, where)
+
+
+# --------------------------------------------------------------------------------------------
+# tree-node columns: depth and split/leaf interleaving
+# --------------------------------------------------------------------------------------------
+
+ctypedef fused scatter_t:
+    uint8_t
+    int32_t
+    int64_t
+    float
+    double
+
+
+def _scatter_run(const scatter_t[:] splits, const scatter_t[:] leaves, const uint8_t[:] is_leaf,
+                 scatter_t[:] out):
+    cdef Py_ssize_t i, s = 0, k = 0, n = out.shape[0]
+    with nogil:
+        for i in range(n):
+            if is_leaf[i]:
+                out[i] = leaves[k]
+                k += 1
+            else:
+                out[i] = splits[s]
+                s += 1
+
+
+def _scatter_rows_run(const uint8_t[:, ::1] splits, const uint8_t[:, ::1] leaves,
+                      const uint8_t[:] is_leaf, uint8_t[:, ::1] out):
+    cdef Py_ssize_t i, s = 0, k = 0, n = out.shape[0], width = out.shape[1]
+    with nogil:
+        for i in range(n):
+            if is_leaf[i]:
+                memcpy(&out[i, 0], &leaves[k, 0], width)
+                k += 1
+            else:
+                memcpy(&out[i, 0], &splits[s, 0], width)
+                s += 1
+
+
+def scatter_rows(splits, leaves, is_leaf, out):
+    """Interleave split-node rows and leaf rows back into node order.
+
+    Row ``i`` of ``out`` takes the next row of ``leaves`` where ``is_leaf[i]`` is true and the
+    next row of ``splits`` otherwise: the inverse of storing a tree column as its split rows then
+    its leaf rows.
+
+    Parameters
+    ----------
+    splits, leaves : numpy.ndarray
+        Rows of split nodes and of leaves, in node order, same dtype and row shape as ``out``.
+    is_leaf : numpy.ndarray
+        1-D bool or uint8 mask of length ``len(out)``.
+    out : numpy.ndarray
+        Destination: 1-D (may be strided, e.g. a field of a record array) or C-contiguous n-D.
+
+    Raises
+    ------
+    ArrayError
+        If the counts, dtypes or shapes disagree.
+    """
+    mask = np.asarray(is_leaf)
+    if mask.ndim != 1 or mask.dtype not in (np.bool_, np.uint8):
+        raise ArrayError("is_leaf must be a 1-D bool or uint8 array")
+    mask = mask.view(np.uint8)
+    if not isinstance(out, np.ndarray) or out.ndim == 0 or not out.flags.writeable:
+        raise ArrayError("out must be a writable array with at least one dimension")
+    n = out.shape[0]
+    splits = np.ascontiguousarray(splits)
+    leaves = np.ascontiguousarray(leaves)
+    if mask.shape[0] != n:
+        raise ArrayError(f"is_leaf has {mask.shape[0]} entries for {n} rows")
+    n_leaves = int(np.count_nonzero(mask))
+    for name, part, rows in (("splits", splits, n - n_leaves), ("leaves", leaves, n_leaves)):
+        if part.dtype != out.dtype or part.shape != (rows,) + out.shape[1:]:
+            raise ArrayError(f"{name} must be {out.dtype} of shape {(rows,) + out.shape[1:]}, "
+                             f"got {part.dtype} {part.shape}")
+    if out.ndim == 1 and out.dtype.isnative and out.flags.aligned and out.dtype in (
+            np.uint8, np.int32, np.int64, np.float32, np.float64):
+        # The fused loop is chosen from the arrays' dtype (all four share it, checked above).
+        _scatter_run(splits, leaves, mask, out)
+        return
+    if out.flags.c_contiguous and not out.dtype.hasobject:
+        width = out.dtype.itemsize * (out.size // n if n else 0)
+        if n and width:
+            _scatter_rows_run(splits.view(np.uint8).reshape(-1, width),
+                              leaves.view(np.uint8).reshape(-1, width), mask,
+                              out.view(np.uint8).reshape(n, width))
+        return
+    out[mask == 0] = splits
+    out[mask != 0] = leaves
+
+
+cdef int64_t _depth_walk(const child_t[:] left, const child_t[:] right, int64_t leaf,
+                         Py_ssize_t[::1] stack, int64_t[::1] depths) noexcept nogil:
+    cdef Py_ssize_t n = left.shape[0], top = 1, node, popped = 0
+    cdef int64_t l, r, d, deepest = 0
+    stack[0] = 0
+    depths[0] = 0
+    while top > 0:
+        top -= 1
+        node = stack[top]
+        d = depths[top]
+        popped += 1
+        if popped > n:
+            return -1  # more visits than nodes: not a tree
+        if d > deepest:
+            deepest = d
+        l = <int64_t>left[node]
+        if l == leaf:
+            continue
+        r = <int64_t>right[node]
+        if l < 0 or l >= n or r < 0 or r >= n or top + 2 > n:
+            return -1
+        stack[top] = r
+        depths[top] = d + 1
+        stack[top + 1] = l
+        depths[top + 1] = d + 1
+        top += 2
+    return deepest
+
+
+def _depth_run(const child_t[:] left, const child_t[:] right, int64_t leaf):
+    cdef Py_ssize_t n = left.shape[0]
+    cdef Py_ssize_t[::1] stack = np.empty(max(n, 1), dtype=np.intp)
+    cdef int64_t[::1] depths = np.empty(max(n, 1), dtype=np.int64)
+    cdef int64_t result
+    with nogil:
+        result = _depth_walk(left, right, leaf, stack, depths)
+    return result
+
+
+def binary_tree_depth(left, right, leaf=-1):
+    """Depth of a binary tree (root at depth 0); -1 if the arrays do not form a tree.
+
+    Meant for trees that passed :func:`check_binary_tree`; on anything else it still stops
+    within ``len(left)`` steps and stays in bounds.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> binary_tree_depth(np.array([1, -1, 3, -1, -1]), np.array([2, -1, 4, -1, -1]))
+    2
+    """
+    l = _in_array(left, "left")
+    r = _in_array(right, "right")
+    if l.shape[0] != r.shape[0] or l.dtype != r.dtype or l.dtype not in (np.int32, np.int64):
+        raise ArrayError("left and right must be int32 or int64 arrays of equal length")
+    if l.shape[0] == 0:
+        return -1
+    return _depth_run(l, r, _int_arg(leaf, "leaf"))

@@ -68,6 +68,19 @@ def check_dtype(text: Any, where: str) -> np.dtype:
     """Parse a dtype string from the manifest, allowing only the closed set of plain dtypes."""
     if not isinstance(text, str) or not 2 <= len(text) <= 16:
         raise ArrayError(f"bad dtype {quote(text)}", where)
+    dtype = _parsed_dtypes.get(text)
+    if dtype is not None:
+        return dtype
+    dtype = _parse_dtype(text, where)
+    if len(_parsed_dtypes) < 256:  # a file cannot grow this beyond a few kB
+        _parsed_dtypes[text] = dtype
+    return dtype
+
+
+_parsed_dtypes: dict[str, np.dtype] = {}
+
+
+def _parse_dtype(text: str, where: str) -> np.dtype:
     order, kind, rest = text[0], text[1], text[2:]
     if order not in "<>|" or kind not in _DTYPE_KINDS:
         raise ArrayError(f"dtype {quote(text)} is not allowed", where)

@@ -23,6 +23,7 @@ it) are saved as views, so they come back sharing memory, as they were.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import warnings
@@ -92,6 +93,7 @@ def public_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+@functools.lru_cache(maxsize=8192)  # bounded: names come from files
 def _is_descriptor(cls: type, name: str) -> bool:
     try:
         attr = inspect.getattr_static(cls, name)

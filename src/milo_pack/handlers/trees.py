@@ -146,26 +146,14 @@ def _check_tree(node: dict, ctx: CheckContext, path: str) -> None:
     _check_parts(values, "<f8", tail, node_count, ctx, join_path(path, "values"))
 
 
-def tree_depth(left: np.ndarray, right: np.ndarray) -> int:
-    """Depth of a tree that passed ``check_binary_tree`` (level by level, vectorised)."""
-    frontier = np.zeros(1, dtype=np.intp)
-    depth = -1
-    while frontier.size:
-        depth += 1
-        lc = left[frontier]
-        inner = lc != -1
-        frontier = np.concatenate([lc[inner], right[frontier][inner]])
-    return depth
-
-
 def _load_parts(parts: dict, ctx: LoadContext, leaf: np.ndarray, n_leaves: int,
                 out: np.ndarray, path: str) -> None:
     splits, leaves = parts["splits"], parts["leaves"]
     if leaves["shape"][0] != n_leaves:
         raise InvariantError(f"{leaves['shape'][0]} leaf rows stored, the tree has {n_leaves}",
                              path)
-    out[~leaf] = ctx.array(splits, join_path(path, "splits"))
-    out[leaf] = ctx.array(leaves, join_path(path, "leaves"))
+    _arrays.scatter_rows(ctx.array(splits, join_path(path, "splits")),
+                         ctx.array(leaves, join_path(path, "leaves")), leaf, out)
 
 
 def _load_tree(node: dict, ctx: LoadContext, path: str) -> Tree:
@@ -194,7 +182,7 @@ def _load_tree(node: dict, ctx: LoadContext, path: str) -> Tree:
     code, at, reason = _arrays.check_binary_tree(left, right, nodes["feature"], n_features)
     if code:
         raise InvariantError(f"tree node {at}: {reason}", path)
-    depth = tree_depth(left, right)
+    depth = _arrays.binary_tree_depth(left, right)
     if node["max_depth"] != depth:
         raise InvariantError(f"max_depth is {node['max_depth']} but the tree is {depth} deep",
                              path)
