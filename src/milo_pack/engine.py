@@ -128,6 +128,11 @@ class SaveContext:
                 handler = resolver(obj)
                 if handler is not None:
                     break
+        elif t is np.ndarray and obj.dtype.kind == "O" and obj.size > 1:
+            for resolver in self.registry.pack_resolvers:
+                handler = resolver(obj, self)
+                if handler is not None:
+                    break
         if handler is None:
             handler = self.registry.for_object(obj)
         if handler is None:
@@ -170,6 +175,10 @@ class SaveContext:
                 f"cannot save {_type_name(t)}: {exc}", path or "<root>") from exc
         node.update(fields)
         return node
+
+    def is_memoized(self, obj: Any) -> bool:
+        """Whether ``obj`` was already written (a later mention would be a ``$ref``)."""
+        return _memo_key(obj) in self._memo
 
     def _reference(self, entry: _Memo) -> dict[str, int]:
         if entry.ident is None:
@@ -252,6 +261,37 @@ class SaveContext:
             group = "small" if arr.nbytes < SMALL_ARRAY_BYTES else f"array:{len(self.plans)}"
         fields["section"], fields["start"] = self._plan(group, dtype, hint, flat)
         return fields
+
+    def array_concat(self, parts: list[np.ndarray], path: str, *, group: str,
+                     hint: str | None = None) -> dict[str, Any]:
+        """One array node for the concatenation of ``parts`` along their first axis.
+
+        The parts (views into the model, never copied here) go one after another into the
+        ``group`` section, so the node covers them all: how packed ensembles store one column
+        for all their trees.
+        """
+        dtype = parts[0].dtype
+        if dtype.byteorder == "=":
+            dtype = dtype.newbyteorder("<" if np.little_endian else ">")
+        tail = list(parts[0].shape[1:])
+        total = sum(int(p.shape[0]) for p in parts)
+        if any(p.dtype != dtype or list(p.shape[1:]) != tail for p in parts):
+            raise UnsupportedTypeError("parts to concatenate differ in dtype or shape", path)
+        shape = [total, *tail]
+        if math.prod(shape) == 0:
+            return {"$type": "numpy.ndarray", "dtype": dtype.str, "shape": shape, "data": []}
+        section, start = None, None
+        expected = None
+        for part in parts:
+            flat = part.reshape(-1) if part.ndim > 1 else part
+            index, at = self._plan(group, dtype, hint, flat.view(dtype))
+            if section is None:
+                section, start, expected = index, at, at
+            if index != section or at != expected:  # pragma: no cover - plans only append
+                raise AssertionError("concatenated parts were not planned contiguously")
+            expected = at + flat.shape[0]
+        return {"$type": "numpy.ndarray", "dtype": dtype.str, "shape": shape,
+                "section": section, "start": start}
 
     def fill_array(self, value: np.ndarray, shape: list[int]) -> dict[str, Any]:
         """Node for an array whose elements all equal ``value`` (a one-element array)."""

@@ -89,6 +89,9 @@ class Registry:
     resolvers: list[Resolver] = field(default_factory=list)
     # Consulted first for long plain lists/dicts/sets (msgpack payloads, see handlers/bulk.py).
     bulk_resolvers: list[Resolver] = field(default_factory=list)
+    # Consulted first for object arrays: ``resolver(array, save_context)`` may claim the whole
+    # array as one packed node (small decision trees of a boosting model, handlers/trees.py).
+    pack_resolvers: list[Callable[[Any, Any], Handler | None]] = field(default_factory=list)
     # Catch-alls consulted only after lazy loading found nothing (user estimators, functions).
     fallback_resolvers: list[Resolver] = field(default_factory=list)
     # Tag factories for classes a caller trusts by name (user estimators): tag -> builder.

@@ -19,7 +19,7 @@ from sklearn.tree._tree import NODE_DTYPE, Tree
 
 from .. import _arrays
 from ..engine import CheckContext, LoadContext, SaveContext, check_array_node, join_path
-from ..errors import InvariantError, LimitError, ManifestError
+from ..errors import InvariantError, LimitError, ManifestError, quote
 from ..registry import Handler, Registry
 
 _CHILD_FIELDS = ("left_child", "right_child")
@@ -349,7 +349,242 @@ def register_metrics(registry: Registry) -> None:
 
 def register(registry: Registry) -> None:
     registry.add_lazy("sklearn.tree._tree", register_tree)
+    register_packed(registry)
     for module in ("sklearn.neighbors", "sklearn.neighbors._kd_tree",
                    "sklearn.neighbors._ball_tree"):
         registry.add_lazy(module, register_binary_trees)
     registry.add_lazy("sklearn.metrics._dist_metrics", register_metrics)
+
+
+# -- packed ensembles of small trees ----------------------------------------------------------
+#
+# A boosting model holds hundreds of small trees (depth 3: 15 nodes).  One node per tree costs
+# ~3.5 kB of manifest and ~300 µs to validate and build, far more than the tree itself, so an
+# object array of same-class decision trees with small trees is written as one node: the
+# attributes all trees share once, the ones that differ as lists, and each node column as one
+# array covering every tree.  Big trees (forests) keep one node per tree, which lazy loading
+# materializes one at a time.
+
+PACK_MAX_MEAN_NODES = 512
+_PACKABLE_TAGS = ("sklearn.tree.DecisionTreeClassifier", "sklearn.tree.DecisionTreeRegressor",
+                  "sklearn.tree.ExtraTreeClassifier", "sklearn.tree.ExtraTreeRegressor")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two attribute values are the same, bit for bit (so trees may share one node)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is np.ndarray:
+        return (a.dtype == b.dtype and a.shape == b.shape and a.dtype.kind not in "OV"
+                and a.tobytes() == b.tobytes())
+    if isinstance(a, np.generic):
+        return a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    if type(a) is float:
+        return np.float64(a).tobytes() == np.float64(b).tobytes()
+    if a is None or type(a) in (int, str, bool):
+        return a == b
+    return a is b
+
+
+def _pack_states(arr: np.ndarray, ctx: SaveContext) -> list[dict] | None:
+    """The trees' states if ``arr`` can be packed, else None."""
+    from .sklearn import _state_of
+
+    items = list(arr.reshape(-1))
+    cls = type(items[0])
+    if (f"sklearn.tree.{cls.__name__}" not in _PACKABLE_TAGS
+            or any(type(t) is not cls or ctx.is_memoized(t) for t in items)):
+        return None
+    states = [_state_of(t) for t in items]
+    keys = list(states[0])
+    trees = [s.get("tree_") for s in states]
+    if any(list(s) != keys for s in states) or any(type(t) is not Tree for t in trees):
+        return None
+    first = trees[0]
+    if any(t.n_features != first.n_features or t.n_outputs != first.n_outputs
+           or not np.array_equal(t.n_classes, first.n_classes) or ctx.is_memoized(t)
+           for t in trees):
+        return None
+    if sum(t.node_count for t in trees) > PACK_MAX_MEAN_NODES * len(trees):
+        return None
+    return states
+
+
+def _save_packed(arr: np.ndarray, ctx: SaveContext, path: str) -> dict:
+    states = _pack_states(arr, ctx)
+    assert states is not None  # the resolver checked
+    first = arr.reshape(-1)[0]
+    fields = list(states[0])
+    shared, varying = {}, {}
+    for name in fields:
+        if name == "tree_":
+            continue
+        values = [s[name] for s in states]
+        if all(_same(values[0], v) for v in values[1:]):
+            shared[name] = ctx.encode(values[0], join_path(f"{path}[*]", name))
+        else:
+            varying[name] = [ctx.encode(v, join_path(f"{path}[{i}]", name))
+                             for i, v in enumerate(values)]
+    trees = [s["tree_"] for s in states]
+    tree_states = [t.__getstate__() for t in trees]
+    where = join_path(path, "trees")
+    columns = {
+        name: ctx.array_concat([st["nodes"][name] for st in tree_states],
+                               join_path(where, name), group=f"tree.{name}",
+                               hint="children" if name in _CHILD_FIELDS else None)
+        for name in NODE_DTYPE.names
+    }
+    return {
+        "class": f"sklearn.tree.{type(first).__name__}",
+        "shape": [int(n) for n in arr.shape],
+        "fields": fields,
+        "shared": shared,
+        "varying": varying,
+        "trees": {
+            "n_features": int(trees[0].n_features),
+            "n_outputs": int(trees[0].n_outputs),
+            "n_classes": ctx.array(np.asarray(trees[0].n_classes), join_path(where, "n_classes")),
+            "node_count": ctx.array(np.array([t.node_count for t in trees], dtype=np.int64),
+                                    join_path(where, "node_count")),
+            "max_depth": ctx.array(np.array([t.max_depth for t in trees], dtype=np.int64),
+                                   join_path(where, "max_depth")),
+            "nodes": columns,
+            "values": ctx.array_concat([st["values"] for st in tree_states],
+                                       join_path(where, "values"), group="tree.values"),
+        },
+    }
+
+
+def _check_packed(node: dict, ctx: CheckContext, path: str) -> None:
+    from .sklearn import check_attribute_names
+
+    tag = node["class"]
+    if tag not in _PACKABLE_TAGS:
+        raise ManifestError(f"packed trees must be one of {list(_PACKABLE_TAGS)}", path)
+    shape = node["shape"]
+    if (not isinstance(shape, list) or not 1 <= len(shape) <= 2
+            or any(type(n) is not int or n < 1 for n in shape)):
+        raise ManifestError("packed trees need a shape of one or two positive ints", path)
+    count = int(np.prod(shape))
+    if count > ctx.limits.max_objects:
+        raise LimitError(f"{count} packed trees exceed max_objects", path)
+    fields, shared, varying = node["fields"], node["shared"], node["varying"]
+    if (not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)
+            or len(set(fields)) != len(fields) or not isinstance(shared, dict)
+            or not isinstance(varying, dict) or set(shared) & set(varying)
+            or set(fields) != set(shared) | set(varying) | {"tree_"}):
+        raise ManifestError("packed trees: fields must be the shared, varying and tree_ names",
+                            path)
+    if any(not isinstance(v, list) or len(v) != count for v in varying.values()):
+        raise ManifestError(f"packed trees: each varying field needs {count} values", path)
+    handler = ctx.registry.for_tag(tag)
+    if handler is None or handler.cls is None:
+        raise ManifestError(f"packed trees: unknown class {quote(tag)}", path)
+    check_attribute_names(handler.cls, fields, path)
+    trees = node["trees"]
+    keys = {"n_features", "n_outputs", "n_classes", "node_count", "max_depth", "nodes", "values"}
+    if not isinstance(trees, dict) or set(trees) != keys:
+        raise ManifestError(f"packed trees: 'trees' has exactly {sorted(keys)}", path)
+    where = join_path(path, "trees")
+    _int_field(trees, "n_features", where, 1)
+    n_outputs = _int_field(trees, "n_outputs", where, 1)
+    for name in ("node_count", "max_depth"):
+        check_array_node(trees[name], join_path(where, name), ctx)
+        if trees[name].get("dtype") != "<i8" or trees[name].get("shape") != [count]:
+            raise InvariantError(f"{name} must be int64 of length {count}", where)
+    check_array_node(trees["n_classes"], join_path(where, "n_classes"), ctx)
+    if (trees["n_classes"].get("shape") != [n_outputs]
+            or trees["n_classes"].get("dtype") not in ("<i8", "<u8")):
+        raise InvariantError("n_classes must be n_outputs integers", where)
+    columns = trees["nodes"]
+    if not isinstance(columns, dict) or list(columns) != list(NODE_DTYPE.names):
+        raise ManifestError(f"tree nodes must have the columns {list(NODE_DTYPE.names)}", where)
+    total = None
+    for name, column in columns.items():
+        check_array_node(column, join_path(where, name), ctx)
+        shape_ = column.get("shape")
+        if column.get("dtype") != NODE_DTYPE.fields[name][0].str or len(shape_) != 1 or (
+                total is not None and shape_[0] != total):
+            raise InvariantError("node columns must be 1-D, of one length and the node dtype",
+                                 join_path(where, name))
+        total = shape_[0]
+    values = trees["values"]
+    check_array_node(values, join_path(where, "values"), ctx)
+    vshape = values.get("shape")
+    if values.get("dtype") != "<f8" or len(vshape) != 3 or vshape[:2] != [total, n_outputs]:
+        raise InvariantError("values must be float64 (nodes, n_outputs, n_classes)", where)
+
+
+def _load_packed(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
+    handler = ctx.registry.for_tag(node["class"])
+    cls = handler.cls
+    shape = tuple(node["shape"])
+    result = np.empty(shape, dtype=object)
+    ctx.register(node, result)
+    trees = node["trees"]
+    where = join_path(path, "trees")
+    counts = ctx.array(trees["node_count"], join_path(where, "node_count"))
+    depths = ctx.array(trees["max_depth"], join_path(where, "max_depth"))
+    columns = {name: ctx.array(col, join_path(where, name))
+               for name, col in trees["nodes"].items()}
+    values = ctx.array(trees["values"], join_path(where, "values"))
+    total = len(columns["left_child"])
+    if np.any(counts < 1) or int(counts.sum()) != total:
+        raise InvariantError(f"node counts must be positive and add up to {total}", where)
+    n_classes = ctx.array(trees["n_classes"], join_path(where, "n_classes"))
+    if np.any(n_classes < 1) or values.shape[2] != int(n_classes.max()):
+        raise InvariantError("values' last dimension must be the largest n_classes", where)
+    n_features, n_outputs = trees["n_features"], trees["n_outputs"]
+    ends = np.cumsum(counts)
+    version = ctx.writer.get("scikit-learn")
+    flat = result.reshape(-1)
+    from .invariants import check_fitted
+
+    for i in range(flat.shape[0]):
+        at = f"{path}[{i}]"
+        start, stop = int(ends[i] - counts[i]), int(ends[i])
+        nodes = np.empty(stop - start, dtype=NODE_DTYPE)
+        for name, column in columns.items():
+            nodes[name] = column[start:stop]
+        left, right = nodes["left_child"], nodes["right_child"]
+        code, bad, reason = _arrays.check_binary_tree(left, right, nodes["feature"], n_features)
+        if code:
+            raise InvariantError(f"tree node {bad}: {reason}", join_path(at, "tree_"))
+        depth = _arrays.binary_tree_depth(left, right)
+        if depth != depths[i]:
+            raise InvariantError(f"max_depth is {depths[i]} but the tree is {depth} deep",
+                                 join_path(at, "tree_"))
+        tree = Tree(n_features, n_classes.astype(np.intp, copy=False), n_outputs)
+        tree.__setstate__({"max_depth": depth, "node_count": stop - start, "nodes": nodes,
+                           "values": np.ascontiguousarray(values[start:stop])})
+        state: dict[str, Any] = {}
+        for name in node["fields"]:
+            if name == "tree_":
+                state[name] = tree
+            elif name in node["shared"]:
+                state[name] = ctx.decode(node["shared"][name], join_path(at, name))
+            else:
+                state[name] = ctx.decode(node["varying"][name][i], join_path(at, name))
+        if version is not None:
+            state["_sklearn_version"] = version
+        estimator = cls.__new__(cls)
+        estimator.__setstate__(state)
+        check_fitted(estimator, at)
+        flat[i] = estimator
+    return result
+
+
+def register_packed(registry: Registry) -> None:
+    """Packed small-tree ensembles (tag ``sklearn.tree.packed``)."""
+    keys = frozenset({"class", "shape", "fields", "shared", "varying", "trees"})
+    handler = Handler("sklearn.tree.packed", _save_packed, _load_packed, keys, keys,
+                      check=_check_packed)
+    if handler.tag not in registry.by_tag:
+        registry.add(handler)
+
+    def resolve(arr: Any, ctx: SaveContext) -> Handler | None:
+        if arr.ndim <= 2 and _pack_states(arr, ctx) is not None:
+            return handler
+        return None
+
+    registry.pack_resolvers.append(resolve)

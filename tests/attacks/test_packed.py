@@ -1,0 +1,105 @@
+"""Crafted packed tree ensembles (``sklearn.tree.packed``): each broken rule is refused."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+from sklearn.ensemble import GradientBoostingRegressor
+
+from milo_pack.errors import ArrayError, InvariantError, ManifestError, UntrustedTypeError
+
+from .craft import data_xy, manifest_edit, refused
+
+
+@functools.lru_cache(maxsize=1)
+def packed_file() -> bytes:
+    import milo_pack
+
+    X, y = data_xy()
+    model = GradientBoostingRegressor(n_estimators=5, max_depth=2, random_state=0).fit(X, y)
+    data = milo_pack.dumps(model)
+    assert milo_pack.inspect(data)["root"]["attrs"]["estimators_"]["$type"] == \
+        "sklearn.tree.packed"
+    return data
+
+
+def _packed(manifest: dict) -> dict:
+    return manifest["root"]["attrs"]["estimators_"]
+
+
+def _set(path: tuple, value) -> callable:
+    def edit(manifest: dict) -> None:
+        node = _packed(manifest)
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    return edit
+
+
+def _add_field(name: str) -> callable:
+    def edit(manifest: dict) -> None:
+        _packed(manifest)["fields"].append(name)
+        _packed(manifest)["shared"][name] = 1
+
+    return edit
+
+
+def _short_varying(manifest: dict) -> None:
+    _packed(manifest)["shared"].pop("ccp_alpha")
+    _packed(manifest)["varying"]["ccp_alpha"] = [0.0]
+
+
+def _drop_tree_field(manifest: dict) -> None:
+    _packed(manifest)["fields"].remove("tree_")
+
+
+CASES = {
+    "class_not_a_tree": (_set(("class",), "sklearn.linear_model.LinearRegression"),
+                         ManifestError),
+    "class_unknown": (_set(("class",), "os.system"), ManifestError),
+    "shape_zero": (_set(("shape",), [0, 1]), ManifestError),
+    "shape_three_axes": (_set(("shape",), [5, 1, 1]), ManifestError),
+    "fields_missing_tree": (_drop_tree_field, ManifestError),
+    "field_dunder": (_add_field("__class__"), ManifestError),
+    "field_shadows_method": (_add_field("predict"), ManifestError),
+    "varying_too_short": (_short_varying, ManifestError),
+    "node_count_shape": (_set(("trees", "node_count", "shape"), [4]), ArrayError),
+    "columns_disagree": (_set(("trees", "nodes", "feature", "shape"), [3]), InvariantError),
+    "max_depth_understated": (_set(("trees", "max_depth"),
+                                   {"$type": "numpy.ndarray", "dtype": "<i8", "shape": [5],
+                                    "data": [0, 0, 0, 0, 0]}), InvariantError),
+    "node_counts_do_not_add_up": (_set(("trees", "node_count"),
+                                       {"$type": "numpy.ndarray", "dtype": "<i8", "shape": [5],
+                                        "data": [1, 1, 1, 1, 1]}), InvariantError),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_packed_case_is_refused(name):
+    edit, error = CASES[name]
+    refused(manifest_edit(packed_file(), edit), error)
+
+
+def test_packed_untrusted_class_is_not_built():
+    data = manifest_edit(packed_file(), _set(("class",), "mymodule.Tree"))
+    refused(data, ManifestError)
+    with pytest.raises((ManifestError, UntrustedTypeError)):
+        import milo_pack
+
+        milo_pack.loads(data, trusted=["mymodule.Tree"])
+
+
+def test_packed_roundtrip_shares_what_the_trees_shared():
+    import milo_pack
+
+    X, y = data_xy()
+    model = GradientBoostingRegressor(n_estimators=6, max_depth=2, random_state=0).fit(X, y)
+    loaded = milo_pack.loads(milo_pack.dumps(model))
+    stages = loaded.estimators_.ravel()
+    # One RandomState object for every stage, as scikit-learn built it.
+    assert len({id(s.random_state) for s in stages}) == 1
+    # Equal small arrays stay separate objects per tree.
+    assert np.array_equal(loaded.predict(X), model.predict(X))
