@@ -166,9 +166,9 @@ def _members(model):
     return [m for m in np.asarray(items, dtype=object).ravel()]
 
 
-# Boosting stages are small trees stored packed (one node for all stages, see
-# handlers/trees.py): they load eagerly even in lazy mode.
-PACKED = {"gradient_boosting"}
+# Boosting stages and HistGradientBoosting predictors are small trees stored packed (one node
+# for all of them, see handlers/trees.py): they load eagerly even in lazy mode.
+PACKED = {"gradient_boosting", "hist_gradient_boosting"}
 
 
 @pytest.mark.parametrize("name", sorted(ENSEMBLES))

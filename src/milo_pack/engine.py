@@ -128,7 +128,7 @@ class SaveContext:
                 handler = resolver(obj)
                 if handler is not None:
                     break
-        elif t is np.ndarray and obj.dtype.kind == "O" and obj.size > 1:
+        elif (t is list or (t is np.ndarray and obj.dtype.kind == "O")) and len(obj) > 1:
             for resolver in self.registry.pack_resolvers:
                 handler = resolver(obj, self)
                 if handler is not None:

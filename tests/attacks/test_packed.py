@@ -103,3 +103,61 @@ def test_packed_roundtrip_shares_what_the_trees_shared():
     assert len({id(s.random_state) for s in stages}) == 1
     # Equal small arrays stay separate objects per tree.
     assert np.array_equal(loaded.predict(X), model.predict(X))
+
+
+@functools.lru_cache(maxsize=1)
+def predictors_file() -> bytes:
+    import milo_pack
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X, y = data_xy()
+    model = HistGradientBoostingClassifier(max_iter=4, random_state=0).fit(X, y > y.mean())
+    data = milo_pack.dumps(model)
+    assert milo_pack.inspect(data)["root"]["attrs"]["_predictors"]["$type"] == \
+        "sklearn.hist_gradient_boosting.predictors"
+    return data
+
+
+def _predictors(manifest: dict) -> dict:
+    return manifest["root"]["attrs"]["_predictors"]
+
+
+def _inline(values: list[int]) -> dict:
+    return {"$type": "numpy.ndarray", "dtype": "<i8", "shape": [len(values)], "data": values}
+
+
+PREDICTOR_CASES = {
+    "shape_zero": (lambda m: _predictors(m).__setitem__("shape", [0, 1]), ManifestError),
+    "counts_missing": (lambda m: _predictors(m)["counts"].pop("nodes"), ManifestError),
+    "node_counts_do_not_add_up": (
+        lambda m: _predictors(m)["counts"].__setitem__("nodes", _inline([1, 1, 1, 1])),
+        InvariantError),
+    "negative_count": (
+        lambda m: _predictors(m)["counts"].__setitem__("binned_left_cat_bitsets",
+                                                       _inline([-1, 1, 0, 0])), InvariantError),
+    "record_field_renamed": (
+        lambda m: _predictors(m)["nodes"]["dtype"]["names"].__setitem__(0, "__class__"),
+        ManifestError),
+    "bitset_width": (
+        lambda m: _predictors(m)["raw_left_cat_bitsets"].__setitem__("shape", [0, 7]),
+        InvariantError),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PREDICTOR_CASES))
+def test_packed_predictors_case_is_refused(name):
+    edit, error = PREDICTOR_CASES[name]
+
+    def apply(manifest: dict) -> None:
+        edit(manifest)
+
+    refused(manifest_edit(predictors_file(), apply), error)
+
+
+def test_packed_predictor_with_a_bad_child_is_refused():
+    def corrupt(manifest: dict) -> None:
+        fields = _predictors(manifest)["nodes"]["fields"]
+        # Child indices read from the sample counts: far outside each predictor.
+        fields["left"], fields["count"] = fields["count"], fields["left"]
+
+    refused(manifest_edit(predictors_file(), corrupt), InvariantError)

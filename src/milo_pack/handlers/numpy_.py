@@ -112,11 +112,10 @@ def _load_object(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
 # -- structured arrays ------------------------------------------------------------------------
 
 
-def _save_record(obj: np.ndarray, ctx: SaveContext, path: str) -> dict:
-    dtype = obj.dtype
-    names = list(dtype.names)
+def record_spec(dtype: np.dtype, path: str = "") -> dict[str, Any]:
+    """The manifest form of a structured dtype of plain fields (inverse of ``record_dtype``)."""
     formats, offsets = [], []
-    for name in names:
+    for name in dtype.names:
         fdtype, offset = dtype.fields[name][:2]
         if fdtype.fields is not None or fdtype.subdtype is not None or fdtype.kind == "O":
             raise UnsupportedTypeError(f"structured field {name!r} has dtype {fdtype}", path)
@@ -124,17 +123,18 @@ def _save_record(obj: np.ndarray, ctx: SaveContext, path: str) -> dict:
             fdtype = fdtype.newbyteorder("<" if np.little_endian else ">")
         formats.append(fdtype.str)
         offsets.append(int(offset))
+    return {"names": list(dtype.names), "formats": formats, "offsets": offsets,
+            "itemsize": dtype.itemsize}
+
+
+def _save_record(obj: np.ndarray, ctx: SaveContext, path: str) -> dict:
+    spec = record_spec(obj.dtype, path)
     fields = {
         name: ctx.array(obj[name], join_path(path, name), group=f"fields.{name}",
                         hint="children" if name in ("left", "right") else None)
-        for name in names
+        for name in spec["names"]
     }
-    return {
-        "shape": list(obj.shape),
-        "dtype": {"names": names, "formats": formats, "offsets": offsets,
-                  "itemsize": dtype.itemsize},
-        "fields": fields,
-    }
+    return {"shape": list(obj.shape), "dtype": spec, "fields": fields}
 
 
 def record_dtype(spec: Any, path: str) -> np.dtype:

@@ -350,6 +350,7 @@ def register_metrics(registry: Registry) -> None:
 def register(registry: Registry) -> None:
     registry.add_lazy("sklearn.tree._tree", register_tree)
     register_packed(registry)
+    register_packed_predictors(registry)
     for module in ("sklearn.neighbors", "sklearn.neighbors._kd_tree",
                    "sklearn.neighbors._ball_tree"):
         registry.add_lazy(module, register_binary_trees)
@@ -583,8 +584,173 @@ def register_packed(registry: Registry) -> None:
         registry.add(handler)
 
     def resolve(arr: Any, ctx: SaveContext) -> Handler | None:
-        if arr.ndim <= 2 and _pack_states(arr, ctx) is not None:
+        if type(arr) is np.ndarray and arr.ndim <= 2 and _pack_states(arr, ctx) is not None:
             return handler
         return None
+
+    registry.pack_resolvers.append(resolve)
+
+
+# -- packed HistGradientBoosting predictors ---------------------------------------------------
+#
+# ``_predictors`` is a list (iterations) of lists (one TreePredictor per class) of small trees;
+# as for boosting stages, one node per predictor costs far more than its data.  The whole list is
+# written as one node: the record columns and the bitset rows of every predictor, concatenated,
+# with per-predictor row counts.
+
+_BITSETS = ("binned_left_cat_bitsets", "raw_left_cat_bitsets")
+_PREDICTOR_FIELDS = ("nodes", *_BITSETS)
+
+
+def _predictor_class() -> type:
+    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+
+    return TreePredictor
+
+
+def _predictor_grid(obj: Any, ctx: SaveContext) -> list[list[Any]] | None:
+    """The list of lists of TreePredictor if it can be packed, else None."""
+    if type(obj) is not list or not obj or type(obj[0]) is not list or not obj[0]:
+        return None
+    cls = _predictor_class()
+    width = len(obj[0])
+    dtype = None
+    tails: dict[str, tuple] = {}
+    for row in obj:
+        if type(row) is not list or len(row) != width or ctx.is_memoized(row):
+            return None
+        for p in row:
+            state = getattr(p, "__dict__", None)
+            if type(p) is not cls or ctx.is_memoized(p) or state is None or tuple(
+                    state) != _PREDICTOR_FIELDS:
+                return None
+            nodes = state["nodes"]
+            dtype = nodes.dtype if dtype is None else dtype
+            if (type(nodes) is not np.ndarray or nodes.dtype != dtype or nodes.ndim != 1
+                    or any(type(state[b]) is not np.ndarray or state[b].ndim != 2
+                           or state[b].dtype != np.uint32
+                           or tails.setdefault(b, state[b].shape[1:]) != state[b].shape[1:]
+                           for b in _BITSETS)):
+                return None
+    return obj
+
+
+def _save_predictors(obj: list, ctx: SaveContext, path: str) -> dict:
+    predictors = [p for row in obj for p in row]
+    dtype = predictors[0].nodes.dtype
+    where = join_path(path, "nodes")
+    fields = {}
+    for name in dtype.names:
+        fields[name] = ctx.array_concat([p.nodes[name] for p in predictors],
+                                        join_path(where, name), group=f"fields.{name}",
+                                        hint="children" if name in ("left", "right") else None)
+    counts = {"nodes": [p.nodes.shape[0] for p in predictors]}
+    bitsets = {}
+    for name in _BITSETS:
+        counts[name] = [getattr(p, name).shape[0] for p in predictors]
+        bitsets[name] = ctx.array_concat([getattr(p, name) for p in predictors],
+                                         join_path(path, name), group=f"predictor.{name}")
+    from .numpy_ import record_spec
+
+    return {
+        "shape": [len(obj), len(obj[0])],
+        "counts": {k: ctx.array(np.array(v, dtype=np.int64), join_path(path, f"counts.{k}"))
+                   for k, v in counts.items()},
+        "nodes": {"dtype": record_spec(dtype, path), "fields": fields},
+        **bitsets,
+    }
+
+
+def _check_predictors(node: dict, ctx: CheckContext, path: str) -> None:
+    from .numpy_ import record_dtype
+
+    shape = node["shape"]
+    if (not isinstance(shape, list) or len(shape) != 2
+            or any(type(n) is not int or n < 1 for n in shape)):
+        raise ManifestError("packed predictors need a shape of two positive ints", path)
+    count = shape[0] * shape[1]
+    if count > ctx.limits.max_objects:
+        raise LimitError(f"{count} packed predictors exceed max_objects", path)
+    counts = node["counts"]
+    if not isinstance(counts, dict) or list(counts) != list(_PREDICTOR_FIELDS):
+        raise ManifestError(f"counts must list {list(_PREDICTOR_FIELDS)}", path)
+    for name, arr in counts.items():
+        check_array_node(arr, join_path(path, f"counts.{name}"), ctx)
+        if arr.get("dtype") != "<i8" or arr.get("shape") != [count]:
+            raise InvariantError(f"counts.{name} must be int64 of length {count}", path)
+    nodes = node["nodes"]
+    if not isinstance(nodes, dict) or set(nodes) != {"dtype", "fields"}:
+        raise ManifestError("nodes has exactly 'dtype' and 'fields'", path)
+    dtype = record_dtype(nodes["dtype"], join_path(path, "nodes"))
+    fields = nodes["fields"]
+    if not isinstance(fields, dict) or list(fields) != list(dtype.names):
+        raise ManifestError("nodes.fields must list the record fields in order", path)
+    length = None
+    for name, arr in fields.items():
+        where = join_path(path, f"nodes.{name}")
+        check_array_node(arr, where, ctx)
+        if arr.get("dtype") != dtype.fields[name][0].str or len(arr.get("shape")) != 1 or (
+                length is not None and arr["shape"][0] != length):
+            raise InvariantError("record columns must be 1-D, of one length and the field dtype",
+                                 where)
+        length = arr["shape"][0]
+    for name in _BITSETS:
+        check_array_node(node[name], join_path(path, name), ctx)
+        if node[name].get("dtype") != "<u4" or node[name].get("shape", [0, 0])[1:] != [8]:
+            raise InvariantError(f"{name} must be uint32 rows of 8", path)
+
+
+def _load_predictors(node: dict, ctx: LoadContext, path: str) -> list:
+    from .invariants import check_state
+    from .numpy_ import record_dtype
+
+    cls = _predictor_class()
+    n_rows, width = node["shape"]
+    counts = {name: ctx.array(arr, join_path(path, f"counts.{name}"))
+              for name, arr in node["counts"].items()}
+    dtype = record_dtype(node["nodes"]["dtype"], path)
+    columns = {name: ctx.array(arr, join_path(path, f"nodes.{name}"))
+               for name, arr in node["nodes"]["fields"].items()}
+    data = {"nodes": columns}
+    for name in _BITSETS:
+        data[name] = ctx.array(node[name], join_path(path, name))
+    ends = {}
+    for name, count in counts.items():
+        total = (len(columns[dtype.names[0]]) if name == "nodes" else data[name].shape[0])
+        if np.any(count < 0) or int(count.sum()) != total:
+            raise InvariantError(f"counts.{name} must be non-negative and add up to {total}",
+                                 path)
+        ends[name] = np.cumsum(count)
+    result: list = []
+    ctx.register(node, result)
+    for i in range(n_rows * width):
+        at = f"{path}[{i // width}][{i % width}]"
+        state: dict[str, Any] = {}
+        start, stop = int(ends["nodes"][i] - counts["nodes"][i]), int(ends["nodes"][i])
+        records = np.zeros(stop - start, dtype=dtype)
+        for name, column in columns.items():
+            records[name] = column[start:stop]
+        state["nodes"] = records
+        for name in _BITSETS:
+            start, stop = int(ends[name][i] - counts[name][i]), int(ends[name][i])
+            state[name] = np.ascontiguousarray(data[name][start:stop])
+        check_state(cls, state, at)
+        predictor = cls.__new__(cls)
+        predictor.__setstate__(state)
+        if i % width == 0:
+            result.append([])
+        result[-1].append(predictor)
+    return result
+
+
+def register_packed_predictors(registry: Registry) -> None:
+    """Packed HistGradientBoosting predictors (tag ``sklearn.hist_gradient_boosting.predictors``)."""
+    keys = frozenset({"shape", "counts", "nodes", *_BITSETS})
+    handler = Handler("sklearn.hist_gradient_boosting.predictors", _save_predictors,
+                      _load_predictors, keys, keys, check=_check_predictors)
+    registry.add(handler)
+
+    def resolve(obj: Any, ctx: SaveContext) -> Handler | None:
+        return handler if _predictor_grid(obj, ctx) is not None else None
 
     registry.pack_resolvers.append(resolve)
