@@ -35,7 +35,7 @@ def assert_same(a: Any, b: Any, path: str = "", _seen: set | None = None) -> Non
         assert a.dtype == b.dtype, f"{path}: dtype {a.dtype} != {b.dtype}"
         assert a.shape == b.shape, f"{path}: shape {a.shape} != {b.shape}"
         if a.dtype.kind == "O":
-            for i, (x, y) in enumerate(zip(a.ravel(), b.ravel())):
+            for i, (x, y) in enumerate(zip(a.ravel(), b.ravel(), strict=True)):
                 assert_same(x, y, f"{path}[{i}]", _seen)
         elif a.dtype.fields is not None:
             for name in a.dtype.names:
@@ -67,7 +67,7 @@ def assert_same(a: Any, b: Any, path: str = "", _seen: set | None = None) -> Non
         return
     if isinstance(a, (list, tuple)):
         assert len(a) == len(b), f"{path}: length {len(a)} != {len(b)}"
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             assert_same(x, y, f"{path}[{i}]", _seen)
         return
     if isinstance(a, dict):
@@ -124,7 +124,7 @@ def assert_same_predictions(a: Any, b: Any, X: Any) -> list[str]:
             continue
         got = getattr(b, name)(X)
         if isinstance(expected, tuple):
-            for e, g in zip(expected, got):
+            for e, g in zip(expected, got, strict=True):
                 assert np.array_equal(e, g), name
             called.append(name)
             continue

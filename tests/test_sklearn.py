@@ -88,8 +88,9 @@ CASES = {
     "standard_scaler": (StandardScaler, Xc, None),
     "minmax_scaler": (MinMaxScaler, Xc, None),
     "onehot_strings": (lambda: OneHotEncoder(handle_unknown="ignore"), X_cat[:, :2], None),
-    "onehot_infrequent": (lambda: OneHotEncoder(min_frequency=80, handle_unknown="infrequent_if_exist"),
-                          X_cat[:, :2], None),
+    "onehot_infrequent": (
+        lambda: OneHotEncoder(min_frequency=80, handle_unknown="infrequent_if_exist"),
+        X_cat[:, :2], None),
     "ordinal_strings": (OrdinalEncoder, X_cat[:, :2], None),
     "function_transformer": (lambda: FunctionTransformer(np.log1p), X_pos, None),
     "imputer": (SimpleImputer, np.where(Xc > 1, np.nan, Xc), None),

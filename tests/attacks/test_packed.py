@@ -107,8 +107,9 @@ def test_packed_roundtrip_shares_what_the_trees_shared():
 
 @functools.lru_cache(maxsize=1)
 def predictors_file() -> bytes:
-    import milo_pack
     from sklearn.ensemble import HistGradientBoostingClassifier
+
+    import milo_pack
 
     X, y = data_xy()
     model = HistGradientBoostingClassifier(max_iter=4, random_state=0).fit(X, y > y.mean())

@@ -24,7 +24,6 @@ from __future__ import annotations
 import collections
 import json
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np

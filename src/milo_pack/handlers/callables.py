@@ -109,7 +109,8 @@ def _distribution_entries() -> dict[str, Any]:
     import scipy.stats
     from scipy.stats._distn_infrastructure import rv_generic
 
-    return {f"distribution:scipy.stats.{name}": obj for name, obj in sorted(vars(scipy.stats).items())
+    return {f"distribution:scipy.stats.{name}": obj
+            for name, obj in sorted(vars(scipy.stats).items())
             if isinstance(obj, rv_generic) and not name.startswith("_")}
 
 

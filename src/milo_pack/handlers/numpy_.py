@@ -14,10 +14,16 @@ import numpy as np
 
 from .. import _arrays
 from ..codec import check_dtype
-from ..engine import CheckContext, LoadContext, SaveContext, check_array_node, join_path
+from ..engine import (
+    CheckContext,
+    LoadContext,
+    SaveContext,
+    check_array_node,
+    float_token,
+    join_path,
+)
 from ..errors import ArrayError, InvariantError, LimitError, ManifestError, UnsupportedTypeError
 from ..registry import Handler, Registry
-from ..engine import float_token
 
 # Object arrays of more strings than this become a string table in sections.
 STRING_TABLE_MIN = 64
@@ -153,12 +159,12 @@ def record_dtype(spec: Any, path: str) -> np.dtype:
         raise ManifestError("record field names must be distinct identifiers", path)
     dtypes = [check_dtype(f, path) for f in formats]
     spans = []
-    for off, dt in zip(offsets, dtypes):
+    for off, dt in zip(offsets, dtypes, strict=True):
         if type(off) is not int or off < 0 or off + dt.itemsize > itemsize:
             raise ManifestError("record field offset out of range", path)
         spans.append((off, off + dt.itemsize))
     spans.sort()
-    if any(a[1] > b[0] for a, b in zip(spans, spans[1:])):
+    if any(a[1] > b[0] for a, b in zip(spans, spans[1:], strict=False)):
         raise ManifestError("record fields overlap", path)
     return np.dtype({"names": names, "formats": dtypes, "offsets": offsets,
                      "itemsize": itemsize})

@@ -202,7 +202,7 @@ _BINARY_TREE_FIELDS = ("data", "idx_array", "node_data", "node_bounds", "leaf_si
 def _save_binary_tree(obj: Any, ctx: SaveContext, path: str) -> dict:
     state = obj.__getstate__()
     return {name: ctx.encode(value, join_path(path, name))
-            for name, value in zip(_BINARY_TREE_FIELDS, state)}
+            for name, value in zip(_BINARY_TREE_FIELDS, state, strict=True)}
 
 
 def _binary_tree_loader(cls: type):
@@ -331,7 +331,8 @@ def register_binary_trees(registry: Registry) -> None:
     from sklearn.neighbors import BallTree, KDTree
 
     keys = frozenset(_BINARY_TREE_FIELDS)
-    for cls, tag in ((KDTree, "sklearn.neighbors.KDTree"), (BallTree, "sklearn.neighbors.BallTree")):
+    for cls, tag in ((KDTree, "sklearn.neighbors.KDTree"),
+                     (BallTree, "sklearn.neighbors.BallTree")):
         if tag not in registry.by_tag:
             registry.add(Handler(tag, _save_binary_tree, _binary_tree_loader(cls), keys, keys,
                                  types=(cls,), cls=cls))
@@ -744,7 +745,7 @@ def _load_predictors(node: dict, ctx: LoadContext, path: str) -> list:
 
 
 def register_packed_predictors(registry: Registry) -> None:
-    """Packed HistGradientBoosting predictors (tag ``sklearn.hist_gradient_boosting.predictors``)."""
+    """Packed HistGradientBoosting predictors (``sklearn.hist_gradient_boosting.predictors``)."""
     keys = frozenset({"shape", "counts", "nodes", *_BITSETS})
     handler = Handler("sklearn.hist_gradient_boosting.predictors", _save_predictors,
                       _load_predictors, keys, keys, check=_check_predictors)
