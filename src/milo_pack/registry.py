@@ -114,6 +114,18 @@ class Registry:
         """Run ``loader(registry)`` the first time a type of ``module`` (or below) is needed."""
         self.lazy.setdefault(module, []).append(loader)
 
+    def load_all(self) -> None:
+        """Run every pending lazy loader: the whole allow-list, as an eager registry would hold.
+
+        For tools and tests that want every family registered up front (it imports every
+        scikit-learn module, as ``all_estimators()`` does).
+        """
+        with _LOCK:
+            while self.lazy:
+                _, loaders = self.lazy.popitem()
+                for loader in loaders:
+                    loader(self)
+
     def _load_lazy(self, dotted: str) -> bool:
         """Run the pending loaders of ``dotted`` and of each package above it."""
         parts = dotted.split(".")

@@ -34,7 +34,10 @@ _CHECK = textwrap.dedent("""
     import json, os, resource, sys
     import milo_pack
     from milo_pack.registry import get_registry
-    get_registry()  # the allow-list is built at import time, before any file is read
+    # Families load lazily by module; load them all so that "no new module" below means "nothing
+    # outside the allow-list" (test_attacker_named_modules_are_never_imported covers the lazy
+    # registry as it is).
+    get_registry().load_all()
     paths = json.loads(sys.argv[1])
     before_modules = set(sys.modules)
     before_files = sorted(os.listdir("."))
@@ -80,6 +83,34 @@ def test_refusal_imports_nothing_writes_nothing_and_stays_small(tmp_path):
     assert report["new_modules"] == []
     assert not report["files_changed"] and list(work.iterdir()) == []
     assert report["rss_growth_kb"] < 100 * 1024
+
+
+_LAZY_CHECK = textwrap.dedent("""
+    import json, sys
+    import milo_pack
+    paths = json.loads(sys.argv[1])
+    for path in paths:
+        try:
+            milo_pack.load(path)
+        except milo_pack.MiloError:
+            pass
+    named = ["antigravity", "http.server", "xml.dom.minidom", "this", "webbrowser"]
+    print(json.dumps(sorted(m for m in named if m in sys.modules)))
+""")
+
+
+def test_attacker_named_modules_are_never_imported(tmp_path):
+    pipeline = model_file("pipeline")
+    tags = ["antigravity.fly", "http.server.HTTPServer", "function:xml.dom.minidom.parseString",
+            "this.s", "type:webbrowser.open"]
+    paths = []
+    for i, tag in enumerate(tags):
+        path = tmp_path / f"{i}.milo"
+        path.write_bytes(manifest_edit(pipeline, _tag(tag)))
+        paths.append(str(path))
+    result = run_python(_LAZY_CHECK, json.dumps(paths), cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout) == []
 
 
 _RAW_SKLEARN = textwrap.dedent("""

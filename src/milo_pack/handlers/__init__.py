@@ -19,6 +19,10 @@ module             types
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from ..registry import Registry
 
 
@@ -33,17 +37,44 @@ def _deferred(module: str, function: str = "register"):
     return load
 
 
+def _resolve_packed(obj: Any, ctx: Any) -> Any:
+    """Claim a container of many small trees for a packed node (see ``trees.py``).
+
+    Cheap tests first, so that saving any list does not import scikit-learn's tree modules.
+    """
+    if type(obj) is np.ndarray:
+        first = obj.flat[0] if obj.size else None
+        if type(first).__module__.startswith("sklearn.tree."):
+            from . import trees
+
+            return trees.resolve_packed(obj, ctx)
+    elif obj and type(obj[0]) is list and obj[0] and type(obj[0][0]).__name__ == "TreePredictor":
+        from . import trees
+
+        return trees.resolve_packed_predictors(obj, ctx)
+    return None
+
+
 def register_all(registry: Registry) -> None:
     """Fill ``registry``: cheap families now, library-backed ones lazily by module.
 
     Loading a linear model should cost importing ``sklearn.linear_model``, as unpickling does,
     not every scikit-learn module, scipy.stats or xgboost.
     """
-    from . import builtins, bulk, callables, losses, numpy_, sklearn, trees
+    from . import builtins, bulk, callables, losses, numpy_, sklearn
 
-    for module in (builtins, bulk, numpy_, callables, trees, losses, sklearn):
+    for module in (builtins, bulk, numpy_, callables, losses, sklearn):
         module.register(registry)
     registry.add_lazy("scipy.sparse", _deferred("scipy_sparse"))
+    registry.add_lazy("sklearn.tree._tree", _deferred("trees", "register_tree"))
+    registry.add_lazy("sklearn.tree", _deferred("trees", "register_packed"))
+    registry.add_lazy("sklearn.hist_gradient_boosting",
+                      _deferred("trees", "register_packed_predictors"))
+    for module in ("sklearn.neighbors", "sklearn.neighbors._kd_tree",
+                   "sklearn.neighbors._ball_tree"):
+        registry.add_lazy(module, _deferred("trees", "register_binary_trees"))
+    registry.add_lazy("sklearn.metrics._dist_metrics", _deferred("trees", "register_metrics"))
+    registry.pack_resolvers.append(_resolve_packed)
     # Optional extra "boost": each library's handlers load when one of its types is needed.
     registry.add_lazy("xgboost", _deferred("boosters", "register_xgboost"))
     registry.add_lazy("lightgbm", _deferred("boosters", "register_lightgbm"))

@@ -18,6 +18,7 @@ gets wrong only makes it predict nonsense.  Attributes are read from the instanc
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,17 @@ __all__ = ["check_state", "check_fitted", "STATE_CHECKS"]
 
 # No bound from the predictor itself: its features are checked against the estimator.
 _ANY_FEATURE = 1 << 62
+
+
+def _loaded(module: str, name: str) -> Any:
+    """``module.name`` if ``module`` is already imported, else None.
+
+    An object can only be an instance of a class whose module is loaded, so the checks below never
+    import scikit-learn modules a model does not use (loading a linear model must not pull in the
+    tree or SVM code).
+    """
+    found = sys.modules.get(module)
+    return getattr(found, name, None) if found is not None else None
 
 
 def _fail(message: str, path: str) -> None:
@@ -96,10 +108,9 @@ def _check_tree(d: dict, n: int, path: str) -> None:
 
 
 def _tree_features_of_dict(d: dict) -> int | None:
-    from sklearn.tree._tree import Tree
-
+    tree_class = _loaded("sklearn.tree._tree", "Tree")
     tree = d.get("tree_")
-    return tree.n_features if isinstance(tree, Tree) else None
+    return tree.n_features if tree_class is not None and isinstance(tree, tree_class) else None
 
 
 def _check_gb_stages(obj: Any, d: dict, n: int, path: str) -> None:
@@ -152,21 +163,19 @@ def _check_hist_predictors(d: dict, n: int, path: str) -> None:
 
 
 def _check_kmeans(obj: Any, d: dict, n: int, path: str) -> None:
-    from sklearn.cluster._kmeans import _BaseKMeans
-
+    base = _loaded("sklearn.cluster._kmeans", "_BaseKMeans")
     centers = d.get("cluster_centers_")
-    if isinstance(obj, _BaseKMeans) and centers is not None and not (
+    if base is not None and isinstance(obj, base) and centers is not None and not (
             _is_array(centers, 2) and centers.shape[1] == n):
         _fail(f"cluster_centers_ must be (n_clusters, {n})", path)
 
 
 def _check_libsvm(obj: Any, d: dict, n: int | None, path: str) -> None:
     """libsvm's ``predict`` sizes its model from ``_n_support`` and reads the rest blindly."""
-    from sklearn.svm._base import BaseLibSVM
-
+    base = _loaded("sklearn.svm._base", "BaseLibSVM")
     keys = ("_n_support", "support_vectors_", "_dual_coef_", "_intercept_", "support_",
             "_probA", "_probB")
-    if not isinstance(obj, BaseLibSVM) or not all(k in d for k in keys):
+    if base is None or not isinstance(obj, base) or not all(k in d for k in keys):
         return
     n_support, sv, dual, intercept, support, prob_a, prob_b = (d[k] for k in keys)
     if not (_is_array(n_support, 1) and n_support.dtype.kind in "iu" and n_support.size >= 2

@@ -348,16 +348,6 @@ def register_metrics(registry: Registry) -> None:
                                  types=(cls,), cls=cls))
 
 
-def register(registry: Registry) -> None:
-    registry.add_lazy("sklearn.tree._tree", register_tree)
-    register_packed(registry)
-    register_packed_predictors(registry)
-    for module in ("sklearn.neighbors", "sklearn.neighbors._kd_tree",
-                   "sklearn.neighbors._ball_tree"):
-        registry.add_lazy(module, register_binary_trees)
-    registry.add_lazy("sklearn.metrics._dist_metrics", register_metrics)
-
-
 # -- packed ensembles of small trees ----------------------------------------------------------
 #
 # A boosting model holds hundreds of small trees (depth 3: 15 nodes).  One node per tree costs
@@ -576,20 +566,24 @@ def _load_packed(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
     return result
 
 
+PACKED_TREES = Handler("sklearn.tree.packed", _save_packed, _load_packed,
+                       frozenset({"class", "shape", "fields", "shared", "varying", "trees"}),
+                       frozenset({"class", "shape", "fields", "shared", "varying", "trees"}),
+                       check=_check_packed)
+
+
 def register_packed(registry: Registry) -> None:
     """Packed small-tree ensembles (tag ``sklearn.tree.packed``)."""
-    keys = frozenset({"class", "shape", "fields", "shared", "varying", "trees"})
-    handler = Handler("sklearn.tree.packed", _save_packed, _load_packed, keys, keys,
-                      check=_check_packed)
-    if handler.tag not in registry.by_tag:
-        registry.add(handler)
+    if PACKED_TREES.tag not in registry.by_tag:
+        registry.add(PACKED_TREES)
 
-    def resolve(arr: Any, ctx: SaveContext) -> Handler | None:
-        if type(arr) is np.ndarray and arr.ndim <= 2 and _pack_states(arr, ctx) is not None:
-            return handler
-        return None
 
-    registry.pack_resolvers.append(resolve)
+def resolve_packed(arr: Any, ctx: SaveContext) -> Handler | None:
+    """The packed-trees handler if ``arr`` is an object array of small trees to pack."""
+    if type(arr) is np.ndarray and arr.ndim <= 2 and _pack_states(arr, ctx) is not None:
+        register_packed(ctx.registry)
+        return PACKED_TREES
+    return None
 
 
 # -- packed HistGradientBoosting predictors ---------------------------------------------------
@@ -744,14 +738,21 @@ def _load_predictors(node: dict, ctx: LoadContext, path: str) -> list:
     return result
 
 
+_PREDICTOR_KEYS = frozenset({"shape", "counts", "nodes", *_BITSETS})
+PACKED_PREDICTORS = Handler("sklearn.hist_gradient_boosting.predictors", _save_predictors,
+                            _load_predictors, _PREDICTOR_KEYS, _PREDICTOR_KEYS,
+                            check=_check_predictors)
+
+
 def register_packed_predictors(registry: Registry) -> None:
     """Packed HistGradientBoosting predictors (``sklearn.hist_gradient_boosting.predictors``)."""
-    keys = frozenset({"shape", "counts", "nodes", *_BITSETS})
-    handler = Handler("sklearn.hist_gradient_boosting.predictors", _save_predictors,
-                      _load_predictors, keys, keys, check=_check_predictors)
-    registry.add(handler)
+    if PACKED_PREDICTORS.tag not in registry.by_tag:
+        registry.add(PACKED_PREDICTORS)
 
-    def resolve(obj: Any, ctx: SaveContext) -> Handler | None:
-        return handler if _predictor_grid(obj, ctx) is not None else None
 
-    registry.pack_resolvers.append(resolve)
+def resolve_packed_predictors(obj: Any, ctx: SaveContext) -> Handler | None:
+    """The packed-predictors handler if ``obj`` is HistGradientBoosting's ``_predictors``."""
+    if _predictor_grid(obj, ctx) is not None:
+        register_packed_predictors(ctx.registry)
+        return PACKED_PREDICTORS
+    return None
