@@ -203,3 +203,14 @@ class MyEstimator(BaseEstimator):
     def fit(self, X, y):
         self.fitted_ = len(X)
         return self
+
+
+def test_dumped_file_has_ordinary_permissions(tmp_path):
+    target = tmp_path / "model.milo"
+    milo_pack.dump([1, 2], target)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask
+    target.chmod(0o640)
+    milo_pack.dump([3], target)  # replacing keeps the file's mode
+    assert target.stat().st_mode & 0o777 == 0o640

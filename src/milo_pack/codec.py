@@ -30,6 +30,7 @@ import numpy as np
 import zstandard
 
 from . import _arrays
+from .container import section_name
 from .errors import ArrayError, IntegrityError, LimitError, ManifestError, quote
 from .filters import (
     INT_DTYPES,
@@ -580,9 +581,7 @@ class SectionStore:
         self.chunks_read = 0
 
     # -- plumbing ----------------------------------------------------------------------------
-    @staticmethod
-    def member_name(index: int) -> str:
-        return f"sections/{index:06d}.bin"
+    member_name = staticmethod(section_name)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -20,7 +20,6 @@ from . import __version__
 from .codec import _WORKERS, SectionStore, write_section
 from .container import ContainerWriter
 from .engine import SaveContext
-from .errors import UnsupportedTypeError
 from .manifest import FORMAT_NAME, FORMAT_VERSION, dumps_json
 from .registry import get_registry
 
@@ -29,8 +28,12 @@ __all__ = ["write", "dump_to_path", "writer_versions"]
 _MAX_LEVEL = 22
 
 
-def writer_versions(plans_uses: set[str] | None = None) -> dict[str, str]:
-    """Versions of the libraries that wrote the file (stable for one environment)."""
+def writer_versions(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Versions of the libraries that wrote the file (stable for one environment).
+
+    ``extra`` adds the optional libraries the model used (handlers note them in
+    ``SaveContext.versions``: xgboost, lightgbm).
+    """
     import scipy
     import sklearn
 
@@ -41,9 +44,7 @@ def writer_versions(plans_uses: set[str] | None = None) -> dict[str, str]:
         "scipy": scipy.__version__,
         "scikit-learn": sklearn.__version__,
     }
-    for name in sorted(plans_uses or ()):
-        module = __import__(name)
-        versions[name] = getattr(module, "__version__", "unknown")
+    versions.update(sorted((extra or {}).items()))
     return versions
 
 
@@ -65,7 +66,6 @@ def write(obj: Any, out: IO[bytes], *, level: int = 3, metadata: Any = None,
     root = ctx.encode(obj, "")
     root = ctx.finalize(root)
     meta_node = ctx.finalize(meta_node)
-    used = {name for name in ("xgboost", "lightgbm") if name in ctx.versions}
     with ContainerWriter(out, spool_dir=spool_dir) as container:
         infos = []
         pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="milo-encode") if any(
@@ -81,12 +81,18 @@ def write(obj: Any, out: IO[bytes], *, level: int = 3, metadata: Any = None,
         document = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
-            "writer": writer_versions(used),
+            "writer": writer_versions(ctx.versions),
             "metadata": meta_node,
             "root": root,
             "sections": [info.to_json() for info in infos],
         }
         container.finish(dumps_json(document))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def dump_to_path(obj: Any, path: str | os.PathLike, **kwargs: Any) -> None:
@@ -97,6 +103,13 @@ def dump_to_path(obj: Any, path: str | os.PathLike, **kwargs: Any) -> None:
     try:
         with os.fdopen(fd, "wb") as out:
             write(obj, out, spool_dir=directory, **kwargs)
+        # mkstemp makes the file private (0600); give it the mode a plain open() would have,
+        # or keep the mode of the file it replaces.
+        try:
+            mode = os.stat(path).st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -104,4 +117,3 @@ def dump_to_path(obj: Any, path: str | os.PathLike, **kwargs: Any) -> None:
         except OSError:
             pass
         raise
-    _ = UnsupportedTypeError
