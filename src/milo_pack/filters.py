@@ -146,13 +146,8 @@ class Delta(Filter):
         return cls()
 
 
-class Narrow(Filter):
-    """Store integers in a smaller integer dtype; decoding widens back exactly.
-
-    The encoder checks the range; a decoder widening to the section dtype cannot lose values.
-    """
-
-    codec_id = "narrow"
+class _Cast(Filter):
+    """Store the values in another dtype (``dtype``); decoding casts back to ``wide``."""
 
     def __init__(self, dtype: np.dtype | str, wide: np.dtype | str) -> None:
         self.dtype = np.dtype(dtype)
@@ -161,6 +156,21 @@ class Narrow(Filter):
     def encoded_dtype(self, dtype: np.dtype) -> np.dtype:
         return self.dtype
 
+    def decode(self, arr: np.ndarray, start: int) -> np.ndarray:
+        return arr.astype(self.wide)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"id": self.codec_id, "dtype": self.dtype.str}
+
+
+class Narrow(_Cast):
+    """Store integers in a smaller integer dtype; decoding widens back exactly.
+
+    The encoder checks the range; a decoder widening to the section dtype cannot lose values.
+    """
+
+    codec_id = "narrow"
+
     def encode(self, arr: np.ndarray, start: int) -> np.ndarray:
         if arr.size:
             lo, hi = _arrays.minmax(arr)
@@ -168,12 +178,6 @@ class Narrow(Filter):
             if lo < info.min or hi > info.max:
                 raise ArrayError(f"values do not fit the narrowed dtype {self.dtype.str}")
         return arr.astype(self.dtype)
-
-    def decode(self, arr: np.ndarray, start: int) -> np.ndarray:
-        return arr.astype(self.wide)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"id": self.codec_id, "dtype": self.dtype.str}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], dtype: np.dtype, where: str) -> Filter:
@@ -191,7 +195,7 @@ class Narrow(Filter):
         return cls(target, dtype)
 
 
-class WholeFloat(Filter):
+class WholeFloat(_Cast):
     """Floats that are all whole numbers, stored as integers of ``dtype``.
 
     Sample counts and bootstrap weights are floats holding integers; as integers they narrow and
@@ -201,24 +205,11 @@ class WholeFloat(Filter):
 
     codec_id = "wholefloat"
 
-    def __init__(self, dtype: np.dtype | str, wide: np.dtype | str) -> None:
-        self.dtype = np.dtype(dtype)
-        self.wide = np.dtype(wide)
-
-    def encoded_dtype(self, dtype: np.dtype) -> np.dtype:
-        return self.dtype
-
     def encode(self, arr: np.ndarray, start: int) -> np.ndarray:
         out = arr.astype(self.dtype)
         if not np.array_equal(out.astype(arr.dtype).view(np.uint8), arr.view(np.uint8)):
             raise ArrayError(f"floats are not all whole numbers that fit {self.dtype.str}")
         return out
-
-    def decode(self, arr: np.ndarray, start: int) -> np.ndarray:
-        return arr.astype(self.wide)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"id": self.codec_id, "dtype": self.dtype.str}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], dtype: np.dtype, where: str) -> Filter:

@@ -188,6 +188,27 @@ class Registry:
             f"{quote(tag)} is trusted but milo_pack has no way to build it", tags=(tag,))
 
 
+def _import_path(name: str) -> tuple[Any, str, list[str]] | None:
+    """``(object, module name, attribute names)`` for a dotted path the *caller* trusted.
+
+    Tries the longest importable module prefix; None if nothing imports or an attribute is
+    missing.
+    """
+    parts = name.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        module_name, attrs = ".".join(parts[:split]), parts[split:]
+        try:
+            obj: Any = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for attr in attrs:
+            obj = getattr(obj, attr, None)
+            if obj is None:
+                return None
+        return obj, module_name, attrs
+    return None
+
+
 def resolve_trusted_class(tag: str) -> type:
     """Import the class a caller trusted by name (``package.module.Class``).
 
@@ -196,21 +217,9 @@ def resolve_trusted_class(tag: str) -> type:
     """
     if not _TAG_RE.match(tag) or ":" in tag:
         raise UntrustedTypeError(f"trusted tag {quote(tag)} is not an import path", tags=(tag,))
-    parts = tag.split(".")
-    for split in range(len(parts) - 1, 0, -1):
-        module_name, attrs = ".".join(parts[:split]), parts[split:]
-        try:
-            obj: Any = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        try:
-            for attr in attrs:
-                obj = getattr(obj, attr)
-        except AttributeError:
-            break
-        if isinstance(obj, type):
-            return obj
-        break
+    found = _import_path(tag)
+    if found is not None and isinstance(found[0], type):
+        return found[0]
     raise UntrustedTypeError(f"trusted type {quote(tag)} cannot be imported", tags=(tag,))
 
 
@@ -225,19 +234,12 @@ def resolve_trusted_function(tag: str) -> Any:
     name = tag[len("function:"):]
     if not _TAG_RE.match(name) or ":" in name or "." not in name:
         raise UntrustedTypeError(f"trusted tag {quote(tag)} is not a function path", tags=(tag,))
-    parts = name.split(".")
-    for split in range(len(parts) - 1, 0, -1):
-        module_name, attrs = ".".join(parts[:split]), parts[split:]
-        try:
-            obj: Any = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        for attr in attrs:
-            obj = getattr(obj, attr, None)
+    found = _import_path(name)
+    if found is not None:
+        obj, module_name, attrs = found
         if (type(obj) is types.FunctionType and obj.__module__ == module_name
                 and obj.__qualname__ == ".".join(attrs)):
             return obj
-        break
     raise UntrustedTypeError(f"trusted function {quote(tag)} cannot be imported as a plain "
                              "Python function", tags=(tag,))
 
