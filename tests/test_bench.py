@@ -10,17 +10,11 @@ from typing import Any
 import pytest
 
 from milo_pack.bench.cli import main
-from milo_pack.bench.methods import get_method
 from milo_pack.bench.results import Result
 from milo_pack.bench.targets import evaluate
 
 BASE_METHODS = ["pickle", "joblib"]
 MILO_METHODS = ["milo_pack", "milo_pack-raw"]  # each load is a fresh interpreter: keep it short
-
-
-def _milo_ready() -> bool:
-    # Guard for the milo_pack-dependent assertions while the core is being written.
-    return get_method("milo_pack").availability() is None
 
 
 def _run(tmp: Path, *extra: str) -> dict[str, Any]:
@@ -45,7 +39,7 @@ def _run(tmp: Path, *extra: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def document(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    methods = BASE_METHODS + (MILO_METHODS if _milo_ready() else [])
+    methods = BASE_METHODS + MILO_METHODS
     tmp = tmp_path_factory.mktemp("bench")
     doc = _run(tmp, "--models", "tiny_logreg", "--methods", ",".join(methods))
     doc["_markdown"] = (tmp / "out.md").read_text()
@@ -90,8 +84,6 @@ def test_pickle_ratios_are_one(document: dict[str, Any]) -> None:
 
 
 def test_milo_methods(document: dict[str, Any]) -> None:
-    if not _milo_ready():
-        pytest.skip("milo_pack.dump/load/inspect not available yet")
     for method in MILO_METHODS:
         row = _result(document, method)
         assert row["status"] == "ok", row["error"]
