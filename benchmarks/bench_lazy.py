@@ -159,7 +159,10 @@ def prepare(d: str, trees: int, rows: int, features: int) -> dict:
 import pickle, milo_pack
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
-X, y = make_classification({rows}, {features}, random_state=0)
+# The same noisy data as the bench suite's forest (python -m milo_pack.bench): fully grown
+# trees on it make the ~300 MB pickle the targets were set on.
+X, y = make_classification({rows}, {features}, n_informative=5, n_redundant=2, flip_y=0.2,
+                           random_state=0)
 m = RandomForestClassifier({trees}, n_jobs=-1, random_state=0).fit(X, y)
 m.n_jobs = None
 with open({os.path.join(d, 'model.pkl')!r}, 'wb') as f:
