@@ -25,7 +25,7 @@ import numpy as np
 
 from .engine import CheckContext, LoadContext, check_array_node
 from .errors import MiloError
-from .inspect_view import ViewNode, build_view, format_bytes, short_tag
+from .inspect_view import ViewNode, build_view, format_bytes, runs, short_tag
 from .reader import MiloFile
 from .registry import get_registry
 
@@ -212,7 +212,7 @@ class _Differ:
 
     def report_missing(self, children: list[ViewNode], kind: str) -> None:
         """Added or removed children; runs of similar list items become one line."""
-        for run in _runs(children):
+        for run in runs(children, lambda run, child: _continues(run[-1], child)):
             first, last = run[0], run[-1]
             if len(run) == 1:
                 self.add(kind, first.path, _describe(first))
@@ -235,20 +235,6 @@ class _Differ:
         text = _value_difference(x, y)
         if text:
             self.add("values", new.path, text)
-
-
-def _runs(children: list[ViewNode]) -> Iterator[list[ViewNode]]:
-    """Group consecutive list items of one type (``[10]``, ``[11]``... of one list)."""
-    run: list[ViewNode] = []
-    for child in children:
-        if run and _continues(run[-1], child):
-            run.append(child)
-            continue
-        if run:
-            yield run
-        run = [child]
-    if run:
-        yield run
 
 
 def _continues(prev: ViewNode, child: ViewNode) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -422,11 +422,12 @@ def _render_children(children: list[ViewNode], level: int, options: RenderOption
             lines.append(f"{pad}... {len(hidden)} more {what}" + (f" ({sizes})" if sizes else ""))
 
 
-def _item_runs(children: list[ViewNode]) -> Iterator[list[ViewNode]]:
-    """Consecutive items of one kind and type (the trees of an object array) form one run."""
+def runs(children: list[ViewNode],
+         continues: Callable[[list[ViewNode], ViewNode], bool]) -> Iterator[list[ViewNode]]:
+    """Split ``children`` into runs of consecutive nodes for which ``continues(run, child)``."""
     run: list[ViewNode] = []
     for child in children:
-        if run and child.role == "item" and run[-1].role == "item" and _similar([run[0], child]):
+        if run and continues(run, child):
             run.append(child)
             continue
         if run:
@@ -434,6 +435,12 @@ def _item_runs(children: list[ViewNode]) -> Iterator[list[ViewNode]]:
         run = [child]
     if run:
         yield run
+
+
+def _item_runs(children: list[ViewNode]) -> Iterator[list[ViewNode]]:
+    """Consecutive items of one kind and type (the trees of an object array) form one run."""
+    return runs(children, lambda run, child: child.role == "item" and run[-1].role == "item"
+                and _similar([run[0], child]))
 
 
 def _render_long_list(view: ViewNode, level: int, options: RenderOptions, lines: list[str],
