@@ -214,3 +214,38 @@ def test_dumped_file_has_ordinary_permissions(tmp_path):
     target.chmod(0o640)
     milo_pack.dump([3], target)  # replacing keeps the file's mode
     assert target.stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("chain", [
+    [], ["relidx", "narrow4"], ["relidx", "narrow1"], ["relidx"], ["delta", "narrow2"],
+    ["narrow2", "shuffle"], ["wholefloat", "shuffle"], ["shuffle"], ["wholefloat"]])
+def test_decode_chain_inverts_the_filters_into_its_destination(chain):
+    from milo_pack.filters import Delta, Narrow, RelativeIndex, Shuffle, WholeFloat, decode_chain
+
+    rng = np.random.default_rng(0)
+    start = 1000
+    if "wholefloat" in chain:
+        arr = rng.integers(0, 60_000, 5000).astype(np.float64)
+    elif "relidx" in chain:
+        pos = np.arange(start, start + 5000)
+        arr = np.where(rng.random(5000) < 0.5, -1, pos + rng.integers(1, 100, 5000))
+        if "narrow1" in chain:
+            arr = np.where(arr == -1, -1, pos + 1)
+    elif "delta" in chain:
+        arr = np.cumsum(rng.integers(0, 5, 5000))
+    else:
+        arr = rng.integers(-300, 300, 5000) if "narrow2" in chain else rng.normal(size=5000)
+    make = {"relidx": lambda: RelativeIndex(-1), "delta": Delta,
+            "narrow1": lambda: Narrow("|i1", arr.dtype),
+            "narrow2": lambda: Narrow("<i2", arr.dtype),
+            "narrow4": lambda: Narrow("<i4", arr.dtype),
+            "wholefloat": lambda: WholeFloat("<u2", arr.dtype),
+            "shuffle": lambda: Shuffle(2 if {"narrow2", "wholefloat"} & set(chain) else 8)}
+    filters = [make[name]() for name in chain]
+    encoded = arr
+    for f in filters:
+        encoded = np.ascontiguousarray(f.encode(encoded, start))
+    out = np.full_like(arr, 7)
+    assert decode_chain(filters, encoded, start, out) is out
+    np.testing.assert_array_equal(out, arr)
+

@@ -342,6 +342,46 @@ def test_arrays_decode_into_their_final_buffer(big_arrays):
     assert peak < nbytes + 12 * (1 << 20)
 
 
+def test_forest_sections_use_group_chunks(forest_bytes):
+    with milo_pack.open(forest_bytes) as handle:
+        infos = handle.store.infos
+    # Every tree column is one section of many arrays: half-size chunks (see chunk_length_for).
+    assert infos and all(
+        info.chunk_length == codec.GROUP_CHUNK_BYTES // info.dtype.itemsize for info in infos)
+    single = milo_pack.dumps(np.arange(300_000.0))
+    with milo_pack.open(single) as handle:
+        (info,) = handle.store.infos
+    assert info.chunk_length == codec.CHUNK_BYTES // 8
+
+
+def test_eager_forest_load_holds_a_bounded_set_of_chunks(monkeypatch):
+    # A forest whose ~12 sections have many chunks each: the load must hold about one partly
+    # read chunk per section plus a bounded read-ahead, not a read-ahead chunk per section.
+    monkeypatch.setattr(codec, "GROUP_CHUNK_BYTES", 4 << 10)
+    monkeypatch.setattr(codec, "_AHEAD", 2)
+    Xn, yn = make_classification(2000, 8, flip_y=0.2, random_state=0)
+    model = RandomForestClassifier(30, random_state=0).fit(Xn, yn)
+    data = milo_pack.dumps(model)
+    most = {"bytes": 0, "ahead": 0}
+    put = codec._ChunkCache.put
+
+    def watch(self, key, fut, nbytes):
+        result = put(self, key, fut, nbytes)
+        most["bytes"] = max(most["bytes"], self.bytes)
+        most["ahead"] = max(most["ahead"], len(self.ahead))
+        return result
+
+    monkeypatch.setattr(codec._ChunkCache, "put", watch)
+    with milo_pack.open(data) as handle:
+        n_sections = len(handle.store.infos)
+        assert all(info.n_chunks > 4 for info in handle.store.infos if info.dtype.itemsize == 8)
+        loaded = handle.load()
+    assert most["ahead"] == 2
+    # One partly read chunk per section, the next one of the section being read, read-ahead.
+    assert 0 < most["bytes"] <= (n_sections + 1 + 2) * (4 << 10)
+    assert_same_predictions(model, loaded, Xn)
+
+
 def test_dump_streams_sections(tmp_path, big_arrays):
     payload = {f"x{k}": big_arrays["c"] * k for k in range(1, 5)}
     size = sum(a.nbytes for a in payload.values())  # 64 MB, incompressible
@@ -430,11 +470,12 @@ def test_open_from_s3_with_range_reads(s3_server, monkeypatch):
 
     # Full-depth trees, so array data rather than the manifest makes most of the file, and
     # 16 KiB chunks, so this small forest has as many chunks per column as a large forest has
-    # with the default 1 MiB.
+    # with the default sizes.
     Xb, yb = make_classification(20000, 20, random_state=0)
     forest = RandomForestClassifier(8, random_state=0).fit(Xb, yb)
     with monkeypatch.context() as patch:
         patch.setattr(codec, "CHUNK_BYTES", 16 << 10)
+        patch.setattr(codec, "GROUP_CHUNK_BYTES", 16 << 10)
         forest_bytes = milo_pack.dumps(forest)
 
     fetched: list[int] = []

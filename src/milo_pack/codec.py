@@ -40,6 +40,7 @@ from .filters import (
     RelativeIndex,
     Shuffle,
     WholeFloat,
+    decode_chain,
     filters_from_config,
 )
 from .limits import Limits
@@ -51,15 +52,20 @@ __all__ = [
     "write_section",
     "check_dtype",
     "CHUNK_BYTES",
+    "GROUP_CHUNK_BYTES",
 ]
 
 CHUNK_BYTES = 1 << 20
+GROUP_CHUNK_BYTES = 512 << 10
 INDEX_MAGIC = b"MILOIDX1"
 _ENTRY = struct.Struct("<Q32s")
 # Below this many bytes a section is written without measuring filter candidates.
 _MEASURE_MIN_BYTES = 64 << 10
 _SAMPLE_BYTES = 256 << 10
 _WORKERS = max(1, min(8, os.cpu_count() or 1))
+# Chunks decoded ahead of the reader at most, across all sections: enough to keep the workers
+# busy (fewer measurably slows a forest load), and bounded whatever the number of sections.
+_AHEAD = 4 * _WORKERS + 2
 
 # The closed set of dtypes an array may have in a file (SECURITY.md rule 7): no object, void,
 # structured or pointer-carrying types.
@@ -387,8 +393,15 @@ def _choose_filters(plan: SectionPlan, level: int, chunk_length: int) -> list[Fi
     return best
 
 
-def chunk_length_for(dtype: np.dtype) -> int:
-    return max(1, CHUNK_BYTES // dtype.itemsize)
+def chunk_length_for(dtype: np.dtype, grouped: bool = False) -> int:
+    """Elements per chunk: ``CHUNK_BYTES`` of them, ``GROUP_CHUNK_BYTES`` in a group's section.
+
+    A group's section (one column of every tree of a forest) is read a member at a time, so a
+    load holds one partly used chunk per section; ~10 sections side by side make the chunk size
+    the load's overhead.  Half-size chunks there cost ~3% of file size and save ~5-7 MB on a
+    300-tree forest (bench_lazy.py); single arrays are read whole, straight into their buffer.
+    """
+    return max(1, (GROUP_CHUNK_BYTES if grouped else CHUNK_BYTES) // dtype.itemsize)
 
 
 def write_section(
@@ -402,7 +415,7 @@ def write_section(
     bounded whatever the section's size.
     """
     dtype = plan.dtype
-    chunk_length = chunk_length_for(dtype)
+    chunk_length = chunk_length_for(dtype, grouped=len(plan.sources) > 1)
     raw = level == 0
     chain = [] if raw else _choose_filters(plan, level, chunk_length)
     cctx_local = threading.local()
@@ -499,6 +512,9 @@ class _ChunkCache:
         # section in order) is dropped at once instead of aging out of the LRU, so an eager
         # load holds a few chunks per section, not the whole budget.
         self.consumed: dict[tuple[int, int], int] = {}
+        # Chunks decoded ahead that no read has touched yet, bounded apart from the LRU budget:
+        # a model with many sections must not decode a chunk ahead for each of them.
+        self.ahead: set[tuple[int, int]] = set()
 
     def get(self, key: tuple[int, int]) -> Future | None:
         with self.lock:
@@ -506,7 +522,17 @@ class _ChunkCache:
             if item is None:
                 return None
             self.items.move_to_end(key)
+            self.ahead.discard(key)
             return item[0]
+
+    def put_ahead(self, key: tuple[int, int], fut: Future, nbytes: int, limit: int) -> bool:
+        """Cache a read-ahead chunk unless ``limit`` are pending already or it is cached."""
+        with self.lock:
+            if key in self.items or len(self.ahead) >= limit:
+                return False
+            self.ahead.add(key)
+        self.put(key, fut, nbytes)
+        return True
 
     def put(self, key: tuple[int, int], fut: Future, nbytes: int) -> Future:
         with self.lock:
@@ -516,8 +542,9 @@ class _ChunkCache:
             self.items[key] = (fut, nbytes)
             self.bytes += nbytes
             while self.bytes > self.max_bytes and len(self.items) > 1:
-                _, (_, size) = self.items.popitem(last=False)
+                old, (_, size) = self.items.popitem(last=False)
                 self.bytes -= size
+                self.ahead.discard(old)
             return fut
 
     def consume(self, key: tuple[int, int], count: int, length: int) -> None:
@@ -528,6 +555,7 @@ class _ChunkCache:
                 self.consumed[key] = used
                 return
             self.consumed.pop(key, None)
+            self.ahead.discard(key)
             item = self.items.pop(key, None)
             if item is not None:
                 self.bytes -= item[1]
@@ -536,6 +564,7 @@ class _ChunkCache:
         with self.lock:
             self.items.clear()
             self.consumed.clear()
+            self.ahead.clear()
             self.bytes = 0
 
 
@@ -705,18 +734,14 @@ class SectionStore:
             return target
         encoded = np.empty(count, info.encoded_dtype)
         self._decompress(index, k, data, memoryview(encoded.view(np.uint8)))
-        arr = encoded
+        del data
+        target = np.empty(count, info.dtype) if out is None else out
         try:
-            for f in reversed(info.filters):
-                arr = f.decode(arr, start)
+            return decode_chain(info.filters, encoded, start, target)
         except ArrayError as exc:
             raise ArrayError(f"chunk {k}: {exc.message}", self.member_name(index)) from None
-        if out is not None:
-            out[...] = arr
-            return out
-        return arr
 
-    def _cached_chunk(self, index: int, k: int, prefetch: int = 0) -> np.ndarray:
+    def _cached_chunk(self, index: int, k: int) -> np.ndarray:
         fut = self._cache.get((index, k))
         if fut is None:
             fut = Future()
@@ -727,28 +752,34 @@ class SectionStore:
                     fut.set_result(self._decode_chunk(index, k))
                 except BaseException as exc:  # delivered to every waiter below
                     fut.set_exception(exc)
-        if prefetch:
-            self._prefetch(index, k + 1, prefetch)
         return fut.result()
 
     def _prefetch(self, index: int, first: int, count: int) -> None:
         info = self.infos[index]
-        pool = self._get_pool()
+        nbytes = info.chunk_length * info.dtype.itemsize
         for k in range(first, min(first + count, info.n_chunks)):
-            if self._cache.get((index, k)) is not None:
+            fut: Future = Future()
+            if not self._cache.put_ahead((index, k), fut, nbytes, _AHEAD):
                 continue
-            fut = pool.submit(self._decode_chunk, index, k)
-            self._cache.put((index, k), fut, info.chunk_length * info.dtype.itemsize)
+            self._get_pool().submit(self._decode_ahead, index, k, fut)
+
+    def _decode_ahead(self, index: int, k: int, fut: Future) -> None:
+        if fut.set_running_or_notify_cancel():
+            try:
+                fut.set_result(self._decode_chunk(index, k))
+            except BaseException as exc:  # raised to the reader that wants this chunk
+                fut.set_exception(exc)
 
     # -- public ------------------------------------------------------------------------------
     def read(self, index: int, start: int, count: int, out: np.ndarray | None = None,
-             where: str = "", prefetch: int = 2) -> np.ndarray:
+             where: str = "", prefetch: int = 0) -> np.ndarray:
         """Decode elements ``[start, start + count)`` of section ``index``.
 
         Whole chunks go straight into ``out`` (decoded in parallel when there are several);
         partly covered chunks are decoded once into the cache and copied from it, and the
-        next ``prefetch`` chunks are decoded ahead in the background (reads of consecutive
-        arrays, such as a forest's trees); ``prefetch=0`` reads no more than asked.
+        ``prefetch`` chunks after the read are decoded ahead in the background (reads of
+        consecutive arrays, such as a forest's trees), at most ``_AHEAD`` across the store;
+        ``prefetch=0`` reads no more than asked.
         ``out`` may be a strided 1-D view (a field of a structured array).
         """
         info = self.infos[index]
@@ -761,17 +792,21 @@ class SectionStore:
         if count == 0:
             return out
         cl = info.chunk_length
-        first, last = start // cl, (start + count - 1) // cl
+        end = start + count
+        first, last = start // cl, (end - 1) // cl
         direct: list[int] = []
         for k in range(first, last + 1):
             c_start, c_stop = info.chunk_span(k)
-            lo, hi = max(start, c_start), min(start + count, c_stop)
-            if lo == c_start and hi == c_stop and out.flags.c_contiguous:
+            lo, hi = max(start, c_start), min(end, c_stop)
+            if (lo == c_start and hi == c_stop and out.flags.c_contiguous
+                    and self._cache.get((index, k)) is None):
                 direct.append(k)
                 continue
-            chunk = self._cached_chunk(index, k, prefetch=prefetch if k == last else 0)
+            chunk = self._cached_chunk(index, k)
             out[lo - start:hi - start] = chunk[lo - c_start:hi - c_start]
             self._cache.consume((index, k), hi - lo, c_stop - c_start)
+        if prefetch and end < info.length:
+            self._prefetch(index, (end - 1) // cl + 1, prefetch)
         if direct:
             def decode_into(k: int) -> None:
                 c_start, c_stop = info.chunk_span(k)

@@ -27,6 +27,7 @@ __all__ = [
     "Shuffle",
     "WholeFloat",
     "filters_from_config",
+    "decode_chain",
     "INT_DTYPES",
 ]
 
@@ -48,7 +49,9 @@ class Filter:
     def encode(self, arr: np.ndarray, start: int) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def decode(self, arr: np.ndarray, start: int) -> np.ndarray:  # pragma: no cover - abstract
+    def decode(self, arr: np.ndarray, start: int,
+               out: np.ndarray | None = None) -> np.ndarray:  # pragma: no cover - abstract
+        """Invert :meth:`encode`; into ``out`` (contiguous, decoded dtype) when given."""
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
@@ -103,8 +106,10 @@ class RelativeIndex(Filter):
             raise ArrayError("relative-index filter overflows this array")
         return out
 
-    def decode(self, arr: np.ndarray, start: int) -> np.ndarray:
-        out = np.empty_like(arr)
+    def decode(self, arr: np.ndarray, start: int, out: np.ndarray | None = None) -> np.ndarray:
+        # ``arr`` may be narrower than ``out`` (int32 into int64): the kernel widens as it goes.
+        if out is None:
+            out = np.empty_like(arr)
         _arrays.relidx_decode(arr, out, start, self.sentinel)
         return out
 
@@ -134,8 +139,9 @@ class Delta(Filter):
         _arrays.delta_encode(arr, out)
         return out
 
-    def decode(self, arr: np.ndarray, start: int) -> np.ndarray:
-        out = np.empty_like(arr)
+    def decode(self, arr: np.ndarray, start: int, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            out = np.empty_like(arr)
         _arrays.delta_decode(arr, out)
         return out
 
@@ -156,8 +162,11 @@ class _Cast(Filter):
     def encoded_dtype(self, dtype: np.dtype) -> np.dtype:
         return self.dtype
 
-    def decode(self, arr: np.ndarray, start: int) -> np.ndarray:
-        return arr.astype(self.wide)
+    def decode(self, arr: np.ndarray, start: int, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            return arr.astype(self.wide)
+        np.copyto(out, arr, casting="unsafe")  # widening: exact by construction
+        return out
 
     def get_config(self) -> dict[str, Any]:
         return {"id": self.codec_id, "dtype": self.dtype.str}
@@ -242,11 +251,12 @@ class Shuffle(Filter):
         _arrays.shuffle(raw, out, self.elemsize)
         return out.view(arr.dtype)
 
-    def decode(self, arr: np.ndarray, start: int) -> np.ndarray:
+    def decode(self, arr: np.ndarray, start: int, out: np.ndarray | None = None) -> np.ndarray:
         raw = arr.view(np.uint8).reshape(-1)
-        out = np.empty_like(raw)
-        _arrays.unshuffle(raw, out, self.elemsize)
-        return out.view(arr.dtype)
+        if out is None:
+            out = np.empty(arr.shape, arr.dtype)
+        _arrays.unshuffle(raw, out.view(np.uint8).reshape(-1), self.elemsize)
+        return out
 
     def get_config(self) -> dict[str, Any]:
         return {"id": self.codec_id, "elemsize": self.elemsize}
@@ -295,3 +305,22 @@ def filters_from_config(configs: Any, dtype: np.dtype, where: str) -> list[Filte
         chain.append(f)
         current = f.encoded_dtype(current)
     return chain
+
+
+def decode_chain(chain: list[Filter], arr: np.ndarray, start: int, out: np.ndarray) -> np.ndarray:
+    """Undo ``chain`` on one encoded chunk ``arr``, the last step writing into ``out``.
+
+    Decoding straight into the destination and letting the relative-index kernel read narrowed
+    ints itself (no widened copy in between) keeps a chunk's decode to its encoded buffer plus
+    its destination: a forest load decodes ~10 sections side by side, so every copy counts.
+    """
+    steps = chain[::-1]
+    for i, f in enumerate(steps):
+        last = i == len(steps) - 1
+        if (isinstance(f, Narrow) and not last and isinstance(steps[i + 1], RelativeIndex)
+                and f.dtype.kind == "i" and f.dtype.itemsize >= 4):
+            continue
+        arr = f.decode(arr, start, out if last else None)
+    if arr is not out:
+        out[...] = arr
+    return out
