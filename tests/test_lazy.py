@@ -166,10 +166,6 @@ def _members(model):
     return [m for m in np.asarray(items, dtype=object).ravel()]
 
 
-# Boosting stages and HistGradientBoosting predictors are small trees stored packed (one node
-# for all of them, see handlers/trees.py): they load eagerly even in lazy mode.
-PACKED = {"gradient_boosting", "hist_gradient_boosting"}
-
 
 @pytest.mark.parametrize("name", sorted(ENSEMBLES))
 def test_lazy_load_predicts_identically(name):
@@ -178,11 +174,10 @@ def test_lazy_load_predicts_identically(name):
     with milo_pack.open(data) as handle:
         lazy = handle.load(lazy=True, cache_bytes=0)
         members = _members(lazy)
-        if name in PACKED:
-            assert members and not any(is_lazy_member(m) for m in members)
-        else:
-            assert members and all(is_lazy_member(m) for m in members)
-            assert not any(_MEMBERS[m].loaded for m in members)  # nothing built yet
+        # Boosting stages and HistGradientBoosting predictors are stored packed (one node for
+        # all, see handlers/trees.py) and are proxies all the same, built from their own rows.
+        assert members and all(is_lazy_member(m) for m in members)
+        assert not any(_MEMBERS[m].loaded for m in members)  # nothing built yet
         assert type(lazy.estimators_ if hasattr(lazy, "estimators_") else lazy._predictors) is \
             type(model.estimators_ if hasattr(model, "estimators_") else model._predictors)
         check_is_fitted(lazy)
@@ -193,6 +188,48 @@ def test_lazy_load_predicts_identically(name):
         plain = pickle.loads(pickle.dumps(lazy))
         assert not any(is_lazy_member(m) for m in _members(plain))
         assert_same_predictions(model, plain, X)
+
+
+@pytest.mark.parametrize("name", ["gradient_boosting", "hist_gradient_boosting"])
+def test_packed_members_stream_within_the_budget(name, monkeypatch):
+    # Tiny chunks, so that building one member visibly reads only its own rows.
+    monkeypatch.setattr(codec, "GROUP_CHUNK_BYTES", 1 << 10)
+    model = (GradientBoostingClassifier(n_estimators=60, max_depth=4, random_state=0)
+             if name == "gradient_boosting" else
+             HistGradientBoostingClassifier(max_iter=60, early_stopping=False, random_state=0))
+    model.fit(X, Y)
+    data = milo_pack.dumps(model)
+    with milo_pack.open(data) as handle:
+        lazy = handle.load(lazy=True, cache_bytes=0)
+        members = _members(lazy)
+        session = _MEMBERS[members[0]].session
+        opened = handle.store.bytes_read
+        assert_same(handle.get(_MEMBERS[members[-1]].path), _members(model)[-1])
+        assert handle.store.bytes_read - opened < len(data) // 4
+        np.testing.assert_array_equal(lazy.predict_proba(X), model.predict_proba(X))
+        assert session.builds == len(members)
+        assert sum(_MEMBERS[m].loaded for m in members) <= _KEEP
+        np.testing.assert_array_equal(lazy.predict(X), model.predict(X))
+        assert session.builds > len(members)  # dropped, built again from the open file
+
+
+def test_get_builds_one_packed_member():
+    model = GradientBoostingClassifier(n_estimators=10, random_state=0).fit(X, Y)
+    stages = model.estimators_.ravel()
+    with milo_pack.open(milo_pack.dumps(model)) as handle:
+        assert handle.manifest["root"]["attrs"]["estimators_"]["$type"] == "sklearn.tree.packed"
+        assert_same(handle.get("estimators_[7]"), stages[7])
+        np.testing.assert_array_equal(handle.get("estimators_[7].tree_.threshold"),
+                                      stages[7].tree_.threshold)
+        for missing in ("estimators_[30]", "estimators_[7].nope", "estimators_[7][0]"):
+            with pytest.raises(KeyError):
+                handle.get(missing)
+        assert "estimators_: sklearn.tree.packed (10, 3)" in handle.summary(text=True)
+    hgb = HistGradientBoostingClassifier(max_iter=5, random_state=0).fit(X, Y)
+    with milo_pack.open(milo_pack.dumps(hgb)) as handle:
+        assert_same(handle.get("_predictors[4][2]"), hgb._predictors[4][2])
+        assert "_predictors: sklearn.hist_gradient_boosting.predictors (5, 3)" in \
+            handle.summary(text=True)
 
 
 def test_lazy_forest_behaves_like_a_list(forest_bytes, forest):

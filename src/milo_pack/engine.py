@@ -678,6 +678,22 @@ class LoadContext:
         arr = flat.reshape(stored_shape)
         return arr.T if order == "F" else arr
 
+    def array_rows(self, node: dict, start: int, stop: int, path: str) -> np.ndarray:
+        """Rows ``[start, stop)`` (first axis) of a validated array node, decoding only the
+        chunks that hold them (a packed ensemble builds one member from its slice)."""
+        shape = tuple(node["shape"])
+        if not 0 <= start <= stop <= shape[0]:
+            raise ArrayError(f"rows [{start}, {stop}) are outside {shape[0]} rows", path)
+        if "section" not in node or node.get("order", "C") != "C" or self.store is None:
+            return self.array(node, path)[start:stop]  # inline (small) or column-major
+        inner = math.prod(shape[1:])
+        offset, count = node["start"] + start * inner, (stop - start) * inner
+        flat = self.store.mmap(node["section"], offset, count) if self.mmap else None
+        if flat is None:
+            flat = self.store.read(node["section"], offset, count, where=path,
+                                   prefetch=self.prefetch)
+        return flat.reshape((stop - start,) + shape[1:])
+
 
 def _inline_array(data: list[Any], dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
     kind = dtype.kind

@@ -5,7 +5,8 @@ Lazy members
 ``MiloFile.load(lazy=True)`` builds the model's skeleton eagerly but leaves the members of its
 ensembles unbuilt: every item of an attribute named in :data:`LAZY_ATTRS` (forest, bagging,
 boosting, voting and stacking ``estimators_``, HistGradientBoosting ``_predictors``), whether a
-list, a list of lists or an object array, becomes a *member proxy*.
+list, a list of lists, an object array or a packed node (boosting's small trees, whose handler
+``unpack`` method splits into members built from their own rows), becomes a *member proxy*.
 
 A member proxy is an instance of a subclass of the member's own class (same name and module) whose
 ``__dict__`` starts empty.  Why a proxy item rather than a lazy container: scikit-learn reaches
@@ -38,6 +39,7 @@ import re
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +57,9 @@ __all__ = [
     "LazySession",
     "is_lazy_member",
     "is_unbuilt_member",
+    "plain_type",
     "parse_path",
+    "format_path",
     "resolve_path",
     "node_sizes",
     "summarize",
@@ -104,6 +108,19 @@ def parse_path(path: str) -> list[str | int]:
             steps.append(ast.literal_eval(quoted))  # a string literal only, by the regex
         pos = match.end()
     return steps
+
+
+def format_path(steps: list[str | int]) -> str:
+    """Join steps as :func:`parse_path` reads them back (the inverse of parsing)."""
+    path = ""
+    for step in steps:
+        if isinstance(step, int):
+            path += f"[{step}]"
+        elif step.isidentifier():
+            path += f".{step}" if path else step
+        else:
+            path += f"[{step!r}]"
+    return path
 
 
 def _follow_ref(node: Any, ids: dict[int, dict]) -> Any:
@@ -185,12 +202,12 @@ def node_sizes(node: Any, sections: list[SectionInfo]) -> tuple[int, int]:
 
 
 def _children(node: Any) -> list[tuple[str | int, Any]]:
-    if isinstance(node, list):
-        return list(enumerate(node))
+    if isinstance(node, list):  # plain numbers and strings (a shape, field names) are leaves
+        return [(i, v) for i, v in enumerate(node) if isinstance(v, (list, dict))]
     if not isinstance(node, dict) or "$ref" in node or node.get("$type") == "numpy.ndarray":
         return []
     if "$type" not in node:
-        return list(node.items())
+        return [(k, v) for k, v in node.items() if isinstance(v, (list, dict))]
     out: list[tuple[str | int, Any]] = []
     for key, value in node.items():
         if key.startswith("$"):
@@ -298,6 +315,8 @@ class _Member:
     # features against the estimator's) are checked again when the member is built.
     owner: Any = None
     owner_path: str = ""
+    # A packed ensemble's member has no node of its own: its handler's builder reads its rows.
+    build: Callable[[LoadContext], Any] | None = None
 
 
 # proxy -> _Member.  Weak keys: a member's state dies with its proxy, and nothing here keeps a
@@ -320,6 +339,13 @@ def is_unbuilt_member(obj: Any) -> bool:
     except TypeError:  # unhashable: not a proxy
         return False
     return member is not None and not member.loaded
+
+
+def plain_type(obj: Any) -> type:
+    """``type(obj)``, or the original class for a lazy member proxy."""
+    cls = type(obj)
+    base = cls.__mro__[1] if len(cls.__mro__) > 1 else cls
+    return base if _PROXY_CLASSES.get(base) is cls else cls
 
 
 def _is_dunder(name: str) -> bool:
@@ -538,6 +564,10 @@ class LazyLoadContext(LoadContext):
 
     def _members(self, value: Any, path: str) -> Any:
         """The container of an ensemble attribute, its items proxies; None if not one."""
+        if isinstance(value, dict) and isinstance(value.get("$type"), str):
+            handler = self.registry.for_tag(value["$type"], self.trusted)
+            if handler is not None and handler.unpack is not None:
+                return self._unpacked(handler, value, path)
         if isinstance(value, list):
             return [self._member(v, f"{path}[{i}]", path) for i, v in enumerate(value)]
         if value.get("$type") == "numpy.object_array" and isinstance(value.get("items"), list):
@@ -548,6 +578,26 @@ class LazyLoadContext(LoadContext):
                 flat[i] = self._member(item, f"{path}[{i}]", path)
             return result
         return None
+
+    def _unpacked(self, handler: Handler, value: dict, path: str) -> Any:
+        """A packed ensemble (boosting's small trees): proxies built from the pack's rows."""
+        container, members = handler.unpack(value, self, path)
+        self.register(value, container)
+        for packed in members:
+            member_handler = self.registry.for_tag(packed.tag, self.trusted)
+            proxy_cls = (_proxy_class(member_handler, self.registry)
+                         if member_handler is not None else None)
+            if proxy_cls is None:
+                packed.place(packed.build(self))
+                continue
+            proxy = proxy_cls.__new__(proxy_cls)
+            member = _Member(node={}, path=packed.path, nbytes=packed.nbytes,
+                             session=self.session, parent=self, inner_ids=frozenset(),
+                             owner_path=path.rpartition(".")[0], build=packed.build)
+            _MEMBERS[proxy] = member
+            self._orphans.append(member)
+            packed.place(proxy)
+        return container
 
     def _member(self, value: Any, path: str, slot: str) -> Any:
         if isinstance(value, list):  # HistGradientBoosting: one list of predictors per stage
@@ -589,6 +639,9 @@ class _MemberContext(LazyLoadContext):
         self.proxy = proxy
 
     def build(self) -> Any:
+        if self.member.build is not None:
+            # Shared values ($ids of the pack) resolve in the parent, which memoizes them.
+            return self.member.build(self.member.parent)
         node = self.member.node
         handler = self.registry.for_tag(node["$type"], self.trusted)
         if handler is None:  # pragma: no cover - validated at load

@@ -29,7 +29,9 @@ from .lazy import (
     DEFAULT_CACHE_BYTES,
     LazyLoadContext,
     LazySession,
+    format_path,
     format_summary,
+    parse_path,
     resolve_path,
     summarize,
 )
@@ -255,10 +257,49 @@ class MiloFile:
             If no object has that path.
         """
         ctx = self._trusted_check(trusted)
-        node = resolve_path(self.manifest["root"], path, ctx.ids)
         loader = LoadContext(get_registry(), self.store, ctx, mmap=mmap and self._mappable())
         loader.prefetch = 0  # one object: read only its chunks
+        try:
+            node = resolve_path(self.manifest["root"], path, ctx.ids)
+        except KeyError:
+            found = self._packed_member(loader, path)
+            if found is None:
+                raise
+            return found
         return self._build(loader, node, path)
+
+    def _packed_member(self, loader: LoadContext, path: str) -> Any:
+        """``path`` inside a packed ensemble (boosting stages): build that member alone.
+
+        A pack has no node per member, so the path is matched against the members' own paths
+        and what follows the member (``.tree_``) is looked up on the built object.
+        """
+        steps = parse_path(path)
+        for j in range(len(steps), 0, -1):
+            prefix = format_path(steps[:j])
+            try:
+                node = resolve_path(self.manifest["root"], prefix, loader._ids_nodes)
+            except KeyError:
+                continue
+            handler = (get_registry().for_tag(node.get("$type"), loader.trusted)
+                       if isinstance(node, dict) and isinstance(node.get("$type"), str) else None)
+            if handler is None or handler.unpack is None:
+                return None
+            if self.closed:
+                raise ContainerError("the file is closed")
+            _, members = handler.unpack(node, loader, prefix)
+            for member in members:
+                inner = parse_path(member.path)
+                if steps[:len(inner)] == inner:
+                    obj = member.build(loader)
+                    try:
+                        for step in steps[len(inner):]:
+                            obj = obj[step] if isinstance(step, int) else getattr(obj, step)
+                    except (AttributeError, TypeError, IndexError, KeyError):
+                        raise KeyError(f"no object at {path!r}") from None
+                    return obj
+            return None
+        return None
 
     def read_array(self, path: str, rows: int | slice | tuple[int, int] | None = None
                    ) -> np.ndarray:

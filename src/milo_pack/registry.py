@@ -26,14 +26,35 @@ from .errors import UntrustedTypeError, quote
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import CheckContext, LoadContext, SaveContext
 
-__all__ = ["Handler", "register", "get_registry", "Registry", "resolve_trusted_class",
-           "resolve_trusted_function"]
+__all__ = ["Handler", "PackedMember", "register", "get_registry", "Registry",
+           "resolve_trusted_class", "resolve_trusted_function"]
 
 SaveFn = Callable[[Any, "SaveContext", str], dict]
 LoadFn = Callable[[dict, "LoadContext", str], Any]
 CheckFn = Callable[[dict, "CheckContext", str], None]
 # Given an object whose exact type has no handler, return a handler (or None).
 Resolver = Callable[[Any], "Handler | None"]
+
+
+
+@dataclass(frozen=True)
+class PackedMember:
+    """One member of a packed ensemble node, as a lazy load builds it (see ``Handler.unpack``).
+
+    ``path`` is its graph path, ``tag`` the tag of its class, ``nbytes`` roughly what it holds
+    built, ``place(obj)`` puts an object in its slot of the container and ``build(ctx)`` builds
+    it (reading only its own rows) with the load context given.
+    """
+
+    path: str
+    tag: str
+    nbytes: int
+    place: Callable[[Any], None]
+    build: Callable[[LoadContext], Any]
+
+
+# ``unpack(node, ctx, path) -> (container, members)``: see Handler.
+UnpackFn = Callable[[dict, "LoadContext", str], "tuple[Any, list[PackedMember]]"]
 
 _TAG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*([.:][A-Za-z_][A-Za-z0-9_]*)*$")
 
@@ -66,6 +87,10 @@ class Handler:
         The class a generic handler builds (estimators, plain objects).
     memo : bool
         Whether identity is tracked (shared references become ``$ref``).
+    unpack : callable, optional
+        For a node packing an ensemble's members (a boosting model's small trees): returns the
+        container with empty slots and one :class:`PackedMember` per member, so that a lazy
+        load builds each member on first use, from its own rows, like a forest's trees.
     """
 
     tag: str
@@ -78,6 +103,7 @@ class Handler:
     trusted: bool = True
     cls: type | None = None
     memo: bool = True
+    unpack: UnpackFn | None = None
 
 
 @dataclass

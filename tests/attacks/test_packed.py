@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from sklearn.ensemble import GradientBoostingRegressor
 
-from milo_pack.errors import ArrayError, InvariantError, ManifestError, UntrustedTypeError
+from milo_pack.errors import (
+    ArrayError,
+    InvariantError,
+    ManifestError,
+    MiloError,
+    UntrustedTypeError,
+)
 
 from .craft import data_xy, manifest_edit, refused
 
@@ -77,10 +83,22 @@ CASES = {
 }
 
 
+def refused_lazily(data: bytes, error: type[MiloError]) -> None:
+    """A lazy load refuses it too: at load (the pack's checks) or when a member is built."""
+    import milo_pack
+
+    X, _ = data_xy()
+    with pytest.raises(MiloError) as info:
+        with milo_pack.open(data) as handle:
+            handle.load(lazy=True, cache_bytes=0).predict(X)
+    assert type(info.value) is error, f"{type(info.value).__name__}: {info.value}"
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_packed_case_is_refused(name):
     edit, error = CASES[name]
     refused(manifest_edit(packed_file(), edit), error)
+    refused_lazily(manifest_edit(packed_file(), edit), error)
 
 
 def test_packed_untrusted_class_is_not_built():
@@ -153,6 +171,7 @@ def test_packed_predictors_case_is_refused(name):
         edit(manifest)
 
     refused(manifest_edit(predictors_file(), apply), error)
+    refused_lazily(manifest_edit(predictors_file(), apply), error)
 
 
 def test_packed_predictor_with_a_bad_child_is_refused():
@@ -162,3 +181,4 @@ def test_packed_predictor_with_a_bad_child_is_refused():
         fields["left"], fields["count"] = fields["count"], fields["left"]
 
     refused(manifest_edit(predictors_file(), corrupt), InvariantError)
+    refused_lazily(manifest_edit(predictors_file(), corrupt), InvariantError)

@@ -20,7 +20,8 @@ from sklearn.tree._tree import NODE_DTYPE, Tree
 from .. import _arrays
 from ..engine import CheckContext, LoadContext, SaveContext, check_array_node, join_path
 from ..errors import InvariantError, LimitError, ManifestError, quote
-from ..registry import Handler, Registry
+from ..lazy import plain_type
+from ..registry import Handler, PackedMember, Registry
 
 _CHILD_FIELDS = ("left_child", "right_child")
 # Columns stored as two parts, split nodes then leaves (each in node order).  Leaves hold
@@ -507,48 +508,71 @@ def _check_packed(node: dict, ctx: CheckContext, path: str) -> None:
         raise InvariantError("values must be float64 (nodes, n_outputs, n_classes)", where)
 
 
-def _load_packed(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
-    handler = ctx.registry.for_tag(node["class"])
-    cls = handler.cls
-    shape = tuple(node["shape"])
-    result = np.empty(shape, dtype=object)
-    ctx.register(node, result)
-    trees = node["trees"]
-    where = join_path(path, "trees")
-    counts = ctx.array(trees["node_count"], join_path(where, "node_count"))
-    depths = ctx.array(trees["max_depth"], join_path(where, "max_depth"))
-    columns = {name: ctx.array(col, join_path(where, name))
-               for name, col in trees["nodes"].items()}
-    values = ctx.array(trees["values"], join_path(where, "values"))
-    total = len(columns["left_child"])
-    if np.any(counts < 1) or int(counts.sum()) != total:
-        raise InvariantError(f"node counts must be positive and add up to {total}", where)
-    n_classes = ctx.array(trees["n_classes"], join_path(where, "n_classes"))
-    if np.any(n_classes < 1) or values.shape[2] != int(n_classes.max()):
-        raise InvariantError("values' last dimension must be the largest n_classes", where)
-    n_features, n_outputs = trees["n_features"], trees["n_outputs"]
-    ends = np.cumsum(counts)
-    version = ctx.writer.get("scikit-learn")
-    flat = result.reshape(-1)
-    from .invariants import check_fitted
+class _PackedTrees:
+    """Builds the trees of a packed node one at a time.
 
-    for i in range(flat.shape[0]):
-        at = f"{path}[{i}]"
-        start, stop = int(ends[i] - counts[i]), int(ends[i])
+    Whole: the columns are decoded once and sliced (an eager load).  Not whole: each tree reads
+    only its own rows (a lazy load's member, built on first use).  Both check the pack's counts
+    first and each tree's structure as it is built.
+    """
+
+    def __init__(self, node: dict, ctx: LoadContext, path: str, whole: bool) -> None:
+        self.node, self.path = node, path
+        self.cls = ctx.registry.for_tag(node["class"]).cls
+        trees = node["trees"]
+        self.where = where = join_path(path, "trees")
+        self.counts = ctx.array(trees["node_count"], join_path(where, "node_count"))
+        self.depths = ctx.array(trees["max_depth"], join_path(where, "max_depth"))
+        total = trees["nodes"]["left_child"]["shape"][0]  # one length for all, checked
+        if np.any(self.counts < 1) or int(self.counts.sum()) != total:
+            raise InvariantError(f"node counts must be positive and add up to {total}", where)
+        self.n_classes = ctx.array(trees["n_classes"], join_path(where, "n_classes"))
+        if (np.any(self.n_classes < 1)
+                or trees["values"]["shape"][2] != int(self.n_classes.max())):
+            raise InvariantError("values' last dimension must be the largest n_classes", where)
+        self.ends = np.cumsum(self.counts)
+        self.version = ctx.writer.get("scikit-learn")
+        self.columns: dict[str, np.ndarray] | None = None
+        self.values: np.ndarray | None = None
+        if whole:
+            self.columns = {name: ctx.array(col, join_path(where, name))
+                            for name, col in trees["nodes"].items()}
+            self.values = ctx.array(trees["values"], join_path(where, "values"))
+
+    def nbytes(self, i: int) -> int:
+        row = NODE_DTYPE.itemsize + 8 * int(self.n_classes.max()) * len(self.n_classes)
+        return int(self.counts[i]) * row
+
+    def _rows(self, ctx: LoadContext, name: str, start: int, stop: int) -> np.ndarray:
+        if name == "values":
+            whole, node = self.values, self.node["trees"]["values"]
+        else:
+            whole = None if self.columns is None else self.columns[name]
+            node = self.node["trees"]["nodes"][name]
+        if whole is not None:
+            return whole[start:stop]
+        return ctx.array_rows(node, start, stop, join_path(self.where, name))
+
+    def build(self, i: int, ctx: LoadContext, at: str) -> Any:
+        from .invariants import check_fitted
+
+        trees, node = self.node["trees"], self.node
+        n_features, n_outputs = trees["n_features"], trees["n_outputs"]
+        start, stop = int(self.ends[i] - self.counts[i]), int(self.ends[i])
         nodes = np.empty(stop - start, dtype=NODE_DTYPE)
-        for name, column in columns.items():
-            nodes[name] = column[start:stop]
+        for name in NODE_DTYPE.names:
+            nodes[name] = self._rows(ctx, name, start, stop)
         left, right = nodes["left_child"], nodes["right_child"]
         code, bad, reason = _arrays.check_binary_tree(left, right, nodes["feature"], n_features)
         if code:
             raise InvariantError(f"tree node {bad}: {reason}", join_path(at, "tree_"))
         depth = _arrays.binary_tree_depth(left, right)
-        if depth != depths[i]:
-            raise InvariantError(f"max_depth is {depths[i]} but the tree is {depth} deep",
+        if depth != self.depths[i]:
+            raise InvariantError(f"max_depth is {self.depths[i]} but the tree is {depth} deep",
                                  join_path(at, "tree_"))
-        tree = Tree(n_features, n_classes.astype(np.intp, copy=False), n_outputs)
+        tree = Tree(n_features, self.n_classes.astype(np.intp, copy=False), n_outputs)
         tree.__setstate__({"max_depth": depth, "node_count": stop - start, "nodes": nodes,
-                           "values": np.ascontiguousarray(values[start:stop])})
+                           "values": np.ascontiguousarray(self._rows(ctx, "values", start, stop))})
         state: dict[str, Any] = {}
         for name in node["fields"]:
             if name == "tree_":
@@ -557,19 +581,44 @@ def _load_packed(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
                 state[name] = ctx.decode(node["shared"][name], join_path(at, name))
             else:
                 state[name] = ctx.decode(node["varying"][name][i], join_path(at, name))
-        if version is not None:
-            state["_sklearn_version"] = version
-        estimator = cls.__new__(cls)
+        if self.version is not None:
+            state["_sklearn_version"] = self.version
+        estimator = self.cls.__new__(self.cls)
         estimator.__setstate__(state)
         check_fitted(estimator, at)
-        flat[i] = estimator
+        return estimator
+
+
+def _load_packed(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
+    shape = tuple(node["shape"])
+    result = np.empty(shape, dtype=object)
+    ctx.register(node, result)
+    packed = _PackedTrees(node, ctx, path, whole=True)
+    flat = result.reshape(-1)
+    for i in range(flat.shape[0]):
+        flat[i] = packed.build(i, ctx, f"{path}[{i}]")
     return result
+
+
+def _unpack_trees(node: dict, ctx: LoadContext, path: str) -> tuple[Any, list[PackedMember]]:
+    shape = tuple(node["shape"])
+    result = np.empty(shape, dtype=object)
+    packed = _PackedTrees(node, ctx, path, whole=False)
+    flat = result.reshape(-1)
+    members = []
+    for i in range(flat.shape[0]):
+        at = f"{path}[{i}]"  # flat index, as for any object array
+        members.append(PackedMember(
+            at, node["class"], packed.nbytes(i),
+            place=lambda obj, i=i: flat.__setitem__(i, obj),
+            build=lambda c, i=i, at=at: packed.build(i, c, at)))
+    return result, members
 
 
 PACKED_TREES = Handler("sklearn.tree.packed", _save_packed, _load_packed,
                        frozenset({"class", "shape", "fields", "shared", "varying", "trees"}),
                        frozenset({"class", "shape", "fields", "shared", "varying", "trees"}),
-                       check=_check_packed)
+                       check=_check_packed, unpack=_unpack_trees)
 
 
 def register_packed(registry: Registry) -> None:
@@ -615,9 +664,11 @@ def _predictor_grid(obj: Any, ctx: SaveContext) -> list[list[Any]] | None:
         if type(row) is not list or len(row) != width or ctx.is_memoized(row):
             return None
         for p in row:
-            state = getattr(p, "__dict__", None)
-            if type(p) is not cls or ctx.is_memoized(p) or state is None or tuple(
-                    state) != _PREDICTOR_FIELDS:
+            # plain_type: members of a lazily loaded model are proxies (built by __getstate__).
+            if plain_type(p) is not cls or ctx.is_memoized(p):
+                return None
+            state = p.__getstate__()
+            if not isinstance(state, dict) or tuple(state) != _PREDICTOR_FIELDS:
                 return None
             nodes = state["nodes"]
             dtype = nodes.dtype if dtype is None else dtype
@@ -695,53 +746,89 @@ def _check_predictors(node: dict, ctx: CheckContext, path: str) -> None:
             raise InvariantError(f"{name} must be uint32 rows of 8", path)
 
 
-def _load_predictors(node: dict, ctx: LoadContext, path: str) -> list:
-    from .invariants import check_state
-    from .numpy_ import record_dtype
+class _PackedPredictors:
+    """Builds the predictors of a packed node one at a time (see :class:`_PackedTrees`)."""
 
-    cls = _predictor_class()
-    n_rows, width = node["shape"]
-    counts = {name: ctx.array(arr, join_path(path, f"counts.{name}"))
-              for name, arr in node["counts"].items()}
-    dtype = record_dtype(node["nodes"]["dtype"], path)
-    columns = {name: ctx.array(arr, join_path(path, f"nodes.{name}"))
-               for name, arr in node["nodes"]["fields"].items()}
-    data = {"nodes": columns}
-    for name in _BITSETS:
-        data[name] = ctx.array(node[name], join_path(path, name))
-    ends = {}
-    for name, count in counts.items():
-        total = (len(columns[dtype.names[0]]) if name == "nodes" else data[name].shape[0])
-        if np.any(count < 0) or int(count.sum()) != total:
-            raise InvariantError(f"counts.{name} must be non-negative and add up to {total}",
-                                 path)
-        ends[name] = np.cumsum(count)
-    result: list = []
-    ctx.register(node, result)
-    for i in range(n_rows * width):
-        at = f"{path}[{i // width}][{i % width}]"
-        state: dict[str, Any] = {}
-        start, stop = int(ends["nodes"][i] - counts["nodes"][i]), int(ends["nodes"][i])
-        records = np.zeros(stop - start, dtype=dtype)
-        for name, column in columns.items():
-            records[name] = column[start:stop]
-        state["nodes"] = records
+    def __init__(self, node: dict, ctx: LoadContext, path: str, whole: bool) -> None:
+        from .numpy_ import record_dtype
+
+        self.node, self.path = node, path
+        self.width = node["shape"][1]
+        self.counts = {name: ctx.array(arr, join_path(path, f"counts.{name}"))
+                       for name, arr in node["counts"].items()}
+        self.dtype = record_dtype(node["nodes"]["dtype"], path)
+        fields = node["nodes"]["fields"]
+        self.arrays = {f"nodes.{name}": arr for name, arr in fields.items()}
+        self.arrays.update((name, node[name]) for name in _BITSETS)
+        self.ends = {}
+        for name, count in self.counts.items():
+            key = f"nodes.{self.dtype.names[0]}" if name == "nodes" else name
+            total = self.arrays[key]["shape"][0]
+            if np.any(count < 0) or int(count.sum()) != total:
+                raise InvariantError(
+                    f"counts.{name} must be non-negative and add up to {total}", path)
+            self.ends[name] = np.cumsum(count)
+        self.whole = ({key: ctx.array(arr, join_path(path, key))
+                       for key, arr in self.arrays.items()} if whole else None)
+
+    def member_path(self, i: int) -> str:
+        return f"{self.path}[{i // self.width}][{i % self.width}]"
+
+    def nbytes(self, i: int) -> int:
+        return (int(self.counts["nodes"][i]) * self.dtype.itemsize
+                + sum(int(self.counts[name][i]) * 32 for name in _BITSETS))
+
+    def _rows(self, ctx: LoadContext, key: str, count: str, i: int) -> np.ndarray:
+        start, stop = int(self.ends[count][i] - self.counts[count][i]), int(self.ends[count][i])
+        if self.whole is not None:
+            return self.whole[key][start:stop]
+        return ctx.array_rows(self.arrays[key], start, stop, join_path(self.path, key))
+
+    def build(self, i: int, ctx: LoadContext) -> Any:
+        from .invariants import check_state
+
+        cls = _predictor_class()
+        n = int(self.counts["nodes"][i])
+        records = np.zeros(n, dtype=self.dtype)
+        for name in self.dtype.names:
+            records[name] = self._rows(ctx, f"nodes.{name}", "nodes", i)
+        state: dict[str, Any] = {"nodes": records}
         for name in _BITSETS:
-            start, stop = int(ends[name][i] - counts[name][i]), int(ends[name][i])
-            state[name] = np.ascontiguousarray(data[name][start:stop])
-        check_state(cls, state, at)
+            state[name] = np.ascontiguousarray(self._rows(ctx, name, name, i))
+        check_state(cls, state, self.member_path(i))
         predictor = cls.__new__(cls)
         predictor.__setstate__(state)
-        if i % width == 0:
-            result.append([])
-        result[-1].append(predictor)
+        return predictor
+
+
+def _load_predictors(node: dict, ctx: LoadContext, path: str) -> list:
+    packed = _PackedPredictors(node, ctx, path, whole=True)
+    result: list = []
+    ctx.register(node, result)
+    n_rows, width = node["shape"]
+    for r in range(n_rows):
+        result.append([packed.build(r * width + c, ctx) for c in range(width)])
     return result
+
+
+def _unpack_predictors(node: dict, ctx: LoadContext, path: str
+                       ) -> tuple[Any, list[PackedMember]]:
+    packed = _PackedPredictors(node, ctx, path, whole=False)
+    n_rows, width = node["shape"]
+    result: list = [[None] * width for _ in range(n_rows)]
+    tag = f"{_predictor_class().__module__}.{_predictor_class().__name__}"
+    members = [
+        PackedMember(packed.member_path(i), tag, packed.nbytes(i),
+                     place=lambda obj, row=result[i // width], c=i % width: row.__setitem__(c, obj),
+                     build=lambda c, i=i: packed.build(i, c))
+        for i in range(n_rows * width)]
+    return result, members
 
 
 _PREDICTOR_KEYS = frozenset({"shape", "counts", "nodes", *_BITSETS})
 PACKED_PREDICTORS = Handler("sklearn.hist_gradient_boosting.predictors", _save_predictors,
                             _load_predictors, _PREDICTOR_KEYS, _PREDICTOR_KEYS,
-                            check=_check_predictors)
+                            check=_check_predictors, unpack=_unpack_predictors)
 
 
 def register_packed_predictors(registry: Registry) -> None:
