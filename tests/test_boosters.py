@@ -11,17 +11,15 @@ import sys
 import textwrap
 import zipfile
 
+import lightgbm as lgb  # the boost extra: the README installs it with the tests
 import numpy as np
+import pandas as pd
 import pytest
+import xgboost as xgb
 
 import milo_pack
 from milo_pack.errors import InvariantError
-
-xgb = pytest.importorskip("xgboost")
-lgb = pytest.importorskip("lightgbm")
-pd = pytest.importorskip("pandas")
-
-from milo_pack.handlers import _ubjson, boosters  # noqa: E402
+from milo_pack.handlers import _ubjson, boosters
 
 XGBClassifier = functools.partial(xgb.XGBClassifier, n_jobs=1)
 XGBRegressor = functools.partial(xgb.XGBRegressor, n_jobs=1)

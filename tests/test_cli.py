@@ -241,7 +241,8 @@ def test_convert_round_trip(capsys, files, data, module_runs):
 
 
 def test_convert_joblib(capsys, files, data, tmp_path):
-    joblib = pytest.importorskip("joblib")
+    import joblib
+
     source = tmp_path / "model.joblib"
     joblib.dump(pickle.loads(open(files["pickle"], "rb").read()), source)  # noqa: S301
     status, out, err = run(capsys, "convert", str(source), str(tmp_path / "j.milo"),

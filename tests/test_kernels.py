@@ -1202,7 +1202,7 @@ def test_check_leaf_coded_tree(seed, n_internal, layout, dtype, mutate):
 
 
 def test_check_leaf_coded_tree_on_lightgbm_model():
-    lightgbm = pytest.importorskip("lightgbm")
+    import lightgbm
     from sklearn.datasets import make_classification
 
     X, y = make_classification(n_samples=500, n_features=6, random_state=0)

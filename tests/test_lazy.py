@@ -491,8 +491,8 @@ def test_two_processes_share_mapped_pages(tmp_path, big_arrays):
 
 @pytest.fixture()
 def s3_server():
-    moto_server = pytest.importorskip("moto.server")
-    pytest.importorskip("s3fs")
+    from moto import server as moto_server
+
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
