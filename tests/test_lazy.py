@@ -117,6 +117,9 @@ def test_get_builds_one_member(forest_bytes, forest):
         tree = handle.get("estimators_[17]")
         read = handle.store.bytes_read
         tree_classes = handle.get("estimators_[17].classes_")
+        # A leaf placeholder column is a "fill" node: no section, still readable by rows.
+        np.testing.assert_array_equal(
+            handle.read_array("estimators_[17].tree_.threshold.leaves", (0, 3)), [-2.0] * 3)
         classes = handle.get("classes_")
         with pytest.raises(KeyError):
             handle.get("estimators_[99]")

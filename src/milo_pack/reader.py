@@ -324,20 +324,13 @@ class MiloFile:
             raise ArrayError("not a plain array", path)
         shape = tuple(node["shape"])
         start, stop, single = _row_range(rows, shape, path)
-        if "data" in node:
-            arr = LoadContext(get_registry(), self.store, ctx).array(node, path)[start:stop]
-        elif node.get("order", "C") == "C":
-            arr = self._read_c_rows(node, shape, start, stop, path)
-        else:
+        if "section" in node and node.get("order", "C") == "F":
             arr = self._read_f_rows(node, shape, start, stop, path)
+        else:
+            loader = LoadContext(get_registry(), self.store, ctx)  # no mmap: a new array
+            loader.prefetch = 0
+            arr = loader.array_rows(node, start, stop, path)
         return arr[0] if single else arr
-
-    def _read_c_rows(self, node: dict, shape: tuple, start: int, stop: int,
-                     path: str) -> np.ndarray:
-        inner = int(np.prod(shape[1:], dtype=object))
-        flat = self.store.read(node["section"], node["start"] + start * inner,
-                               (stop - start) * inner, where=path, prefetch=0)
-        return flat.reshape((stop - start,) + shape[1:])
 
     def _read_f_rows(self, node: dict, shape: tuple, start: int, stop: int,
                      path: str) -> np.ndarray:
