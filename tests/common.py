@@ -11,6 +11,16 @@ import scipy.sparse as sp
 import milo_pack
 
 
+def noisy_data(n_samples: int = 3000, n_features: int = 5,
+               n_classes: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Data with 30% flipped labels: fully grown trees on it have ~800 nodes, above the packing
+    threshold (``trees.PACK_MAX_MEAN_NODES``), so a forest keeps one manifest node per tree."""
+    from sklearn.datasets import make_classification
+
+    return make_classification(n_samples, n_features, n_informative=3, n_redundant=1,
+                               n_classes=n_classes, flip_y=0.3, random_state=0)
+
+
 def roundtrip(obj: Any, **kwargs: Any) -> Any:
     """Dump to bytes and load back, also checking that re-saving gives the same bytes."""
     data = milo_pack.dumps(obj, **kwargs)

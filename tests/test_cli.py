@@ -20,13 +20,12 @@ from milo_pack import cli
 from milo_pack.container import ContainerReader, ContainerWriter
 from milo_pack.manifest import dumps_json
 
+from .common import noisy_data
+
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((300, 5))
-    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
-    return X, y
+    return noisy_data()  # forests of big trees: one manifest node per tree
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +37,7 @@ def files(data, tmp_path_factory):
     forest = RandomForestClassifier(n_estimators=10, random_state=0).fit(X, y)
     paths["forest"] = root / "forest.milo"
     milo_pack.dump(forest, paths["forest"], metadata={"owner": "tests"})
-    other = RandomForestClassifier(n_estimators=15, max_depth=4, random_state=0).fit(X, y)
+    other = RandomForestClassifier(n_estimators=15, max_depth=20, random_state=0).fit(X, y)
     paths["other"] = root / "other.milo"
     milo_pack.dump(other, paths["other"], metadata={"owner": "tests"})
     pipe = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(C=0.5))]).fit(X, y)
@@ -264,7 +263,7 @@ def test_diff_forests(module_runs):
     assert result.returncode == 1, result.stderr
     out = result.stdout
     assert "n_estimators: 10 -> 15" in out
-    assert "max_depth: None -> 4" in out
+    assert "max_depth: None -> 20" in out
     assert "added   estimators_[10]..[14]: 5 x DecisionTreeClassifier" in out
     # Trees of other sizes: their node columns change shape (whatever the column layout).
     assert "array   estimators_[0].tree_.nodes.left_child: array int64" in out

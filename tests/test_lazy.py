@@ -36,7 +36,7 @@ from milo_pack.codec import _WORKERS
 from milo_pack.errors import ContainerError, IntegrityError, UntrustedTypeError
 from milo_pack.lazy import _KEEP, _MEMBERS, is_lazy_member
 
-from .common import assert_same, assert_same_predictions
+from .common import assert_same, assert_same_predictions, noisy_data
 
 X, Y = make_classification(300, 6, n_informative=4, n_classes=3, random_state=0)
 
@@ -68,7 +68,10 @@ class CountingFile(io.RawIOBase):
 
 @pytest.fixture(scope="module")
 def forest():
-    return RandomForestClassifier(24, max_depth=8, random_state=0).fit(X, Y)
+    # Big trees (noisy labels): one manifest node per tree; small ones are packed (see
+    # test_small_trees_pack_and_stay_lazy).
+    return RandomForestClassifier(24, max_depth=30, random_state=0).fit(
+        *noisy_data(3000, X.shape[1], n_classes=3))
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +115,10 @@ def test_summary_tree_and_text(forest_bytes, forest):
     assert "estimators_[3:24]: 21 more" in text
 
 
-def test_get_builds_one_member(forest_bytes, forest):
+def test_get_builds_one_member(forest, monkeypatch):
+    # Chunks of 16 KiB, so that this small forest's columns span many chunks, as a big one's do.
+    monkeypatch.setattr(codec, "GROUP_CHUNK_BYTES", 16 << 10)
+    forest_bytes = milo_pack.dumps(forest)
     with milo_pack.open(forest_bytes) as handle:
         tree = handle.get("estimators_[17]")
         read = handle.store.bytes_read
@@ -244,7 +250,7 @@ def test_lazy_forest_behaves_like_a_list(forest_bytes, forest):
         assert type(tree).__name__ == "DecisionTreeClassifier"
         check_is_fitted(tree)
         assert tree.get_depth() == forest.estimators_[5].get_depth()
-        assert "max_depth=8" in repr(tree)
+        assert "max_depth=30" in repr(tree)
         assert _loaded_members(lazy) == 1
         np.testing.assert_array_equal(lazy.feature_importances_, forest.feature_importances_)
         assert _loaded_members(lazy) == 24  # default cache: built once, kept
@@ -399,7 +405,7 @@ def test_eager_forest_load_holds_a_bounded_set_of_chunks(monkeypatch):
     # read chunk per section plus a bounded read-ahead, not a read-ahead chunk per section.
     monkeypatch.setattr(codec, "GROUP_CHUNK_BYTES", 4 << 10)
     monkeypatch.setattr(codec, "_AHEAD", 2)
-    Xn, yn = make_classification(2000, 8, flip_y=0.2, random_state=0)
+    Xn, yn = noisy_data(3000, 8)
     model = RandomForestClassifier(30, random_state=0).fit(Xn, yn)
     data = milo_pack.dumps(model)
     most = {"bytes": 0, "ahead": 0}

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.base import is_classifier
 from sklearn.cluster import KMeans
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import make_classification, make_regression
 from sklearn.decomposition import PCA, TruncatedSVD
 from sklearn.ensemble import (
+    BaggingClassifier,
     ExtraTreesClassifier,
     ExtraTreesRegressor,
     GradientBoostingClassifier,
     GradientBoostingRegressor,
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
+    IsolationForest,
     RandomForestClassifier,
     RandomForestRegressor,
 )
@@ -44,7 +47,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor, ExtraTre
 
 import milo_pack
 
-from .common import assert_same, assert_same_predictions, roundtrip
+from .common import assert_same, assert_same_predictions, noisy_data, roundtrip
 
 Xc, yc = make_classification(n_samples=300, n_features=8, n_informative=5, n_classes=3,
                              random_state=0)
@@ -172,7 +175,7 @@ def test_label_encoder_strings():
 
 
 def test_forest_trees_pack_into_shared_sections():
-    model = RandomForestClassifier(n_estimators=40, random_state=0).fit(Xc, yc)
+    model = RandomForestClassifier(n_estimators=40, random_state=0).fit(*noisy_data())
     manifest = milo_pack.inspect(milo_pack.dumps(model))
     # a fixed number of sections per node column (split and leaf parts), whatever the number
     # of trees
@@ -181,6 +184,27 @@ def test_forest_trees_pack_into_shared_sections():
     assert tree["$type"] == "sklearn.tree._tree.Tree"
     children = manifest["sections"][tree["nodes"]["left_child"]["section"]]
     assert children["filters"][0] == {"id": "relidx", "sentinel": -1}
+
+
+@pytest.mark.parametrize("make", [
+    lambda: RandomForestClassifier(n_estimators=30, max_depth=4, random_state=0),
+    lambda: ExtraTreesRegressor(n_estimators=20, max_depth=5, random_state=0),
+    lambda: IsolationForest(n_estimators=25, random_state=0),
+    lambda: BaggingClassifier(n_estimators=8, random_state=0)])
+def test_small_tree_forests_are_packed(make):
+    model = make()
+    y = yc if is_classifier(model) else Xc[:, 0]
+    model.fit(Xc, y)
+    data = milo_pack.dumps(model)
+    node = milo_pack.inspect(data)["root"]["attrs"]["estimators_"]
+    # One node for every tree (the manifest stays small), and the forest's list comes back.
+    assert node["$type"] == "sklearn.tree.packed" and node["container"] == "list"
+    assert node["shape"] == [len(model.estimators_)]
+    loaded = milo_pack.loads(data)
+    assert type(loaded.estimators_) is list
+    assert_same(loaded, model)
+    assert_same_predictions(model, loaded, Xc)
+    assert milo_pack.dumps(loaded) == data
 
 
 def test_forest_smaller_than_pickle():

@@ -308,8 +308,10 @@ class MiloFile:
         Parameters
         ----------
         path : str
-            Graph path of a plain array (see :meth:`get`; tree columns are
-            ``"estimators_[3].tree_.threshold"``).
+            Graph path of a plain array (see :meth:`get`; a forest's tree columns are
+            ``"estimators_[3].tree_.nodes.threshold.splits"``).  For a member of a packed
+            ensemble (small trees stored together), the path of one of the member's array
+            attributes (``"estimators_[3].tree_.threshold"``): the member is built, a few kB.
         rows : int, slice, (start, stop) or None
             Rows along the first axis (a slice with step 1); ``None`` reads everything.
 
@@ -319,7 +321,19 @@ class MiloFile:
             A new array of shape ``(n_rows, *shape[1:])`` (or ``shape[1:]`` for an int).
         """
         ctx = self.check()
-        node = resolve_path(self.manifest["root"], path, ctx.ids)
+        try:
+            node = resolve_path(self.manifest["root"], path, ctx.ids)
+        except KeyError:
+            # An array of one member of a packed ensemble (small trees): build that member.
+            loader = LoadContext(get_registry(), self.store, ctx)
+            loader.prefetch = 0
+            arr = self._packed_member(loader, path)
+            if arr is None:
+                raise
+            if not isinstance(arr, np.ndarray) or arr.ndim == 0:
+                raise ArrayError("not a plain array", path) from None
+            start, stop, single = _row_range(rows, arr.shape, path)
+            return arr[start] if single else arr[start:stop].copy()
         if not isinstance(node, dict) or node.get("$type") != "numpy.ndarray":
             raise ArrayError("not a plain array", path)
         shape = tuple(node["shape"])

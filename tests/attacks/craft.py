@@ -234,8 +234,14 @@ def make_model(name: str) -> Any:
     X, y = data_xy()
     if name == "tree":
         return copy.deepcopy(tree_model())
-    if name == "forest":
+    if name == "forest":  # small trees: stored packed, one node for the three
         return RandomForestClassifier(n_estimators=3, max_depth=4, random_state=0).fit(X, y)
+    if name == "deep_forest":  # noisy labels, deep trees: one node per tree
+        from sklearn.datasets import make_classification
+
+        Xd, yd = make_classification(3000, 4, n_informative=3, n_redundant=1, flip_y=0.3,
+                                     random_state=0)
+        return RandomForestClassifier(n_estimators=3, random_state=0).fit(Xd, yd)
     if name == "pipeline":
         return Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression())]).fit(X, y)
     if name == "knn":

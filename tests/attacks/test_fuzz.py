@@ -18,7 +18,7 @@ from milo_pack.errors import MiloError
 
 from .craft import manifest_edit, model_file, split
 
-MODELS = ["forest", "pipeline", "knn", "hgb", "sparse"]
+MODELS = ["forest", "deep_forest", "pipeline", "knn", "hgb", "sparse"]
 _SETTINGS = settings(max_examples=250, deadline=None, derandomize=True,
                      suppress_health_check=list(HealthCheck))
 

@@ -302,8 +302,8 @@ def test_refused_before_native_code(case, outcomes):
     assert outcomes[case] == "InvariantError"
 
 
-@pytest.mark.parametrize("name", ["tree", "forest", "hgb", "hgb_cat", "knn", "balltree_knn",
-                                  "kmeans", "svc", "logreg", "pipeline"])
+@pytest.mark.parametrize("name", ["tree", "forest", "deep_forest", "hgb", "hgb_cat", "knn",
+                                  "balltree_knn", "kmeans", "svc", "logreg", "pipeline"])
 def test_valid_models_still_load_and_predict(name):
     from .craft import data_xy
 

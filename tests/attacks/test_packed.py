@@ -68,6 +68,8 @@ CASES = {
     "class_unknown": (_set(("class",), "os.system"), ManifestError),
     "shape_zero": (_set(("shape",), [0, 1]), ManifestError),
     "shape_three_axes": (_set(("shape",), [5, 1, 1]), ManifestError),
+    "container_unknown": (_set(("container",), "tuple"), ManifestError),
+    "list_with_two_axes": (_set(("container",), "list"), ManifestError),  # shape is [5, 1]
     "fields_missing_tree": (_drop_tree_field, ManifestError),
     "field_dunder": (_add_field("__class__"), ManifestError),
     "field_shadows_method": (_add_field("predict"), ManifestError),
@@ -182,3 +184,20 @@ def test_packed_predictor_with_a_bad_child_is_refused():
 
     refused(manifest_edit(predictors_file(), corrupt), InvariantError)
     refused_lazily(manifest_edit(predictors_file(), corrupt), InvariantError)
+
+
+def test_packed_forest_list_refusals():
+    """A forest's trees pack as a list: the same checks, and a list shape of one axis."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    import milo_pack
+
+    X, y = data_xy()
+    forest = RandomForestRegressor(n_estimators=6, max_depth=3, random_state=0).fit(X, y)
+    data = milo_pack.dumps(forest)
+    assert _packed(milo_pack.inspect(data))["container"] == "list"
+    refused(manifest_edit(data, _set(("shape",), [3, 2])), ManifestError)
+    refused(manifest_edit(data, _set(("trees", "node_count"), _inline([1] * 6))), InvariantError)
+    refused_lazily(manifest_edit(data, _set(("trees", "node_count"), _inline([1] * 6))),
+                   InvariantError)
+

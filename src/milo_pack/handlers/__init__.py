@@ -44,14 +44,16 @@ def _resolve_packed(obj: Any, ctx: Any) -> Any:
     """
     if type(obj) is np.ndarray:
         first = obj.flat[0] if obj.size else None
-        if type(first).__module__.startswith("sklearn.tree."):
+    else:  # a list: a forest's trees, or HistGradientBoosting's lists of predictors
+        first = obj[0] if obj else None
+        if type(first) is list and first and type(first[0]).__name__ == "TreePredictor":
             from . import trees
 
-            return trees.resolve_packed(obj, ctx)
-    elif obj and type(obj[0]) is list and obj[0] and type(obj[0][0]).__name__ == "TreePredictor":
+            return trees.resolve_packed_predictors(obj, ctx)
+    if type(first).__module__.startswith("sklearn.tree."):
         from . import trees
 
-        return trees.resolve_packed_predictors(obj, ctx)
+        return trees.resolve_packed(obj, ctx)
     return None
 
 

@@ -351,12 +351,13 @@ def register_metrics(registry: Registry) -> None:
 
 # -- packed ensembles of small trees ----------------------------------------------------------
 #
-# A boosting model holds hundreds of small trees (depth 3: 15 nodes).  One node per tree costs
-# ~3.5 kB of manifest and ~300 µs to validate and build, far more than the tree itself, so an
-# object array of same-class decision trees with small trees is written as one node: the
-# attributes all trees share once, the ones that differ as lists, and each node column as one
-# array covering every tree.  Big trees (forests) keep one node per tree, which lazy loading
-# materializes one at a time.
+# A boosting model holds hundreds of small trees (depth 3: 15 nodes), and so do shallow forests
+# and IsolationForest.  One node per tree costs ~3.5 kB of manifest and ~300 µs to validate and
+# build, far more than the tree itself, so a list or object array of same-class decision trees
+# with small trees is written as one node: the attributes all trees share once, the ones that
+# differ as lists, and each node column as one array covering every tree.  Big trees (fully
+# grown forests) keep one node per tree.  Either way a lazy load builds one tree at a time
+# (``_unpack_trees``: a packed tree reads only its own rows).
 
 PACK_MAX_MEAN_NODES = 512
 _PACKABLE_TAGS = ("sklearn.tree.DecisionTreeClassifier", "sklearn.tree.DecisionTreeRegressor",
@@ -379,14 +380,15 @@ def _same(a: Any, b: Any) -> bool:
     return a is b
 
 
-def _pack_states(arr: np.ndarray, ctx: SaveContext) -> list[dict] | None:
-    """The trees' states if ``arr`` can be packed, else None."""
+def _pack_states(arr: np.ndarray | list, ctx: SaveContext) -> list[dict] | None:
+    """The trees' states if ``arr`` (object array or list of trees) can be packed, else None."""
     from .sklearn import _state_of
 
-    items = list(arr.reshape(-1))
-    cls = type(items[0])
-    if (f"sklearn.tree.{cls.__name__}" not in _PACKABLE_TAGS
-            or any(type(t) is not cls or ctx.is_memoized(t) for t in items)):
+    items = list(arr) if type(arr) is list else list(arr.reshape(-1))
+    cls = plain_type(items[0])
+    if (cls.__module__.partition("._")[0] != "sklearn.tree"
+            or f"sklearn.tree.{cls.__name__}" not in _PACKABLE_TAGS
+            or any(plain_type(t) is not cls or ctx.is_memoized(t) for t in items)):
         return None
     states = [_state_of(t) for t in items]
     keys = list(states[0])
@@ -406,7 +408,8 @@ def _pack_states(arr: np.ndarray, ctx: SaveContext) -> list[dict] | None:
 def _save_packed(arr: np.ndarray, ctx: SaveContext, path: str) -> dict:
     states = _pack_states(arr, ctx)
     assert states is not None  # the resolver checked
-    first = arr.reshape(-1)[0]
+    is_list = type(arr) is list
+    first = plain_type(arr[0] if is_list else arr.reshape(-1)[0])
     fields = list(states[0])
     shared, varying = {}, {}
     for name in fields:
@@ -428,8 +431,9 @@ def _save_packed(arr: np.ndarray, ctx: SaveContext, path: str) -> dict:
         for name in NODE_DTYPE.names
     }
     return {
-        "class": f"sklearn.tree.{type(first).__name__}",
-        "shape": [int(n) for n in arr.shape],
+        "class": f"sklearn.tree.{first.__name__}",
+        **({"container": "list"} if is_list else {}),
+        "shape": [len(arr)] if is_list else [int(n) for n in arr.shape],
         "fields": fields,
         "shared": shared,
         "varying": varying,
@@ -458,6 +462,9 @@ def _check_packed(node: dict, ctx: CheckContext, path: str) -> None:
     if (not isinstance(shape, list) or not 1 <= len(shape) <= 2
             or any(type(n) is not int or n < 1 for n in shape)):
         raise ManifestError("packed trees need a shape of one or two positive ints", path)
+    if node.get("container", "ndarray") not in ("list", "ndarray") or (
+            node.get("container") == "list" and len(shape) != 1):
+        raise ManifestError("packed trees: container is 'list' (one axis) or 'ndarray'", path)
     count = int(np.prod(shape))
     if count > ctx.limits.max_objects:
         raise LimitError(f"{count} packed trees exceed max_objects", path)
@@ -589,24 +596,29 @@ class _PackedTrees:
         return estimator
 
 
-def _load_packed(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
-    shape = tuple(node["shape"])
-    result = np.empty(shape, dtype=object)
+def _packed_container(node: dict) -> tuple[Any, Any]:
+    """The container a packed node restores (a list, or an object array) and its flat view."""
+    if node.get("container") == "list":
+        result: Any = [None] * node["shape"][0]
+        return result, result
+    result = np.empty(tuple(node["shape"]), dtype=object)
+    return result, result.reshape(-1)
+
+
+def _load_packed(node: dict, ctx: LoadContext, path: str) -> Any:
+    result, flat = _packed_container(node)
     ctx.register(node, result)
     packed = _PackedTrees(node, ctx, path, whole=True)
-    flat = result.reshape(-1)
-    for i in range(flat.shape[0]):
+    for i in range(len(flat)):
         flat[i] = packed.build(i, ctx, f"{path}[{i}]")
     return result
 
 
 def _unpack_trees(node: dict, ctx: LoadContext, path: str) -> tuple[Any, list[PackedMember]]:
-    shape = tuple(node["shape"])
-    result = np.empty(shape, dtype=object)
+    result, flat = _packed_container(node)
     packed = _PackedTrees(node, ctx, path, whole=False)
-    flat = result.reshape(-1)
     members = []
-    for i in range(flat.shape[0]):
+    for i in range(len(flat)):
         at = f"{path}[{i}]"  # flat index, as for any object array
         members.append(PackedMember(
             at, node["class"], packed.nbytes(i),
@@ -616,7 +628,8 @@ def _unpack_trees(node: dict, ctx: LoadContext, path: str) -> tuple[Any, list[Pa
 
 
 PACKED_TREES = Handler("sklearn.tree.packed", _save_packed, _load_packed,
-                       frozenset({"class", "shape", "fields", "shared", "varying", "trees"}),
+                       frozenset({"class", "container", "shape", "fields", "shared", "varying",
+                                  "trees"}),
                        frozenset({"class", "shape", "fields", "shared", "varying", "trees"}),
                        check=_check_packed, unpack=_unpack_trees)
 
@@ -628,8 +641,10 @@ def register_packed(registry: Registry) -> None:
 
 
 def resolve_packed(arr: Any, ctx: SaveContext) -> Handler | None:
-    """The packed-trees handler if ``arr`` is an object array of small trees to pack."""
-    if type(arr) is np.ndarray and arr.ndim <= 2 and _pack_states(arr, ctx) is not None:
+    """The packed-trees handler if ``arr`` (an object array, or a forest's list) holds small
+    trees to pack."""
+    if ((type(arr) is list or (type(arr) is np.ndarray and arr.ndim <= 2))
+            and _pack_states(arr, ctx) is not None):
         register_packed(ctx.registry)
         return PACKED_TREES
     return None
