@@ -158,6 +158,16 @@ def _extra_trees(p: dict[str, Any]) -> tuple[Any, np.ndarray]:
     return model, X[:SAMPLE_ROWS]
 
 
+def _isolation_forest(p: dict[str, Any]) -> tuple[Any, np.ndarray]:
+    from sklearn.ensemble import IsolationForest
+
+    # 256 samples per tree: small trees, stored packed (one manifest node for all of them).
+    X, _ = _classification(p["rows"], 20, seed=3)
+    model = IsolationForest(n_estimators=p["trees"], n_jobs=2, random_state=0).fit(X)
+    model.n_jobs = None  # summing tree scores in threads is not bit-reproducible
+    return model, X[:SAMPLE_ROWS]
+
+
 def _gradient_boosting(p: dict[str, Any]) -> tuple[Any, np.ndarray]:
     from sklearn.ensemble import GradientBoostingRegressor
 
@@ -270,6 +280,14 @@ SUITE: tuple[ModelSpec, ...] = (
         {"trees": 20, "rows": 5_000},
         _extra_trees,
         in_quick=False,
+    ),
+    ModelSpec(
+        "isolation_forest",
+        "forest",
+        ("sklearn",),
+        {"trees": 300, "rows": 50_000},
+        {"trees": 100, "rows": 10_000},
+        _isolation_forest,
     ),
     ModelSpec(
         "gradient_boosting",
