@@ -289,9 +289,12 @@ def _state_of(obj: Any) -> dict:
 
 
 def _estimator_handler(cls: type, tag: str, trusted: bool) -> Handler:
-    param_names = frozenset(cls._get_param_names())
+    # A module's loader makes a handler for each of its estimators (~15 a module) while a file
+    # uses one or two: reading each signature (inspect, ~30 µs) waits until a handler is used.
+    params_of = functools.cache(lambda: frozenset(cls._get_param_names()))
 
     def save(obj: Any, ctx: SaveContext, path: str) -> dict:
+        param_names = params_of()
         state = _state_of(obj)
         bases = _view_bases(state)
         params = {k: v for k, v in state.items() if k in param_names}
@@ -303,7 +306,7 @@ def _estimator_handler(cls: type, tag: str, trusted: bool) -> Handler:
         params, attrs = node["params"], node["attrs"]
         if not isinstance(params, dict) or not isinstance(attrs, dict):
             raise ManifestError("params and attrs must be objects", path)
-        unknown = set(params) - param_names
+        unknown = set(params) - params_of()
         if unknown:
             raise ManifestError(
                 f"{quote(sorted(unknown))} are not parameters of {cls.__name__}", path)
