@@ -5,8 +5,9 @@ Lazy members
 ``MiloFile.load(lazy=True)`` builds the model's skeleton eagerly but leaves the members of its
 ensembles unbuilt: every item of an attribute named in :data:`LAZY_ATTRS` (forest, bagging,
 boosting, voting and stacking ``estimators_``, HistGradientBoosting ``_predictors``), whether a
-list, a list of lists, an object array or a packed node (boosting's small trees, which their
-handler's ``unpack`` splits into members built from their own rows), becomes a *member proxy*.
+list, a list of lists, an object array or a packed node (small trees stored together, which
+their handler's ``unpack`` splits into members built from their own rows), becomes a *member
+proxy*.
 
 A member proxy is an instance of a subclass of the member's own class (same name and module) whose
 ``__dict__`` starts empty.  Why a proxy item rather than a lazy container: scikit-learn reaches
@@ -580,7 +581,7 @@ class LazyLoadContext(LoadContext):
         return None
 
     def _unpacked(self, handler: Handler, value: dict, path: str) -> Any:
-        """A packed ensemble (boosting's small trees): proxies built from the pack's rows."""
+        """A packed ensemble (small trees): proxies, each built from its own rows of the pack."""
         container, members = handler.unpack(value, self, path)
         self.register(value, container)
         for packed in members:

@@ -262,14 +262,14 @@ class MiloFile:
         try:
             node = resolve_path(self.manifest["root"], path, ctx.ids)
         except KeyError:
-            found = self._packed_member(loader, path)
+            found = self._packed_member(loader, path, ctx.ids)
             if found is None:
                 raise
             return found
         return self._build(loader, node, path)
 
-    def _packed_member(self, loader: LoadContext, path: str) -> Any:
-        """``path`` inside a packed ensemble (boosting stages): build that member alone.
+    def _packed_member(self, loader: LoadContext, path: str, ids: dict[int, dict]) -> Any:
+        """``path`` inside a packed ensemble (small trees): build that member alone, or None.
 
         A pack has no node per member, so the path is matched against the members' own paths
         and what follows the member (``.tree_``) is looked up on the built object.
@@ -278,7 +278,7 @@ class MiloFile:
         for j in range(len(steps), 0, -1):
             prefix = format_path(steps[:j])
             try:
-                node = resolve_path(self.manifest["root"], prefix, loader._ids_nodes)
+                node = resolve_path(self.manifest["root"], prefix, ids)
             except KeyError:
                 continue
             handler = (get_registry().for_tag(node.get("$type"), loader.trusted)
@@ -327,7 +327,7 @@ class MiloFile:
             # An array of one member of a packed ensemble (small trees): build that member.
             loader = LoadContext(get_registry(), self.store, ctx)
             loader.prefetch = 0
-            arr = self._packed_member(loader, path)
+            arr = self._packed_member(loader, path, ctx.ids)
             if arr is None:
                 raise
             if not isinstance(arr, np.ndarray) or arr.ndim == 0:
