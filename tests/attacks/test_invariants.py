@@ -122,6 +122,36 @@ def test_tree_manifest_fields(edit, error):
     refused(_tree_manifest(edit), error)
 
 
+_TREE_COUNTS = {
+    "n_outputs_list": ("n_outputs_", [3, 1]),
+    "n_outputs_two": ("n_outputs_", 2),
+    "n_features_none": ("n_features_in_", None),
+    "n_classes_wrong": ("n_classes_", {"$type": "numpy.scalar", "dtype": "<i8", "value": 7}),
+    "classes_too_short": ("classes_", {"$type": "numpy.ndarray", "dtype": "<i8", "shape": [1],
+                                       "data": [0]}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_TREE_COUNTS))
+@pytest.mark.parametrize("model", ["tree", "forest"])
+def test_tree_estimator_counts_must_match_its_tree(name, model):
+    """Predict sizes outputs from the estimator's counts and fills them from ``tree_``: a
+    mismatch is refused at load (packed or not), not left to fail inside predict."""
+    attr, value = _TREE_COUNTS[name]
+
+    def edit(doc):
+        if model == "tree":
+            doc["root"]["attrs"][attr] = value
+            return
+        pack = doc["root"]["attrs"]["estimators_"]
+        pack["varying"].pop(attr, None)
+        pack["shared"][attr] = value
+        if attr not in pack["fields"]:
+            pack["fields"].append(attr)
+
+    refused(manifest_edit(model_file(model), edit), InvariantError)
+
+
 # -- HistGradientBoosting predictors ----------------------------------------------------------
 
 

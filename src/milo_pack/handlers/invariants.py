@@ -101,10 +101,31 @@ def _tree_features(est: Any) -> int | None:
     return _tree_features_of_dict(getattr(est, "__dict__", {}))
 
 
-def _check_tree(d: dict, n: int, path: str) -> None:
-    found = _tree_features_of_dict(d)
-    if found is not None and found != n:
-        _fail(f"tree_ has {found} features, the estimator {n}", path)
+def _check_tree(d: dict, n: int | None, path: str) -> None:
+    """A decision tree estimator's counts must be its ``tree_``'s: predict sizes its outputs
+    from ``n_outputs_``/``n_classes_`` and the tree fills them (else a Python error at best)."""
+    tree_class = _loaded("sklearn.tree._tree", "Tree")
+    tree = d.get("tree_")
+    if tree_class is None or not isinstance(tree, tree_class):
+        return
+    if n != tree.n_features:
+        _fail(f"tree_ has {tree.n_features} features, the estimator {n}", path)
+    if "n_outputs_" in d and not (type(d["n_outputs_"]) is int
+                                  and d["n_outputs_"] == tree.n_outputs):
+        _fail(f"n_outputs_ must be the tree's {tree.n_outputs}", path)
+    if "n_classes_" in d:
+        found, expected = d["n_classes_"], [int(c) for c in tree.n_classes]
+        if tree.n_outputs == 1:
+            ok = isinstance(found, (int, np.integer)) and [int(found)] == expected
+        else:
+            ok = _is_array(found, 1) and found.dtype.kind in "iu" and found.tolist() == expected
+        classes = d.get("classes_")
+        if ok and classes is not None:
+            each = [classes] if tree.n_outputs == 1 else classes
+            ok = (isinstance(each, list) and len(each) == tree.n_outputs and all(
+                _is_array(c, 1) and c.shape[0] == k for c, k in zip(each, expected, strict=True)))
+        if not ok:
+            _fail(f"n_classes_ and classes_ must match the tree's classes {expected}", path)
 
 
 def _tree_features_of_dict(d: dict) -> int | None:
@@ -230,9 +251,9 @@ def check_fitted(obj: Any, path: str) -> None:
     n = d.get("n_features_in_")
     n = n if type(n) is int else None
     _check_libsvm(obj, d, n, path)
+    _check_tree(d, n, path)
     if n is None:
         return
-    _check_tree(d, n, path)
     _check_gb_stages(obj, d, n, path)
     _check_hist_predictors(d, n, path)
     _check_kmeans(obj, d, n, path)
