@@ -152,6 +152,24 @@ def test_tree_estimator_counts_must_match_its_tree(name, model):
     refused(manifest_edit(model_file(model), edit), InvariantError)
 
 
+@pytest.mark.parametrize("value", [None, 7, "x"])
+def test_tree_must_be_a_tree(value):
+    def edit(doc):  # the other trees keep every section referenced
+        doc["root"]["attrs"]["estimators_"][1]["attrs"]["tree_"] = value
+
+    error = refused(manifest_edit(model_file("deep_forest"), edit), InvariantError)
+    assert "tree_ must be a Tree" in str(error)
+
+
+@pytest.mark.parametrize("value", [None, 7, "x", [1, 2]])
+def test_ensemble_members_must_be_estimators(value):
+    def edit(doc):
+        doc["root"]["attrs"]["estimators_"][1] = value  # a deep forest: one node per tree
+
+    error = refused(manifest_edit(model_file("deep_forest"), edit), InvariantError)
+    assert "not an estimator" in str(error)
+
+
 # -- HistGradientBoosting predictors ----------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from sklearn.base import ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .. import _arrays
 from ..errors import InvariantError
@@ -101,12 +101,15 @@ def _tree_features(est: Any) -> int | None:
     return _tree_features_of_dict(getattr(est, "__dict__", {}))
 
 
-def _check_tree(d: dict, n: int | None, path: str) -> None:
+def _check_tree(obj: Any, d: dict, n: int | None, path: str) -> None:
     """A decision tree estimator's counts must be its ``tree_``'s: predict sizes its outputs
     from ``n_outputs_``/``n_classes_`` and the tree fills them (else a Python error at best)."""
     tree_class = _loaded("sklearn.tree._tree", "Tree")
     tree = d.get("tree_")
     if tree_class is None or not isinstance(tree, tree_class):
+        base = _loaded("sklearn.tree._classes", "BaseDecisionTree")
+        if "tree_" in d and base is not None and isinstance(obj, base):
+            _fail(f"tree_ must be a Tree, not {type(tree).__name__}", path)
         return
     if n != tree.n_features:
         _fail(f"tree_ has {tree.n_features} features, the estimator {n}", path)
@@ -132,6 +135,20 @@ def _tree_features_of_dict(d: dict) -> int | None:
     tree_class = _loaded("sklearn.tree._tree", "Tree")
     tree = d.get("tree_")
     return tree.n_features if tree_class is not None and isinstance(tree, tree_class) else None
+
+
+def _check_members(obj: Any, d: dict, path: str) -> None:
+    """An ensemble calls methods of each of its ``estimators_``: they must be estimators."""
+    base = _loaded("sklearn.ensemble._base", "BaseEnsemble")
+    members = d.get("estimators_")
+    if base is None or not isinstance(obj, base) or members is None:
+        return
+    items = members.ravel() if _is_array(members) and members.dtype == object else members
+    if not isinstance(items, (list, np.ndarray)):
+        _fail("estimators_ must be a list or an object array of estimators", path)
+    for est in items:
+        if not isinstance(est, BaseEstimator):
+            _fail(f"estimators_ holds a {type(est).__name__}, not an estimator", path)
 
 
 def _check_gb_stages(obj: Any, d: dict, n: int, path: str) -> None:
@@ -251,7 +268,8 @@ def check_fitted(obj: Any, path: str) -> None:
     n = d.get("n_features_in_")
     n = n if type(n) is int else None
     _check_libsvm(obj, d, n, path)
-    _check_tree(d, n, path)
+    _check_tree(obj, d, n, path)
+    _check_members(obj, d, path)
     if n is None:
         return
     _check_gb_stages(obj, d, n, path)
