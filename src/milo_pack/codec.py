@@ -601,6 +601,7 @@ class SectionStore:
         self.infos = infos
         self.limits = limits
         self._lock = threading.Lock()
+        self._claim_lock = threading.Lock()
         self._offsets: dict[int, list[int]] = {}
         self._digests: dict[int, list[bytes]] = {}
         self._cache = _ChunkCache(cache_bytes)
@@ -744,14 +745,10 @@ class SectionStore:
     def _cached_chunk(self, index: int, k: int) -> np.ndarray:
         fut = self._cache.get((index, k))
         if fut is None:
-            fut = Future()
-            fut = self._cache.put((index, k), fut, self.infos[index].chunk_length
-                                  * self.infos[index].dtype.itemsize)
-            if not fut.done() and fut.set_running_or_notify_cancel():
-                try:
-                    fut.set_result(self._decode_chunk(index, k))
-                except BaseException as exc:  # delivered to every waiter below
-                    fut.set_exception(exc)
+            info = self.infos[index]
+            fut = self._cache.put((index, k), Future(), info.chunk_length * info.dtype.itemsize)
+        # A chunk queued for read-ahead but not started yet is decoded here, not waited for.
+        self._fulfil(fut, index, k)
         return fut.result()
 
     def _prefetch(self, index: int, first: int, count: int) -> None:
@@ -761,14 +758,18 @@ class SectionStore:
             fut: Future = Future()
             if not self._cache.put_ahead((index, k), fut, nbytes, _AHEAD):
                 continue
-            self._get_pool().submit(self._decode_ahead, index, k, fut)
+            self._get_pool().submit(self._fulfil, fut, index, k)
 
-    def _decode_ahead(self, index: int, k: int, fut: Future) -> None:
-        if fut.set_running_or_notify_cancel():
-            try:
-                fut.set_result(self._decode_chunk(index, k))
-            except BaseException as exc:  # raised to the reader that wants this chunk
-                fut.set_exception(exc)
+    def _fulfil(self, fut: Future, index: int, k: int) -> None:
+        """Decode chunk ``k`` into ``fut`` unless another thread has claimed it (one decode,
+        every waiter gets its result or its error)."""
+        with self._claim_lock:  # check-then-claim as one step: Future logs a double claim
+            if fut.running() or fut.done() or not fut.set_running_or_notify_cancel():
+                return
+        try:
+            fut.set_result(self._decode_chunk(index, k))
+        except BaseException as exc:  # raised to every reader of this chunk
+            fut.set_exception(exc)
 
     # -- public ------------------------------------------------------------------------------
     def read(self, index: int, start: int, count: int, out: np.ndarray | None = None,

@@ -584,10 +584,13 @@ class LazyLoadContext(LoadContext):
         """A packed ensemble (small trees): proxies, each built from its own rows of the pack."""
         container, members = handler.unpack(value, self, path)
         self.register(value, container)
+        proxy_classes: dict[str, type | None] = {}  # one class for every member, as a rule
         for packed in members:
-            member_handler = self.registry.for_tag(packed.tag, self.trusted)
-            proxy_cls = (_proxy_class(member_handler, self.registry)
-                         if member_handler is not None else None)
+            if packed.tag not in proxy_classes:
+                member_handler = self.registry.for_tag(packed.tag, self.trusted)
+                proxy_classes[packed.tag] = (_proxy_class(member_handler, self.registry)
+                                             if member_handler is not None else None)
+            proxy_cls = proxy_classes[packed.tag]
             if proxy_cls is None:
                 packed.place(packed.build(self))
                 continue
