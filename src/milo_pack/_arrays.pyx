@@ -15,7 +15,7 @@ still raise :class:`ArrayError` for unusable *arguments* (wrong dtype, unequal l
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_Check, PyUnicode_DecodeUTF8
 from libc.math cimport INFINITY
 from libc.stdint cimport (
@@ -31,6 +31,7 @@ from libc.stdint cimport (
     uint32_t,
     uint64_t,
 )
+from libc.stdio cimport snprintf
 from libc.string cimport memcpy
 
 import operator
@@ -68,6 +69,8 @@ __all__ = [
     "ubjson_encode",
     "check_binary_forest",
     "check_leaf_coded_forest",
+    "ubjson_tree_list",
+    "UbjRaw",
     "TREE_OK",
     "TREE_EMPTY",
     "TREE_CHILD_OUT_OF_RANGE",
@@ -2266,6 +2269,8 @@ cdef void _ubj_put(bytearray out, object value, int depth) except *:
             buf[0] = c'D'
             _ubj_put_be(&buf[1], bits64, 8)
             out += PyBytes_FromStringAndSize(<char*>buf, 9)
+    elif t is UbjRaw:
+        out += (<UbjRaw>value).data
     else:
         raise TypeError(f"cannot write {t.__name__} as UBJSON")
 
@@ -2465,3 +2470,185 @@ def check_leaf_coded_forest(left, right, feature, offsets, n_features):
     if code == _TREE_OK:
         return TREE_OK, -1, -1, ""
     return code, tree, where, _TREE_REASONS[code]
+
+
+cdef struct _UbjBuf:
+    uint8_t* data
+    Py_ssize_t size
+    Py_ssize_t cap
+
+
+cdef int _ubj_grow(_UbjBuf* b, Py_ssize_t extra) except -1:
+    cdef Py_ssize_t cap = b.cap
+    cdef uint8_t* data
+    if b.size + extra <= cap:
+        return 0
+    while cap < b.size + extra:
+        cap = cap * 2 if cap else 1 << 16
+    data = <uint8_t*>PyMem_Realloc(b.data, cap)
+    if data == NULL:
+        raise MemoryError()
+    b.data = data
+    b.cap = cap
+    return 0
+
+
+cdef int _ubj_write(_UbjBuf* b, const void* src, Py_ssize_t n) except -1:
+    _ubj_grow(b, n)
+    memcpy(b.data + b.size, src, n)
+    b.size += n
+    return 0
+
+
+cdef int _ubj_write_length(_UbjBuf* b, Py_ssize_t n) except -1:
+    cdef uint8_t buf[9]
+    buf[0] = c'L'
+    _ubj_put_be(&buf[1], <uint64_t>n, 8)
+    return _ubj_write(b, buf, 9)
+
+
+cdef int _ubj_write_int(_UbjBuf* b, int64_t v) except -1:
+    # XGBoost's integer widths (see _ubj_put_int).
+    cdef uint8_t buf[9]
+    if -128 < v < 127:
+        buf[0] = c'i'
+        buf[1] = <uint8_t>(<int8_t>v)
+        return _ubj_write(b, buf, 2)
+    if -32768 < v < 32767:
+        buf[0] = c'I'
+        _ubj_put_be(&buf[1], <uint64_t>v, 2)
+        return _ubj_write(b, buf, 3)
+    if INT32_MIN < v < INT32_MAX:
+        buf[0] = c'l'
+        _ubj_put_be(&buf[1], <uint64_t>v, 4)
+        return _ubj_write(b, buf, 5)
+    buf[0] = c'L'
+    _ubj_put_be(&buf[1], <uint64_t>v, 8)
+    return _ubj_write(b, buf, 9)
+
+
+cdef int _ubj_write_key(_UbjBuf* b, bytes key) except -1:
+    _ubj_write_length(b, len(key))
+    return _ubj_write(b, PyBytes_AS_STRING(key), len(key))
+
+
+def ubjson_tree_list(keys, columns, offsets, params):
+    """The UBJSON of XGBoost's ``trees`` list, written straight from packed columns.
+
+    Building one dict of array slices per tree and encoding it cost 8 ms on a 500-tree model;
+    this writes the same bytes in one pass.
+
+    Parameters
+    ----------
+    keys : list of str
+        Each tree's keys in order; ``"id"`` (the tree's index) and ``"tree_param"`` (a map of
+        ``params``' names to decimal strings) are special, every other key names a column.
+    columns : dict of str to numpy.ndarray
+        1-D C-contiguous big-endian arrays (or 1-byte ints), each tree's values one after
+        another.
+    offsets : dict of str to numpy.ndarray
+        Per column, contiguous int64 ``n_trees + 1`` tree boundaries from 0 to its length,
+        never decreasing.
+    params : dict of str to numpy.ndarray
+        ``tree_param`` values: contiguous int64 arrays of ``n_trees`` non-negative entries.
+
+    Returns
+    -------
+    bytes
+        ``[#`` + count + one object per tree, the form :func:`ubjson_decode` reads back.
+
+    Raises
+    ------
+    ArrayError
+        On unusable arguments (dtypes, lengths, offsets).
+    """
+    cdef Py_ssize_t n = -1, i, k, item, width
+    cdef _UbjBuf b
+    cdef uint8_t head[4]
+    cdef const int64_t[::1] cut
+    cdef const int64_t[::1] value
+    cdef const uint8_t[::1] raw
+    cdef char digits[24]
+    cdef int length
+    names = [str(key) for key in keys]
+    kinds, datas, cuts, widths, markers = [], [], [], [], []
+    for name in names:
+        if name == "id" or name == "tree_param":
+            continue
+        column = columns[name]
+        marker = _UBJ_MARKER_OF.get(column.dtype) if type(column) is np.ndarray else None
+        if marker is None or column.ndim != 1 or not column.flags.c_contiguous:
+            raise ArrayError(f"{name} must be a contiguous big-endian UBJSON array")
+        o, _ = _forest_offsets(offsets[name], column.shape[0])
+        if n == -1:
+            n = o.shape[0] - 1
+        elif o.shape[0] - 1 != n:
+            raise ArrayError("every column needs the same number of trees")
+        datas.append(column.view(np.uint8))
+        cuts.append(o)
+        widths.append(column.dtype.itemsize)
+        markers.append(marker)
+    param_names = list(params)
+    param_values = []
+    for name in param_names:
+        p = _in_array(params[name], name)
+        if p.dtype != np.int64 or not p.flags.c_contiguous or (n != -1 and p.shape[0] != n):
+            raise ArrayError(f"tree_param {name} must be contiguous int64 of n_trees")
+        if p.shape[0] and p.min() < 0:
+            raise ArrayError(f"tree_param {name} must be non-negative")
+        n = p.shape[0] if n == -1 else n
+        param_values.append(p)
+    if n == -1:
+        raise ArrayError("no column to count the trees by")
+    encoded = [name.encode("utf-8") for name in names]
+    param_keys = [name.encode("utf-8") for name in param_names]
+    b.data = NULL
+    b.size = 0
+    b.cap = 0
+    try:
+        head[0] = c'['
+        head[1] = c'#'
+        _ubj_write(&b, head, 2)
+        _ubj_write_length(&b, n)
+        for i in range(n):
+            _ubj_write(&b, b"{", 1)
+            item = 0
+            for k in range(len(names)):
+                _ubj_write_key(&b, encoded[k])
+                if names[k] == "id":
+                    _ubj_write_int(&b, i)
+                elif names[k] == "tree_param":
+                    _ubj_write(&b, b"{", 1)
+                    for j in range(len(param_names)):
+                        _ubj_write_key(&b, param_keys[j])
+                        value = param_values[j]
+                        length = snprintf(digits, 24, "%lld", <long long>value[i])
+                        _ubj_write(&b, b"S", 1)
+                        _ubj_write_length(&b, length)
+                        _ubj_write(&b, digits, length)
+                    _ubj_write(&b, b"}", 1)
+                else:
+                    cut = cuts[item]
+                    raw = datas[item]
+                    width = widths[item]
+                    head[0] = c'['
+                    head[1] = c'$'
+                    head[2] = <uint8_t>markers[item]
+                    head[3] = c'#'
+                    _ubj_write(&b, head, 4)
+                    _ubj_write_length(&b, cut[i + 1] - cut[i])
+                    _ubj_write(&b, &raw[0] + cut[i] * width, (cut[i + 1] - cut[i]) * width)
+                    item += 1
+            _ubj_write(&b, b"}", 1)
+        return PyBytes_FromStringAndSize(<char*>b.data, b.size)
+    finally:
+        PyMem_Free(b.data)
+
+
+cdef class UbjRaw:
+    """A ready UBJSON fragment that :func:`ubjson_encode` writes as it is (a tree list)."""
+
+    cdef readonly bytes data
+
+    def __init__(self, bytes data):
+        self.data = data

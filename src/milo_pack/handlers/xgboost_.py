@@ -591,8 +591,10 @@ def _raw_cats(readable: dict, path: str) -> dict:
             if not all(type(s) is str for s in item):
                 raise InvariantError(f"cats.features[{i}] must be strings", path)
             raw = [s.encode("utf-8") for s in item]
-            offsets = np.zeros(len(raw) + 1, dtype=np.int32)
-            np.cumsum([len(r) for r in raw], out=offsets[1:])
+            # XGBoost writes no offsets at all for a feature without categories.
+            offsets = np.zeros(len(raw) + 1 if raw else 0, dtype=np.int32)
+            if raw:
+                np.cumsum([len(r) for r in raw], out=offsets[1:])
             values = np.frombuffer(b"".join(raw), dtype=np.int8).copy()
             enc.append({"offsets": offsets, "values": values})
             sizes.append(len(raw))
@@ -711,27 +713,15 @@ def _load_columns(node: dict, ctx: LoadContext, path: str) -> tuple[dict, dict, 
     return counts, params, columns
 
 
-def _native_trees(params: dict, columns: dict, bounds: dict) -> list[dict]:
-    """XGBoost's per-tree dicts: big-endian slices of the validated columns (no copies)."""
+def _native_trees(params: dict, columns: dict, bounds: dict) -> Any:
+    """XGBoost's ``trees`` list as UBJSON, written straight from the validated columns."""
+    kinds = {**KIND_OF, "base_weights": "weights", "leaf_weights": "leaves"}
     big = {name: column.astype(column.dtype.newbyteorder(">")) for name, column in
            columns.items()}
-    kinds = {**KIND_OF, "base_weights": "weights", "leaf_weights": "leaves"}
-    cut = {name: bounds[kinds[name]].tolist() for name in columns}
-    tree_params = {k: [str(v) for v in params[k].tolist()] for k in TREE_PARAMS}
-    order = sorted([*columns, "id", "tree_param"])  # XGBoost's key order
-    trees = []
-    for i in range(params["num_nodes"].size):
-        tree: dict[str, Any] = {}
-        for name in order:
-            if name == "id":
-                tree[name] = i
-            elif name == "tree_param":
-                tree[name] = {k: tree_params[k][i] for k in TREE_PARAMS}
-            else:
-                edges = cut[name]
-                tree[name] = big[name][edges[i]:edges[i + 1]]
-        trees.append(tree)
-    return trees
+    offsets = {name: bounds[kinds[name]] for name in columns}
+    tree_params = {k: params[k].astype(np.int64) for k in TREE_PARAMS}
+    keys = sorted([*columns, "id", "tree_param"])  # XGBoost's key order
+    return _arrays.UbjRaw(_arrays.ubjson_tree_list(keys, big, offsets, tree_params))
 
 
 # ============================================================================================
