@@ -217,7 +217,7 @@ def same_predictions(expected: dict[str, Any], got: dict[str, Any]) -> list[str]
     for key in expected.keys() & got.keys():
         a, b = expected[key], got[key]
         if isinstance(a, tuple) or isinstance(b, tuple):
-            if a != b:
+            if type(a) is not type(b) or a != b:
                 bad.append(key)
         elif not (type(a) is type(b) and a.dtype == b.dtype and a.shape == b.shape
                   and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")):

@@ -211,7 +211,7 @@ def test_orjson_parses_like_python():
     bits = rng.integers(0, 2**63, 20000, dtype=np.uint64)
     values = bits.view(np.float64)
     values = values[np.isfinite(values)]
-    texts = ["%.17g" % v for v in values.tolist()] + ["%g" % v for v in values.tolist()]
+    texts = [f"{v:.17g}" for v in values.tolist()] + [f"{v:g}" for v in values.tolist()]
     texts += ["9007199254740993", "2.2250738585072011e-308", "4.9406564584124654e-324",
               "0.1", "1e-05", "1e+20"]
     parsed = orjson.loads("[" + ",".join(texts) + "]")

@@ -120,6 +120,7 @@ def save_booster(obj: Any, ctx: SaveContext, path: str) -> dict:
     rest = _parse_tail(tail, path)
     try:  # what we write, we read: the loader's checks, on the model being written
         _check_model(header, scalars, columns, path)
+        _check_rest(rest, scalars, path)
     except InvariantError as exc:
         raise UnsupportedTypeError(f"this LightGBM model cannot be stored safely: {exc}",
                                    path) from None
@@ -166,6 +167,11 @@ def _parse_header(lines: list[str], path: str) -> dict[str, Any]:
             header[key] = value
     if list(header) != [k for k in HEADER_KEYS if k in header]:
         raise UnsupportedTypeError("LightGBM header lines out of order", path)
+    # A custom objective writes no objective line: stored as null, so that a file missing the
+    # key is refused rather than read as a model without output transform.
+    if "objective" not in header:
+        header = {k: header[k] for k in HEADER_KEYS[:5] if k in header} | {"objective": None} | {
+            k: header[k] for k in HEADER_KEYS[6:] if k in header}
     return header
 
 
@@ -280,6 +286,8 @@ def check_texts(node: dict, path: str) -> None:
     for key, value in header.items():
         if key not in HEADER_KEYS:
             raise ManifestError(f"unexpected LightGBM header line {quote(key)}", path)
+        if key == "objective" and value is None:
+            continue  # a custom objective
         items = value if isinstance(value, list) else [value]
         if key == "tree_sizes" or not all(type(v) is str or v is True for v in items):
             raise ManifestError(f"header {quote(key)} must be text", path)
@@ -318,7 +326,7 @@ def _check_header(header: dict, n_trees: int, path: str) -> int:
     if list(header) != [k for k in HEADER_KEYS if k in header]:
         raise InvariantError("header fields out of order", path)
     for key in ("version", "num_class", "num_tree_per_iteration", "label_index",
-                "max_feature_idx", "feature_names", "feature_infos"):
+                "max_feature_idx", "objective", "feature_names", "feature_infos"):
         if key not in header:
             raise InvariantError(f"header misses {key}", path)
     if header["version"] != "v4":
@@ -426,6 +434,24 @@ def _offsets(counts: np.ndarray) -> np.ndarray:
     return offsets
 
 
+def _check_rest(rest: dict, scalars: dict, path: str) -> None:
+    """The parts after the trees that LightGBM reads back.
+
+    ``linear_tree`` among the parameters decides whether LightGBM treats leaves as linear
+    (SHAP refuses them): required, and on whenever a tree is linear.  ``pandas_categorical``
+    (LightGBM's Python maps DataFrame categories with it) is null or lists of categories.
+    """
+    linear = rest["parameters"].get("linear_tree")
+    if linear not in ("0", "1") or (linear == "0" and scalars["is_linear"].any()):
+        raise InvariantError("parameters.linear_tree must be 0 or 1, and 1 with linear trees",
+                             path)
+    categories = rest["pandas_categorical"]
+    if categories is not None and not (isinstance(categories, list) and all(
+            isinstance(c, list) and all(type(v) in (str, int, float, bool) for v in c)
+            for c in categories)):
+        raise InvariantError("pandas_categorical must be null or lists of categories", path)
+
+
 def _check_model(header: dict, scalars: dict, columns: dict, path: str) -> dict[str, np.ndarray]:
     """Header and trees, every tree at once; returns each column's per-tree counts."""
     n_trees = scalars["num_leaves"].size
@@ -492,6 +518,7 @@ def load_booster(node: dict, ctx: LoadContext, path: str) -> Any:
     rest = {k: load_plain(node[k], ctx, join_path(path, k))
             for k in ("feature_importances", "parameters", "pandas_categorical")}
     counts = _check_model(header, scalars, columns, where)
+    _check_rest(rest, scalars, path)
     attrs = {k: ctx.decode(v, join_path(path, k)) for k, v in node["attrs"].items()}
     _check_attrs(attrs, path)
     text = model_text(header, scalars, columns, counts, rest)
@@ -586,6 +613,8 @@ def _linear_text(values: bytes, per_leaf: list[int]) -> bytes:
 def _header_text(header: dict, sizes: list[int]) -> str:
     lines = ["tree"]
     for key, value in header.items():
+        if value is None:
+            continue  # no objective line: a custom objective
         if value is True:
             lines.append(key)
         elif isinstance(value, list):
@@ -615,6 +644,10 @@ def _tail_text(importances: dict, parameters: dict, pandas_categorical: Any) -> 
 
 def _check_wrapper_state(state: dict, path: str) -> None:
     """Thread counts that predict hands LightGBM: n_jobs and num_threads aliases."""
+    import lightgbm
+
+    if "_Booster" in state and not isinstance(state["_Booster"], lightgbm.Booster):
+        raise InvariantError("_Booster must be a lightgbm.Booster", join_path(path, "_Booster"))
     check_threads(state.get("n_jobs"), "n_jobs", join_path(path, "n_jobs"))
     check_thread_entries(state.get("_other_params"), THREAD_KEYS,
                          join_path(path, "_other_params"))

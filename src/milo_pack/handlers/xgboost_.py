@@ -131,7 +131,7 @@ def save_booster(obj: Any, ctx: SaveContext, path: str) -> dict:
     learner = _native_order(doc["learner"])
     model = model_of(learner)
     fields: dict[str, Any] = {"version": doc["version"]}
-    columns = None
+    counts = params = columns = None
     if model is not None and trees is not None:
         fields["num_trees"] = len(trees)
         counts, params, columns = _tree_columns(trees, join_path(path, "trees"))
@@ -140,12 +140,7 @@ def save_booster(obj: Any, ctx: SaveContext, path: str) -> dict:
     config = json.loads(obj.save_config())
     # What we write, we read: the loader's checks run on the model before it is written.
     try:
-        if columns is not None:
-            _, _, num_target = _learner_ints(learner, path)
-            _check_trees(counts, params, columns, _learner_ints(learner, path)[0], num_target,
-                         path)
-        _check_learner(learner, fields.get("num_trees"), columns, path)
-        _check_config(config, learner, path)
+        _check_saved(learner, fields.get("num_trees"), counts, params, columns, config, path)
     except InvariantError as exc:
         raise UnsupportedTypeError(f"this XGBoost model cannot be stored safely: {exc}",
                                    path) from None
@@ -161,6 +156,16 @@ def save_booster(obj: Any, ctx: SaveContext, path: str) -> dict:
         }
     fields["config"] = save_plain(config, ctx, join_path(path, "config"))
     return fields
+
+
+def _check_saved(learner: dict, n_trees: int | None, counts: Any, params: Any, columns: Any,
+                 config: dict, path: str) -> None:
+    """The loader's checks, on a model about to be written."""
+    num_feature, _, num_target = _learner_ints(learner, path)
+    if columns is not None:
+        _check_trees(counts, params, columns, num_feature, num_target, path)
+    _check_learner(learner, n_trees, columns, path)
+    _check_config(config, learner, path)
 
 
 def _native_order(value: Any) -> Any:
@@ -731,6 +736,10 @@ def _native_trees(params: dict, columns: dict, bounds: dict) -> Any:
 
 def _check_wrapper_state(state: dict, path: str) -> None:
     """Thread counts of the scikit-learn wrapper (predict builds DMatrix with n_jobs)."""
+    import xgboost
+
+    if "_Booster" in state and not isinstance(state["_Booster"], xgboost.Booster):
+        raise InvariantError("_Booster must be an xgboost.Booster", join_path(path, "_Booster"))
     check_threads(state.get("n_jobs"), "n_jobs", join_path(path, "n_jobs"))
     check_thread_entries(state.get("kwargs"), THREAD_KEYS, join_path(path, "kwargs"))
 
