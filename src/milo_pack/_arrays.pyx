@@ -2389,8 +2389,8 @@ def check_binary_forest(left, right, feature, offsets, n_features, leaf=-1):
     >>> feature = np.zeros(4, np.int64)
     >>> check_binary_forest(left, right, feature, np.array([0, 3, 4]), 1)
     (0, -1, -1, '')
-    >>> check_binary_forest(left, right, feature, np.array([0, 1, 4]), 1)[:3]
-    (3, 1, 0)
+    >>> check_binary_forest(left, right, feature, np.array([0, 1, 4]), 1)[:3]  # 1 is outside
+    (2, 0, 0)
     """
     l, r, f = _tree_arrays(left, right, feature, _REL_INTS)
     n_feat = _n_features_arg(n_features)
