@@ -1,52 +1,37 @@
-"""XGBoost and LightGBM boosters stored as arrays: exact round trips and validated structure."""
+"""XGBoost and LightGBM models stored as arrays: exact round trips, state and old files.
+
+Every case of ``booster_cases`` round-trips with every prediction method identical (bit for
+bit), its state identical attribute by attribute (types included: ``OrderedDict`` evaluation
+results, ``defaultdict`` best scores, tuples in parameters), the same bytes when saved again, and
+the same predictions when loaded in a fresh interpreter.  Files written before the booster
+rewrite (``tests/fixtures/boosters``) still load with their recorded predictions.
+"""
 
 from __future__ import annotations
 
-import functools
 import io
 import json
+import pathlib
 import pickle
 import subprocess
 import sys
 import textwrap
 import zipfile
 
-import lightgbm as lgb  # the boost extra: the README installs it with the tests
+import lightgbm as lgb
 import numpy as np
-import pandas as pd
+import orjson
 import pytest
 import xgboost as xgb
 
 import milo_pack
-from milo_pack.errors import InvariantError
-from milo_pack.handlers import _ubjson, boosters
+from milo_pack import _arrays
 
-XGBClassifier = functools.partial(xgb.XGBClassifier, n_jobs=1)
-XGBRegressor = functools.partial(xgb.XGBRegressor, n_jobs=1)
-XGBRanker = functools.partial(xgb.XGBRanker, n_jobs=1)
-LGBMClassifier = functools.partial(lgb.LGBMClassifier, n_jobs=1)
-LGBMRegressor = functools.partial(lgb.LGBMRegressor, n_jobs=1)
-LGBMRanker = functools.partial(lgb.LGBMRanker, n_jobs=1)
+from . import booster_cases as cases
+from .fixtures.boosters import make_fixtures
 
-# Models are fitted with one thread: on a busy machine OpenMP's spinning made a 400-row
-# LightGBM fit take 20 s instead of 20 ms.
-RNG = np.random.RandomState(0)
-X = RNG.rand(400, 5)
-Y_BIN = (X[:, 0] + 0.3 * RNG.rand(400) > 0.6).astype(int)
-Y_MULTI = RNG.randint(0, 3, 400)
-Y_REG = X[:, 0] * 2 + RNG.rand(400)
-GROUPS = [40] * 10
-Y_RANK = RNG.randint(0, 4, 400)
-Y_NOISE = RNG.randint(0, 2, 100)  # validation labels unrelated to X: early stopping triggers
-
-
-def _frame() -> pd.DataFrame:
-    df = pd.DataFrame(X[:, :4], columns=list("abcd"))
-    df["cat"] = pd.Categorical(RNG.choice(["u", "v", "w", "x", "y"], 400))
-    return df
-
-
-DF = _frame()
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "boosters"
 
 
 def _roundtrip(model):
@@ -56,251 +41,194 @@ def _roundtrip(model):
     return data, loaded
 
 
-def _same_predictions(a, b, data) -> None:
-    for method in ("predict", "predict_proba"):
-        if hasattr(a, method) and not isinstance(a, (xgb.Booster, lgb.Booster)):
-            assert np.array_equal(getattr(a, method)(data), getattr(b, method)(data))
-
-
-def _same_attrs(a, b) -> None:
-    """Fitted attributes compare equal (boosters by their native model)."""
-    assert a.__dict__.keys() == b.__dict__.keys()
-    for key, value in a.__dict__.items():
-        other = b.__dict__[key]
-        if isinstance(value, xgb.Booster):
-            assert value.save_raw("ubj") == other.save_raw("ubj")
-        elif isinstance(value, lgb.Booster):
-            assert value.model_to_string() == other.model_to_string()
-        elif isinstance(value, np.ndarray):
-            assert np.array_equal(value, other)
-        elif isinstance(value, float) and value != value:
-            assert other != other, key  # nan (XGBoost's `missing`)
-        elif key != "_le":
-            assert value == other, key
-
-
-XGB_CASES = {
-    "binary": (lambda: XGBClassifier(n_estimators=20, max_depth=3), X, Y_BIN, {}),
-    "multiclass": (lambda: XGBClassifier(n_estimators=15, max_depth=3), X, Y_MULTI, {}),
-    "regressor": (lambda: XGBRegressor(n_estimators=20), X, Y_REG, {}),
-    "ranker": (lambda: XGBRanker(n_estimators=15), X, Y_RANK, {"group": GROUPS}),
-    "categorical": (lambda: XGBClassifier(n_estimators=20, max_depth=3,
-                                              enable_categorical=True, tree_method="hist"),
-                    DF, Y_MULTI, {}),
-    "early_stopped": (lambda: XGBClassifier(n_estimators=50, early_stopping_rounds=2),
-                      X, Y_BIN, {"eval_set": [(X[:100], Y_NOISE)], "verbose": False}),
-    "dart": (lambda: XGBRegressor(n_estimators=10, booster="dart"), X, Y_REG, {}),
-    "gblinear": (lambda: XGBRegressor(n_estimators=10, booster="gblinear"), X, Y_REG, {}),
-}
-
-
-@pytest.mark.parametrize("case", sorted(XGB_CASES))
-def test_xgboost_wrappers_roundtrip_exactly(case):
-    make, data, y, fit = XGB_CASES[case]
-    model = make().fit(data, y, **fit)
-    _, loaded = _roundtrip(model)
-    _same_predictions(model, loaded, data)
-    _same_attrs(model, loaded)
-    if case == "early_stopped":
-        assert loaded.best_iteration == model.best_iteration < 49
-
-
-def test_xgboost_raw_booster_and_readable_manifest():
-    dtrain = xgb.DMatrix(DF, label=Y_MULTI, enable_categorical=True)
-    params = {"objective": "multi:softprob", "num_class": 3, "max_depth": 3, "nthread": 1}
-    booster = xgb.train(params, dtrain, num_boost_round=10)
-    data, loaded = _roundtrip(booster)
-    assert loaded.save_raw("ubj") == booster.save_raw("ubj")
-    assert np.array_equal(loaded.predict(dtrain), booster.predict(dtrain))
-    node = _manifest(data)["root"]
-    assert node["$type"] == "xgboost.Booster" and node["num_trees"] == 30
-    assert node["learner"]["objective"]["name"] == "multi:softprob"
-    assert node["learner"]["feature_names"] == ["a", "b", "c", "d", "cat"]
-    assert node["trees"]["columns"]["split_conditions"]["dtype"] == "<f4"
-
-
-def test_ubjson_reproduces_xgboost_bytes():
-    model = XGBClassifier(n_estimators=5, enable_categorical=True).fit(DF, Y_MULTI)
-    raw = bytes(model.get_booster().save_raw("ubj"))
-    assert bytes(_ubjson.encode(_ubjson.decode(raw))) == raw
-
-
-LGB_CASES = {
-    "binary": (lambda: LGBMClassifier(n_estimators=20, num_leaves=7), X, Y_BIN, {}),
-    "multiclass": (lambda: LGBMClassifier(n_estimators=15, num_leaves=7), X, Y_MULTI, {}),
-    "regressor": (lambda: LGBMRegressor(n_estimators=20), X, Y_REG, {}),
-    "ranker": (lambda: LGBMRanker(n_estimators=15, num_leaves=7), X, Y_RANK,
-               {"group": GROUPS}),
-    "categorical": (lambda: LGBMClassifier(n_estimators=20, num_leaves=7,
-                                               min_child_samples=5), DF, Y_MULTI, {}),
-    "categorical_feature": (lambda: LGBMRegressor(n_estimators=20, min_child_samples=5),
-                            np.c_[X[:, :4], RNG.randint(0, 6, 400)], Y_REG,
-                            {"categorical_feature": [4]}),
-    "early_stopped": (lambda: LGBMClassifier(n_estimators=50, num_leaves=7), X, Y_BIN,
-                      {"eval_set": [(X[:100], Y_NOISE)],
-                       "callbacks": [lgb.early_stopping(2, verbose=False)]}),
-    "linear_tree": (lambda: LGBMRegressor(n_estimators=10, num_leaves=5, linear_tree=True),
-                    X, Y_REG, {}),
-    "stump": (lambda: LGBMRegressor(n_estimators=3, min_child_samples=1000), X, Y_REG, {}),
-}
-
-
-@pytest.mark.parametrize("case", sorted(LGB_CASES))
-def test_lightgbm_wrappers_roundtrip_exactly(case):
-    make, data, y, fit = LGB_CASES[case]
-    model = make().set_params(verbose=-1).fit(data, y, **fit)
-    _, loaded = _roundtrip(model)
-    # The regenerated text model is byte-identical to LightGBM's own.
-    assert loaded.booster_.model_to_string() == model.booster_.model_to_string()
-    _same_predictions(model, loaded, data)
-    _same_attrs(model, loaded)
-    if case == "early_stopped":
-        assert loaded.best_iteration_ == model.best_iteration_ < 50
-
-
-def test_lightgbm_raw_booster_and_readable_manifest():
-    train = lgb.Dataset(DF, label=Y_REG)
-    params = {"objective": "regression", "verbose": -1, "num_leaves": 7, "num_threads": 1}
-    booster = lgb.train(params, train, num_boost_round=10)
-    data, loaded = _roundtrip(booster)
-    assert loaded.model_to_string() == booster.model_to_string()
-    assert np.array_equal(loaded.predict(DF), booster.predict(DF))
-    node = _manifest(data)["root"]
-    assert node["$type"] == "lightgbm.Booster" and node["num_trees"] == 10
-    assert node["header"]["objective"] == "regression"
-    assert node["header"]["feature_names"] == ["a", "b", "c", "d", "cat"]
-    assert node["pandas_categorical"] == [["u", "v", "w", "x", "y"]]
-    assert node["parameters"]["num_leaves"] == "7"
-
-
-def test_smaller_than_pickle():
-    for model in (XGBClassifier(n_estimators=50).fit(X, Y_BIN),
-                  LGBMClassifier(n_estimators=50, verbose=-1).fit(X, Y_BIN)):
-        assert len(milo_pack.dumps(model)) < len(pickle.dumps(model))
-
-
 def _manifest(data: bytes) -> dict:
     return json.loads(zipfile.ZipFile(io.BytesIO(data)).read("manifest.json"))
 
 
-# -- corrupted structures are refused before native code sees them ---------------------------
+def _booster_node(data: bytes) -> dict:
+    root = _manifest(data)["root"]
+    return root if root["$type"].endswith("Booster") else root["attrs"]["_Booster"]
 
 
-def _xgb_corrupted(monkeypatch, mutate) -> bytes:
-    """A file whose first tree was altered by ``mutate`` (digests are still valid)."""
-    booster = XGBClassifier(n_estimators=3, max_depth=3).fit(X, Y_BIN).get_booster()
-    real = _ubjson.decode
-
-    def decode(raw):
-        doc = real(raw)
-        mutate(doc["learner"]["gradient_booster"]["model"]["trees"][0])
-        return doc
-
-    with monkeypatch.context() as patch:
-        patch.setattr(_ubjson, "decode", decode)
-        return milo_pack.dumps(booster)
+@pytest.mark.parametrize("name", sorted(cases.CASES))
+def test_roundtrip_is_exact(name):
+    model = cases.model(name)
+    data = cases.data_for(name)
+    _, loaded = _roundtrip(model)
+    assert cases.same_predictions(cases.predictions(model, data),
+                                  cases.predictions(loaded, data)) == []
+    assert cases.state_differences(model, loaded) == []
 
 
-def _set(name, index, value):
-    def mutate(tree):
-        tree[name][index] = value
-    return mutate
-
-
-XGB_CORRUPTIONS = {
-    "child_out_of_range": _set("left_children", 0, 1 << 28),
-    "feature_out_of_range": _set("split_indices", 0, 99),
-    "cycle": lambda t: (t["left_children"].__setitem__(1, 0),
-                        t["right_children"].__setitem__(1, 2)),
-    "reached_twice": lambda t: t["right_children"].__setitem__(0, t["left_children"][0]),
-    "bad_parent": _set("parents", 1, 2),
-    "wrong_length": lambda t: t.__setitem__("split_conditions", t["split_conditions"][:-1]),
-    "category_segment": lambda t: (t["split_type"].__setitem__(0, 1),
-                                   t.__setitem__("categories_nodes", np.array([0], np.int32)),
-                                   t.__setitem__("categories_segments", np.array([5], np.int64)),
-                                   t.__setitem__("categories_sizes", np.array([1], np.int64))),
-}
-
-
-@pytest.mark.parametrize("case", sorted(XGB_CORRUPTIONS))
-def test_xgboost_corrupted_trees_are_refused(monkeypatch, case):
-    data = _xgb_corrupted(monkeypatch, XGB_CORRUPTIONS[case])
-    with pytest.raises(InvariantError):
-        milo_pack.loads(data)
-
-
-def _lgb_corrupted(monkeypatch, name, mutate) -> bytes:
-    booster = LGBMClassifier(n_estimators=3, num_leaves=7, verbose=-1).fit(X, Y_BIN).booster_
-    text = booster.model_to_string(num_iteration=-1)
-    real = boosters._lgb_column
-
-    def column(col, tokens):
-        arr = real(col, tokens)
-        return mutate(arr.copy()) if col == name else arr
-
-    with monkeypatch.context() as patch:
-        patch.setattr(boosters, "_lgb_column", column)
-        patch.setattr(boosters, "_lgb_text", lambda *args: text)  # skip the exactness check
-        return milo_pack.dumps(booster)
-
-
-def _at(index, value):
-    def mutate(arr):
-        arr[index] = value
-        return arr
-    return mutate
-
-
-LGB_CORRUPTIONS = {
-    "child_out_of_range": ("left_child", _at(0, 1 << 28)),
-    "feature_out_of_range": ("split_feature", _at(0, 99)),
-    "cycle": ("left_child", _at(1, 0)),
-    "leaf_twice": ("right_child", _at(0, -1)),
-    "wrong_length": ("leaf_value", lambda a: a[:-1]),
-    "bad_decision_type": ("decision_type", _at(0, 13)),
-    "categorical_without_bitset": ("decision_type", _at(0, 1)),
-}
-
-
-@pytest.mark.parametrize("case", sorted(LGB_CORRUPTIONS))
-def test_lightgbm_corrupted_trees_are_refused(monkeypatch, case):
-    data = _lgb_corrupted(monkeypatch, *LGB_CORRUPTIONS[case])
-    with pytest.raises(InvariantError):
-        milo_pack.loads(data)
-
-
-def test_native_libraries_crash_on_the_same_corruption(monkeypatch):
-    """What the validator prevents: XGBoost segfaults on an out-of-range child index."""
-    data = _xgb_corrupted(monkeypatch, XGB_CORRUPTIONS["child_out_of_range"])
-    with pytest.raises(InvariantError):
-        milo_pack.loads(data)
+def test_fresh_interpreter_loads_every_case(tmp_path):
+    """One subprocess loads every file and recomputes every prediction (nothing cached)."""
+    for name in cases.CASES:
+        model = cases.model(name)
+        milo_pack.dump(model, tmp_path / f"{name}.milo")
+        with open(tmp_path / f"{name}.pkl", "wb") as f:  # our own expectations, not the file
+            pickle.dump(cases.predictions(model, cases.data_for(name)), f)
     script = textwrap.dedent("""
-        import numpy as np, xgboost as xgb
-        from milo_pack.handlers import _ubjson
-        X = np.random.RandomState(0).rand(200, 5)
-        y = (X[:, 0] > 0.5).astype(int)
-        model = xgb.XGBClassifier(n_jobs=1, n_estimators=3, max_depth=3).fit(X, y)
-        booster = model.get_booster()
-        doc = _ubjson.decode(bytes(booster.save_raw("ubj")))
-        doc["learner"]["gradient_booster"]["model"]["trees"][0]["left_children"][0] = 1 << 28
-        loaded = xgb.Booster()
-        loaded.load_model(_ubjson.encode(doc))  # XGBoost accepts it...
-        print("loaded", flush=True)
-        loaded.predict(xgb.DMatrix(X))          # ...and follows the index (segfault)
-        print("survived", flush=True)
+        import pathlib, pickle, sys
+        from tests import generic_containers, booster_cases as cases
+        generic_containers.install()
+        import milo_pack
+        for path in sorted(pathlib.Path(sys.argv[1]).glob("*.milo")):
+            loaded = milo_pack.load(path)
+            expected = pickle.loads(path.with_suffix(".pkl").read_bytes())
+            got = cases.predictions(loaded, cases.data_for(path.stem))
+            print(path.stem, cases.same_predictions(expected, got), flush=True)
     """)
-    try:
-        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        return  # a hang is the other failure mode
-    assert b"loaded" in proc.stdout, proc.stderr[-2000:]
-    assert proc.returncode != 0 and b"survived" not in proc.stdout
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
+                          text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    assert lines == dict.fromkeys(cases.CASES, "[]")
 
 
-def test_manifest_tampering_of_lightgbm_text_fields_is_refused():
-    model = LGBMRegressor(n_estimators=3, verbose=-1).fit(X, Y_REG)
-    node = {"header": {"objective": "regression\nTree=0"}, "attrs": {},
-            "feature_importances": {}, "parameters": {}}
-    with pytest.raises(milo_pack.errors.ManifestError):
-        boosters._check_lgb_texts(node, "")
-    assert model.booster_.num_trees() == 3
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.milo")), ids=lambda p: p.stem)
+def test_files_from_the_previous_layout_load_identically(path):
+    """Written by the code before the rewrite (commit f68509a): what we wrote, we read."""
+    X, frame = make_fixtures.inputs()
+    data = frame if ("categorical" in path.stem or "raw" in path.stem) else X
+    model = milo_pack.load(path)
+    expected = np.load(path.with_suffix(".npz"))
+    got = make_fixtures.predictions(model, data)
+    assert sorted(expected.files) == sorted(got)
+    for key in expected.files:
+        assert np.array_equal(expected[key], got[key]), key
+
+
+# -- fidelity: types and state ---------------------------------------------------------------
+
+
+def test_evaluation_results_keep_their_types():
+    import collections
+
+    xgb_model = cases.model("xgb_early_stopped")
+    _, loaded = _roundtrip(xgb_model)
+    assert type(loaded.evals_result_["validation_0"]) is collections.OrderedDict
+    assert loaded.best_iteration == xgb_model.best_iteration < 49
+    lgb_model = cases.model("lgb_early_stopped")
+    _, loaded = _roundtrip(lgb_model)
+    assert type(loaded.best_score_) is collections.defaultdict
+    assert type(loaded.best_score_["noise"]) is collections.OrderedDict
+    assert type(loaded.booster_.best_score) is collections.defaultdict
+    assert loaded.evals_result_ == lgb_model.evals_result_
+    assert loaded.best_iteration_ == lgb_model.best_iteration_ < 50
+    ranker = cases.model("lgb_ranker")
+    _, loaded = _roundtrip(ranker)
+    assert ranker.booster_.params["eval_at"] == (1, 3)
+    assert type(loaded.booster_.params["eval_at"]) is tuple
+
+
+def test_xgboost_training_configuration_is_kept_and_readable():
+    booster = cases.model("xgb_booster")
+    data, loaded = _roundtrip(booster)
+    assert loaded.save_config() == booster.save_config()
+    config = json.loads(loaded.save_config())
+    assert config["learner"]["gradient_booster"]["tree_train_param"]["max_bin"] == "64"
+    node = _booster_node(data)
+    assert node["config"]["learner"]["gradient_booster"]["tree_train_param"]["eta"] == (
+        config["learner"]["gradient_booster"]["tree_train_param"]["eta"])
+    assert loaded.attr("note") == "kept"
+
+
+def test_lightgbm_booster_private_state():
+    """Every attribute of a trained Booster is kept, or derived as LightGBM's loader sets it."""
+    booster = cases.model("lgb_booster")
+    _, loaded = _roundtrip(booster)
+    assert cases.state_differences(booster, loaded) == []
+    kept = set(vars(booster)) - cases.LGB_DERIVED
+    assert {"best_iteration", "best_score", "params", "name_valid_sets",
+            "_train_data_name"} <= kept
+    assert loaded.name_valid_sets == ["valid"] and loaded.params == booster.params
+    # Per-Dataset state stays as for a booster without Datasets (no file carries them).
+    fresh = lgb.Booster(model_str=booster.model_to_string())
+    for key in ("_Booster__num_dataset", "_Booster__init_predictor", "train_set"):
+        assert (key in vars(loaded)) == (key in vars(fresh))
+
+
+def test_xgboost_readable_manifest():
+    booster = cases.model("xgb_booster")
+    data, _ = _roundtrip(booster)
+    node = _booster_node(data)
+    assert node["$type"] == "xgboost.Booster" and node["num_trees"] == 18
+    assert node["learner"]["objective"]["name"] == "multi:softprob"
+    assert node["learner"]["feature_names"] == ["a", "b", "c", "d", "cat", "num"]
+    assert node["trees"]["columns"]["split_conditions"]["dtype"] == "<f4"
+    cats = node["learner"]["gradient_booster"]["model"]["cats"]
+    assert cats["features"][4] == ["u", "v", "w", "x", "y"]  # category encodings, readable
+    assert cats["features"][5]["values"]["data"] == [3, 7, 11]
+
+
+def test_xgboost_multi_output_trees_are_arrays():
+    model = cases.model("xgb_multi_output_tree")
+    data, loaded = _roundtrip(model)
+    columns = _booster_node(data)["trees"]["columns"]
+    assert columns["leaf_weights"]["dtype"] == "<f4"
+    assert loaded.predict(cases.X).shape == (400, 3)
+
+
+def test_lightgbm_readable_manifest():
+    booster = cases.model("lgb_booster")
+    data, _ = _roundtrip(booster)
+    node = _booster_node(data)
+    assert node["$type"] == "lightgbm.Booster" and node["num_trees"] == 8
+    assert node["header"]["objective"] == "regression"
+    assert node["header"]["feature_names"] == ["a", "b", "c", "d", "cat", "num"]
+    assert node["pandas_categorical"] == [["u", "v", "w", "x", "y"], [3, 7, 11]]
+    assert node["parameters"]["num_leaves"] == "7"
+
+
+def test_smaller_than_pickle():
+    for model in (xgb.XGBClassifier(n_estimators=50, n_jobs=1).fit(cases.X, cases.Y_BIN),
+                  lgb.LGBMClassifier(n_estimators=50, verbose=-1, n_jobs=1).fit(
+                      cases.X, cases.Y_BIN)):
+        assert len(milo_pack.dumps(model)) < len(pickle.dumps(model))
+
+
+# -- numbers: exact in both directions -------------------------------------------------------
+
+
+def test_lightgbm_numbers_survive_the_text_exactly():
+    """Extreme doubles in a model: the loaded booster prints LightGBM's own text again."""
+    booster = cases.model("lgb_stump")
+    text = booster.booster_.model_to_string()
+    odd = ["5e-324", "-0", "1.7976931348623157e+308", "2.2250738585072009e-308",
+           "0.10000000000000001", "-3.0000000000000004", "1e+300", "123456789.12345679"]
+    lines = text.split("\n")
+    leaf = [i for i, line in enumerate(lines) if line.startswith("leaf_value=")]
+    for i, index in enumerate(leaf):
+        lines[index] = f"leaf_value={odd[i % len(odd)]}"
+    edited = lgb.Booster(model_str="\n".join(lines))
+    _, loaded = _roundtrip(edited)
+    assert loaded.model_to_string() == edited.model_to_string()
+
+
+def test_orjson_parses_like_python():
+    """LightGBM columns are parsed by orjson: correctly rounded, like float() and LightGBM."""
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 2**63, 20000, dtype=np.uint64)
+    values = bits.view(np.float64)
+    values = values[np.isfinite(values)]
+    texts = [f"{v:.17g}" for v in values.tolist()] + [f"{v:g}" for v in values.tolist()]
+    texts += ["9007199254740993", "2.2250738585072011e-308", "4.9406564584124654e-324",
+              "0.1", "1e-05", "1e+20"]
+    parsed = orjson.loads("[" + ",".join(texts) + "]")
+    assert [float(t) for t in texts] == [float(v) for v in parsed]
+    floats = np.array([float(t) for t in texts])
+    assert np.array_equal(orjson.loads(orjson.dumps(floats, option=orjson.OPT_SERIALIZE_NUMPY)),
+                          floats)
+
+
+def test_ubjson_kernel_reproduces_xgboost_bytes():
+    model = cases.model("xgb_categorical")
+    raw = bytes(model.get_booster().save_raw("ubj"))
+    assert bytes(_arrays.ubjson_encode(_arrays.ubjson_decode(raw))) == raw
+
+
+def test_ubjson_kernel_refuses_malformed_documents():
+    for bad in (b"", b"{", b"[$d#L\x00\x00\x00\x00\x00\x00\x00\x09", b"Sx", b"{}x", b"[" * 100,
+                b"{L\x00\x00\x00\x00\x00\x00\x00\x05ab"):
+        with pytest.raises(ValueError):
+            _arrays.ubjson_decode(bad)

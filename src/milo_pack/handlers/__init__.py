@@ -13,7 +13,9 @@ module             types
 ``sklearn``        every scikit-learn estimator (generically) and allow-listed internal objects
 ``trees``          ``sklearn.tree._tree.Tree``, KD/Ball trees and distance metrics
 ``losses``         scikit-learn's Cython loss objects
-``boosters``       XGBoost and LightGBM boosters and sklearn wrappers (if installed)
+``boosters``       what the XGBoost and LightGBM handlers share; registers them when needed
+``xgboost_``       XGBoost boosters and scikit-learn wrappers (if installed)
+``lightgbm_``      LightGBM boosters and scikit-learn wrappers (if installed)
 =================  ==========================================================================
 """
 
