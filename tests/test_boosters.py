@@ -85,6 +85,12 @@ def test_fresh_interpreter_loads_every_case(tmp_path):
     assert lines == dict.fromkeys(cases.CASES, "[]")
 
 
+def test_fixtures_from_the_previous_layout_are_present():
+    """The fixtures are committed (a .gitignore slip once left them out and the test below
+    collected nothing)."""
+    assert len(sorted(FIXTURES.glob("*.milo"))) == len(sorted(FIXTURES.glob("*.npz"))) == 12
+
+
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.milo")), ids=lambda p: p.stem)
 def test_files_from_the_previous_layout_load_identically(path):
     """Written by the code before the rewrite (commit f68509a): what we wrote, we read."""
