@@ -52,17 +52,14 @@ def declared_requirements() -> dict[str, str]:
     """
     lines: list[str] = []
     pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
-    if pyproject.is_file():
-        try:
-            import tomllib
-        except ImportError:  # Python 3.10: the installed metadata is the next best source
-            tomllib = None  # type: ignore[assignment]
-        if tomllib is not None:
-            project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
-            if project.get("name") == "milo_pack":
-                lines = list(project.get("dependencies", []))
-                for extra in project.get("optional-dependencies", {}).values():
-                    lines.extend(extra)
+    if pyproject.is_file() and sys.version_info >= (3, 11):  # 3.10: the installed metadata
+        import tomllib
+
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+        if project.get("name") == "milo_pack":
+            lines = list(project.get("dependencies", []))
+            for extra in project.get("optional-dependencies", {}).values():
+                lines.extend(extra)
     if not lines:
         from importlib import metadata
 
@@ -252,7 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, bad arguments: keep argparse's status
         return int(exc.code or 0)
     try:
-        return args.run(args)
+        status: int = args.run(args)
+        return status
     except UsageError as exc:
         _error(args.command, str(exc))
         return EXIT_USAGE
@@ -359,7 +357,7 @@ class _CountingReader:
         return data
 
     def readinto(self, buf: Any) -> int:
-        n = self._f.readinto(buf)
+        n: int = self._f.readinto(buf)  # type: ignore[attr-defined]  # a buffered binary file
         self._count()
         return n
 

@@ -268,7 +268,7 @@ def _diff_sides(a: _Side, b: _Side) -> DiffResult:
     return result
 
 
-def _writer_notes(old: dict, new: dict) -> Iterator[str]:
+def _writer_notes(old: dict[str, Any], new: dict[str, Any]) -> Iterator[str]:
     for name in dict.fromkeys([*old, *new]):
         if old.get(name) != new.get(name):
             yield f"writer {name}: {old.get(name)} -> {new.get(name)} (not counted)"
@@ -365,7 +365,7 @@ def _canonical(node: Any) -> str:
     return json.dumps(node, sort_keys=True)
 
 
-def _same_storage(x: dict, y: dict, a: _Side, b: _Side) -> bool:
+def _same_storage(x: dict[str, Any], y: dict[str, Any], a: _Side, b: _Side) -> bool:
     """Whether two array nodes point at identical stored bytes (no need to decode)."""
     if "data" in x or "data" in y:
         return x.get("data") == y.get("data") and x.get("order") == y.get("order")

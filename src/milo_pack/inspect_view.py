@@ -174,7 +174,7 @@ def _build(value: Any, label: str, path: str, role: str,
     return _summed(view)
 
 
-def _object_children(value: dict, path: str,
+def _object_children(value: dict[str, Any], path: str,
                      sections: Sequence[SectionInfo]) -> Iterator[ViewNode]:
     """Children of a typed node, with the loader's paths (transparent keys skipped)."""
     for key, item in value.items():
@@ -192,7 +192,8 @@ def _object_children(value: dict, path: str,
             yield _build(item, _key_label(key), join_path(path, key), "field", sections)
 
 
-def _dict_items(pairs: list, path: str, sections: Sequence[SectionInfo]) -> Iterator[ViewNode]:
+def _dict_items(pairs: list[Any], path: str,
+                sections: Sequence[SectionInfo]) -> Iterator[ViewNode]:
     """A dict with non-string keys is a list of ``[key, value]`` pairs; label values by key."""
     for i, pair in enumerate(pairs):
         if isinstance(pair, list) and len(pair) == 2:
@@ -202,11 +203,11 @@ def _dict_items(pairs: list, path: str, sections: Sequence[SectionInfo]) -> Iter
             yield _build(pair, f"[{i}]", f"{path}[{i}]", "item", sections)
 
 
-def _array_view(value: dict, label: str, path: str, role: str,
+def _array_view(value: dict[str, Any], label: str, path: str, role: str,
                 sections: Sequence[SectionInfo]) -> ViewNode:
     dtype, shape = _dtype(value.get("dtype")), value.get("shape")
     view = ViewNode(label, path, "array", role, tag="numpy.ndarray", node=value)
-    if dtype is None or not _is_shape(shape):
+    if dtype is None or not isinstance(shape, list) or not _is_shape(shape):
         view.text = f"array with bad metadata (dtype {quote(value.get('dtype'))})"
         return view
     view.decoded = math.prod(shape) * dtype.itemsize
@@ -254,8 +255,9 @@ def _scalar_text(value: Any) -> str | None:
     if not isinstance(value, dict):
         return None
     tag = value.get("$type")
-    if tag in ("int", "float") and isinstance(value.get("value"), str):
-        return value["value"][:40] + ("..." if len(value["value"]) > 40 else "")
+    text = value.get("value")
+    if tag in ("int", "float") and isinstance(text, str):
+        return text[:40] + ("..." if len(text) > 40 else "")
     if tag == "numpy.scalar" and _scalar_text(value.get("value")) is not None:
         return _scalar_text(value.get("value"))
     if tag == "numpy.dtype":
@@ -265,21 +267,22 @@ def _scalar_text(value: Any) -> str | None:
     return None
 
 
-def _sequence_text(items: list, opening: str, closing: str) -> str | None:
+def _sequence_text(items: list[Any], opening: str, closing: str) -> str | None:
     texts = [_scalar_text(v) for v in items]
-    if any(t is None for t in texts):
+    present = [t for t in texts if t is not None]
+    if len(present) != len(texts):
         return None
     shown: list[str] = []
-    for text in texts:  # as many items as fit the inline width, then a count
+    for text in present:  # as many items as fit the inline width, then a count
         if shown and sum(len(t) + 2 for t in shown) + len(text) > _INLINE_WIDTH - 20:
             break
-        shown.append(text)  # type: ignore[arg-type]
+        shown.append(text)
     more = f", ... {len(items)} items" if len(shown) < len(items) else ""
     comma = "," if opening == "(" and len(items) == 1 else ""
     return opening + ", ".join(shown) + comma + more + closing
 
 
-def _inline_values(data: list) -> str:
+def _inline_values(data: list[Any]) -> str:
     # Short forms: the exact values are in `--json`; this line is for reading.
     texts = [f"{v:.6g}" if type(v) is float else (_scalar_text(v) or "?")
              for v in data[:_INLINE_ITEMS]]
@@ -287,7 +290,7 @@ def _inline_values(data: list) -> str:
     return "[" + shown + (f", ... {len(data)} values" if len(data) > _INLINE_ITEMS else "") + "]"
 
 
-def _dtype(text: Any) -> np.dtype | None:
+def _dtype(text: Any) -> np.dtype[Any] | None:
     # Only the plain kinds the format allows; anything else is shown as bad metadata.
     if not isinstance(text, str) or len(text) > 16 or text[1:2] not in tuple("biufcUSMm"):
         return None

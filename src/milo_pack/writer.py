@@ -109,7 +109,7 @@ def _umask() -> int:
     return mask
 
 
-def dump_to_path(obj: Any, path: str | os.PathLike, **kwargs: Any) -> None:
+def dump_to_path(obj: Any, path: str | os.PathLike[str], **kwargs: Any) -> None:
     """Write to a temporary file beside ``path`` and rename it into place when complete."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
