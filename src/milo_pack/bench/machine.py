@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import textwrap
 from importlib import metadata
 from pathlib import Path
 
@@ -106,7 +107,7 @@ def format_machine(info: dict[str, object]) -> list[str]:
         f"RAM:      {ram_text}",
         f"OS:       {info['os']}",
         f"Python:   {info['python']}",
-        f"Versions: {installed}",
+        *textwrap.wrap(f"Versions: {installed}", width=100, subsequent_indent=" " * 10),
     ]
     if missing:
         lines.append(f"Missing:  {missing}")

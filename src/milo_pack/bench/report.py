@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -274,24 +275,19 @@ def format_summary(records: list[ModelRecord], results: list[Result]) -> str:
                      _ratio_cell("load", q.get("load")),
                      _ratio_cell("memory", q.get("peak_mem"))]
             same = {True: "same", False: "DIFFERENT", None: ""}[r.identical]
-            lines.append(f"  {r.method:<15} " + "  ".join(cells) + f"  {same}".rstrip())
+            lines.append((f"  {r.method:<15} " + "  ".join(cells) + f"  {same}").rstrip())
         lines.append("")
     checks = [(r, c) for r in results if r.method == _SUMMARY_METHOD for c in r.targets]
-    met = [(r, c) for r, c in checks if c.passed]
-    missed = [(r, c) for r, c in checks if c.passed is False]
     if checks:
-        text = f"Targets for {_SUMMARY_METHOD}: {len(met)} of {len(checks)} met"
+        met = sum(c.passed is True for _, c in checks)
+        missed: dict[str, list[str]] = {}
+        for r, c in checks:
+            if c.passed is False:
+                missed.setdefault(c.key, []).append(r.model)
+        text = f"Targets for {_SUMMARY_METHOD}: {met} of {len(checks)} met"
         if missed:
-            text += "; missed: " + ", ".join(
-                f"{r.model} {c.key} {_measured(c)}" for r, c in missed)
-        lines.append(text)
+            text += "; missed: " + "; ".join(f"{key} ({', '.join(models)})"
+                                             for key, models in missed.items())
+        lines.extend(textwrap.wrap(text, width=100, subsequent_indent="  "))
     lines.append("The full table and every target line: --table (or --markdown/--json FILE).")
     return "\n".join(lines)
-
-
-def _measured(check: TargetCheck) -> str:
-    if check.value is None:
-        return "not measured"
-    if check.key.startswith("small"):
-        return f"{fmt_seconds(check.value)}"
-    return f"{fmt_ratio(check.value)} (limit {check.limit:g}x)"
