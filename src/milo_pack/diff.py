@@ -161,8 +161,13 @@ class _Side:
         return self.loader.array(view.node, view.path or "<root>")
 
     def _trusted_below(self, path: str) -> bool:
-        return not any(_under(where if where != "<root>" else "", path)
-                       for _, where in self.check.untrusted)
+        """Whether the subtree at ``path`` was validated: no untrusted type in it or above it
+        (``check()`` does not validate below an untrusted type, so nothing there is built)."""
+        for _, where in self.check.untrusted:
+            at = "" if where == "<root>" else where
+            if _under(path, at) or _under(at, path):
+                return False
+        return True
 
     def build(self, view: ViewNode) -> Any:
         """Build one validated object of the file through the loader (as a load does)."""
@@ -416,8 +421,8 @@ _FIELDS_SHOWN = 4  # an internal object's line names at most this many differing
 
 def _under(path: str, prefix: str) -> bool:
     """Whether ``path`` is ``prefix`` or below it in the graph."""
-    if not prefix or prefix == "<root>":
-        return True
+    if not prefix or prefix == "<root>":  # the model: everything but the metadata
+        return not path.startswith("<metadata>")
     return path == prefix or (path.startswith(prefix)
                               and path[len(prefix)] in ".[")
 

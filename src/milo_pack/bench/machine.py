@@ -59,11 +59,16 @@ def _usable_cores() -> int | None:
         return os.cpu_count()
 
 
+# The same import package from another distribution (XGBoost's CPU-only build).
+_ALIASES = {"xgboost": ("xgboost-cpu",)}
+
+
 def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        pass
+    for name in (dist, *_ALIASES.get(dist, ())):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
     if dist == "milo_pack":  # running from a source checkout that is not installed
         try:
             import milo_pack

@@ -391,10 +391,13 @@ def default_cache_dir() -> Path:
 
 
 def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "none"
+    # XGBoost's CPU-only build is another distribution of the same package.
+    for name in (dist, "xgboost-cpu") if dist == "xgboost" else (dist,):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "none"
 
 
 def _cache_path(spec: ModelSpec, quick: bool, cache_dir: Path) -> Path:
