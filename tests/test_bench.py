@@ -136,3 +136,11 @@ def test_table_on_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     _run(tmp_path, "--models", "tiny_logreg", "--methods", "pickle", "--table")
     out = capsys.readouterr().out
     assert "model" in out and "x pkl" in out and "Targets" in out
+
+
+def test_plot(tmp_path: Path) -> None:
+    """``--plot`` draws with matplotlib, which the ``bench`` extra (and ``dev``) installs."""
+    pytest.importorskip("matplotlib", reason="matplotlib comes with the bench and dev extras")
+    path = tmp_path / "ratios.png"
+    _run(tmp_path, "--models", "tiny_logreg", "--methods", "milo_pack", "--plot", str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -220,7 +220,9 @@ def _member(obj: Any) -> _Member:
     if not callable(get_params):
         return _Member(digest(obj))
     params = get_params(deep=False)
-    fitted = {k: v for k, v in vars(obj).items() if k not in params}
+    # The writer's scikit-learn version is a note of the file, not part of the member.
+    fitted = {k: v for k, v in vars(obj).items()
+              if k not in params and k != "_sklearn_version"}
     return _Member(digest(fitted), tuple((k, digest(v)) for k, v in sorted(params.items())))
 
 
