@@ -2,12 +2,13 @@
 
 A block's language tag says what is done with it:
 
-- ``python``: run in a fresh interpreter, in a temporary directory shared by the document's
-  blocks (so a file written by one block is there for the next), in document order.  A line
-  ``print(...)  # -> text`` also checks what it prints: ``...`` in ``text`` matches anything.
-- ``bash``: every line is a ``milo-pack ...`` (or ``python -m milo_pack ...``) command, run with
-  this interpreter in the same directory; it must exit 0 (``diff``: 0 or 1, its "differences
-  found") and print something, never a traceback.
+- ``python``: run in a fresh interpreter (consecutive blocks in one, each in its own namespace),
+  in a temporary directory shared by the document's blocks (so a file written by one block is
+  there for the next), in document order.  A line ``print(...)  # -> text`` also checks what it
+  prints: ``...`` in ``text`` matches anything.
+- ``bash``: every line is a ``milo-pack ...`` (or ``python -m milo_pack ...``) command, run by
+  the command line's ``main`` in the same directory; it must exit 0 (``diff``: 0 or 1, its
+  "differences found") and print something on stdout.
 - ``json``: must parse.
 - ``py``, ``sh``, ``text``: illustrative, not run (code that needs a user's own package, package
   installs, long benchmarks, file layouts).  They are listed in :data:`ILLUSTRATIVE` with the
@@ -17,6 +18,8 @@ A block's language tag says what is done with it:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -150,14 +153,29 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_python(block: Block, cwd: Path) -> None:
-    result = subprocess.run([sys.executable, "-c", instrumented(block.code)], cwd=cwd,
-                            env=_env(), capture_output=True, text=True, timeout=_TIMEOUT)
-    assert result.returncode == 0, f"{block.where} failed:\n{result.stdout}\n{result.stderr}"
+_DRIVER = """
+import sys, traceback
+blocks = {blocks!r}
+for where, code in blocks:
+    try:
+        exec(compile(code, where, "exec"), {{"__name__": "__main__"}})
+    except BaseException:
+        traceback.print_exc()
+        print(f"FAILED: {{where}}", file=sys.stderr)
+        sys.exit(1)
+"""
+
+
+def run_python(blocks: list[Block], cwd: Path) -> None:
+    """Run consecutive python blocks in one fresh interpreter, each in its own namespace."""
+    script = _DRIVER.format(blocks=[(b.where, instrumented(b.code)) for b in blocks])
+    result = subprocess.run([sys.executable, "-c", script], cwd=cwd, env=_env(),
+                            capture_output=True, text=True, timeout=_TIMEOUT)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
 
 
 def commands(block: Block) -> list[list[str]]:
-    """The block's commands as argument lists, ``milo-pack`` replaced by this interpreter."""
+    """The block's commands as ``milo-pack`` argument lists (without the program name)."""
     out = []
     for raw in block.code.splitlines():
         line = raw.split(" #", 1)[0].strip()
@@ -165,9 +183,9 @@ def commands(block: Block) -> list[list[str]]:
             continue
         args = shlex.split(line)
         if args[0] == "milo-pack":
-            args = [sys.executable, "-m", "milo_pack", *args[1:]]
+            args = args[1:]
         elif args[:3] == ["python", "-m", "milo_pack"]:
-            args = [sys.executable, *args[1:]]
+            args = args[3:]
         else:
             raise AssertionError(f"{block.where}: not a milo-pack command: {line!r} "
                                  "(tag the block sh if it is not meant to run)")
@@ -175,45 +193,53 @@ def commands(block: Block) -> list[list[str]]:
     return out
 
 
-def run_bash(block: Block, cwd: Path) -> None:
+def run_bash(block: Block, cwd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from milo_pack import cli
+
+    monkeypatch.chdir(cwd)
     for args in commands(block):
-        result = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True,
-                                timeout=_TIMEOUT)
-        allowed = {0, 1} if args[3:4] == ["diff"] else {0}
-        shown = " ".join(args[2:])
-        assert result.returncode in allowed, (
-            f"{block.where}: `{shown}` exited {result.returncode}:\n{result.stdout}\n"
-            f"{result.stderr}")
-        assert result.stdout.strip(), f"{block.where}: `{shown}` printed nothing"
-        assert "Traceback" not in result.stderr, result.stderr
-
-
-def run_block(block: Block, cwd: Path) -> None:
-    if block.lang == "python":
-        run_python(block, cwd)
-    elif block.lang == "bash":
-        run_bash(block, cwd)
-    elif block.lang == "json":
-        json.loads(block.code)
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                status = cli.main(args)
+            except SystemExit as exc:  # --version exits like argparse's own action
+                status = int(exc.code or 0)
+        allowed = {0, 1} if args[:1] == ["diff"] else {0}
+        shown = "milo-pack " + " ".join(args)
+        assert status in allowed, (f"{block.where}: `{shown}` exited {status}:\n"
+                                   f"{stdout.getvalue()}\n{stderr.getvalue()}")
+        assert stdout.getvalue().strip(), f"{block.where}: `{shown}` printed nothing"
 
 
 @pytest.mark.parametrize("document", DOCUMENTS)
-def test_document_blocks_run(document, tmp_path):
+def test_document_blocks_run(document, tmp_path, monkeypatch):
+    pending: list[Block] = []
     ran = 0
-    for block in blocks_of(document):
-        if block.lang in RUN:
-            run_block(block, tmp_path)
+    for block in [*blocks_of(document), None]:
+        if block is not None and block.lang == "python":
+            pending.append(block)
+            continue
+        if pending:  # a run of python blocks ends: run it
+            run_python(pending, tmp_path)
+            ran += len(pending)
+            pending = []
+        if block is None:
+            break
+        if block.lang == "bash":
+            run_bash(block, tmp_path, monkeypatch)
             ran += 1
-    not_run = [b.where for b in blocks_of(document) if b.lang in NOT_RUN]
-    print(f"{document}: {ran} blocks run; not run (illustrative): {not_run or 'none'}")
+        elif block.lang == "json":
+            json.loads(block.code)
+            ran += 1
+    assert ran == sum(b.lang in RUN for b in blocks_of(document))
 
 
 def test_checked_print_fails_on_a_wrong_claim(tmp_path):
-    """The ``# ->`` check can fail: a stale comment is caught."""
+    """The ``# ->`` check can fail: a stale comment is caught, and names its block."""
     block = Block("test", 1, "python", "print(1 + 1)  # -> 3\n")
     with pytest.raises(AssertionError, match="the document says"):
-        run_python(block, tmp_path)
-    run_python(Block("test", 1, "python", "print('a', 'b c d')  # -> a ... d\n"), tmp_path)
+        run_python([block], tmp_path)
+    run_python([Block("test", 1, "python", "print('a', 'b c d')  # -> a ... d\n")], tmp_path)
 
 
 def test_bash_blocks_refuse_other_commands():

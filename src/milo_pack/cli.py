@@ -463,8 +463,9 @@ def _run_convert(args: argparse.Namespace) -> int:
           file=sys.stderr)
     progress = ProgressLine(enabled=args.progress)
     try:
-        obj = _load_pickle(args.input, lambda done, total: progress(
-            f"reading {args.input}", done, total))
+        reading = (lambda done, total: progress(f"reading {args.input}", done, total)
+                   ) if progress.enabled else None
+        obj = _load_pickle(args.input, reading)
         _dump(obj, args.output, args.level, lambda done, total: progress(
             f"writing {args.output}", done, total))
     finally:
