@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +113,34 @@ def test_targets_are_annotated() -> None:
     evaluate(milo, "forest", pickle_row, joblib_c3)
     verdicts = {t.key: t.passed for t in milo.targets}
     assert verdicts == {"size": True, "save": False, "load": False}
+
+
+def test_summary_and_both_load_modes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The default output is a short summary; loads run forked or in new interpreters alike."""
+    for extra in ([], ["--no-fork-server"]):
+        doc = _run(tmp_path, "--models", "tiny_logreg", "--methods", "milo_pack", *extra)
+        rows = {r["method"]: r for r in doc["results"]}
+        assert set(rows) == {"pickle", "milo_pack"}
+        assert all(r["status"] == "ok" and r["identical"] is True for r in rows.values())
+        assert doc["config"]["loads"] == ("new interpreter" if extra else "fork server")
+    out = capsys.readouterr().out
+    assert "tiny_logreg: LogisticRegression (rows 200)" in out
+    assert re.search(r"^  pickle +\S+ B, save .* load .* memory \+", out, re.M)
+    assert re.search(r"^  milo_pack +size +\S+x  save +\S+x  load +\S+x  memory +\S+x  same$",
+                     out, re.M)
+    assert "Targets for milo_pack:" in out and "--table" in out
+    assert max(len(line) for line in out.splitlines()) <= 100
+
+
+def test_table_on_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _run(tmp_path, "--models", "tiny_logreg", "--methods", "pickle", "--table")
+    out = capsys.readouterr().out
+    assert "model" in out and "x pkl" in out and "Targets" in out
+
+
+def test_plot(tmp_path: Path) -> None:
+    """``--plot`` draws with matplotlib, which the ``bench`` extra (and ``dev``) installs."""
+    pytest.importorskip("matplotlib", reason="matplotlib comes with the bench and dev extras")
+    path = tmp_path / "ratios.png"
+    _run(tmp_path, "--models", "tiny_logreg", "--methods", "milo_pack", "--plot", str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import re
 import subprocess
 import sys
 
@@ -139,6 +140,41 @@ def test_inspect_depth_and_pipeline(capsys, files):
     assert "coef_: float64 (1, 5)" in out
 
 
+def test_inspect_shared_values_are_named(capsys, tmp_path):
+    """A list shared by two attributes (a ColumnTransformer's columns) shows where it is."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0],
+                          "c": ["x", "y", "x", "y"]})
+    transformer = ColumnTransformer([("num", StandardScaler(), ["a", "b"]),
+                                     ("cat", OneHotEncoder(), ["c"])])
+    model = Pipeline([("ct", transformer), ("clf", LogisticRegression())]).fit(frame, [0, 1, 0, 1])
+    milo_pack.dump(model, tmp_path / "ct.milo")
+    status, out, _ = run(capsys, "inspect", str(tmp_path / "ct.milo"))
+    assert status == 0
+    assert "unknown $id" not in out
+    assert "('num', StandardScaler, ['a', 'b'])" in out
+    assert "['a', 'b']  (-> same object as steps[0][1].transformers[0][2])" in out
+
+
+def test_inspect_header_agrees_with_root(capsys, files):
+    """The arrays line of the header and the root line count the same bytes."""
+    import re
+
+    status, out, _ = run(capsys, "inspect", files["forest"])
+    header = re.search(r"^arrays: (\S+ \S+) decoded = (\S+ \S+) in sections \((\S+ \S+) "
+                       r"stored\)(?: \+ (\S+ \S+) fills)?(?: \+ (\S+ \S+) inline)?$", out, re.M)
+    root = re.search(r"^RandomForestClassifier \[.*\]  \((\S+ \S+) decoded / (\S+ \S+) stored\)$",
+                     out, re.M)
+    assert header and root, out[:2000]
+    assert header[1] == root[1] and header[3] == root[2]
+    assert header[4] is not None  # deep trees: leaf rows of constant columns are fills
+    # Fills are said to be fills, not inline arrays.
+    assert re.search(r"leaves: int64 \(\d+,\) filled with -2  \(\S+ \S+ as fills\)", out)
+
+
 def test_inspect_json_is_the_manifest(files, module_runs):
     result = module_runs["inspect"]
     assert result.returncode == 0, result.stderr
@@ -262,13 +298,116 @@ def test_diff_forests(module_runs):
     result = module_runs["diff"]
     assert result.returncode == 1, result.stderr
     out = result.stdout
-    assert "n_estimators: 10 -> 15" in out
-    assert "max_depth: None -> 20" in out
-    assert "added   estimators_[10]..[14]: 5 x DecisionTreeClassifier" in out
-    # Trees of other sizes: their node columns change shape (whatever the column layout).
-    assert "array   estimators_[0].tree_.nodes.left_child: array int64" in out
-    assert "more array changes at estimators_[*].tree_.nodes.left_child" in out
-    assert out.strip().endswith("differences")
+    assert "param   n_estimators: 10 -> 15" in out
+    assert "param   max_depth: None -> 20" in out
+    # Other trees (other depth): each member changed; five more; no storage paths.
+    assert "members estimators_: 10 -> 15 DecisionTreeClassifier: 0-9 changed, 10-14 added" in out
+    assert "tree_" not in out and "left_child" not in out
+    assert out.strip().endswith("--verbose)")
+
+
+def test_diff_verbose_shows_storage(capsys, files):
+    status, out, _ = run(capsys, "diff", "--verbose", files["forest"], files["other"])
+    assert status == 1
+    model, storage = out.split("storage-level differences:")
+    assert "members estimators_" in model and "left_child" not in model
+    assert "array   estimators_[0].tree_.nodes.left_child: array int64" in storage
+    assert "more array changes at estimators_[*].tree_.nodes.left_child" in storage
+    status, out, _ = run(capsys, "diff", "--all", files["forest"], files["other"])
+    assert "more array changes" not in out and "estimators_[9].tree_.nodes.left_child" in out
+
+
+def _diff(capsys, tmp_path, old, new, *extra):
+    milo_pack.dump(old, tmp_path / "old.milo")
+    milo_pack.dump(new, file=tmp_path / "new.milo")
+    status, out, err = run(capsys, "diff", str(tmp_path / "old.milo"), str(tmp_path / "new.milo"),
+                           *extra)
+    assert status == 1 and not err, err
+    return out
+
+
+@pytest.mark.parametrize("deep", [False, True], ids=["packed-trees", "one-node-per-tree"])
+def test_diff_warm_started_forest(capsys, tmp_path, deep):
+    """Trees both share are identical, whatever the layout (packed, or one node per tree)."""
+    from sklearn.datasets import make_classification
+
+    X, y = noisy_data() if deep else make_classification(300, 5, random_state=0)
+    model = RandomForestClassifier(n_estimators=4, random_state=0).fit(X, y)
+    old = pickle.loads(pickle.dumps(model))
+    model.set_params(n_estimators=7, warm_start=True).fit(X, y)
+    out = _diff(capsys, tmp_path, old, model)
+    assert "members estimators_: 4 -> 7 DecisionTreeClassifier: 0-3 identical, 4-6 added" in out
+    assert "param   n_estimators: 4 -> 7" in out and "param   warm_start: False -> True" in out
+    assert "trees." not in out and "tree_." not in out  # no storage paths
+    # One tree replaced: its position only.
+    changed = pickle.loads(pickle.dumps(model))
+    changed.estimators_[2] = RandomForestClassifier(n_estimators=1, random_state=5).fit(
+        X, y).estimators_[0]
+    out = _diff(capsys, tmp_path, model, changed)
+    assert ": 0-1, 3-6 identical; 2 changed" in out
+
+
+def test_diff_boosting_stages_shared_random_state(capsys, tmp_path):
+    """Stages fitted identically whose shared random generator moved on: said as such."""
+    from sklearn.datasets import make_regression
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    X, y = make_regression(200, 4, random_state=0)
+    model = GradientBoostingRegressor(n_estimators=5, random_state=0).fit(X, y)
+    old = pickle.loads(pickle.dumps(model))
+    model.set_params(n_estimators=8, warm_start=True).fit(X, y)
+    out = _diff(capsys, tmp_path, old, model)
+    assert ("members estimators_: 5 -> 8 DecisionTreeRegressor: 0-4 identical except "
+            "random_state, 5-7 added") in out
+    assert "attr    train_score_: array float64 (5,) -> array float64 (8,)" in out
+
+
+def test_diff_hist_gradient_boosting(capsys, tmp_path):
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X, y = make_classification(300, 5, random_state=0)
+    old = HistGradientBoostingClassifier(max_iter=4, random_state=0).fit(X, y)
+    new = HistGradientBoostingClassifier(max_iter=6, random_state=0).fit(X, y)
+    out = _diff(capsys, tmp_path, old, new)
+    assert "param   max_iter: 4 -> 6" in out
+    assert "members _predictors: 4 -> 6 TreePredictor: 0-3 identical, 4-5 added" in out
+
+
+def test_diff_xgboost_and_lightgbm(capsys, tmp_path):
+    import lightgbm as lgb
+    import xgboost as xgb
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(300, 5, random_state=0)
+    old = xgb.XGBClassifier(n_estimators=5, max_depth=3, n_jobs=1).fit(X, y)
+    new = xgb.XGBClassifier(n_estimators=8, max_depth=3, n_jobs=1).fit(X, y)
+    out = _diff(capsys, tmp_path, old, new)
+    assert "param   n_estimators: 5 -> 8" in out
+    assert "members _Booster: 5 -> 8 trees: 0-4 identical, 5-7 added" in out
+    assert "columns" not in out and "iteration_indptr" not in out
+    # A booster setting: XGBoost's own name for it.
+    other = xgb.XGBClassifier(n_estimators=5, max_depth=3, n_jobs=1, base_score=0.3).fit(X, y)
+    out = _diff(capsys, tmp_path, old, other)
+    assert "setting _Booster.learner.learner_model_param.base_score:" in out
+    assert "param   base_score: None -> 0.3" in out
+
+    old = lgb.LGBMClassifier(n_estimators=5, verbose=-1).fit(X, y)
+    new = lgb.LGBMClassifier(n_estimators=8, verbose=-1).fit(X, y)
+    out = _diff(capsys, tmp_path, old, new)
+    assert "members _Booster: 5 -> 8 trees: 0-4 identical, 5-7 added" in out
+
+
+def test_diff_internal_object_is_one_line(capsys, tmp_path, data):
+    from sklearn.tree import DecisionTreeClassifier
+
+    X, y = data
+    old = DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y)
+    new = DecisionTreeClassifier(max_depth=4, random_state=0).fit(X, y)
+    out = _diff(capsys, tmp_path, old, new)
+    assert "param   max_depth: 3 -> 4" in out
+    (line,) = [ln for ln in out.splitlines() if "tree_" in ln]
+    assert line.startswith("attr    tree_: Tree differs in ") and "max_depth" in line
 
 
 def test_diff_array_values(capsys, files, tmp_path, data):
@@ -279,7 +418,7 @@ def test_diff_array_values(capsys, files, tmp_path, data):
     status, out, _ = run(capsys, "diff", files["pipe"], str(other))
     assert status == 1
     assert "param   steps[1][1].C: 0.5 -> 0.1" in out
-    assert "values  steps[1][1].coef_: 5 of 5 elements differ, max |diff|" in out
+    assert "attr    steps[1][1].coef_: 5 of 5 elements differ, max |diff|" in out
     # Section-stored arrays are decoded and compared too.
     a, b = np.arange(50_000.0), np.arange(50_000.0)
     b[[7, 9]] += [1.5, -4.0]
@@ -287,13 +426,67 @@ def test_diff_array_values(capsys, files, tmp_path, data):
     milo_pack.dump({"w": b, "extra": 1}, tmp_path / "b.milo")
     status, out, _ = run(capsys, "diff", str(tmp_path / "a.milo"), str(tmp_path / "b.milo"))
     assert status == 1
-    assert "values  w: 2 of 50000 elements differ, max |diff| 4" in out
+    assert "value   w: 2 of 50000 elements differ, max |diff| 4" in out
     assert "added   extra: 1" in out
 
 
 def test_diff_bad_file(capsys, files, tmp_path):
     status, _, err = run(capsys, "diff", files["forest"], str(tmp_path / "missing.milo"))
     assert status == 2 and "cannot read" in err
+
+
+# -- progress, --version ---------------------------------------------------------------------
+
+
+def test_progress_only_when_asked_or_on_a_terminal(capsys, files, tmp_path):
+    out_path = str(tmp_path / "p.milo")
+    status, _, err = run(capsys, "convert", files["pickle"], out_path, "--trust-pickle")
+    assert status == 0 and "%" not in err  # stderr is not a terminal here
+    status, _, err = run(capsys, "convert", files["pickle"], out_path, "--trust-pickle",
+                         "--force", "--progress")
+    assert status == 0
+    assert f"reading {files['pickle']}: 100%" in err and f"writing {out_path}: 100%" in err
+    status, out, err = run(capsys, "verify", "--progress", files["forest"])
+    assert status == 0 and "verify load: 100%" in err and "%" not in out
+
+
+def test_progress_line_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    line = cli.ProgressLine(stream)
+    assert line.enabled
+    line("writing x.milo", 50, 100)
+    line("writing x.milo", 100, 100)
+    line.close()
+    text = stream.getvalue()
+    assert text.startswith("\rwriting x.milo:  50% (50 B of 100 B)")
+    assert "100%" in text and text.endswith("\r")
+    quiet = Terminal()
+    cli.ProgressLine(quiet, enabled=False)("writing", 1, 2)
+    assert quiet.getvalue() == ""
+
+
+def test_version(capsys):
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11 reads pyproject.toml
+
+    status, out, _ = run(capsys, "--version")
+    assert status == 0
+    assert out.startswith(f"milo-pack {milo_pack.__version__} (python ")
+    assert f"file format: milo_pack version {milo_pack.FORMAT_VERSION}" in out
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())[
+        "project"]
+    assert project["version"] == milo_pack.__version__
+    # The floors shown are pyproject's (the one place they are declared).
+    for requirement in project["dependencies"]:
+        name, floor = requirement.split(">=")
+        assert re.search(rf"^  {re.escape(name)} +>={re.escape(floor)} ", out, re.M), name
+    assert re.search(r"^  xgboost +>=\S+ .*extra 'boost'", out, re.M)
+    assert re.search(r"^  lightgbm +>=\S+ ", out, re.M)
 
 
 # -- the command itself ----------------------------------------------------------------------

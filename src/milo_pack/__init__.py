@@ -6,6 +6,9 @@
 >>> data = milo_pack.dumps(model)
 >>> milo_pack.loads(data).predict([[2.5]])
 array([1])
+
+The file argument may also be given by keyword, as with joblib and skops:
+``milo_pack.dump(model, file="model.milo")``, ``milo_pack.load(file="model.milo")``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import IO, Any
 from . import errors
 from .errors import MiloError
 from .limits import DEFAULT_LIMITS, Limits
+from .manifest import FORMAT_VERSION
 from .reader import MiloFile
 from .registry import Handler, register
 
@@ -37,13 +41,15 @@ __all__ = [
     "DEFAULT_LIMITS",
     "Handler",
     "register",
+    "FORMAT_VERSION",
     "__version__",
 ]
 
-PathOrFile = str | os.PathLike | IO[bytes]
+PathOrFile = str | os.PathLike[str] | IO[bytes]
+"""What the file argument of :func:`dump`, :func:`load` and friends accepts."""
 
 
-def dump(obj: Any, file: PathOrFile, /, *, level: int = 3, metadata: Any = None) -> None:
+def dump(obj: Any, file: PathOrFile, *, level: int = 3, metadata: Any = None) -> None:
     """Save ``obj`` to ``file``.
 
     Parameters
@@ -73,7 +79,7 @@ def dump(obj: Any, file: PathOrFile, /, *, level: int = 3, metadata: Any = None)
         write(obj, file, level=level, metadata=metadata)
 
 
-def dumps(obj: Any, /, *, level: int = 3, metadata: Any = None) -> bytes:
+def dumps(obj: Any, *, level: int = 3, metadata: Any = None) -> bytes:
     """Save ``obj`` and return the file's bytes (see :func:`dump`)."""
     from .writer import write
 
@@ -82,7 +88,7 @@ def dumps(obj: Any, /, *, level: int = 3, metadata: Any = None) -> bytes:
     return out.getvalue()
 
 
-def open(file: PathOrFile | bytes, /, *, limits: Limits | None = None) -> MiloFile:  # noqa: A001
+def open(file: PathOrFile | bytes, *, limits: Limits | None = None) -> MiloFile:  # noqa: A001
     """Open a file: read the zip directory and manifest only; sections are read on demand.
 
     Parameters
@@ -112,7 +118,7 @@ def open(file: PathOrFile | bytes, /, *, limits: Limits | None = None) -> MiloFi
     return MiloFile(file, limits=limits)
 
 
-def load(file: PathOrFile, /, *, trusted: Any = (), limits: Limits | None = None) -> Any:
+def load(file: PathOrFile, *, trusted: Any = (), limits: Limits | None = None) -> Any:
     """Load an object saved by :func:`dump`.
 
     Parameters
@@ -133,19 +139,19 @@ def load(file: PathOrFile, /, *, trusted: Any = (), limits: Limits | None = None
         return handle.load(trusted=trusted)
 
 
-def loads(data: bytes, /, *, trusted: Any = (), limits: Limits | None = None) -> Any:
+def loads(data: bytes, *, trusted: Any = (), limits: Limits | None = None) -> Any:
     """Load an object from bytes returned by :func:`dumps`."""
     with MiloFile(data, limits=limits) as handle:
         return handle.load(trusted=trusted)
 
 
-def inspect(file: PathOrFile | bytes, /, *, limits: Limits | None = None) -> dict:
+def inspect(file: PathOrFile | bytes, *, limits: Limits | None = None) -> dict[str, Any]:
     """Return the parsed manifest without building any object or reading any section."""
     with MiloFile(file, limits=limits) as handle:
         return handle.manifest
 
 
-def untrusted_types(file: PathOrFile | bytes, /, *,
+def untrusted_types(file: PathOrFile | bytes, *,
                     limits: Limits | None = None) -> list[tuple[str, str]]:
     """List ``(tag, path)`` for each type in the file outside the default allow-list."""
     with MiloFile(file, limits=limits) as handle:

@@ -63,11 +63,18 @@ class ViewNode:
         The JSON value itself (array nodes are decoded from it by ``diff``).
     children : list of ViewNode
     decoded : int
-        Decoded bytes of the arrays at or below this node (shared objects counted once).
+        Decoded bytes of the arrays at or below this node (shared objects counted once),
+        wherever their values are: in sections, inline in the manifest, or one fill value.
     stored : float
-        Their share of the section bytes in the file (compressed size).
+        The share of the section bytes in the file (compressed size) of those in sections.
+    inline : int
+        Decoded bytes of the arrays whose values are written in the manifest (``data``).
+    filled : int
+        Decoded bytes of the arrays stored as one constant (``fill``), expanded at load.
     ident : int or None
         The node's ``$id`` when other nodes refer to it.
+    target : ViewNode or None
+        For a reference, the node it refers to (None when the ``$id`` is unknown).
     """
 
     label: str
@@ -80,7 +87,15 @@ class ViewNode:
     children: list[ViewNode] = field(default_factory=list)
     decoded: int = 0
     stored: float = 0.0
+    inline: int = 0
+    filled: int = 0
     ident: int | None = None
+    target: ViewNode | None = None
+
+    @property
+    def in_sections(self) -> int:
+        """Decoded bytes of the arrays at or below this node whose values are in sections."""
+        return self.decoded - self.inline - self.filled
 
     def walk(self) -> Iterator[ViewNode]:
         """This node and every node below it, depth first, in document order."""
@@ -114,19 +129,26 @@ def build_view(value: Any, sections: Sequence[SectionInfo], *, label: str = "<ro
     ViewNode
     """
     view = _build(value, label, path, "field", sections)
-    targets = {n.ident: n.path or "<root>" for n in view.walk() if n.ident is not None}
+    targets = {n.ident: n for n in view.walk() if n.ident is not None}
     for node in view.walk():
         if node.kind == "ref":
             ident = node.node.get("$ref")
-            node.text = "same object as " + targets.get(ident, f"unknown $id {quote(ident)}")
+            node.target = targets.get(ident) if type(ident) is int else None
+            node.text = ("same object as " + (node.target.path or "<root>")
+                         if node.target is not None else f"unknown $id {quote(ident)}")
     return view
+
+
+def _ident(value: Any) -> int | None:
+    ident = value.get("$id") if isinstance(value, dict) else None
+    return ident if type(ident) is int else None
 
 
 def _build(value: Any, label: str, path: str, role: str,
            sections: Sequence[SectionInfo]) -> ViewNode:
     scalar = _scalar_text(value)
-    if scalar is not None:
-        return ViewNode(label, path, "value", role, text=scalar, node=value)
+    if scalar is not None:  # a short tuple or list may be shared: keep its $id
+        return ViewNode(label, path, "value", role, text=scalar, node=value, ident=_ident(value))
     if isinstance(value, list):
         view = ViewNode(label, path, "list", role, node=value)
         view.children = [_build(v, f"[{i}]", f"{path}[{i}]", "item", sections)
@@ -142,7 +164,7 @@ def _build(value: Any, label: str, path: str, role: str,
         view.children = [_build(v, _key_label(k), join_path(path, k), "field", sections)
                          for k, v in value.items()]
         return _summed(view)
-    ident = value.get("$id") if type(value.get("$id")) is int else None
+    ident = _ident(value)
     if tag == "numpy.ndarray":
         view = _array_view(value, label, path, role, sections)
         view.ident = ident
@@ -152,7 +174,7 @@ def _build(value: Any, label: str, path: str, role: str,
     return _summed(view)
 
 
-def _object_children(value: dict, path: str,
+def _object_children(value: dict[str, Any], path: str,
                      sections: Sequence[SectionInfo]) -> Iterator[ViewNode]:
     """Children of a typed node, with the loader's paths (transparent keys skipped)."""
     for key, item in value.items():
@@ -170,7 +192,8 @@ def _object_children(value: dict, path: str,
             yield _build(item, _key_label(key), join_path(path, key), "field", sections)
 
 
-def _dict_items(pairs: list, path: str, sections: Sequence[SectionInfo]) -> Iterator[ViewNode]:
+def _dict_items(pairs: list[Any], path: str,
+                sections: Sequence[SectionInfo]) -> Iterator[ViewNode]:
     """A dict with non-string keys is a list of ``[key, value]`` pairs; label values by key."""
     for i, pair in enumerate(pairs):
         if isinstance(pair, list) and len(pair) == 2:
@@ -180,17 +203,22 @@ def _dict_items(pairs: list, path: str, sections: Sequence[SectionInfo]) -> Iter
             yield _build(pair, f"[{i}]", f"{path}[{i}]", "item", sections)
 
 
-def _array_view(value: dict, label: str, path: str, role: str,
+def _array_view(value: dict[str, Any], label: str, path: str, role: str,
                 sections: Sequence[SectionInfo]) -> ViewNode:
     dtype, shape = _dtype(value.get("dtype")), value.get("shape")
     view = ViewNode(label, path, "array", role, tag="numpy.ndarray", node=value)
-    if dtype is None or not _is_shape(shape):
+    if dtype is None or not isinstance(shape, list) or not _is_shape(shape):
         view.text = f"array with bad metadata (dtype {quote(value.get('dtype'))})"
         return view
     view.decoded = math.prod(shape) * dtype.itemsize
     text = f"{dtype.name} {_shape_text(shape)}"
     if isinstance(value.get("data"), list):
         view.text = f"{text} = {_inline_values(value['data'])}"
+        view.inline = view.decoded
+        return view
+    if "fill" in value:  # one value repeated: nothing stored but the value itself
+        view.text = f"{text} filled with {_inline_values([value['fill']])[1:-1]}"
+        view.filled = view.decoded
         return view
     index = value.get("section")
     if type(index) is int and 0 <= index < len(sections):
@@ -206,6 +234,8 @@ def _summed(view: ViewNode) -> ViewNode:
     # References add nothing: the shared object's bytes are counted where it is defined.
     view.decoded = sum(c.decoded for c in view.children)
     view.stored = sum(c.stored for c in view.children)
+    view.inline = sum(c.inline for c in view.children)
+    view.filled = sum(c.filled for c in view.children)
     return view
 
 
@@ -225,8 +255,9 @@ def _scalar_text(value: Any) -> str | None:
     if not isinstance(value, dict):
         return None
     tag = value.get("$type")
-    if tag in ("int", "float") and isinstance(value.get("value"), str):
-        return value["value"][:40] + ("..." if len(value["value"]) > 40 else "")
+    text = value.get("value")
+    if tag in ("int", "float") and isinstance(text, str):
+        return text[:40] + ("..." if len(text) > 40 else "")
     if tag == "numpy.scalar" and _scalar_text(value.get("value")) is not None:
         return _scalar_text(value.get("value"))
     if tag == "numpy.dtype":
@@ -236,21 +267,22 @@ def _scalar_text(value: Any) -> str | None:
     return None
 
 
-def _sequence_text(items: list, opening: str, closing: str) -> str | None:
+def _sequence_text(items: list[Any], opening: str, closing: str) -> str | None:
     texts = [_scalar_text(v) for v in items]
-    if any(t is None for t in texts):
+    present = [t for t in texts if t is not None]
+    if len(present) != len(texts):
         return None
     shown: list[str] = []
-    for text in texts:  # as many items as fit the inline width, then a count
+    for text in present:  # as many items as fit the inline width, then a count
         if shown and sum(len(t) + 2 for t in shown) + len(text) > _INLINE_WIDTH - 20:
             break
-        shown.append(text)  # type: ignore[arg-type]
+        shown.append(text)
     more = f", ... {len(items)} items" if len(shown) < len(items) else ""
     comma = "," if opening == "(" and len(items) == 1 else ""
     return opening + ", ".join(shown) + comma + more + closing
 
 
-def _inline_values(data: list) -> str:
+def _inline_values(data: list[Any]) -> str:
     # Short forms: the exact values are in `--json`; this line is for reading.
     texts = [f"{v:.6g}" if type(v) is float else (_scalar_text(v) or "?")
              for v in data[:_INLINE_ITEMS]]
@@ -258,7 +290,7 @@ def _inline_values(data: list) -> str:
     return "[" + shown + (f", ... {len(data)} values" if len(data) > _INLINE_ITEMS else "") + "]"
 
 
-def _dtype(text: Any) -> np.dtype | None:
+def _dtype(text: Any) -> np.dtype[Any] | None:
     # Only the plain kinds the format allows; anything else is shown as bad metadata.
     if not isinstance(text, str) or len(text) > 16 or text[1:2] not in tuple("biufcUSMm"):
         return None
@@ -315,11 +347,17 @@ def format_bytes(n: float) -> str:
 
 
 def _sizes(view: ViewNode) -> str:
+    """Decoded bytes, and where the values are: sections (stored bytes), inline, or fills."""
     if not view.decoded:
         return ""
-    if not view.stored:  # every array below is inline in the manifest
+    if view.in_sections:
+        return f"{format_bytes(view.decoded)} decoded / {format_bytes(view.stored)} stored"
+    if not view.filled:  # every array below is written in the manifest
         return f"{format_bytes(view.decoded)} inline"
-    return f"{format_bytes(view.decoded)} decoded / {format_bytes(view.stored)} stored"
+    if not view.inline:
+        return f"{format_bytes(view.decoded)} as fills"
+    return (f"{format_bytes(view.decoded)} decoded: {format_bytes(view.inline)} inline, "
+            f"{format_bytes(view.filled)} as fills")
 
 
 # --------------------------------------------------------------------------------------------
@@ -379,7 +417,7 @@ def _render_node(view: ViewNode, level: int, options: RenderOptions, lines: list
     head = _head(view, root)
     member = _named_member(view)
     if member is not None:  # ('scaler', StandardScaler): show the pair as one node
-        head = "(" + ", ".join(short_tag(c.tag) if c is member else c.text
+        head = "(" + ", ".join(short_tag(c.tag) if c is member else _value_text(c) or c.text
                                for c in children) + ")"
         children = member.children
     lines.append(_join(f"{pad}{name}{head}", _sizes(view)))
@@ -395,9 +433,19 @@ def _named_member(view: ViewNode) -> ViewNode | None:
     if view.tag != "tuple" or len(view.children) > 4:
         return None
     objects = [c for c in view.children if c.kind == "object"]
-    rest = [c for c in view.children if c.kind == "value" and len(c.text) <= _INLINE_WIDTH]
+    rest = [c for c in view.children if len(_value_text(c) or "x" * (_INLINE_WIDTH + 1))
+            <= _INLINE_WIDTH]
     if len(objects) == 1 and len(objects) + len(rest) == len(view.children):
         return objects[0]
+    return None
+
+
+def _value_text(view: ViewNode) -> str | None:
+    """The text of a short value, or of the value a reference points to."""
+    if view.kind == "value":
+        return view.text
+    if view.kind == "ref" and view.target is not None and view.target.kind == "value":
+        return view.target.text
     return None
 
 
@@ -482,7 +530,8 @@ def _head(view: ViewNode, root: bool) -> str:
 
 def _leaf_text(view: ViewNode) -> str:
     if view.kind == "ref":
-        return f"-> {view.text}"
+        shared = _value_text(view)
+        return f"{shared}  (-> {view.text})" if shared is not None else f"-> {view.text}"
     return view.text
 
 
@@ -505,10 +554,28 @@ def _wrap(prefix: str, pairs: list[str], width: int) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def render_header(manifest: dict, sections: Sequence[SectionInfo], *, file_name: str,
+def _arrays_line(view: ViewNode) -> str:
+    parts = []
+    if view.in_sections:
+        parts.append(f"{format_bytes(view.in_sections)} in sections "
+                     f"({format_bytes(view.stored)} stored)")
+    if view.filled:
+        parts.append(f"{format_bytes(view.filled)} fills")
+    if view.inline:
+        parts.append(f"{format_bytes(view.inline)} inline")
+    return (f"arrays: {format_bytes(view.decoded)} decoded" + (" = " if parts else "")
+            + " + ".join(parts))
+
+
+def render_header(manifest: dict[str, Any], sections: Sequence[SectionInfo], *, file_name: str,
                   file_size: int, manifest_size: int,
-                  untrusted: Sequence[tuple[str, str]] | None, problem: str | None) -> list[str]:
+                  untrusted: Sequence[tuple[str, str]] | None, problem: str | None,
+                  view: ViewNode | None = None) -> list[str]:
     """The lines above the tree: sizes, format, writer versions, metadata, trust.
+
+    The ``arrays`` line adds up to the root line of the tree: the decoded bytes of every array
+    of the model (shared ones once), split by where their values are: in sections (whose
+    stored, compressed size is given), written inline in the manifest, or one fill value.
 
     Parameters
     ----------
@@ -522,17 +589,20 @@ def render_header(manifest: dict, sections: Sequence[SectionInfo], *, file_name:
         Types outside the default allow-list; None when validation failed (see ``problem``).
     problem : str or None
         Why the graph did not validate.
+    view : ViewNode, optional
+        The view of ``manifest["root"]`` (built here when not given).
     """
+    if view is None:
+        view = build_view(manifest.get("root"), sections)
     stored = sum(info.nbytes for info in sections)
-    decoded = sum(info.length * info.dtype.itemsize for info in sections)
     lines = [
         f"file: {file_name} ({format_bytes(file_size)}: manifest {format_bytes(manifest_size)}, "
-        f"{len(sections)} sections {format_bytes(stored)} stored / {format_bytes(decoded)} "
-        "decoded)",
+        f"{len(sections)} sections {format_bytes(stored)})",
         f"format: {_plain(manifest.get('format'))} version "
         f"{_plain(manifest.get('format_version'))}",
         "writer: " + ", ".join(f"{_plain(k)} {_plain(v)}"
                                for k, v in dict(manifest.get("writer") or {}).items()),
+        _arrays_line(view),
     ]
     metadata = build_view(manifest.get("metadata"), sections, label="metadata",
                           path="<metadata>")

@@ -34,6 +34,13 @@ __all__ = ["Stage", "VerifyReport", "verify_file"]
 
 STAGES = ("container", "manifest", "graph", "digests", "frames", "load")
 
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: work units (bytes) done over the whole verification.
+
+The digest stage counts stored bytes, the frame stage decoded bytes, and the load stage, which
+cannot report from inside, is counted as its decoded bytes once it finished (an estimate of its
+share of the time: it decodes the same data again, and builds the model)."""
+
 
 @dataclass
 class Stage:
@@ -90,8 +97,8 @@ class VerifyReport:
         return out
 
 
-def verify_file(path: str | os.PathLike, *, trusted: frozenset[str] = frozenset(),
-                limits: Limits | None = None) -> VerifyReport:
+def verify_file(path: str | os.PathLike[str], *, trusted: frozenset[str] = frozenset(),
+                limits: Limits | None = None, progress: Progress | None = None) -> VerifyReport:
     """Verify a file completely (see the module documentation for the stages).
 
     Parameters
@@ -102,6 +109,8 @@ def verify_file(path: str | os.PathLike, *, trusted: frozenset[str] = frozenset(
         Type tags to allow beyond the default allow-list.
     limits : Limits, optional
         Resource budgets.
+    progress : callable, optional
+        ``progress(stage, done, total)`` (see :data:`Progress`), for a progress display.
 
     Returns
     -------
@@ -125,15 +134,39 @@ def verify_file(path: str | os.PathLike, *, trusted: frozenset[str] = frozenset(
             report.skip_rest("manifest is invalid")
             return report
         with handle:
+            meter = _Meter(handle, progress)
             _check_manifest_crc(handle, report)
             check = _check_graph(handle, trusted, report)
-            good = _check_digests(handle, report)
-            _check_frames(handle, good, report)
+            good = _check_digests(handle, report, meter)
+            _check_frames(handle, good, report, meter)
             if report.ok and check is not None:
+                meter.stage("load")
                 _check_load(handle, trusted, report)
+                meter.add(meter.decoded)
             else:
                 report.add("load", "skip", "an earlier stage failed")
     return report
+
+
+class _Meter:
+    """Counts the verification's work (bytes) for a progress display."""
+
+    def __init__(self, handle: MiloFile, progress: Progress | None) -> None:
+        self.progress = progress
+        self.stored = sum(info.nbytes for info in handle.sections)
+        self.decoded = sum(info.length * info.dtype.itemsize for info in handle.sections)
+        self.total = self.stored + 2 * self.decoded
+        self.done = 0
+        self.name = "digests"
+
+    def stage(self, name: str) -> None:
+        self.name = name
+        self.add(0)
+
+    def add(self, units: int) -> None:
+        self.done += units
+        if self.progress is not None:
+            self.progress(self.name, min(self.done, self.total), self.total)
 
 
 def _check_container(fileobj: Any, limits: Limits, report: VerifyReport) -> bool:
@@ -193,9 +226,17 @@ def _each_section(indices: list[int],
     return passed, errors
 
 
-def _check_digests(handle: MiloFile, report: VerifyReport) -> list[int]:
+def _check_digests(handle: MiloFile, report: VerifyReport, meter: _Meter) -> list[int]:
     store = handle.store
-    passed, errors = _each_section(list(range(len(handle.sections))), store.verify)
+    meter.stage("digests")
+
+    def verify(index: int) -> None:
+        try:
+            store.verify(index)
+        finally:
+            meter.add(handle.sections[index].nbytes)
+
+    passed, errors = _each_section(list(range(len(handle.sections))), verify)
     chunks = sum(info.n_chunks for info in handle.sections)
     stored = sum(info.nbytes for info in handle.sections)
     detail = f"{len(handle.sections)} sections, {chunks} chunks, {format_bytes(stored)}"
@@ -203,13 +244,18 @@ def _check_digests(handle: MiloFile, report: VerifyReport) -> list[int]:
     return passed
 
 
-def _check_frames(handle: MiloFile, indices: list[int], report: VerifyReport) -> None:
+def _check_frames(handle: MiloFile, indices: list[int], report: VerifyReport,
+                  meter: _Meter) -> None:
     store = handle.store
+    meter.stage("frames")
 
     def decode_all(index: int) -> None:
         # Chunk by chunk: memory stays at one chunk whatever the section's size.
-        for k in range(handle.sections[index].n_chunks):
+        info = handle.sections[index]
+        for k in range(info.n_chunks):
             store._decode_chunk(index, k)
+            rows = min(info.chunk_length, info.length - k * info.chunk_length)
+            meter.add(rows * info.dtype.itemsize)
 
     _, errors = _each_section(indices, decode_all)
     decoded = sum(handle.sections[i].length * handle.sections[i].dtype.itemsize for i in indices)

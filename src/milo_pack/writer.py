@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
@@ -54,9 +55,17 @@ def _check_level(level: Any) -> int:
     return level
 
 
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: decoded bytes of the sections written so far, of all of them."""
+
+
 def write(obj: Any, out: IO[bytes], *, level: int = 3, metadata: Any = None,
-          spool_dir: str | None = None) -> None:
-    """Write ``obj`` as a milo_pack archive to the binary file object ``out``."""
+          spool_dir: str | None = None, progress: Progress | None = None) -> None:
+    """Write ``obj`` as a milo_pack archive to the binary file object ``out``.
+
+    ``progress`` (optional) is called after each section with the decoded bytes written so far
+    and in all (the command line's progress line).
+    """
     level = _check_level(level)
     registry = get_registry()
     ctx = SaveContext(registry, level)
@@ -70,11 +79,16 @@ def write(obj: Any, out: IO[bytes], *, level: int = 3, metadata: Any = None,
         infos = []
         pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="milo-encode") if any(
             plan.length * plan.dtype.itemsize > (1 << 20) for plan in ctx.plans) else None
+        total = sum(plan.length * plan.dtype.itemsize for plan in ctx.plans)
+        done = 0
         try:
             for index, plan in enumerate(ctx.plans):
                 sink = container.open_section(SectionStore.member_name(index))
                 infos.append(write_section(sink, plan, level, pool))
                 sink.close()
+                done += plan.length * plan.dtype.itemsize
+                if progress is not None:
+                    progress(done, total)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
@@ -95,7 +109,7 @@ def _umask() -> int:
     return mask
 
 
-def dump_to_path(obj: Any, path: str | os.PathLike, **kwargs: Any) -> None:
+def dump_to_path(obj: Any, path: str | os.PathLike[str], **kwargs: Any) -> None:
     """Write to a temporary file beside ``path`` and rename it into place when complete."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))

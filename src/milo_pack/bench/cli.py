@@ -12,6 +12,7 @@ from pathlib import Path
 
 from milo_pack.bench import report
 from milo_pack.bench.machine import format_machine, machine_info
+from milo_pack.bench.measure import LoadServer
 from milo_pack.bench.methods import BASELINE, Method, all_methods
 from milo_pack.bench.models import (
     BuiltModel,
@@ -29,6 +30,8 @@ __all__ = ["main", "parse_args"]
 
 QUICK_REPEAT = 1
 FULL_REPEAT = 3
+QUICK_METHODS = ["pickle", "joblib-c3", "skops", "milo_pack", "milo_pack-lazy"]
+"""Methods of a ``--quick`` run: the baseline, the usual alternatives, milo_pack eager and lazy."""
 
 
 def _names(text: str) -> list[str]:
@@ -45,7 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smaller models, fewer of them (about two minutes, model building included)",
+        help="smaller models, fewer of them, fewer methods (under a minute on an idle 2-core "
+        "machine, model building included)",
     )
     parser.add_argument(
         "--models",
@@ -71,7 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--methods",
         type=_names,
         metavar="A,B",
-        help=f"methods to run (default: all available; {BASELINE} always runs)",
+        help=f"methods to run (default: all available, --quick: {', '.join(QUICK_METHODS)}; "
+        f"{BASELINE} always runs)",
     )
     parser.add_argument(
         "--repeat",
@@ -109,6 +114,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="PATH.png",
         help="bar chart of ratios to pickle (needs matplotlib)",
     )
+    parser.add_argument(
+        "--table",
+        action="store_true",
+        help="print the full results table and every target line (default: a summary, a few "
+        "lines per model)",
+    )
+    parser.add_argument(
+        "--no-fork-server",
+        action="store_true",
+        help="start a new interpreter for each load instead of forking one that imported the "
+        "libraries (Linux uses the fork server by default; elsewhere this is the only way)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument(
         "--list", action="store_true", help="list models and methods (with availability) and exit"
@@ -119,10 +136,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _select_methods(names: list[str] | None) -> list[Method]:
+def _select_methods(names: list[str] | None, quick: bool = False) -> list[Method]:
     """Methods in table order; pickle always included (every ratio is taken to it)."""
     methods = all_methods()
     if names is None:
+        if quick:
+            return [m for m in methods if m.name in QUICK_METHODS]
         return methods
     known = [m.name for m in methods]
     unknown = [n for n in names if n not in known]
@@ -190,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         _print_list()
         return 0
-    methods = _select_methods(args.methods)
+    methods = _select_methods(args.methods, args.quick)
     try:
         # With --model, the suite runs only when --models asks for it.
         specs = (
@@ -212,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
 
     own_work_dir = args.work_dir is None
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="milo_pack_bench-"))
-    config = BenchConfig(methods, repeat, work_dir, args.timeout, args.keep_files)
+    server = None if args.no_fork_server or not LoadServer.available() else LoadServer()
+    config = BenchConfig(methods, repeat, work_dir, args.timeout, args.keep_files, server)
     records: list[ModelRecord] = []
     results: list[Result] = []
     try:
@@ -223,16 +243,22 @@ def main(argv: list[str] | None = None) -> int:
             del built
             gc.collect()
     finally:
+        if server is not None:
+            server.close()
         if own_work_dir and not args.keep_files:
             shutil.rmtree(work_dir, ignore_errors=True)
 
-    print(report.format_table(results))
-    print()
-    print(report.format_targets(results))
+    if args.table:
+        print(report.format_table(results))
+        print()
+        print(report.format_targets(results))
+    else:
+        print(report.format_summary(records, results))
     config_record = {
         "suite": "user" if not specs else ("quick" if args.quick else "full"),
         "repeat": repeat,
         "methods": [m.name for m in methods],
+        "loads": "fork server" if server is not None else "new interpreter",
         "cache_dir": str(cache_dir),
         "work_dir": str(work_dir) if args.keep_files else None,
     }

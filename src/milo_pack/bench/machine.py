@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import textwrap
 from importlib import metadata
 from pathlib import Path
 
@@ -58,11 +59,16 @@ def _usable_cores() -> int | None:
         return os.cpu_count()
 
 
+# The same import package from another distribution (XGBoost's CPU-only build).
+_ALIASES = {"xgboost": ("xgboost-cpu",)}
+
+
 def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        pass
+    for name in (dist, *_ALIASES.get(dist, ())):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
     if dist == "milo_pack":  # running from a source checkout that is not installed
         try:
             import milo_pack
@@ -106,7 +112,7 @@ def format_machine(info: dict[str, object]) -> list[str]:
         f"RAM:      {ram_text}",
         f"OS:       {info['os']}",
         f"Python:   {info['python']}",
-        f"Versions: {installed}",
+        *textwrap.wrap(f"Versions: {installed}", width=100, subsequent_indent=" " * 10),
     ]
     if missing:
         lines.append(f"Missing:  {missing}")

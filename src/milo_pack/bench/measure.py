@@ -14,7 +14,15 @@ from typing import Any
 from milo_pack.bench._child import MARKER
 from milo_pack.bench.methods import Method
 
-__all__ = ["ChildError", "time_saves", "time_inspects", "measure_load"]
+__all__ = ["ChildError", "LoadServer", "time_saves", "time_inspects", "measure_load",
+           "SERVER_MODULES"]
+
+SERVER_MODULES = (
+    "numpy", "scipy.sparse", "sklearn", "sklearn.base", "sklearn.ensemble", "sklearn.tree",
+    "sklearn.linear_model", "sklearn.neighbors", "sklearn.pipeline", "sklearn.preprocessing",
+    "sklearn.decomposition", "joblib", "skops.io", "milo_pack", "xgboost", "lightgbm",
+)
+"""What the fork server imports once (those installed): the methods' libraries and models'."""
 
 CHILD_SCRIPT = Path(__file__).resolve().parent / "_child.py"
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory holding milo_pack/
@@ -84,7 +92,57 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def measure_load(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+class LoadServer:
+    """A fork server (``_child.py --serve``): one fresh process per load, imports done once.
+
+    Starting an interpreter and importing scikit-learn takes about a second, longer than most
+    loads measured; forking a process that already imported them gives each load a process of
+    its own (its memory, its first-load costs) for a few milliseconds.  Linux only (forking
+    after importing these libraries is not safe on macOS; Windows has no fork).
+    """
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(CHILD_SCRIPT), "--serve", json.dumps(SERVER_MODULES)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True, env=_child_env())
+
+    @staticmethod
+    def available() -> bool:
+        return sys.platform.startswith("linux")
+
+    def measure(self, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(json.dumps({"spec": spec, "timeout": timeout}) + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError as exc:
+            raise ChildError("the load server exited") from exc
+        line = self.proc.stdout.readline()
+        if not line.startswith(MARKER):
+            raise ChildError(f"the load server exited ({self.proc.poll()})")
+        return dict(json.loads(line[len(MARKER):]))
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def __enter__(self) -> LoadServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def measure_load(spec: dict[str, Any], timeout: float,
+                 server: LoadServer | None = None) -> dict[str, Any]:
     """Load a file in a fresh Python process and return what it measured.
 
     Parameters
@@ -94,6 +152,8 @@ def measure_load(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
         ``ref_path``, ``warm``.
     timeout : float
         Seconds before the child is killed.
+    server : LoadServer, optional
+        Fork the process from this server instead of starting an interpreter.
 
     Returns
     -------
@@ -106,6 +166,8 @@ def measure_load(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     ChildError
         If the process crashed, timed out or printed no result line.
     """
+    if server is not None:
+        return server.measure(spec, timeout)
     try:
         proc = subprocess.run(
             [sys.executable, str(CHILD_SCRIPT), json.dumps(spec)],
@@ -119,6 +181,6 @@ def measure_load(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
         raise ChildError(f"load did not finish within {timeout:g} s") from exc
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(MARKER):
-            return json.loads(line[len(MARKER) :])
+            return dict(json.loads(line[len(MARKER) :]))
     tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
     raise ChildError(f"child exited with code {proc.returncode}: {tail[:200]}")

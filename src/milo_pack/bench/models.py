@@ -125,15 +125,17 @@ def _classification(
         "n_classes": classes,
     }
     kwargs.update(options)
-    return make_classification(n_samples=rows, n_features=features, random_state=seed, **kwargs)
+    X, y = make_classification(n_samples=rows, n_features=features, random_state=seed, **kwargs)
+    return X, y
 
 
 def _regression(rows: int, features: int, seed: int) -> tuple[Any, Any]:
     from sklearn.datasets import make_regression
 
-    return make_regression(
+    X, y = make_regression(
         n_samples=rows, n_features=features, n_informative=10, noise=10.0, random_state=seed
     )
+    return X, y
 
 
 # ----------------------------------------------------------------------------------- builders
@@ -200,7 +202,14 @@ def _hist_gradient_boosting(p: dict[str, Any]) -> tuple[Any, np.ndarray]:
         early_stopping=False,
         random_state=0,
     )
-    return model.fit(X, y), X[:SAMPLE_ROWS]
+    if "threads" not in p:
+        return model.fit(X, y), X[:SAMPLE_ROWS]
+    # The quick suite fits with one OpenMP thread: spinning OpenMP barriers on a busy 2-core
+    # machine turned a one-second fit into a minute.
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=p["threads"], user_api="openmp"):
+        return model.fit(X, y), X[:SAMPLE_ROWS]
 
 
 def _xgboost(p: dict[str, Any]) -> tuple[Any, np.ndarray]:
@@ -212,7 +221,7 @@ def _xgboost(p: dict[str, Any]) -> tuple[Any, np.ndarray]:
         max_depth=6,
         learning_rate=0.1,
         tree_method="hist",
-        n_jobs=2,
+        n_jobs=p.get("threads", 2),
         random_state=0,
     )
     return model.fit(X, y), X[:SAMPLE_ROWS]
@@ -223,7 +232,8 @@ def _lightgbm(p: dict[str, Any]) -> tuple[Any, np.ndarray]:
 
     X, y = _classification(p["rows"], 20, seed=5)
     model = LGBMClassifier(
-        n_estimators=p["rounds"], num_leaves=31, n_jobs=2, random_state=0, verbose=-1
+        n_estimators=p["rounds"], num_leaves=31, n_jobs=p.get("threads", 2), random_state=0,
+        verbose=-1,
     )
     return model.fit(X, y), X[:SAMPLE_ROWS]
 
@@ -294,7 +304,7 @@ SUITE: tuple[ModelSpec, ...] = (
         "other",
         ("sklearn",),
         {"stages": 300, "rows": 20_000},
-        {"stages": 100, "rows": 5_000},
+        {"stages": 50, "rows": 4_000},
         _gradient_boosting,
     ),
     ModelSpec(
@@ -302,7 +312,7 @@ SUITE: tuple[ModelSpec, ...] = (
         "booster",
         ("sklearn",),
         {"iterations": 300, "rows": 50_000},
-        {"iterations": 100, "rows": 10_000},
+        {"iterations": 50, "rows": 5_000, "threads": 1},
         _hist_gradient_boosting,
     ),
     ModelSpec(
@@ -310,7 +320,7 @@ SUITE: tuple[ModelSpec, ...] = (
         "booster",
         ("xgboost",),
         {"rounds": 500, "rows": 50_000},
-        {"rounds": 100, "rows": 10_000},
+        {"rounds": 100, "rows": 5_000, "threads": 1},
         _xgboost,
     ),
     ModelSpec(
@@ -318,7 +328,7 @@ SUITE: tuple[ModelSpec, ...] = (
         "booster",
         ("lightgbm",),
         {"rounds": 500, "rows": 50_000},
-        {"rounds": 100, "rows": 10_000},
+        {"rounds": 100, "rows": 5_000, "threads": 1},
         _lightgbm,
     ),
     ModelSpec(
@@ -381,10 +391,13 @@ def default_cache_dir() -> Path:
 
 
 def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "none"
+    # XGBoost's CPU-only build is another distribution of the same package.
+    for name in (dist, "xgboost-cpu") if dist == "xgboost" else (dist,):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "none"
 
 
 def _cache_path(spec: ModelSpec, quick: bool, cache_dir: Path) -> Path:

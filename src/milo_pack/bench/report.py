@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ __all__ = [
     "table_rows",
     "format_table",
     "format_targets",
+    "format_summary",
     "format_markdown",
 ]
 
@@ -218,4 +220,74 @@ def format_markdown(document: dict[str, Any], results: list[Result]) -> str:
         lines += ["", "## Targets", "", "Annotations only; nothing is asserted.", ""]
         lines += [f"- {_md_escape(line)}" for line in target_lines]
     lines += ["", "## Columns", "", LEGEND, ""]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ summary
+
+_SUMMARY_METHOD = "milo_pack"  # targets are summarized for the default level
+
+
+def _ratio_cell(label: str, value: float | None, width: int = 7) -> str:
+    return f"{label} {fmt_ratio(value):>{width}}" if value is not None else " " * (
+        len(label) + 1 + width)
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
+                     for k, v in params.items() if isinstance(v, (int, float, str)))
+
+
+def format_summary(records: list[ModelRecord], results: list[Result]) -> str:
+    """A few lines per model: pickle's figures, then each method's ratios to them.
+
+    The columns are file size, save time, load time (a fresh process) and peak memory while
+    loading, each as a ratio to pickle for the same model, and whether predictions are the same
+    after the round trip; then one line on the project's targets for the default milo_pack level
+    (every target line and the full table: ``--table``).
+    """
+    lines = ["Ratios to pickle for the same model (lower is better); load: in a fresh process;",
+             "memory: peak rise while loading; same: identical predictions after the round trip.",
+             ""]
+    by_model: dict[str, list[Result]] = {}
+    for result in results:
+        by_model.setdefault(result.model, []).append(result)
+    for record in records:
+        rows = by_model.get(record.name, [])
+        base = next((r for r in rows if r.method == "pickle" and r.status == "ok"), None)
+        what = record.class_name.rsplit(".", 1)[-1]
+        params = _params_text(record.params)
+        lines.append(f"{record.name}: {what}" + (f" ({params})" if params else ""))
+        if base is not None:
+            lines.append(f"  pickle          {fmt_bytes(base.size_bytes):>8}, save "
+                         f"{fmt_seconds(base.save_s)}, load {fmt_seconds(base.load_s)}, memory "
+                         f"+{fmt_bytes(base.peak_mem_bytes)}")
+        for r in rows:
+            if r.method == "pickle":
+                continue
+            if r.status != "ok":
+                lines.append(f"  {r.method:<15} {r.status}: {(r.error or '')[:70]}")
+                continue
+            q = r.ratios
+            own_file = r.file_from is None
+            cells = [_ratio_cell("size", q.get("size") if own_file else None),
+                     _ratio_cell("save", q.get("save") if own_file else None),
+                     _ratio_cell("load", q.get("load")),
+                     _ratio_cell("memory", q.get("peak_mem"))]
+            same = {True: "same", False: "DIFFERENT", None: ""}[r.identical]
+            lines.append((f"  {r.method:<15} " + "  ".join(cells) + f"  {same}").rstrip())
+        lines.append("")
+    checks = [(r, c) for r in results if r.method == _SUMMARY_METHOD for c in r.targets]
+    if checks:
+        met = sum(c.passed is True for _, c in checks)
+        missed: dict[str, list[str]] = {}
+        for r, c in checks:
+            if c.passed is False:
+                missed.setdefault(c.key, []).append(r.model)
+        text = f"Targets for {_SUMMARY_METHOD}: {met} of {len(checks)} met"
+        if missed:
+            text += "; missed: " + "; ".join(f"{key} ({', '.join(models)})"
+                                             for key, models in missed.items())
+        lines.extend(textwrap.wrap(text, width=100, subsequent_indent="  "))
+    lines.append("The full table and every target line: --table (or --markdown/--json FILE).")
     return "\n".join(lines)

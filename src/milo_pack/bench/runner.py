@@ -36,6 +36,8 @@ class BenchConfig:
         Seconds allowed for one fresh-process load.
     keep_files : bool
         Keep the written files instead of deleting them after each model.
+    server : LoadServer or None
+        Fork server for the fresh-process loads (Linux); None starts an interpreter per load.
     """
 
     methods: list[Method]
@@ -43,6 +45,7 @@ class BenchConfig:
     work_dir: Path
     timeout: float = 1800.0
     keep_files: bool = False
+    server: measure.LoadServer | None = None
 
 
 class Progress:
@@ -102,7 +105,7 @@ def _load(
         if attempt == 0:
             spec.update(check)
             spec["warm"] = warm
-        out = measure.measure_load(spec, config.timeout)
+        out = measure.measure_load(spec, config.timeout, config.server)
         if "error" in out:
             raise measure.ChildError(out["error"])
         result.load_times.append(out["load_s"])
