@@ -75,6 +75,8 @@ def _stub_names() -> set[str]:
             names.add(node.target.id)
         elif isinstance(node, ast.ImportFrom):
             names.update(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, ast.ClassDef):
+            names.add(node.name)
     return names
 
 

@@ -96,3 +96,37 @@ def scatter_rows(
     is_leaf: npt.NDArray[np.uint8] | npt.NDArray[np.bool_],
     out: npt.NDArray[Any],
 ) -> None: ...
+
+# Whole packed forests in one call: (0, -1, -1, "") or (TREE_* code, tree, node, reason).
+_ForestCheck = tuple[int, int, int, str]
+def check_binary_forest(
+    left: _IntArray,
+    right: _IntArray,
+    feature: _IntArray,
+    offsets: npt.NDArray[np.int64],
+    n_features: int,
+    leaf: int = -1,
+) -> _ForestCheck: ...
+def check_leaf_coded_forest(
+    left: _IntArray,
+    right: _IntArray,
+    feature: _IntArray,
+    offsets: npt.NDArray[np.int64],
+    n_features: int,
+) -> _ForestCheck: ...
+
+# XGBoost's UBJSON (the subset it writes).
+class UbjRaw:
+    """A ready UBJSON fragment that ``ubjson_encode`` writes as it is (a tree list)."""
+
+    data: bytes
+    def __init__(self, data: bytes) -> None: ...
+
+def ubjson_decode(data: _Buffer) -> Any: ...
+def ubjson_encode(value: Any) -> bytearray: ...
+def ubjson_tree_list(
+    keys: list[str],
+    columns: dict[str, npt.NDArray[Any]],
+    offsets: dict[str, npt.NDArray[np.int64]],
+    params: dict[str, npt.NDArray[np.int64]],
+) -> bytes: ...
