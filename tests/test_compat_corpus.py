@@ -1,0 +1,133 @@
+"""Files written by older (and newer) library versions load here with identical predictions.
+
+``tests/compat/corpus/<writer>/`` holds fixtures written by every supported scikit-learn (and the
+XGBoost/LightGBM of its time) and by earlier milo_pack code, with the outputs each model gave
+where it was written (``expected.json``; ``tests/compat/make_corpus.py`` writes them, never
+regenerate one silently: a fixture that stops loading is the regression this test exists for).
+
+Every fixture is loaded under the installed versions and must either
+
+- give exactly the stored outputs (dtype, shape, every value), or
+- be refused with a :class:`~milo_pack.errors.VersionError` whose reason is documented in
+  ``tests/compat/expectations.py`` (a migration that cannot be faithful), or, for a file
+  written by a *newer* scikit-learn, with a VersionError naming both versions.
+
+A file that loads but predicts differently fails, unless the difference is a documented change of
+scikit-learn's own computation between the versions (``DRIFT``), where pickle differs the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import sklearn
+
+import milo_pack
+from milo_pack.errors import MiloError, VersionError
+from milo_pack.migrations import parse_version
+
+from .compat.encoding import decode, same
+from .compat.expectations import DRIFT, REFUSED, drift_for
+
+CORPUS = Path(__file__).parent / "compat" / "corpus"
+READER = parse_version(sklearn.__version__)
+
+
+@functools.cache
+def _doc(writer: str) -> dict:
+    return json.loads((CORPUS / writer / "expected.json").read_text())
+
+
+def _fixtures() -> list[tuple[str, str]]:
+    found = []
+    for directory in sorted(p for p in CORPUS.iterdir() if (p / "expected.json").exists()):
+        for case, entry in _doc(directory.name)["cases"].items():
+            if "outputs" in entry and "dump_error" not in entry:
+                found.append((directory.name, case))
+    return found
+
+
+FIXTURES = _fixtures()
+
+
+def _outputs(model: Any, names: list[str], X: Any) -> dict[str, Any]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = {}
+        for name in names:
+            if name.startswith("attr:"):
+                got[name] = np.asarray(getattr(model, name[5:]))
+                if hasattr(got[name], "toarray"):
+                    got[name] = got[name].toarray()
+            else:
+                value = getattr(model, name)(X)
+                if hasattr(value, "toarray"):
+                    value = value.toarray()
+                got[name] = value if isinstance(value, tuple) else np.asarray(value)
+        return got
+
+
+def load_fixture(writer: str, case: str) -> tuple[Any, list[str]]:
+    """The loaded model and the migration steps its load reported."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = milo_pack.load(CORPUS / writer / f"{case}.milo")
+    steps = [str(s) for w in caught if isinstance(w.message, milo_pack.MigrationWarning)
+             for s in w.message.steps]
+    return model, steps
+
+
+def test_corpus_is_present() -> None:
+    writers = {p.name for p in CORPUS.iterdir() if (p / "expected.json").exists()}
+    for version in ("1.5", "1.6", "1.7", "1.8"):
+        assert any(w.startswith(f"sklearn-{version}.") for w in writers), version
+    assert any(w.startswith("milo-") for w in writers)
+    assert len(FIXTURES) > 800
+
+
+@pytest.mark.parametrize(("writer", "case"), FIXTURES, ids=[f"{w}/{c}" for w, c in FIXTURES])
+def test_fixture_loads_identically_or_is_refused(writer: str, case: str) -> None:
+    doc = _doc(writer)
+    entry = doc["cases"][case]
+    writer_version = parse_version(doc["writer"]["scikit-learn"])
+    try:
+        model, steps = load_fixture(writer, case)
+    except VersionError as exc:
+        reason = REFUSED.get(case)
+        if reason is not None and reason in str(exc):
+            return  # the documented refusal
+        if writer_version > READER:
+            # A newer file: refusing is allowed, but only with both versions named.
+            assert doc["writer"]["scikit-learn"] in str(exc) and sklearn.__version__ in str(exc)
+            return
+        raise
+    except MiloError:
+        if writer_version > READER:
+            pytest.fail("a file from a newer scikit-learn must be refused with VersionError")
+        raise
+    X = decode(doc["inputs"][entry["input"]])
+    expected = {k: decode(v) for k, v in entry["outputs"].items()}
+    got = _outputs(model, list(expected), X)
+    different = [k for k in expected if not same(expected[k], got[k])]
+    if not different:
+        return
+    drift = drift_for(case, doc["writer"]["scikit-learn"], sklearn.__version__)
+    assert drift is not None, (
+        f"{different} differ from what the model gave under the writer's versions "
+        f"(migrations: {steps})")
+    for k in different:  # a documented change of scikit-learn's computation, never of labels
+        assert np.allclose(np.asarray(expected[k], float), np.asarray(got[k], float),
+                           rtol=drift.rtol, atol=drift.atol), (k, drift.reason)
+
+
+def test_documented_refusals_exist() -> None:
+    """Every documented refusal has a fixture that triggers it (the table is not stale)."""
+    cases = {case for _, case in FIXTURES}
+    assert set(REFUSED) <= cases
+    assert all(d.case in cases for d in DRIFT)
