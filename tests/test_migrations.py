@@ -146,6 +146,7 @@ def test_each_op_kind_both_ways() -> None:
     assert RenamedParam("a", "c").up(node) and list(node["params"]) == ["c", "b"]
     assert RenamedParam("a", "c").down(node) and list(node["params"]) == ["a", "b"]
     assert RenamedAttr("x_", "y_").up(node) and node["attrs"] == {"y_": 3}
+    assert AddedAttr("w_", derive=lambda n: 0).up({"params": {}, "attrs": {}}) is None  # unfit
     assert AddedParam("d", old=None).up(node) and node["params"]["d"] is None
     assert AddedParam("d", old=None).down(node) and "d" not in node["params"]
     node["params"]["d"] = 5
@@ -153,7 +154,8 @@ def test_each_op_kind_both_ways() -> None:
         AddedParam("d", old=None).down(node)
     with pytest.raises(Refusal):
         RenamedParam("a", "d").up(node)  # both names present: ambiguous
-    assert RemovedAttr("y_").up(node) and node["attrs"] == {}
+    node["attrs"]["n_features_in_"] = 3  # fitted: derived attributes apply
+    assert RemovedAttr("y_").up(node) and node["attrs"] == {"n_features_in_": 3}
     derive = AddedAttr("z_", derive=lambda n: n["params"]["b"] * 2, exact=False, how="from b")
     assert "[approximate]" in derive.up(node) and node["attrs"]["z_"] == 4
     assert derive.approximate

@@ -146,25 +146,43 @@ def _rename(table: dict, old: str, new: str, what: str) -> str | None:
     return f"renamed {what} {old!r} to {new!r}"
 
 
+ANY = "<any value>"  # RemovedParam(faithful=ANY): the parameter had no effect on the model
+
+
+def _plain(value: Node) -> bool:
+    return type(value) in (str, int, float, bool, type(None))
+
+
 @dataclass(frozen=True)
 class RemovedParam(Op):
-    """``name`` was removed; values in ``faithful`` behave as the newer version always does."""
+    """``name`` was removed; values in ``faithful`` behave as the newer version always does.
+
+    ``faithful`` is a tuple of plain values, or :data:`ANY` when the parameter never changed
+    what a fitted model computes.  ``check(node, value)``, when given, decides from the rest of
+    the stored state and returns the reason the value is *not* faithful (or None).
+    """
 
     name: str
-    faithful: tuple = ()
+    faithful: tuple | str = ()
     restore: Node = _MISSING
     reason: str = ""
+    check: Callable[[dict, Node], str | None] | None = field(default=None, compare=False)
 
     def up(self, node: dict) -> str | None:
         params = _params(node)
         if self.name not in params:
             return None
         value = params[self.name]
-        if value not in self.faithful or type(value) not in (str, int, float, bool, type(None)):
+        if self.faithful != ANY and (not _plain(value) or value not in self.faithful):
             raise Refusal(f"parameter {self.name!r}={_show(value)} has no faithful equivalent: "
                           f"{self.reason}")
+        problem = self.check(node, value) if self.check is not None else None
+        if problem is not None:
+            raise Refusal(f"parameter {self.name!r}={_show(value)} has no faithful equivalent "
+                          f"here: {problem}")
         del params[self.name]
-        return f"dropped parameter {self.name!r}={_show(value)} (today's behaviour)"
+        why = "it had no effect" if self.faithful == ANY else "today's behaviour"
+        return f"dropped parameter {self.name!r}={_show(value)} ({why})"
 
     def down(self, node: dict) -> str | None:
         params = _params(node)
@@ -175,6 +193,87 @@ class RemovedParam(Op):
                           "does not have")
         params[self.name] = self.restore
         return f"added parameter {self.name!r}={_show(self.restore)} (the newer behaviour)"
+
+
+@dataclass(frozen=True)
+class RefusedValue(Op):
+    """Values of ``name`` in ``values`` stopped being supported: a model using one is refused."""
+
+    name: str
+    values: tuple = ()
+    reason: str = ""
+
+    def up(self, node: dict) -> str | None:
+        value = _params(node).get(self.name, _MISSING)
+        if _plain(value) and value in self.values:
+            raise Refusal(f"parameter {self.name!r}={_show(value)} has no faithful equivalent: "
+                          f"{self.reason}")
+        return None
+
+    def down(self, node: dict) -> str | None:
+        return None
+
+
+@dataclass(frozen=True)
+class ReplacedValue(Op):
+    """A value of ``name`` was retired for an equivalent one: ``mapping`` is (old, new) pairs."""
+
+    name: str
+    mapping: tuple[tuple[Node, Node], ...] = ()
+
+    def up(self, node: dict) -> str | None:
+        params = _params(node)
+        value = params.get(self.name, _MISSING)
+        for old, new in self.mapping:
+            if _plain(value) and type(value) is type(old) and value == old:
+                params[self.name] = new
+                return f"parameter {self.name!r}={_show(old)} is now {_show(new)} (same meaning)"
+        return None
+
+    def down(self, node: dict) -> str | None:
+        return None
+
+
+@dataclass(frozen=True)
+class MergedParam(Op):
+    """``old`` was removed in favour of ``new`` (``base_estimator`` -> ``estimator``).
+
+    Going up, the old value moves to ``new`` when ``new`` holds one of ``new_unset``
+    (``default`` when the old one is unset too); the old parameter is dropped.  Going down,
+    ``old`` is restored as ``restore``.
+    """
+
+    old: str
+    new: str
+    old_unset: tuple = ("deprecated",)
+    new_unset: tuple = (None,)
+    default: Node = None
+    restore: Node = "deprecated"
+
+    def up(self, node: dict) -> str | None:
+        params = _params(node)
+        if self.old not in params:
+            return None
+        value = params.pop(self.old)
+        current = params.get(self.new, _MISSING)
+        old_set = not (_plain(value) and value in self.old_unset)
+        new_unset = current is _MISSING or (_plain(current) and current in self.new_unset)
+        if not new_unset:
+            if old_set:
+                raise Refusal(f"both {self.old!r} and {self.new!r} are set")
+            return f"dropped unset parameter {self.old!r}"
+        params[self.new] = value if old_set else self.default
+        return (f"moved parameter {self.old!r} to {self.new!r}={_show(params[self.new])}"
+                if old_set else
+                f"dropped unset parameter {self.old!r}; {self.new!r}={_show(self.default)} "
+                "(its behaviour)")
+
+    def down(self, node: dict) -> str | None:
+        params = _params(node)
+        if self.old in params:
+            return None
+        params[self.old] = self.restore
+        return f"added parameter {self.old!r}={_show(self.restore)} (unused)"
 
 
 @dataclass(frozen=True)
@@ -239,8 +338,8 @@ class AddedAttr(Op):
 
     def up(self, node: dict) -> str | None:
         attrs = _attrs(node)
-        if self.name in attrs:
-            return None
+        if self.name in attrs or not _fitted(node):
+            return None  # an unfitted template (a meta-estimator's estimator=) has none
         attrs[self.name] = self.derive(node)
         note = "" if self.exact else " [approximate]"
         return f"added attribute {self.name!r} {self.how}{note}".rstrip()
@@ -294,15 +393,179 @@ def _remainder_cols_list(node: dict) -> Node:
     return state["data"]
 
 
+# -- derivations (JSON only) ------------------------------------------------------------------
+
+
+def _has_id(value: Node) -> bool:
+    if isinstance(value, dict):
+        return "$id" in value or any(_has_id(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_id(v) for v in value)
+    return False
+
+
+def _same_as(*steps: str) -> Callable[[dict], Node]:
+    """Derive an attribute equal to another stored value (``attrs`` steps from the node)."""
+
+    def derive(node: dict) -> Node:
+        value: Node = node
+        for step in steps:
+            if not isinstance(value, dict) or step not in value:
+                raise Refusal(f"the file has no {'.'.join(steps)!r} to derive it from")
+            value = value[step]
+        if isinstance(value, dict) and "$id" in value:
+            return {"$ref": value["$id"]}  # the very same object, as a newer fit shares it
+        if _has_id(value) or (isinstance(value, dict) and "$ref" in value):
+            raise Refusal(f"{'.'.join(steps)!r} is shared in a way a copy cannot keep")
+        import copy
+
+        return copy.deepcopy(value)
+
+    return derive
+
+
+def _fitted(node: dict) -> bool:
+    """scikit-learn's convention: fitted attributes end with an underscore."""
+    attrs = node.get("attrs")
+    return isinstance(attrs, dict) and any(
+        isinstance(k, str) and k.endswith("_") and not k.startswith("__") for k in attrs)
+
+
+def _n_classes(node: dict) -> int | None:
+    classes = node.get("attrs", {}).get("classes_")
+    if isinstance(classes, dict) and isinstance(classes.get("shape"), list) and len(
+            classes["shape"]) == 1 and type(classes["shape"][0]) is int:
+        return classes["shape"][0]
+    return None
+
+
+def _logistic_multi_class(node: dict, value: Node) -> str | None:
+    """Whether LogisticRegression's old ``multi_class`` predicts as today's (no parameter):
+    binary problems use the one-vs-rest sigmoid, more classes the softmax (multinomial)."""
+    if not _fitted(node):
+        # An unfitted template (a meta-estimator's estimator=): nothing predicts with it, and
+        # refitting it today gives what 'auto' gave (binary: one-vs-rest, else multinomial).
+        return None if value in ("auto", "deprecated", "warn") else (
+            "an explicit multi_class cannot be kept for refitting")
+    n_classes = _n_classes(node)
+    if n_classes is None:
+        return "the number of classes is not readable from classes_"
+    solver = node["params"].get("solver")
+    if value in ("auto", "deprecated", "warn"):
+        if n_classes > 2 and solver == "liblinear":
+            return ("'auto' fitted one-vs-rest with liblinear; today's multiclass "
+                    "probabilities are the softmax of a multinomial model")
+        return None
+    if value == "ovr":
+        return None if n_classes <= 2 else (
+            "one-vs-rest probabilities of a multiclass model are computed as a softmax today")
+    if value == "multinomial":
+        return None if n_classes > 2 else (
+            "a binary 'multinomial' model predicted softmax([-d, d]); today binary "
+            "probabilities are the sigmoid of d")
+    return "unknown value"
+
+
+def _uniform_prior(node: dict) -> Node:
+    """NearestCentroid's ``class_prior_`` for ``priors="uniform"``, as 1.6's fit computes it."""
+    n_classes = _n_classes(node)
+    if n_classes is None or n_classes < 1:
+        raise Refusal("the number of classes is not readable from classes_")
+    return {"$type": "numpy.ndarray", "dtype": "<f8", "shape": [n_classes],
+            "data": [1 / n_classes] * n_classes}
+
+
+def _empty_features(node: dict) -> Node:
+    """IterativeImputer's ``_is_empty_feature``: before 1.6 a feature was empty when its
+    initial imputer's statistic was NaN, which is what this computes (from inline data)."""
+    if node["params"].get("keep_empty_features") is not False:
+        raise Refusal("keep_empty_features=True kept empty features in a way 1.6 changed")
+    imputer = node["attrs"].get("initial_imputer_")
+    stats = imputer.get("attrs", {}).get("statistics_") if isinstance(imputer, dict) else None
+    data = stats.get("data") if isinstance(stats, dict) else None
+    if not isinstance(data, list) or stats.get("dtype") not in ("<f8", "<f4"):
+        raise Refusal("the initial imputer's statistics_ are not stored inline")
+    return {"$type": "numpy.ndarray", "dtype": "|b1", "shape": [len(data)],
+            "data": [v == "nan" for v in data]}
+
+
 _ADA = "sklearn.ensemble.AdaBoostClassifier"
+_SAMME_R = ("SAMME.R (real boosting on class probabilities) was removed in scikit-learn 1.6; "
+            "its estimator weights and decision function differ from SAMME's, so the model "
+            "would predict other labels")
+_LOGISTIC = ("sklearn.linear_model.LogisticRegression",
+             "sklearn.linear_model.LogisticRegressionCV")
+_ALPHA_CV = ("sklearn.linear_model.ElasticNetCV", "sklearn.linear_model.LassoCV",
+             "sklearn.linear_model.MultiTaskElasticNetCV", "sklearn.linear_model.MultiTaskLassoCV")
+_CHAINS = ("sklearn.multioutput.ClassifierChain", "sklearn.multioutput.RegressorChain")
 
 RULES: tuple[Rule, ...] = (
+    # 1.6
+    Rule(_ADA, "1.6", RefusedValue("algorithm", ("SAMME.R",), reason=_SAMME_R),
+         why="AdaBoostClassifier's SAMME.R algorithm was removed"),
+    Rule("sklearn.semi_supervised.SelfTrainingClassifier", "1.6", AddedParam("estimator", None),
+         why="estimator was added to replace base_estimator"),
+    *(Rule(tag, "1.6", ReplacedValue("n_components", (("warn", None),)),
+           why="the 'warn' default (meaning None: all features) was retired")
+      for tag in ("sklearn.decomposition.NMF", "sklearn.decomposition.MiniBatchNMF")),
+    Rule("sklearn.semi_supervised.SelfTrainingClassifier", "1.6",
+         RenamedAttr("base_estimator_", "estimator_"), why="the fitted estimator was renamed"),
+    Rule("sklearn.neighbors.NearestCentroid", "1.6", AddedParam("priors", "uniform"),
+         why="priors was added ('uniform': plain nearest centroid, the old behaviour)"),
+    Rule("sklearn.neighbors.NearestCentroid", "1.6",
+         AddedAttr("class_prior_", _uniform_prior, how="= 1 / n_classes (priors='uniform')"),
+         why="class_prior_ was added"),
+    Rule("sklearn.impute.IterativeImputer", "1.6",
+         AddedAttr("_is_empty_feature", _empty_features,
+                   how="= isnan(initial_imputer_.statistics_), 1.5's test for empty features"),
+         why="empty features became a stored mask"),
+    # 1.7
+    Rule("sklearn.manifold.TSNE", "1.7",
+         MergedParam("n_iter", "max_iter", default=1000), why="n_iter was renamed max_iter"),
+    *(Rule(tag, "1.7", MergedParam("store_cv_values", "store_cv_results", default=False),
+           why="store_cv_values was renamed store_cv_results")
+      for tag in ("sklearn.linear_model.RidgeCV", "sklearn.linear_model.RidgeClassifierCV")),
+    *(Rule(tag, "1.7", AddedParam("estimator", None),
+           why="estimator was added to replace base_estimator") for tag in _CHAINS),
+    # 1.8
     Rule(_ADA, "1.8", RemovedParam(
-        "algorithm", faithful=("SAMME", "deprecated"), restore="SAMME",
-        reason="SAMME.R (real boosting on class probabilities) was removed in scikit-learn 1.6; "
-               "its estimator weights and decision function differ from SAMME's, so the model "
-               "would predict other labels"),
+        "algorithm", faithful=("SAMME", "deprecated"), restore="SAMME", reason=_SAMME_R),
          why="AdaBoostClassifier's algorithm parameter was removed"),
+    *(Rule(tag, "1.8", RemovedParam("multi_class", faithful=("auto", "deprecated", "ovr",
+                                                             "multinomial", "warn"),
+                                    restore="deprecated", check=_logistic_multi_class),
+           why="multi_class was removed: binary is one-vs-rest, multiclass multinomial")
+      for tag in _LOGISTIC),
+    Rule("sklearn.semi_supervised.SelfTrainingClassifier", "1.8",
+         MergedParam("base_estimator", "estimator"), why="base_estimator was removed"),
+    Rule("sklearn.linear_model.TheilSenRegressor", "1.8",
+         RemovedParam("copy_X", faithful=ANY, restore=True), why="copy_X had no effect"),
+    Rule("sklearn.cluster.Birch", "1.8", RemovedParam("copy", faithful=ANY, restore=True),
+         why="copy had no effect"),
+    Rule("sklearn.impute.SimpleImputer", "1.8",
+         AddedAttr("_fill_dtype", _same_as("attrs", "_fit_dtype"),
+                   how="= _fit_dtype (the dtype fit saw, as 1.8 stores it)"),
+         why="transform casts statistics to the fitted dtype"),
+    Rule("sklearn.preprocessing.MaxAbsScaler", "1.8", AddedParam("clip", False),
+         why="clip was added (False: no clipping, the old behaviour)"),
+    Rule("sklearn.preprocessing.SplineTransformer", "1.8", AddedParam("handle_missing", "error"),
+         why="handle_missing was added ('error': the old behaviour)"),
+    *(Rule(tag, "1.8", AddedAttr("classes_", _same_as("attrs", "_label_binarizer", "attrs",
+                                                      "classes_"),
+                                 how="= _label_binarizer.classes_ (a property before 1.8)"),
+           why="classes_ became a stored attribute")
+      for tag in ("sklearn.linear_model.RidgeClassifier",
+                  "sklearn.linear_model.RidgeClassifierCV")),
+    # 1.9
+    *(Rule(tag, "1.9", MergedParam("base_estimator", "estimator"),
+           why="base_estimator was removed") for tag in _CHAINS),
+    Rule("sklearn.compose.ColumnTransformer", "1.9",
+         RemovedParam("force_int_remainder_cols", faithful=ANY, restore=False),
+         why="force_int_remainder_cols was removed (it only named the remainder columns)"),
+    *(Rule(tag, "1.9", MergedParam("n_alphas", "alphas", new_unset=(None, "warn"),
+                                   default=100, restore=100),
+           why="n_alphas was merged into alphas (an int is the number of alphas)")
+      for tag in _ALPHA_CV),
 )
 
 MOVES: tuple[Moved, ...] = (
@@ -459,7 +722,7 @@ def plan(manifest: dict, *, reader: str | None = None, execute: bool = False) ->
                 text = rule.op.up(target) if d == 1 else rule.op.down(target)
             except Refusal as exc:
                 refuse(path, tag, f"{tag.rpartition('.')[2]}: {exc}")
-                continue
+                break  # one refusal per object: later rules would only repeat it
             except ManifestError as exc:
                 raise ManifestError(exc.message, path or "<root>") from None
             if text is not None:
@@ -527,8 +790,9 @@ def diagnose(manifest: dict, registry: Any, *, reader: str | None = None) -> Non
                 f"written by {newer} scikit-learn ({quote(writer_text, 20)}) and no migration "
                 "is declared for it", path or "<root>", writer=writer_text, reader=reader_text)
         params = node.get("params")
-        if not isinstance(params, dict) or not isinstance(node.get("attrs"), dict):
-            continue
+        if (not tag.startswith("sklearn.") or not isinstance(params, dict)
+                or not isinstance(node.get("attrs"), dict)):
+            continue  # XGBoost/LightGBM estimators take **kwargs: their handler checks them
         cls = getattr(registry.for_tag(tag), "cls", None)
         names_of = getattr(cls, "_get_param_names", None)
         if names_of is None:

@@ -95,3 +95,25 @@ def _same_item(e: Any, g: Any) -> bool:
     if isinstance(e, float) and e != e:
         return g != g
     return bool(e == g)
+
+
+RTOL, ATOL = 1e-9, 1e-12
+
+
+def close(expected: Any, got: Any) -> bool:
+    """Equal up to floating-point drift: dtype, shape and non-float values exact, floats within
+    ``RTOL``/``ATOL`` with NaN and infinities in the same places.
+
+    Another numpy (1.26 against 2.x) or BLAS computes ``exp``, ``log`` and sums in other
+    orders: a model carried over exactly then predicts probabilities that differ in the last
+    bits, as a pickle does.  Labels and integer outputs still have to be identical.
+    """
+    if isinstance(expected, tuple):
+        return (isinstance(got, tuple) and len(got) == len(expected)
+                and all(close(e, g) for e, g in zip(expected, got, strict=True)))
+    expected, got = np.asarray(expected), np.asarray(got)
+    if expected.dtype != got.dtype or expected.shape != got.shape:
+        return False
+    if expected.dtype.kind not in "fc":
+        return same(expected, got)
+    return bool(np.allclose(expected, got, rtol=RTOL, atol=ATOL, equal_nan=True))

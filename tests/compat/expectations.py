@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from milo_pack.migrations import parse_version
 
 REFUSED: dict[str, str] = {
+    # scikit-learn 1.5's default AdaBoostClassifier uses SAMME.R, removed in 1.6: no faithful
+    # equivalent (pickle and skops load it and predict other labels).
+    "AdaBoostClassifier": "SAMME.R",
     "adaboost-samme-r": "SAMME.R",
 }
 

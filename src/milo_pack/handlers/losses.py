@@ -47,20 +47,41 @@ def _classes(module_name: str, names: tuple[str, ...]) -> list[tuple[str, type]]
     return found
 
 
+def _args(obj: Any) -> tuple | None:
+    """The constructor arguments of a loss object, from its pickle reduction.
+
+    scikit-learn >= 1.6 reduces to ``(cls, args)``; 1.5's classes use Cython's generic
+    ``(__pyx_unpickle_Cls, (cls, checksum, state))``, whose state holds the same values.
+    """
+    reduced = obj.__reduce__()
+    if reduced[0] is type(obj) and isinstance(reduced[1], tuple):
+        return reduced[1]
+    inner = reduced[1] if isinstance(reduced, tuple) and len(reduced) > 1 else None
+    if isinstance(inner, tuple) and len(inner) == 3 and inner[0] is type(obj):
+        if isinstance(inner[2], tuple):
+            return inner[2]
+        # Some Cython versions (scikit-learn 1.8's) pass the state as the third item instead.
+        if inner[2] is None and len(reduced) == 3 and isinstance(reduced[2], tuple):
+            return reduced[2]
+    return None
+
+
 def _n_args(cls: type) -> int:
     try:
         instance = cls()
     except TypeError:
         return 1
-    reduced = instance.__reduce__()
-    return len(reduced[1]) if reduced[0] is cls else 0
+    args = _args(instance)
+    return len(args) if args is not None else 0
 
 
 def _save(obj: Any, ctx: SaveContext, path: str) -> dict:
-    reduced = obj.__reduce__()
-    args = reduced[1] if reduced[0] is type(obj) else ()
-    if not all(type(a) in (int, float) for a in args):
+    args = _args(obj)
+    if args is None or not all(type(a) in (int, float) for a in args):
         raise UnsupportedTypeError(f"{type(obj).__name__} has non-numeric arguments", path)
+    if _args(type(obj)(*args)) != args:  # the state must be exactly the constructor's
+        raise UnsupportedTypeError(f"{type(obj).__name__} is not rebuilt by its arguments",
+                                   path)
     return {"args": list(args)}
 
 

@@ -506,7 +506,13 @@ def register(registry: Registry) -> None:
         registry.add_lazy(module_name, _namedtuple_loader(module_name, name))
     for module_name, names in _INTERNAL:
         if module_name != "sklearn.utils._bunch":
-            registry.add_lazy(module_name, _internal_loader(module_name, names))
+            loader = _internal_loader(module_name, names)
+            registry.add_lazy(module_name, loader)
+            # Classes a public package re-exports (KFold) are tagged by that package: a file
+            # naming them must find this loader there too, in a fresh process.
+            public = module_name.split("._")[0]
+            if public != module_name:
+                registry.add_lazy(public, loader)
     for module_name in _public_modules():
         registry.add_lazy(module_name, _module_estimators(module_name))
 
