@@ -26,6 +26,7 @@ from milo_pack.errors import ManifestError, UntrustedTypeError, VersionError
 from milo_pack.migrations import (
     AddedAttr,
     AddedParam,
+    AttrToParam,
     Refusal,
     RemovedAttr,
     RemovedParam,
@@ -78,7 +79,8 @@ def test_same_version_or_unknown_writer_needs_nothing() -> None:
 
 def test_removed_parameter_with_todays_behaviour_is_dropped() -> None:
     manifest = _manifest({"$type": "sklearn.pipeline.Pipeline",
-                          "params": {"steps": [["ada", _ada("SAMME")]]}, "attrs": {}}, "1.5.2")
+                          "params": {"steps": [["ada", _ada("SAMME")]],
+                                     "transform_input": None}, "attrs": {}}, "1.5.2")
     dry = migrations.plan(manifest, reader="1.9.1")
     assert [s.path for s in dry] == ["steps[0][1]"]
     assert "algorithm" in manifest["root"]["params"]["steps"][0][1]["params"]  # dry run
@@ -164,11 +166,17 @@ def test_each_op_kind_both_ways() -> None:
     assert RemovedParam("a", faithful=(1,)).up(node) and "a" not in node["params"]
     with pytest.raises(ManifestError):
         RenamedParam("a", "c").up({"params": [], "attrs": {}})
+    moved = {"params": {}, "attrs": {"loss": "squared_error"}}
+    assert AttrToParam("loss").up(moved) and moved == {"params": {"loss": "squared_error"},
+                                                       "attrs": {}}
+    assert AttrToParam("loss").down(moved) and moved["attrs"] == {"loss": "squared_error"}
 
 
 def test_every_declared_rule_is_well_formed() -> None:
     for rule in migrations.RULES:
-        assert parse_version(rule.version) is not None and rule.tag.startswith("sklearn.")
+        assert parse_version(rule.version) is not None
+        assert rule.tag.startswith({"scikit-learn": "sklearn.", "xgboost": "xgboost."}[
+            rule.library])
         if isinstance(rule.op, RemovedParam):
             assert rule.op.reason or rule.op.faithful
     for move in migrations.MOVES:
@@ -188,7 +196,10 @@ def _as_written_by(model, writer: str, edit=None) -> bytes:
 
 def _ada_file(algorithm: str) -> tuple[AdaBoostClassifier, bytes]:
     """An AdaBoost model as a file from the other side of the ``algorithm`` removal."""
-    model = AdaBoostClassifier(n_estimators=5, random_state=0).fit(X, y)
+    # Fitted with SAMME where the parameter exists (1.5's default is SAMME.R): a file written
+    # after the removal always holds a SAMME model.
+    model = AdaBoostClassifier(n_estimators=5, random_state=0,
+                               **({"algorithm": "SAMME"} if HAS_ALGORITHM else {})).fit(X, y)
     if HAS_ALGORITHM:  # this reader predates the removal: the file is "from 1.9" without it
         def edit(root):
             del root["params"]["algorithm"]

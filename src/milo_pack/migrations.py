@@ -57,9 +57,21 @@ def parse_version(text: Any) -> Version | None:
 
 
 def installed_sklearn() -> str:
-    import sklearn
+    return installed("scikit-learn") or "?"
 
-    return str(sklearn.__version__)
+
+def installed(library: str) -> str | None:
+    """The installed version of ``library`` from its package metadata (nothing is imported)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(library)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# Libraries whose versions key rules: the writer's version is in the manifest's "writer".
+LIBRARIES = ("scikit-learn", "xgboost")
 
 
 # -- transform kinds ------------------------------------------------------------------------------
@@ -277,11 +289,33 @@ class MergedParam(Op):
 
 
 @dataclass(frozen=True)
+class AttrToParam(Op):
+    """``name`` was a fixed attribute and became a constructor parameter, same value."""
+
+    name: str
+
+    def up(self, node: dict) -> str | None:
+        params, attrs = _params(node), _attrs(node)
+        if self.name not in attrs or self.name in params:
+            return None
+        params[self.name] = attrs.pop(self.name)
+        return f"attribute {self.name!r} is now a parameter"
+
+    def down(self, node: dict) -> str | None:
+        params, attrs = _params(node), _attrs(node)
+        if self.name not in params or self.name in attrs:
+            return None
+        attrs[self.name] = params.pop(self.name)
+        return f"parameter {self.name!r} is an attribute in the older version"
+
+
+@dataclass(frozen=True)
 class AddedParam(Op):
     """``name`` was added; ``old`` is the value that keeps the older version's behaviour."""
 
     name: str
     old: Node = None
+    equivalent: tuple = ()  # other values that also mean the old behaviour ("warn")
 
     def up(self, node: dict) -> str | None:
         params = _params(node)
@@ -295,7 +329,9 @@ class AddedParam(Op):
         if self.name not in params:
             return None
         value = params[self.name]
-        if value != self.old or type(value) is not type(self.old):
+        same = (value == self.old and type(value) is type(self.old)) or (
+            _plain(value) and value in self.equivalent)
+        if not same:
             raise Refusal(f"parameter {self.name!r}={_show(value)} does not exist in the older "
                           f"version (only {_show(self.old)}, its behaviour there, can be dropped)")
         del params[self.name]
@@ -357,12 +393,13 @@ class AddedAttr(Op):
 
 @dataclass(frozen=True)
 class Rule:
-    """``tag`` changed in scikit-learn ``version`` by ``op``; ``why`` is shown to the user."""
+    """``tag`` changed in ``library`` release ``version`` by ``op``; ``why`` is shown."""
 
     tag: str
     version: str
     op: Op
     why: str = ""
+    library: str = "scikit-learn"
 
 
 @dataclass(frozen=True)
@@ -475,6 +512,15 @@ def _uniform_prior(node: dict) -> Node:
             "data": [1 / n_classes] * n_classes}
 
 
+def _dictionary_width(node: dict) -> Node:
+    """SparseCoder's ``n_features_in_``: before 1.8 a property, ``dictionary.shape[1]``."""
+    dictionary = node["params"].get("dictionary")
+    shape = dictionary.get("shape") if isinstance(dictionary, dict) else None
+    if not (isinstance(shape, list) and len(shape) == 2 and type(shape[1]) is int):
+        raise Refusal("the dictionary's shape is not readable")
+    return shape[1]
+
+
 def _empty_features(node: dict) -> Node:
     """IterativeImputer's ``_is_empty_feature``: before 1.6 a feature was empty when its
     initial imputer's statistic was NaN, which is what this computes (from inline data)."""
@@ -510,6 +556,8 @@ RULES: tuple[Rule, ...] = (
       for tag in ("sklearn.decomposition.NMF", "sklearn.decomposition.MiniBatchNMF")),
     Rule("sklearn.semi_supervised.SelfTrainingClassifier", "1.6",
          RenamedAttr("base_estimator_", "estimator_"), why="the fitted estimator was renamed"),
+    Rule("sklearn.pipeline.Pipeline", "1.6", AddedParam("transform_input", None),
+         why="transform_input was added (None: the old behaviour)"),
     Rule("sklearn.neighbors.NearestCentroid", "1.6", AddedParam("priors", "uniform"),
          why="priors was added ('uniform': plain nearest centroid, the old behaviour)"),
     Rule("sklearn.neighbors.NearestCentroid", "1.6",
@@ -527,7 +575,33 @@ RULES: tuple[Rule, ...] = (
       for tag in ("sklearn.linear_model.RidgeCV", "sklearn.linear_model.RidgeClassifierCV")),
     *(Rule(tag, "1.7", AddedParam("estimator", None),
            why="estimator was added to replace base_estimator") for tag in _CHAINS),
+    Rule("sklearn.preprocessing.KBinsDiscretizer", "1.7",
+         AddedParam("quantile_method", "linear", equivalent=("warn",)),
+         why="quantile_method was added ('linear': numpy's percentile, the old behaviour)"),
+    Rule("sklearn.neural_network.MLPRegressor", "1.7", AttrToParam("loss"),
+         why="loss became a parameter (it was a fixed attribute, 'squared_error')"),
+    Rule("sklearn.neural_network.MLPRegressor", "1.7", AddedParam("loss", "squared_error"),
+         why="loss became a parameter"),
+    Rule("sklearn.linear_model.LinearRegression", "1.7", AddedParam("tol", 1e-6),
+         why="tol was added (1e-6: scipy lsqr's tolerance, used before for sparse input)"),
     # 1.8
+    Rule("sklearn.linear_model.LogisticRegressionCV", "1.8",
+         AddedParam("use_legacy_attributes", True, equivalent=("warn",)),
+         why="use_legacy_attributes was added (True: the attributes as they were)"),
+    *(Rule("sklearn.discriminant_analysis.QuadraticDiscriminantAnalysis", "1.8",
+           AddedParam(name, value), why=f"{name} was added ({value!r}: the old behaviour)")
+      for name, value in (("solver", "svd"), ("shrinkage", None),
+                          ("covariance_estimator", None))),
+    Rule("sklearn.decomposition.SparseCoder", "1.8",
+         AddedAttr("n_features_in_", _dictionary_width, how="= dictionary.shape[1]"),
+         why="n_features_in_ became a stored attribute (a property before)"),
+    # MDS: the boolean `metric` became `metric_mds`; `metric` now names the distance.
+    Rule("sklearn.manifold.MDS", "1.8", RenamedParam("metric", "metric_mds"),
+         why="metric (metric or non-metric MDS) was renamed metric_mds"),
+    *(Rule("sklearn.manifold.MDS", "1.8", AddedParam(name, value, equivalent=equivalent),
+           why=f"{name} was added ({value!r}: the old behaviour)")
+      for name, value, equivalent in (("metric", "euclidean", ()), ("metric_params", None, ()),
+                                      ("init", "random", ("warn",)))),
     Rule(_ADA, "1.8", RemovedParam(
         "algorithm", faithful=("SAMME", "deprecated"), restore="SAMME", reason=_SAMME_R),
          why="AdaBoostClassifier's algorithm parameter was removed"),
@@ -562,6 +636,11 @@ RULES: tuple[Rule, ...] = (
     Rule("sklearn.compose.ColumnTransformer", "1.9",
          RemovedParam("force_int_remainder_cols", faithful=ANY, restore=False),
          why="force_int_remainder_cols was removed (it only named the remainder columns)"),
+    # XGBoost
+    *(Rule(f"xgboost.{name}", "3.0", AddedParam("feature_weights", None),
+           why="feature_weights became a constructor parameter", library="xgboost")
+      for name in ("XGBClassifier", "XGBRegressor", "XGBRanker", "XGBRFClassifier",
+                   "XGBRFRegressor")),
     *(Rule(tag, "1.9", MergedParam("n_alphas", "alphas", new_unset=(None, "warn"),
                                    default=100, restore=100),
            why="n_alphas was merged into alphas (an int is the number of alphas)")
@@ -649,14 +728,30 @@ def _walk(root: Any) -> Any:
         stack.extend(reversed(children))
 
 
-def _versions(manifest: dict, reader: str | None) -> tuple[str, str, Version, Version] | None:
-    writer_text = manifest.get("writer", {}).get("scikit-learn") if isinstance(
-        manifest.get("writer"), dict) else None
-    reader_text = reader if reader is not None else installed_sklearn()
-    writer_v, reader_v = parse_version(writer_text), parse_version(reader_text)
-    if writer_v is None or reader_v is None or writer_v == reader_v:
-        return None
-    return str(writer_text), reader_text, writer_v, reader_v
+_Pair = tuple[str, str, Version, Version]  # writer text, reader text, parsed versions
+
+
+def _pairs(manifest: dict, reader: str | None) -> dict[str, _Pair]:
+    """Per library of :data:`LIBRARIES`: writer and reader versions, when both are known and
+    differ (``reader`` overrides the installed scikit-learn, for tests and tools)."""
+    writer = manifest.get("writer")
+    if not isinstance(writer, dict):
+        return {}
+    found = {}
+    for library in LIBRARIES:
+        writer_text = writer.get(library)
+        if writer_text is None:
+            continue
+        reader_text = reader if (reader is not None and library == "scikit-learn") else (
+            installed(library))
+        writer_v, reader_v = parse_version(writer_text), parse_version(reader_text)
+        if writer_v is not None and reader_v is not None and writer_v != reader_v:
+            found[library] = (str(writer_text), str(reader_text), writer_v, reader_v)
+    return found
+
+
+def _versions(manifest: dict, reader: str | None) -> _Pair | None:
+    return _pairs(manifest, reader).get("scikit-learn")
 
 
 def plan(manifest: dict, *, reader: str | None = None, execute: bool = False) -> list[Step]:
@@ -668,18 +763,23 @@ def plan(manifest: dict, *, reader: str | None = None, execute: bool = False) ->
     parameter and the reason; without ``execute`` the refusal is reported as a step whose
     description starts with ``REFUSED``.  Nothing here imports or builds anything.
     """
-    found = _versions(manifest, reader)
-    if found is None:
+    pairs = _pairs(manifest, reader)
+    if not pairs:
         return []
-    writer_text, reader_text, writer_v, reader_v = found
+    # Moves and replacements are scikit-learn's; without its pair they never apply.
+    writer_text, reader_text, writer_v, reader_v = pairs.get(
+        "scikit-learn", ("", "", (0,), (0,)))
     rules: dict[str, list[tuple[Rule, int]]] = {}
+    order = {id(rule): i for i, rule in enumerate(RULES)}
     for rule in RULES:
-        d = _direction(writer_v, reader_v, rule.version)
+        pair = pairs.get(rule.library)
+        d = _direction(pair[2], pair[3], rule.version) if pair is not None else 0
         if d:
             rules.setdefault(rule.tag, []).append((rule, d))
     for tag_rules in rules.values():
-        # Up: oldest change first; down: newest change first.
-        tag_rules.sort(key=lambda rd: rd[1] * _key(rd[0].version))
+        # Up: oldest change first, in table order; down: the exact reverse.
+        tag_rules.sort(key=lambda rd: tuple(rd[1] * v for v in (*_key(rd[0].version),
+                                                                 order[id(rd[0])])))
     moves: dict[str, tuple[str, Moved]] = {}
     for move in MOVES:
         d = _direction(writer_v, reader_v, move.version)
@@ -691,11 +791,11 @@ def plan(manifest: dict, *, reader: str | None = None, execute: bool = False) ->
                     if _direction(writer_v, reader_v, r.version) == 1}
     steps: list[Step] = []
 
-    def refuse(path: str, tag: str, message: str) -> None:
-        text = (f"{message} (written by scikit-learn {quote(writer_text, 20)}, "
-                f"loading under {reader_text})")
+    def refuse(path: str, tag: str, message: str, library: str) -> None:
+        w, r = pairs[library][:2]
+        text = f"{message} (written by {library} {quote(w, 20)}, loading under {r})"
         if execute:
-            raise VersionError(text, path or "<root>", writer=writer_text, reader=reader_text)
+            raise VersionError(text, path or "<root>", writer=w, reader=r)
         steps.append(Step(path, tag, "REFUSED: " + text))
 
     root = manifest.get("root")
@@ -721,12 +821,12 @@ def plan(manifest: dict, *, reader: str | None = None, execute: bool = False) ->
             try:
                 text = rule.op.up(target) if d == 1 else rule.op.down(target)
             except Refusal as exc:
-                refuse(path, tag, f"{tag.rpartition('.')[2]}: {exc}")
+                refuse(path, tag, f"{tag.rpartition('.')[2]}: {exc}", rule.library)
                 break  # one refusal per object: later rules would only repeat it
             except ManifestError as exc:
                 raise ManifestError(exc.message, path or "<root>") from None
             if text is not None:
-                where = f"scikit-learn {rule.version}"
+                where = f"{rule.library} {rule.version}"
                 steps.append(Step(path, tag, f"{text} ({where})", rule.op.approximate))
     if execute and holder["root"] is not root:  # the root itself was replaced
         manifest["root"] = holder["root"]
@@ -771,38 +871,64 @@ def warning_for(steps: list[Step], writer: str, reader: str) -> MigrationWarning
 
 
 def diagnose(manifest: dict, registry: Any, *, reader: str | None = None) -> None:
-    """Refuse, naming both versions, estimators whose parameters the installed class lacks.
+    """Refuse, naming both versions, what the installed libraries cannot hold.
 
-    Runs before validation (after migrations), on files written by another scikit-learn: the
-    validator would refuse them anyway, with a message that does not say why.  Tags only
-    select registry entries, as in validation; nothing is imported by name from the file.
+    Runs before validation (after migrations), on files written by another scikit-learn (or
+    XGBoost): a scikit-learn class the installed version does not have, parameters it does not
+    know, and, for a file from a *newer* version, parameters the installed class needs that the
+    file lacks (the newer version removed them; predicting would fail on the missing
+    attribute).  The validator would refuse most of these anyway, with a message that does not
+    say why.  Tags only select registry entries, as in validation; nothing is imported by name
+    from the file.
     """
-    found = _versions(manifest, reader)
-    if found is None:
+    pairs = _pairs(manifest, reader)
+    if not pairs:
         return
-    writer_text, reader_text, writer_v, reader_v = found
     for _, _, node, path in _walk(manifest.get("root")):
         tag = node["$type"]
-        if tag.startswith("sklearn.") and registry.for_tag(tag) is None:
-            newer = "a newer" if writer_v > reader_v else "an older"
-            raise VersionError(
-                f"{quote(tag)} does not exist in scikit-learn {reader_text}; the file was "
-                f"written by {newer} scikit-learn ({quote(writer_text, 20)}) and no migration "
-                "is declared for it", path or "<root>", writer=writer_text, reader=reader_text)
-        params = node.get("params")
-        if (not tag.startswith("sklearn.") or not isinstance(params, dict)
-                or not isinstance(node.get("attrs"), dict)):
-            continue  # XGBoost/LightGBM estimators take **kwargs: their handler checks them
-        cls = getattr(registry.for_tag(tag), "cls", None)
-        names_of = getattr(cls, "_get_param_names", None)
-        if names_of is None:
+        library = ("scikit-learn" if tag.startswith("sklearn.") else
+                   "xgboost" if tag.startswith("xgboost.") else None)
+        pair = pairs.get(library) if library is not None else None
+        if pair is None:
             continue
-        unknown = sorted(set(params) - set(names_of()))
+        writer_text, reader_text, writer_v, reader_v = pair
+        where = path or "<root>"
+
+        def refuse(message: str, w: str = writer_text, r: str = reader_text,
+                   lib: str = library, newer: bool = writer_v > reader_v,
+                   at: str = where) -> None:
+            side = "a newer" if newer else "an older"
+            raise VersionError(f"{message} in {lib} {r}; the file was written by {side} "
+                               f"{lib} ({quote(w, 20)}) and no migration is declared for it",
+                               at, writer=w, reader=r)
+
+        handler = registry.for_tag(tag)
+        if handler is None:
+            if library == "scikit-learn":
+                refuse(f"{quote(tag)} does not exist")
+            continue
+        params = node.get("params")
+        cls = getattr(handler, "cls", None)
+        if not isinstance(params, dict) or not isinstance(node.get("attrs"), dict) or cls is None:
+            continue
+        names = _param_names(cls, library)
+        if names is None:
+            continue
+        unknown = sorted(set(params) - names)
         if unknown:
             what = "is not a parameter" if len(unknown) == 1 else "are not parameters"
-            raise VersionError(
-                f"{quote(unknown)} {what} of {cls.__name__} in scikit-learn {reader_text}; the "
-                "file was written by "
-                f"scikit-learn {quote(writer_text, 20)} and no migration is declared for "
-                f"{'it' if len(unknown) == 1 else 'them'}", path or "<root>",
-                writer=writer_text, reader=reader_text)
+            refuse(f"{quote(unknown)} {what} of {cls.__name__}")
+        missing = sorted(names - set(params))
+        if missing and writer_v > reader_v and library == "scikit-learn":
+            what = "is a parameter" if len(missing) == 1 else "are parameters"
+            refuse(f"{quote(missing)} {what} of {cls.__name__} that the file lacks")
+
+
+def _param_names(cls: type, library: str) -> frozenset[str] | None:
+    if library == "xgboost":  # XGBoost's estimators take **kwargs: ask an instance
+        try:
+            return frozenset(cls().get_params(deep=False))
+        except Exception:  # noqa: BLE001 - an unusual class: its handler checks it
+            return None
+    names_of = getattr(cls, "_get_param_names", None)
+    return frozenset(names_of()) if names_of is not None else None
