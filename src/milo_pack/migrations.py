@@ -289,6 +289,19 @@ class MergedParam(Op):
 
 
 @dataclass(frozen=True)
+class NewerOnly(Op):
+    """What the newer version stores, older versions read differently: refused going down."""
+
+    reason: str = ""
+
+    def up(self, node: dict) -> str | None:
+        return None
+
+    def down(self, node: dict) -> str | None:
+        raise Refusal(self.reason)
+
+
+@dataclass(frozen=True)
 class AttrToParam(Op):
     """``name`` was a fixed attribute and became a constructor parameter, same value."""
 
@@ -512,13 +525,18 @@ def _uniform_prior(node: dict) -> Node:
             "data": [1 / n_classes] * n_classes}
 
 
-def _dictionary_width(node: dict) -> Node:
-    """SparseCoder's ``n_features_in_``: before 1.8 a property, ``dictionary.shape[1]``."""
-    dictionary = node["params"].get("dictionary")
-    shape = dictionary.get("shape") if isinstance(dictionary, dict) else None
-    if not (isinstance(shape, list) and len(shape) == 2 and type(shape[1]) is int):
-        raise Refusal("the dictionary's shape is not readable")
-    return shape[1]
+def _dictionary_axis(axis: int) -> Callable[[dict], Node]:
+    """SparseCoder's ``n_components_``/``n_features_in_``: before 1.8 properties returning
+    ``dictionary.shape[0]``/``[1]``."""
+
+    def derive(node: dict) -> Node:
+        dictionary = node["params"].get("dictionary")
+        shape = dictionary.get("shape") if isinstance(dictionary, dict) else None
+        if not (isinstance(shape, list) and len(shape) == 2 and type(shape[axis]) is int):
+            raise Refusal("the dictionary's shape is not readable")
+        return shape[axis]
+
+    return derive
 
 
 def _empty_features(node: dict) -> Node:
@@ -592,9 +610,10 @@ RULES: tuple[Rule, ...] = (
            AddedParam(name, value), why=f"{name} was added ({value!r}: the old behaviour)")
       for name, value in (("solver", "svd"), ("shrinkage", None),
                           ("covariance_estimator", None))),
-    Rule("sklearn.decomposition.SparseCoder", "1.8",
-         AddedAttr("n_features_in_", _dictionary_width, how="= dictionary.shape[1]"),
-         why="n_features_in_ became a stored attribute (a property before)"),
+    *(Rule("sklearn.decomposition.SparseCoder", "1.8",
+           AddedAttr(name, _dictionary_axis(axis), how=f"= dictionary.shape[{axis}]"),
+           why=f"{name} became a stored attribute (a property before)")
+      for name, axis in (("n_components_", 0), ("n_features_in_", 1))),
     # MDS: the boolean `metric` became `metric_mds`; `metric` now names the distance.
     Rule("sklearn.manifold.MDS", "1.8", RenamedParam("metric", "metric_mds"),
          why="metric (metric or non-metric MDS) was renamed metric_mds"),
@@ -637,6 +656,10 @@ RULES: tuple[Rule, ...] = (
          RemovedParam("force_int_remainder_cols", faithful=ANY, restore=False),
          why="force_int_remainder_cols was removed (it only named the remainder columns)"),
     # XGBoost
+    Rule("xgboost.Booster", "3.1", NewerOnly(
+        "XGBoost 3.1 stores the base score as a vector (one intercept per target, "
+        "\"[0.5]\"), which earlier versions read as another value: predictions would change"),
+         why="the base score became a vector", library="xgboost"),
     *(Rule(f"xgboost.{name}", "3.0", AddedParam("feature_weights", None),
            why="feature_weights became a constructor parameter", library="xgboost")
       for name in ("XGBClassifier", "XGBRegressor", "XGBRanker", "XGBRFClassifier",
