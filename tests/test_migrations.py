@@ -32,6 +32,7 @@ from milo_pack.migrations import (
     RemovedParam,
     RenamedAttr,
     RenamedParam,
+    Superseded,
     parse_version,
 )
 from milo_pack.registry import get_registry
@@ -166,6 +167,15 @@ def test_each_op_kind_both_ways() -> None:
     assert RemovedParam("a", faithful=(1,)).up(node) and "a" not in node["params"]
     with pytest.raises(ManifestError):
         RenamedParam("a", "c").up({"params": [], "attrs": {}})
+    chain = {"params": {"base_estimator": {"$type": "x"}}, "attrs": {}}
+    assert Superseded("base_estimator", "estimator").up(chain)
+    assert chain["params"] == {"base_estimator": "deprecated", "estimator": {"$type": "x"}}
+    assert Superseded("base_estimator", "estimator").down(chain)
+    assert chain["params"] == {"base_estimator": {"$type": "x"}}
+    quantile = {"params": {"q": "other"}, "attrs": {}}
+    with pytest.raises(Refusal):
+        AddedParam("q", "linear").down(dict(quantile, params=dict(quantile["params"])))
+    assert "used only when fitting" in AddedParam("q", "linear", fit_only=True).down(quantile)
     moved = {"params": {}, "attrs": {"loss": "squared_error"}}
     assert AttrToParam("loss").up(moved) and moved == {"params": {"loss": "squared_error"},
                                                        "attrs": {}}

@@ -323,12 +323,48 @@ class AttrToParam(Op):
 
 
 @dataclass(frozen=True)
+class Superseded(Op):
+    """``new`` was added to replace ``old``, which stayed as a deprecated parameter set to
+    ``unset`` (``base_estimator`` -> ``estimator``).  Up: the value moves to ``new``; down:
+    back to ``old``, and ``new`` is dropped."""
+
+    old: str
+    new: str
+    unset: Node = "deprecated"
+
+    def up(self, node: dict) -> str | None:
+        params = _params(node)
+        if self.new in params:
+            return None
+        value = params.get(self.old)
+        params[self.new] = value
+        params[self.old] = self.unset
+        return f"moved parameter {self.old!r} to {self.new!r}={_show(value)}"
+
+    def down(self, node: dict) -> str | None:
+        params = _params(node)
+        if self.new not in params:
+            return None
+        value = params.pop(self.new)
+        old = params.get(self.old, self.unset)
+        if not (_plain(old) and old == self.unset):
+            raise Refusal(f"both {self.old!r} and {self.new!r} are set")
+        if value is None:
+            raise Refusal(f"{self.new!r} is unset and the older version requires {self.old!r}")
+        params[self.old] = value
+        return f"moved parameter {self.new!r} back to {self.old!r}={_show(value)}"
+
+
+@dataclass(frozen=True)
 class AddedParam(Op):
     """``name`` was added; ``old`` is the value that keeps the older version's behaviour."""
 
     name: str
     old: Node = None
     equivalent: tuple = ()  # other values that also mean the old behaviour ("warn")
+    # Only fitting reads it (the fitted state holds its effect): any value is dropped going
+    # down, and the step says that refitting there uses the older behaviour.
+    fit_only: bool = False
 
     def up(self, node: dict) -> str | None:
         params = _params(node)
@@ -344,6 +380,10 @@ class AddedParam(Op):
         value = params[self.name]
         same = (value == self.old and type(value) is type(self.old)) or (
             _plain(value) and value in self.equivalent)
+        if not same and self.fit_only:
+            del params[self.name]
+            return (f"dropped parameter {self.name!r}={_show(value)} (used only when fitting; "
+                    "a refit here uses the older behaviour)")
         if not same:
             raise Refusal(f"parameter {self.name!r}={_show(value)} does not exist in the older "
                           f"version (only {_show(self.old)}, its behaviour there, can be dropped)")
@@ -567,7 +607,8 @@ RULES: tuple[Rule, ...] = (
     # 1.6
     Rule(_ADA, "1.6", RefusedValue("algorithm", ("SAMME.R",), reason=_SAMME_R),
          why="AdaBoostClassifier's SAMME.R algorithm was removed"),
-    Rule("sklearn.semi_supervised.SelfTrainingClassifier", "1.6", AddedParam("estimator", None),
+    Rule("sklearn.semi_supervised.SelfTrainingClassifier", "1.6",
+         Superseded("base_estimator", "estimator"),
          why="estimator was added to replace base_estimator"),
     *(Rule(tag, "1.6", ReplacedValue("n_components", (("warn", None),)),
            why="the 'warn' default (meaning None: all features) was retired")
@@ -591,10 +632,10 @@ RULES: tuple[Rule, ...] = (
     *(Rule(tag, "1.7", MergedParam("store_cv_values", "store_cv_results", default=False),
            why="store_cv_values was renamed store_cv_results")
       for tag in ("sklearn.linear_model.RidgeCV", "sklearn.linear_model.RidgeClassifierCV")),
-    *(Rule(tag, "1.7", AddedParam("estimator", None),
+    *(Rule(tag, "1.7", Superseded("base_estimator", "estimator"),
            why="estimator was added to replace base_estimator") for tag in _CHAINS),
     Rule("sklearn.preprocessing.KBinsDiscretizer", "1.7",
-         AddedParam("quantile_method", "linear", equivalent=("warn",)),
+         AddedParam("quantile_method", "linear", equivalent=("warn",), fit_only=True),
          why="quantile_method was added ('linear': numpy's percentile, the old behaviour)"),
     Rule("sklearn.neural_network.MLPRegressor", "1.7", AttrToParam("loss"),
          why="loss became a parameter (it was a fixed attribute, 'squared_error')"),
