@@ -32,6 +32,7 @@ parameters the installed class does not have is refused with both versions named
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,8 +61,23 @@ def installed_sklearn() -> str:
     return installed("scikit-learn") or "?"
 
 
+_MODULES = {"scikit-learn": "sklearn", "xgboost": "xgboost", "lightgbm": "lightgbm"}
+
+
 def installed(library: str) -> str | None:
-    """The installed version of ``library`` from its package metadata (nothing is imported)."""
+    """The installed version of ``library``: the imported module's if it is imported (that is
+    what will build the objects), else its package metadata (nothing is imported for this)."""
+    import sys
+
+    module = sys.modules.get(_MODULES.get(library, library))
+    version = getattr(module, "__version__", None)
+    if isinstance(version, str):
+        return version
+    return _metadata_version(library)
+
+
+@functools.lru_cache(maxsize=16)  # keys are our own library names
+def _metadata_version(library: str) -> str | None:
     from importlib import metadata
 
     try:
