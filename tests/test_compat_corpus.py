@@ -22,6 +22,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import subprocess
+import sys
+import textwrap
 import warnings
 from pathlib import Path
 from typing import Any
@@ -105,6 +109,36 @@ def test_corpus_is_present() -> None:
 
 @pytest.mark.parametrize(("writer", "case"), FIXTURES, ids=[f"{w}/{c}" for w, c in FIXTURES])
 def test_fixture_loads_identically_or_is_refused(writer: str, case: str) -> None:
+    check_fixture(writer, case)
+
+
+def test_fixtures_load_the_same_in_a_fresh_interpreter() -> None:
+    """No dependence on what the process did before: one fresh interpreter loads a whole
+    writer's corpus (the oldest) and the earlier milo_pack's, checking each as above."""
+    writers = sorted({w for w, _ in FIXTURES if w.startswith(("sklearn-1.5.", "milo-"))})
+    code = textwrap.dedent(f"""
+        import sys
+        from tests.test_compat_corpus import FIXTURES, check_fixture
+        failed = []
+        for writer, case in FIXTURES:
+            if writer in {writers!r}:
+                try:
+                    check_fixture(writer, case)
+                except BaseException as exc:  # noqa: BLE001
+                    failed.append(f"{{writer}}/{{case}}: {{type(exc).__name__}}: {{exc}}")
+        print("\\n".join(failed))
+        sys.exit(1 if failed else 0)
+    """)
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [p for p in (os.environ.get("PYTHONPATH"), str(root)) if p]))
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def check_fixture(writer: str, case: str) -> None:
+    """Load one fixture and compare its outputs (or its refusal) as the module doc says."""
     doc = _doc(writer)
     entry = doc["cases"][case]
     newer = _newer_writer(doc)

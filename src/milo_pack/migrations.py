@@ -7,20 +7,31 @@ the ones that lie between the writer's and the reader's versions to the parsed m
 validation**: every security check then runs unchanged on the result, and nothing named by the
 file is imported (tags select rules from the table; they never name code).
 
-Transform kinds (see :data:`RULES`):
+Transform kinds (see :data:`RULES`; each has an ``up`` for an older file under a newer library
+and a ``down`` for the reverse):
 
 - ``Moved(old_tag, new_tag)``: a class moved between private modules (its tag is its location).
 - ``RenamedParam`` / ``RenamedAttr``: same value, new name.
 - ``RemovedParam(name, faithful, restore)``: the parameter is gone; dropped when the stored value
-  is one whose behaviour is today's (``faithful``), **refused with the reason** otherwise.  Going
-  down (a newer file, an older reader) it is restored with the value ``restore`` that behaves as
-  the newer version does.
+  is one whose behaviour is today's (``faithful``, possibly checked against the rest of the
+  state), **refused with the reason** otherwise.  Going down it is restored as ``restore``.
+- ``RefusedValue(name, values, reason)``: values that stopped being supported: refused.
+- ``MergedParam(old, new)`` / ``Superseded(old, new)``: a parameter folded into another
+  (``n_alphas`` into ``alphas``, ``base_estimator`` into ``estimator``).
 - ``AddedParam(name, old)``: a new parameter; an older file gets ``old``, the value that keeps the
-  old behaviour.  Going down it is dropped when it holds ``old`` and refused otherwise.
+  old behaviour.  Going down it is dropped when it holds ``old`` (or, for a parameter only
+  fitting reads, any value, said so) and refused otherwise.
+- ``ReplacedValue``: a value retired for its meaning (``"warn"`` -> ``None``);
+  ``AttrToParam``: a fixed attribute became a parameter.
 - ``RemovedAttr(name)`` / ``AddedAttr(name, derive)``: a fitted attribute disappeared or appeared;
-  a derived attribute computed from other stored state is marked *approximate* when it is not
-  exactly what the newer version would have fitted.
+  a derived attribute is computed from other stored JSON (never from section data) and marked
+  *approximate* when it is not exactly what the newer version would have fitted.
 - ``Replaced(tag, ...)``: an internal object (``_RemainderColsList``) became a plain value.
+- ``NewerOnly(reason)``: what a newer version stores, older ones read differently: refused down.
+
+Rules are keyed by scikit-learn releases, or XGBoost's (``library="xgboost"``); the writer's
+versions come from the manifest's ``writer``, the reader's from the installed libraries.  A
+development version counts as its release (``1.6.dev0`` is 1.6).
 
 :func:`plan` finds the steps a manifest needs; :func:`apply` performs them (or raises
 :class:`~milo_pack.errors.VersionError` for a refusal).  The reader calls both when it opens a
