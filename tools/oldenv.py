@@ -82,7 +82,7 @@ def create(root: Path, name: str, *, quiet: bool = True) -> Path:
 
 def _tree_digest(src: Path) -> str:
     digest = hashlib.sha256()
-    for f in (src / "milo_pack" / "_arrays.pyx", REPO / "setup.py", REPO / "pyproject.toml"):
+    for f in (src / "milo_pack" / "_arrays.pyx", REPO / "setup.py"):
         digest.update(f.read_bytes())
     return digest.hexdigest()
 
