@@ -142,8 +142,10 @@ def _attrs(node: dict) -> dict:
 
 
 def _show(value: Node) -> str:
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if isinstance(value, str):
         return quote(value, 40)
+    if isinstance(value, (int, float, bool)) or value is None:
+        return repr(value)[:40]  # not a string: shown without quotes (None, True, 1e-06)
     if isinstance(value, dict) and isinstance(value.get("$type"), str):
         return f"<{quote(value['$type'], 60)}>"
     return "<value>"
