@@ -368,3 +368,48 @@ def test_compatibility_doc_examples_run(monkeypatch) -> None:
     monkeypatch.chdir(root)
     for i, block in enumerate(blocks):
         exec(compile(block, f"COMPATIBILITY.md block {i}", "exec"), {"__name__": "__doc__"})
+
+
+# -- hostile manifests -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fixture", ["sklearn-1.5.2/pipeline-dataframe.milo",
+                                     "sklearn-1.5.2/IterativeImputer.milo",
+                                     "sklearn-1.6.1/ClassifierChain.milo"])
+def test_garbage_in_migrated_nodes_gives_typed_errors_only(fixture) -> None:
+    """Migrations run before validation, on whatever the file holds: any malformed field a
+    rule reads ends in a MiloError (or the validator's), never another exception."""
+    from pathlib import Path
+
+    from milo_pack.errors import MiloError
+    from milo_pack.migrations import _walk
+
+    data = (Path(__file__).parent / "compat" / "corpus" / fixture).read_bytes()
+    base = Parts.of(data)
+    targets = [path for _, _, node, path in _walk(base.manifest["root"])
+               if isinstance(node.get("params"), dict)]
+    garbage = [None, 1, "x", [], {"$type": 5}, {"$ref": 999}, [[[]]], {"shape": "no"}]
+    for index in range(len(targets)):
+        for value in garbage:
+            for field in ("params", "attrs"):
+                parts = Parts.of(data)
+                nodes = [n for _, _, n, _ in _walk(parts.manifest["root"])
+                         if isinstance(n.get("params"), dict)]
+                node = nodes[index]
+                if field == "params":
+                    for key in list(node["params"])[:3]:
+                        node["params"][key] = copy.deepcopy(value)
+                else:
+                    node["attrs"] = copy.deepcopy(value) if not isinstance(value, dict) else {
+                        k: copy.deepcopy(value) for k in node["attrs"]}
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        milo_pack.loads(parts.build(), migrate=True)
+                except MiloError:
+                    pass
+                except (TypeError, AttributeError, ValueError, KeyError) as exc:
+                    if isinstance(exc, MiloError):
+                        continue
+                    raise AssertionError(f"{fixture} {targets[index]} {field}={value!r}: "
+                                         f"{type(exc).__name__}: {exc}") from exc

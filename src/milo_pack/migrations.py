@@ -899,7 +899,10 @@ def plan(manifest: dict, *, reader: str | None = None, execute: bool = False) ->
             rep = replacements[tag]
             steps.append(Step(path, tag, f"{rep.how} (scikit-learn {rep.version})"))
             if execute:
-                new = rep.convert(node)
+                try:
+                    new = rep.convert(node)
+                except ManifestError as exc:
+                    raise ManifestError(exc.message, path or "<root>") from None
                 (holder if parent is None else parent)[key] = new
             continue
         if tag in moves:
@@ -918,6 +921,10 @@ def plan(manifest: dict, *, reader: str | None = None, execute: bool = False) ->
                 break  # one refusal per object: later rules would only repeat it
             except ManifestError as exc:
                 raise ManifestError(exc.message, path or "<root>") from None
+            except (TypeError, AttributeError, KeyError, IndexError, ValueError):
+                # A rule reads fields validation has not checked yet: malformed ones refuse.
+                raise ManifestError(f"malformed {tag.rpartition('.')[2]} state for the "
+                                    "declared migrations", path or "<root>") from None
             if text is not None:
                 where = f"{rule.library} {rule.version}"
                 steps.append(Step(path, tag, f"{text} ({where})", rule.op.approximate))
