@@ -27,6 +27,7 @@ from milo_pack.migrations import (
     AddedAttr,
     AddedParam,
     AttrToParam,
+    MergedParam,
     Refusal,
     RemovedAttr,
     RemovedParam,
@@ -172,6 +173,16 @@ def test_each_op_kind_both_ways() -> None:
     assert chain["params"] == {"base_estimator": "deprecated", "estimator": {"$type": "x"}}
     assert Superseded("base_estimator", "estimator").down(chain)
     assert chain["params"] == {"base_estimator": {"$type": "x"}}
+    grid = {"params": {"n_alphas": 100, "alphas": {"$type": "numpy.ndarray"}}, "attrs": {}}
+    assert "ignored" in MergedParam("n_alphas", "alphas", new_wins=True).up(grid)
+    assert grid["params"] == {"alphas": {"$type": "numpy.ndarray"}}
+    with pytest.raises(Refusal):  # both set, where the old version refused to fit
+        MergedParam("base_estimator", "estimator").up(
+            {"params": {"base_estimator": {"$type": "a"}, "estimator": {"$type": "b"}},
+             "attrs": {}})
+    counted = {"params": {"n_alphas": 50, "alphas": None}, "attrs": {}}
+    MergedParam("n_alphas", "alphas", new_unset=(None, "warn"), default=100).up(counted)
+    assert counted["params"] == {"alphas": 50}
     quantile = {"params": {"q": "other"}, "attrs": {}}
     with pytest.raises(Refusal):
         AddedParam("q", "linear").down(dict(quantile, params=dict(quantile["params"])))

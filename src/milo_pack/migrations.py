@@ -290,6 +290,9 @@ class MergedParam(Op):
     new_unset: tuple = (None,)
     default: Node = None
     restore: Node = "deprecated"
+    # Whether a set ``new`` made the old value irrelevant (``alphas`` given: ``n_alphas`` was
+    # ignored); otherwise both set is a conflict the old version refused to fit, refused here.
+    new_wins: bool = False
 
     def up(self, node: dict) -> str | None:
         params = _params(node)
@@ -300,8 +303,11 @@ class MergedParam(Op):
         old_set = not (_plain(value) and value in self.old_unset)
         new_unset = current is _MISSING or (_plain(current) and current in self.new_unset)
         if not new_unset:
-            if old_set:
+            if old_set and not self.new_wins:
                 raise Refusal(f"both {self.old!r} and {self.new!r} are set")
+            if old_set:
+                return (f"dropped parameter {self.old!r}={_show(value)} (ignored: {self.new!r} "
+                        "is set)")
             return f"dropped unset parameter {self.old!r}"
         params[self.new] = value if old_set else self.default
         return (f"moved parameter {self.old!r} to {self.new!r}={_show(params[self.new])}"
@@ -735,7 +741,7 @@ RULES: tuple[Rule, ...] = (
       for name in ("XGBClassifier", "XGBRegressor", "XGBRanker", "XGBRFClassifier",
                    "XGBRFRegressor")),
     *(Rule(tag, "1.9", MergedParam("n_alphas", "alphas", new_unset=(None, "warn"),
-                                   default=100, restore=100),
+                                   default=100, restore=100, new_wins=True),
            why="n_alphas was merged into alphas (an int is the number of alphas)")
       for tag in _ALPHA_CV),
 )
