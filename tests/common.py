@@ -97,7 +97,9 @@ def assert_same(a: Any, b: Any, path: str = "", _seen: set | None = None) -> Non
         assert (a.n_features, a.n_outputs) == (b.n_features, b.n_outputs), path
         assert_same(sa, sb, f"{path}.<state>", _seen)
         return
-    if not hasattr(a, "__dict__") and type(a).__module__.startswith("sklearn."):
+    # (scikit-learn < 1.9 compiles its loss module as a top-level "_loss".)
+    if not hasattr(a, "__dict__") and (type(a).__module__.startswith("sklearn.")
+                                       or type(a).__module__ == "_loss"):
         # Cython objects (KD-trees, distance metrics, losses): compare their pickle state.
         reduced_a, reduced_b = a.__reduce__(), b.__reduce__()
         assert_same(reduced_a[1:], reduced_b[1:], f"{path}.<reduce>", _seen)

@@ -20,7 +20,7 @@ import os
 from typing import IO, Any
 
 from . import errors
-from .errors import MiloError
+from .errors import MigrationWarning, MiloError
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest import FORMAT_VERSION
 from .reader import MiloFile
@@ -36,6 +36,7 @@ __all__ = [
     "untrusted_types",
     "errors",
     "MiloError",
+    "MigrationWarning",
     "MiloFile",
     "Limits",
     "DEFAULT_LIMITS",
@@ -88,7 +89,8 @@ def dumps(obj: Any, *, level: int = 3, metadata: Any = None) -> bytes:
     return out.getvalue()
 
 
-def open(file: PathOrFile | bytes, *, limits: Limits | None = None) -> MiloFile:  # noqa: A001
+def open(file: PathOrFile | bytes, *, limits: Limits | None = None,  # noqa: A001
+         migrate: bool = True) -> MiloFile:
     """Open a file: read the zip directory and manifest only; sections are read on demand.
 
     Parameters
@@ -97,6 +99,9 @@ def open(file: PathOrFile | bytes, *, limits: Limits | None = None) -> MiloFile:
         Any seekable source (a path, an open file, ``io.BytesIO``, an fsspec file).
     limits : Limits, optional
         Resource budgets (see :class:`Limits`).
+    migrate : bool, default True
+        Apply the declared migrations when the file was written by another scikit-learn
+        version (see :func:`load` and ``docs/COMPATIBILITY.md``); ``migrations`` lists them.
 
     Returns
     -------
@@ -115,10 +120,11 @@ def open(file: PathOrFile | bytes, *, limits: Limits | None = None) -> MiloFile:
     ...     model = f.load(lazy=True, cache_bytes=0)
     ...     proba = model.predict_proba(X)                    # streams through the trees
     """
-    return MiloFile(file, limits=limits)
+    return MiloFile(file, limits=limits, migrate=migrate)
 
 
-def load(file: PathOrFile, *, trusted: Any = (), limits: Limits | None = None) -> Any:
+def load(file: PathOrFile, *, trusted: Any = (), limits: Limits | None = None,
+         migrate: bool = True) -> Any:
     """Load an object saved by :func:`dump`.
 
     Parameters
@@ -129,19 +135,28 @@ def load(file: PathOrFile, *, trusted: Any = (), limits: Limits | None = None) -
         Type tags to allow beyond the default allow-list (see :func:`untrusted_types`).
     limits : Limits, optional
         Resource budgets.
+    migrate : bool, default True
+        When the file was written by another scikit-learn version, apply the declared
+        migrations (renamed or removed parameters, added attributes...; see
+        :mod:`milo_pack.migrations`) to the manifest before it is validated, and emit one
+        :class:`MigrationWarning` listing them.  ``False`` validates the file as written.
 
     Raises
     ------
+    milo_pack.errors.VersionError
+        The file was written by another scikit-learn version and holds something the
+        installed one cannot carry faithfully (the message gives both versions and why).
     milo_pack.errors.MiloError
         Any problem with the file, as a typed subclass (see :mod:`milo_pack.errors`).
     """
-    with MiloFile(file, limits=limits) as handle:
+    with MiloFile(file, limits=limits, migrate=migrate) as handle:
         return handle.load(trusted=trusted)
 
 
-def loads(data: bytes, *, trusted: Any = (), limits: Limits | None = None) -> Any:
-    """Load an object from bytes returned by :func:`dumps`."""
-    with MiloFile(data, limits=limits) as handle:
+def loads(data: bytes, *, trusted: Any = (), limits: Limits | None = None,
+          migrate: bool = True) -> Any:
+    """Load an object from bytes returned by :func:`dumps` (see :func:`load`)."""
+    with MiloFile(data, limits=limits, migrate=migrate) as handle:
         return handle.load(trusted=trusted)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import __version__
-from .errors import MiloError
+from .errors import MiloError, quote
 
 __all__ = ["main", "build_parser"]
 
@@ -405,6 +405,14 @@ def _run_inspect(args: argparse.Namespace) -> int:
             file_size=handle.container.file_size,
             manifest_size=handle.container.members[0].size,
             untrusted=untrusted, problem=problem, view=view)
+        if handle.migrations:
+            from .migrations import installed_sklearn
+
+            writer = handle.manifest["writer"].get("scikit-learn")
+            lines.append(f"migrations: {len(handle.migrations)} from scikit-learn {quote(writer)} "
+                         f"to {installed_sklearn()} (applied when loading; see "
+                         "docs/COMPATIBILITY.md)")
+            lines.extend(f"  {step}" for step in handle.migrations)
         lines.append("")
         lines.extend(render(view, RenderOptions(depth=args.depth, items=args.items)))
     _print_lines(lines)

@@ -21,6 +21,8 @@ __all__ = [
     "InvariantError",
     "IntegrityError",
     "UnsupportedTypeError",
+    "VersionError",
+    "MigrationWarning",
     "quote",
 ]
 
@@ -89,3 +91,32 @@ class IntegrityError(MiloError):
 
 class UnsupportedTypeError(MiloError, TypeError):
     """``dump`` met an object it cannot represent without executable payloads."""
+
+
+class VersionError(MiloError):
+    """The file was written by other library versions and cannot be carried over faithfully.
+
+    Raised when a declared migration refuses (the old value has no equivalent in the installed
+    version, e.g. ``AdaBoostClassifier(algorithm="SAMME.R")``), or when a file names parameters
+    the installed version does not have and no migration is declared.  The message names the
+    writer's and the reader's versions; ``writer`` and ``reader`` hold them.
+    """
+
+    def __init__(self, message: str, path: str | None = None, *, writer: str | None = None,
+                 reader: str | None = None) -> None:
+        super().__init__(message, path)
+        self.writer = writer
+        self.reader = reader
+
+
+class MigrationWarning(UserWarning):
+    """A file written by another scikit-learn version was migrated while loading.
+
+    One warning per load; its message lists every transform with its graph path, and
+    ``steps`` holds them as :class:`milo_pack.migrations.Step` objects.  Transforms marked
+    "approximate" derive a value the old file did not store; see ``docs/COMPATIBILITY.md``.
+    """
+
+    def __init__(self, message: str, steps: tuple = ()) -> None:
+        super().__init__(message)
+        self.steps = steps

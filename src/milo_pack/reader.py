@@ -10,10 +10,12 @@ from __future__ import annotations
 import io
 import mmap
 import os
+import warnings
 from typing import IO, Any
 
 import numpy as np
 
+from . import migrations
 from .codec import SectionInfo, SectionStore
 from .container import ContainerReader
 from .engine import CheckContext, LoadContext, validate_graph
@@ -61,11 +63,18 @@ class MiloFile:
         was fetched so far.
     closed : bool
         Whether :meth:`close` was called.
+    migrations : list of milo_pack.migrations.Step
+        The declared migrations the file needs under the installed scikit-learn (empty when
+        it was written by the same version); a step whose description starts with
+        ``REFUSED`` cannot be carried over faithfully.  Applied before validation when
+        ``migrate`` is true, else only listed.
     """
 
     def __init__(self, source: str | os.PathLike | IO[bytes] | bytes | memoryview, *,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, migrate: bool = True) -> None:
         self.limits = limits or DEFAULT_LIMITS
+        self.migrate = migrate
+        self._migrated: list[migrations.Step] | None = None
         self._owned = False
         self.closed = False
         self._mmap: mmap.mmap | None = None
@@ -88,6 +97,8 @@ class MiloFile:
                 max_manifest_bytes=self.limits.max_manifest_bytes)
             self.manifest = loads_json(self.container.read_manifest(), self.limits)
             self.sections = self._parse_sections()
+            # A dry run (nothing changes yet): what the file needs, for inspect and verify.
+            self.migrations = migrations.plan(self.manifest)
         except BaseException:
             self.close()
             raise
@@ -152,7 +163,24 @@ class MiloFile:
         ctx = self._checked[trusted] = self._validate(trusted)
         return ctx
 
+    def _migrate(self) -> None:
+        """Apply the declared migrations once, before the first validation (see __init__)."""
+        if self._migrated is not None:
+            return
+        steps: list[migrations.Step] = []
+        if self.migrate and self.migrations:
+            steps = migrations.apply(self.manifest)
+        migrations.diagnose(self.manifest, get_registry())
+        self._migrated = steps
+
+    def _warn_migrated(self) -> None:
+        if self._migrated:
+            writer = self.manifest["writer"].get("scikit-learn", "?")
+            warnings.warn(migrations.warning_for(self._migrated, writer,
+                                                 migrations.installed_sklearn()), stacklevel=3)
+
     def _validate(self, trusted: frozenset[str]) -> CheckContext:
+        self._migrate()
         ctx = CheckContext(get_registry(), self.limits, self.sections, trusted,
                            writer=dict(self.manifest["writer"]))
         validate_graph(self.manifest["metadata"], ctx)
@@ -232,7 +260,9 @@ class MiloFile:
             loader: LoadContext = LazyLoadContext(get_registry(), self.store, ctx, session)
         else:
             loader = LoadContext(get_registry(), self.store, ctx, mmap=mapped)
-        return self._build(loader, self.manifest["root"], "")
+        result = self._build(loader, self.manifest["root"], "")
+        self._warn_migrated()
+        return result
 
     def get(self, path: str, *, trusted: Any = (), mmap: bool = True) -> Any:
         """Build one object of the stored graph by its path, without building the rest.

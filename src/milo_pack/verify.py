@@ -6,11 +6,13 @@ The stages, in order:
 2. ``manifest``: JSON under budgets, top-level schema, section table against the members, and
    the manifest's CRC-32 (the manifest has no digest of its own, so the zip CRC is its only
    integrity check).
-3. ``graph``: :func:`~milo_pack.engine.validate_graph` (tags, keys, references, array metadata,
+3. ``versions``: the declared migrations the file needs when it was written by another
+   scikit-learn (:mod:`milo_pack.migrations`), each with its graph path; a refused one fails.
+4. ``graph``: :func:`~milo_pack.engine.validate_graph` (tags, keys, references, array metadata,
    handler checks) and trust: types outside the allow-list fail unless passed as trusted.
-4. ``digests``: every chunk of every section against its SHA-256 (no decompression).
-5. ``frames``: every chunk decompresses (zstd frame checks) and un-filters to its declared size.
-6. ``load``: the model is built in-process and discarded: invariants that need the data (tree
+5. ``digests``: every chunk of every section against its SHA-256 (no decompression).
+6. ``frames``: every chunk decompresses (zstd frame checks) and un-filters to its declared size.
+7. ``load``: the model is built in-process and discarded: invariants that need the data (tree
    structure, sparse indices, KD-tree indices) are only checked while building.
 
 A stage that cannot run because an earlier one failed is reported as skipped; the digest and
@@ -20,19 +22,20 @@ frame stages run on whatever sections they can, so one corrupt section does not 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .container import ContainerReader
-from .errors import MiloError, quote
+from .errors import MigrationWarning, MiloError, quote
 from .inspect_view import format_bytes, safe_tag, short_tag
 from .limits import DEFAULT_LIMITS, Limits
 from .reader import MiloFile
 
 __all__ = ["Stage", "VerifyReport", "verify_file"]
 
-STAGES = ("container", "manifest", "graph", "digests", "frames", "load")
+STAGES = ("container", "manifest", "versions", "graph", "digests", "frames", "load")
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: work units (bytes) done over the whole verification.
@@ -136,6 +139,7 @@ def verify_file(path: str | os.PathLike[str], *, trusted: frozenset[str] = froze
         with handle:
             meter = _Meter(handle, progress)
             _check_manifest_crc(handle, report)
+            _check_versions(handle, report)
             check = _check_graph(handle, trusted, report)
             good = _check_digests(handle, report, meter)
             _check_frames(handle, good, report, meter)
@@ -191,6 +195,24 @@ def _check_manifest_crc(handle: MiloFile, report: VerifyReport) -> None:
         report.add("manifest", "FAIL", detail, [str(exc)])
         return
     report.add("manifest", "ok", detail)
+
+
+def _check_versions(handle: MiloFile, report: VerifyReport) -> None:
+    steps = handle.migrations
+    writer = handle.manifest["writer"].get("scikit-learn")
+    if not steps:
+        detail = "no migration needed" + (f" (scikit-learn {quote(writer, 20)})" if writer
+                                          else "")
+        report.add("versions", "ok", detail)
+        return
+    from .migrations import installed_sklearn
+
+    refused = [step for step in steps if step.description.startswith("REFUSED")]
+    detail = (f"{len(steps)} migration{'s' if len(steps) != 1 else ''} from scikit-learn "
+              f"{quote(writer, 20)} to {installed_sklearn()}")
+    if refused:
+        detail += f", {len(refused)} refused"
+    report.add("versions", "FAIL" if refused else "ok", detail, [str(step) for step in steps])
 
 
 def _check_graph(handle: MiloFile, trusted: frozenset[str], report: VerifyReport) -> Any:
@@ -271,7 +293,9 @@ def _check_load(handle: MiloFile, trusted: frozenset[str], report: VerifyReport)
                                                              dict) else None
     what = short_tag(tag) if isinstance(tag, str) else type(handle.manifest["root"]).__name__
     try:
-        obj = handle.load(trusted=trusted)
+        with warnings.catch_warnings():  # the versions stage listed the migrations
+            warnings.simplefilter("ignore", MigrationWarning)
+            obj = handle.load(trusted=trusted)
     except MiloError as exc:
         report.add("load", "FAIL", "building the model checks invariants that need the data",
                    [str(exc)])

@@ -2,6 +2,13 @@
 
 They pickle as ``(class, (parameter,))``; here each allow-listed class is stored as its tag and the
 list of its numeric constructor arguments, and rebuilt by calling the class with them.
+
+The classes are a static table, not found by listing the module: before scikit-learn 1.9 the
+compiled module reports ``__module__ == "_loss"`` (not ``sklearn._loss._loss``), so a filter on
+``__module__`` found nothing and GradientBoosting, HistGradientBoosting and the GLMs could not be
+saved.  Each table entry is looked up where it lives in the installed version and skipped when
+that version does not have it (``Log``, ``SquaredLoss`` and ``Huber`` left ``_sgd_fast`` in 1.6);
+the tag is always ``<table module>.<name>``, whatever ``__module__`` says.
 """
 
 from __future__ import annotations
@@ -14,19 +21,49 @@ from ..engine import LoadContext, SaveContext
 from ..errors import ManifestError, UnsupportedTypeError
 from ..registry import Handler, Registry
 
-_MODULES = ("sklearn._loss._loss", "sklearn.linear_model._sgd_fast")
-_ABSTRACT = {"CyLossFunction", "Classification", "Regression", "LossFunction"}
+# Module -> (classes by name, the bare module names its compiled classes may report).
+_TABLE: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("sklearn._loss._loss",
+     ("CyAbsoluteError", "CyExponentialLoss", "CyHalfBinomialLoss", "CyHalfGammaLoss",
+      "CyHalfMultinomialLoss", "CyHalfPoissonLoss", "CyHalfSquaredError", "CyHalfTweedieLoss",
+      "CyHalfTweedieLossIdentity", "CyHuberLoss", "CyPinballLoss"),
+     ("_loss",)),
+    ("sklearn.linear_model._sgd_fast",
+     ("EpsilonInsensitive", "Hinge", "ModifiedHuber", "SquaredEpsilonInsensitive",
+      "SquaredHinge",
+      # scikit-learn < 1.6 only (replaced by the sklearn._loss classes):
+      "Log", "SquaredLoss", "Huber"),
+     ("_sgd_fast",)),
+)
 
 
-def _classes(module_name: str) -> list[tuple[str, type]]:
+def _classes(module_name: str, names: tuple[str, ...]) -> list[tuple[str, type]]:
     module = importlib.import_module(module_name)
     found = []
-    for name in sorted(dir(module)):
-        cls = getattr(module, name)
-        if (isinstance(cls, type) and cls.__module__ == module_name and name not in _ABSTRACT
-                and not name.startswith("_") and hasattr(cls, "__reduce__")):
+    for name in names:
+        cls = getattr(module, name, None)
+        if isinstance(cls, type) and not inspect.isabstract(cls):
             found.append((f"{module_name}.{name}", cls))
     return found
+
+
+def _args(obj: Any) -> tuple | None:
+    """The constructor arguments of a loss object, from its pickle reduction.
+
+    scikit-learn >= 1.6 reduces to ``(cls, args)``; 1.5's classes use Cython's generic
+    ``(__pyx_unpickle_Cls, (cls, checksum, state))``, whose state holds the same values.
+    """
+    reduced = obj.__reduce__()
+    if reduced[0] is type(obj) and isinstance(reduced[1], tuple):
+        return reduced[1]
+    inner = reduced[1] if isinstance(reduced, tuple) and len(reduced) > 1 else None
+    if isinstance(inner, tuple) and len(inner) == 3 and inner[0] is type(obj):
+        if isinstance(inner[2], tuple):
+            return inner[2]
+        # Some Cython versions (scikit-learn 1.8's) pass the state as the third item instead.
+        if inner[2] is None and len(reduced) == 3 and isinstance(reduced[2], tuple):
+            return reduced[2]
+    return None
 
 
 def _n_args(cls: type) -> int:
@@ -34,15 +71,17 @@ def _n_args(cls: type) -> int:
         instance = cls()
     except TypeError:
         return 1
-    reduced = instance.__reduce__()
-    return len(reduced[1]) if reduced[0] is cls else 0
+    args = _args(instance)
+    return len(args) if args is not None else 0
 
 
 def _save(obj: Any, ctx: SaveContext, path: str) -> dict:
-    reduced = obj.__reduce__()
-    args = reduced[1] if reduced[0] is type(obj) else ()
-    if not all(type(a) in (int, float) for a in args):
+    args = _args(obj)
+    if args is None or not all(type(a) in (int, float) for a in args):
         raise UnsupportedTypeError(f"{type(obj).__name__} has non-numeric arguments", path)
+    if _args(type(obj)(*args)) != args:  # the state must be exactly the constructor's
+        raise UnsupportedTypeError(f"{type(obj).__name__} is not rebuilt by its arguments",
+                                   path)
     return {"args": list(args)}
 
 
@@ -59,11 +98,11 @@ def _loader(cls: type):
     return load
 
 
-def _module_loader(module_name: str):
+def _module_loader(module_name: str, names: tuple[str, ...]):
     def load(registry: Registry) -> None:
         keys = frozenset({"args"})
-        for tag, cls in _classes(module_name):
-            if not inspect.isabstract(cls) and tag not in registry.by_tag:
+        for tag, cls in _classes(module_name, names):
+            if tag not in registry.by_tag and cls not in registry.by_type:
                 registry.add(Handler(tag, _save, _loader(cls), keys, keys, types=(cls,),
                                      cls=cls, memo=False))
 
@@ -71,5 +110,9 @@ def _module_loader(module_name: str):
 
 
 def register(registry: Registry) -> None:
-    for module_name in _MODULES:
-        registry.add_lazy(module_name, _module_loader(module_name))
+    for module_name, names, bare_names in _TABLE:
+        loader = _module_loader(module_name, names)  # idempotent: may run once per key
+        registry.add_lazy(module_name, loader)
+        # An object whose class reports the bare compiled module name is found by it too.
+        for bare in bare_names:
+            registry.add_lazy(bare, loader)

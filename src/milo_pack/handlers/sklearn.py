@@ -38,7 +38,9 @@ from ..registry import Handler, Registry
 from .invariants import check_fitted, check_state
 
 # Internal classes reached from fitted estimators, by module: (module, class names or "*"
-# for every class defined in that module).
+# for every class defined in that module).  The table spans every supported scikit-learn
+# (1.5 on): a module or name the installed version does not have is skipped, and a class is
+# registered where it is defined (a name imported from another module is skipped here).
 _INTERNAL = (
     ("sklearn.ensemble._hist_gradient_boosting.binning", ("_BinMapper",)),
     ("sklearn.ensemble._hist_gradient_boosting.predictor", ("TreePredictor",)),
@@ -46,7 +48,11 @@ _INTERNAL = (
     ("sklearn._loss.link", "*"),
     ("sklearn.metrics._scorer",
      ("_Scorer", "_PassthroughScorer", "_MultimetricScorer", "_CurveScorer")),
-    ("sklearn.compose._column_transformer", ("make_column_selector",)),
+    # scikit-learn 1.5 kept _CurveScorer here (its tag then names this module; see
+    # migrations.MOVES).
+    ("sklearn.model_selection._classification_threshold", ("_CurveScorer",)),
+    # _RemainderColsList: scikit-learn 1.5 and 1.6 only (a plain list from 1.7 on).
+    ("sklearn.compose._column_transformer", ("make_column_selector", "_RemainderColsList")),
     ("sklearn.gaussian_process.kernels", "*"),
     ("sklearn.neural_network._stochastic_optimizers", ("SGDOptimizer", "AdamOptimizer")),
     ("sklearn.cluster._birch", ("_CFNode", "_CFSubcluster")),
@@ -444,12 +450,16 @@ def _module_estimators(module_name: str):
 
 def _internal_loader(module_name: str, names: Any):
     def load(registry: Registry) -> None:
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # not in the installed scikit-learn
+            return
         if names == "*":
             found = [obj for _, obj in sorted(vars(module).items())
                      if isinstance(obj, type) and obj.__module__ == module_name]
         else:
-            found = [getattr(module, name) for name in names]
+            found = [cls for cls in (getattr(module, name, None) for name in names)
+                     if isinstance(cls, type) and cls.__module__ == module_name]
         for cls in found:
             if inspect.isabstract(cls) or cls in registry.by_type:
                 continue
@@ -496,7 +506,13 @@ def register(registry: Registry) -> None:
         registry.add_lazy(module_name, _namedtuple_loader(module_name, name))
     for module_name, names in _INTERNAL:
         if module_name != "sklearn.utils._bunch":
-            registry.add_lazy(module_name, _internal_loader(module_name, names))
+            loader = _internal_loader(module_name, names)
+            registry.add_lazy(module_name, loader)
+            # Classes a public package re-exports (KFold) are tagged by that package: a file
+            # naming them must find this loader there too, in a fresh process.
+            public = module_name.split("._")[0]
+            if public != module_name:
+                registry.add_lazy(public, loader)
     for module_name in _public_modules():
         registry.add_lazy(module_name, _module_estimators(module_name))
 
