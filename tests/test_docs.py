@@ -213,6 +213,9 @@ def run_bash(block: Block, cwd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("document", DOCUMENTS)
 def test_document_blocks_run(document, tmp_path, monkeypatch):
+    # Blocks run in an empty directory, as a reader's would; the repository's committed
+    # fixtures are visible under their repository paths (docs load the compatibility corpus).
+    (tmp_path / "tests").symlink_to(ROOT / "tests", target_is_directory=True)
     pending: list[Block] = []
     ran = 0
     for block in [*blocks_of(document), None]:
