@@ -357,3 +357,32 @@ def test_a_public_tag_alias_is_not_a_second_tag() -> None:
     assert registry.for_tag("sklearn.linear_model._logistic.LogisticRegression") is None
     assert registry.for_tag("sklearn.utils.estimator_checks.check_estimator") is None
     assert registry.for_tag("sklearn.base.BaseEstimator") is None
+
+
+def test_start_up_shortcuts_agree_with_the_slow_ways(full) -> None:
+    """param_names reads __init__'s code and descriptor_names walks the MRO once per class (a
+    first load's start-up); both must say exactly what scikit-learn and inspect say."""
+    import inspect
+
+    checked = 0
+    for handler in full.by_tag.values():
+        cls = handler.cls
+        if not isinstance(cls, type):
+            continue
+        if handler.keys == frozenset({"params", "attrs"}) and hasattr(cls, "_get_param_names"):
+            assert sk_handlers.param_names(cls) == frozenset(cls._get_param_names()), cls
+            checked += 1
+        for name in {*dir(cls), "fit", "mro", "register", "fitted_"}:
+            try:
+                attr = inspect.getattr_static(cls, name)
+                slow = hasattr(type(attr), "__get__") or hasattr(type(attr), "__set__")
+            except AttributeError:
+                slow = False
+            assert (name in sk_handlers.descriptor_names(cls)) == slow, (cls, name)
+    assert checked > 200
+
+
+def test_function_tables_are_listed_where_the_registry_finds_them() -> None:
+    from milo_pack import handlers
+
+    assert set(handlers.FUNCTION_TABLES) == set(callables._lazy_tables())

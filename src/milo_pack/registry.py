@@ -185,6 +185,8 @@ class Registry:
         # Keys are static (our own tables); a tag from a file only selects among them.
         self.lazy: dict[str, list[Callable[[Registry], None]]] = {}
         self.sources: list[Source] = []
+        # Per-registry state of a family (the callables' identity table), by family.
+        self.state: dict[str, Any] = {}
 
     def add(self, handler: Handler, *, replace: bool = False) -> None:
         if not valid_tag(handler.tag):
@@ -272,14 +274,17 @@ class Registry:
             return handler
         if not valid_tag(tag):
             return None
+        # Sources first: each answers only its own static table, and asking them does not run
+        # the lazy loaders of the tag's module (loading StandardScaler need not build the
+        # sklearn.preprocessing function table).
+        handler = self._from_sources(tag)
+        if handler is not None:
+            return handler
         module = tag.rpartition(":")[2].rpartition(".")[0]
         if module and self._load_lazy(module):
             handler = self.by_tag.get(tag)
             if handler is not None:
                 return handler
-        handler = self._from_sources(tag)
-        if handler is not None:
-            return handler
         if tag in trusted:
             return self._trusted_handler(tag)
         return None

@@ -190,6 +190,7 @@ _HANDLERS = {kind: _bulk_handler(kind) for kind in _KINDS.values()}
 
 
 def register(registry: Registry) -> None:
+    """The ``msgpack.*`` tags (``resolve_bulk`` is consulted through handlers/__init__.py)."""
     for handler in _HANDLERS.values():
-        registry.add(handler)
-    registry.bulk_resolvers.append(resolve_bulk)
+        if handler.tag not in registry.by_tag:
+            registry.add(handler)

@@ -239,7 +239,8 @@ def _lazy_tables() -> dict[str, Callable[[], dict[str, Any]]]:
 
     Every object of a table is defined in that module or below it, so looking an object up by
     its ``__module__`` finds its table (``tests/test_registry.py`` checks every entry).  ufuncs
-    have no ``__module__``: :func:`register` looks them up in numpy, then in scipy.special.
+    have no ``__module__``: :func:`resolve` looks them up in numpy, then in scipy.special.
+    ``handlers.FUNCTION_TABLES`` lists these modules for the registry's lazy loaders.
     """
     tables: dict[str, Any] = {m: functools.partial(_module_functions, m) for m in _FUNCTION_MODULES}
     for module_name, _ in _PRIVATE_FUNCTIONS:
@@ -570,74 +571,84 @@ def trusted_function_factory(target: Any, tag: str) -> Handler | None:
     return _user_function_handler(tag, target)
 
 
-def register(registry: Registry) -> None:
-    by_identity: dict[int, Handler] = {}
+# -- registration: one piece per need, so that a registry imports this module only when a
+# function, a type value or one of these tags is first met (see handlers/__init__.py) ----------
 
-    def add_entries(entries: dict[str, Any]) -> None:
-        for tag, value in sorted(entries.items()):
-            if tag in registry.by_tag:
-                continue
-            handler = _constant_handler(tag, value)
-            registry.add(handler)
-            by_identity.setdefault(id(value), handler)
 
-    for module_name, build in _lazy_tables().items():
-        registry.add_lazy(module_name, lambda r, build=build: add_entries(build()))
+def _by_identity(registry: Registry) -> dict[int, Handler]:
+    """id -> handler of every table entry built so far in ``registry``."""
+    return registry.state.setdefault("callables.by_identity", {})
 
-    def rule_source(tag: str) -> Handler | None:
-        if tag in _SKLEARN_PARTIALS:
-            return _sklearn_partial(tag)
-        if tag.startswith("type:sklearn."):
-            handler = registry.for_tag(tag[len("type:"):])
-            cls = handler.cls if handler is not None else None
-            return _constant_handler(tag, cls) if isinstance(cls, type) else None
-        value = _rule_value(tag)
-        return _constant_handler(tag, value) if value is not None else None
 
-    def all_tags() -> list[str]:
-        from . import sklearn
-
-        classes = [f"type:{tag}" for tag in sklearn.all_tags()]
-        return [*_rule_tags(), *_SKLEARN_PARTIALS, *classes]
-
-    registry.add_source(rule_source, all_tags)
-    for handler in (_PARTIAL, *_operator_handlers()):
+def add_table(registry: Registry, module_name: str) -> None:
+    """Register the allow-listed functions (or distributions) of one table module."""
+    build = _lazy_tables()[module_name]
+    by_identity = _by_identity(registry)
+    for tag, value in sorted(build().items()):
+        if tag in registry.by_tag:
+            continue
+        handler = _constant_handler(tag, value)
         registry.add(handler)
-
-    def from_tables(obj: Any) -> Handler | None:
-        handler = by_identity.get(id(obj))
-        if handler is not None and constant_value(handler) is obj:
-            return handler
-        return None
-
-    def resolve(obj: Any) -> Handler | None:
-        if not callable(obj):
-            return None
-        if type(obj) is functools.partial:
-            func = obj.func
-            for tag, (module_name, name) in _SKLEARN_PARTIALS.items():
-                module = sys.modules.get(module_name)
-                if module is not None and getattr(module, name, None) is func:
-                    return registry.for_tag(tag)
-            return _PARTIAL
-        tag = _rule_tag(obj)
-        if tag is not None:
-            return registry.for_tag(tag)
-        handler = from_tables(obj)
-        if handler is None and type(obj) is np.ufunc:
-            # ufuncs have no __module__; besides numpy's, the tables hold scipy.special's.
-            registry._load_lazy("scipy.special")
-            handler = from_tables(obj)
-        return handler
-
-    registry.resolvers.append(resolve)
-
-    def add_frozen(r: Registry) -> None:
+        by_identity.setdefault(id(value), handler)
+    if module_name == "scipy.stats":
         from scipy.stats._distn_infrastructure import rv_continuous_frozen, rv_discrete_frozen
 
-        r.add(_frozen_handler((rv_continuous_frozen, rv_discrete_frozen)))
+        if "scipy.stats.frozen" not in registry.by_tag:
+            registry.add(_frozen_handler((rv_continuous_frozen, rv_discrete_frozen)))
 
-    registry.add_lazy("scipy.stats", add_frozen)
-    # Last: anything callable the table did not claim is saved by name (untrusted) or refused.
-    registry.fallback_resolvers.append(_resolve_user_function)
-    registry.trusted_factories.append(trusted_function_factory)
+
+def source(registry: Registry, tag: str) -> Handler | None:
+    """Handler of a rule tag (numpy, math, operator, builtins, a scikit-learn class as a value,
+    the scikit-learn partial), else None."""
+    if tag in _SKLEARN_PARTIALS:
+        return _sklearn_partial(tag)
+    if tag.startswith("type:sklearn."):
+        handler = registry.for_tag(tag[len("type:"):])
+        cls = handler.cls if handler is not None else None
+        return _constant_handler(tag, cls) if isinstance(cls, type) else None
+    value = _rule_value(tag)
+    return _constant_handler(tag, value) if value is not None else None
+
+
+def all_tags() -> list[str]:
+    """Every tag :func:`source` answers (tables are listed by their lazy loaders)."""
+    from . import sklearn
+
+    classes = [f"type:{tag}" for tag in sklearn.all_tags()]
+    return [*_rule_tags(), *_SKLEARN_PARTIALS, *classes]
+
+
+def register_values(registry: Registry) -> None:
+    """``functools.partial`` and the ``operator`` getters."""
+    for handler in (_PARTIAL, *_operator_handlers()):
+        if handler.tag not in registry.by_tag:
+            registry.add(handler)
+
+
+def resolve(registry: Registry, obj: Any) -> Handler | None:
+    """Handler of an allow-listed function, type or partial, by identity; else None."""
+    if type(obj) is functools.partial:
+        func = obj.func
+        for tag, (module_name, name) in _SKLEARN_PARTIALS.items():
+            module = sys.modules.get(module_name)
+            if module is not None and getattr(module, name, None) is func:
+                return registry.for_tag(tag)
+        if "functools.partial" not in registry.by_tag:
+            registry._load_lazy("functools")
+        return registry.by_tag["functools.partial"]
+    tag = _rule_tag(obj)
+    if tag is not None:
+        return registry.for_tag(tag)
+    handler = _from_tables(registry, obj)
+    if handler is None and type(obj) is np.ufunc:
+        # ufuncs have no __module__; besides numpy's, the tables hold scipy.special's.
+        registry._load_lazy("scipy.special")
+        handler = _from_tables(registry, obj)
+    return handler
+
+
+def _from_tables(registry: Registry, obj: Any) -> Handler | None:
+    handler = _by_identity(registry).get(id(obj))
+    if handler is not None and constant_value(handler) is obj:
+        return handler
+    return None

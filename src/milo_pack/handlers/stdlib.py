@@ -297,7 +297,7 @@ def _enum_handler(cls: type, tag: str, trusted: bool) -> Handler:
                    trusted=trusted, cls=cls, memo=False)
 
 
-def _enum_source(tag: str) -> Handler | None:
+def enum_source(tag: str) -> Handler | None:
     found = ENUMS.get(tag)
     if found is None:
         return None
@@ -316,7 +316,7 @@ def _enum_tag(cls: type) -> str:
     return f"enum:{cls.__module__}.{cls.__qualname__}"
 
 
-def _resolve_enum(obj: Any, registry: Registry) -> Handler | None:
+def resolve_enum(obj: Any, registry: Registry) -> Handler | None:
     cls = type(obj)
     if not isinstance(obj, enum.Enum):
         return None
@@ -332,22 +332,22 @@ def _resolve_enum(obj: Any, registry: Registry) -> Handler | None:
     return handler
 
 
-def _trusted_enum(target: Any, tag: str) -> Handler | None:
+def trusted_enum(target: Any, tag: str) -> Handler | None:
     if tag.startswith("enum:") and isinstance(target, type) and issubclass(target, enum.Enum) \
             and _enum_tag(target) == tag:
         return _enum_handler(target, tag, False)
     return None
 
 
-def _register_zoneinfo(registry: Registry) -> None:
-    import zoneinfo
-
-    keys = frozenset({"key"})
-    registry.add(Handler("zoneinfo.ZoneInfo", _save_zone, _load_zone, keys, keys,
-                         check=_check_zone, types=(zoneinfo.ZoneInfo,), memo=False))
+def enum_tags() -> list[str]:
+    return list(ENUMS)
 
 
 def register(registry: Registry) -> None:
+    """The collections, datetime and zoneinfo handlers (enum members are resolved through
+    handlers/__init__.py); idempotent, as each of those modules' lazy keys runs it."""
+    import zoneinfo
+
     F = frozenset
     items = F({"items"})
     clock = F({"value", "tzinfo", "fold"})
@@ -373,9 +373,8 @@ def register(registry: Registry) -> None:
         Handler("datetime.timezone", _save_timezone, _load_timezone, F({"offset", "name"}),
                 F({"offset", "name"}), check=_check_timezone, types=(datetime.timezone,),
                 memo=False),
+        Handler("zoneinfo.ZoneInfo", _save_zone, _load_zone, F({"key"}), F({"key"}),
+                check=_check_zone, types=(zoneinfo.ZoneInfo,), memo=False),
     ):
-        registry.add(handler)
-    registry.add_lazy("zoneinfo", _register_zoneinfo)
-    registry.add_source(_enum_source, lambda: list(ENUMS))
-    registry.resolvers.append(lambda obj: _resolve_enum(obj, registry))
-    registry.trusted_factories.append(_trusted_enum)
+        if handler.tag not in registry.by_tag:
+            registry.add(handler)
