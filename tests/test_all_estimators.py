@@ -282,6 +282,19 @@ def test_every_estimator_roundtrips(name: str) -> None:
     check_roundtrip(build(name), name)
 
 
+@pytest.mark.parametrize("name", sorted(CLASSES))
+def test_every_estimator_roundtrips_unfitted(name: str) -> None:
+    """As skops' test_can_persist_non_fitted: parameters only, exactly."""
+    cls = CLASSES[name]
+    estimator = (SPECIAL[name](cls).estimator if name in SPECIAL
+                 else next(iter(_construct_instances(cls))))
+    data = milo_pack.dumps(estimator)
+    loaded = roundtrip(estimator)
+    assert type(loaded) is type(estimator)
+    assert_same(estimator, loaded)
+    FRESH_CASES[f"unfitted:{name}"] = fresh.case(f"unfitted:{name}", data)
+
+
 def test_coverage_is_complete() -> None:
     """Every enumerated class has a test above and none is skipped or expected to fail."""
     assert len(CLASSES) >= 200

@@ -273,6 +273,21 @@ def _load_matrix(node: dict, ctx: LoadContext, path: str) -> np.matrix:
     return np.asmatrix(arr)
 
 
+# A memory-mapped array (a model loaded by joblib with mmap_mode): its data, loaded back as an
+# np.memmap that owns no file, as unpickling one gives.
+
+
+def _save_memmap(obj: np.memmap, ctx: SaveContext, path: str) -> dict:
+    return {"array": ctx.encode(obj.view(np.ndarray), join_path(path, "array"))}
+
+
+def _load_memmap(node: dict, ctx: LoadContext, path: str) -> np.memmap:
+    arr = ctx.decode(node["array"], join_path(path, "array"))
+    if type(arr) is not np.ndarray or arr.dtype.kind == "O":
+        raise InvariantError("a memmap holds a plain array", path)
+    return arr.view(np.memmap)
+
+
 # -- scalars and dtypes -----------------------------------------------------------------------
 
 
@@ -509,6 +524,8 @@ def register(registry: Registry) -> None:
     registry.resolvers.append(resolve_array)
     registry.add(Handler("numpy.matrix", _save_matrix, _load_matrix, F({"array"}), F({"array"}),
                          types=(np.matrix,)))
+    registry.add(Handler("numpy.memmap", _save_memmap, _load_memmap, F({"array"}), F({"array"}),
+                         types=(np.memmap,)))
     registry.add(Handler("numpy.ma.MaskedArray", _save_masked, _load_masked,
                          F({"data", "mask", "fill_value"}), F({"data", "mask", "fill_value"}),
                          types=(np.ma.MaskedArray,)))
