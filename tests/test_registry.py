@@ -64,6 +64,7 @@ _SAMPLES = [
     np.dtype("S2"), operator.attrgetter("a"), operator.itemgetter(0), operator.methodcaller("f"),
     datetime.datetime(2020, 1, 1), datetime.date(2020, 1, 1),
     datetime.timezone(datetime.timedelta(hours=1)), zoneinfo.ZoneInfo("UTC"), re.IGNORECASE,
+    np.matrix([[1.0]]), np.zeros(2).view(np.memmap),
 ]
 
 
@@ -386,3 +387,47 @@ def test_function_tables_are_listed_where_the_registry_finds_them() -> None:
     from milo_pack import handlers
 
     assert set(handlers.FUNCTION_TABLES) == set(callables._lazy_tables())
+
+
+_ONE_TAG = textwrap.dedent("""
+    import sys, warnings
+    warnings.simplefilter("ignore")
+    import milo_pack
+    obj = milo_pack.load(sys.argv[1])
+    print(type(obj).__module__ + "." + type(obj).__qualname__)
+""")
+
+
+def test_each_internal_class_loads_first_thing_in_its_own_interpreter(tmp_path) -> None:
+    """The strictest form: one new interpreter per internal class, nothing loaded before it.
+
+    The default suite runs the issue's three examples (the batched test above covers every
+    class from a fresh registry each); the CI step ``.ci/steps/30-fresh-process-per-tag.sh``
+    sets MILO_EVERY_TAG=1 to run all of them, one interpreter each.
+    """
+    import os
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        objects = _internal_objects()
+    names = sorted(objects)
+    if os.environ.get("MILO_EVERY_TAG") != "1":
+        names = ["sklearn.compose.make_column_selector", "sklearn.impute.IterativeImputer",
+                 "sklearn.model_selection.KFold"]
+    pending = []
+    for i, name in enumerate(names):
+        path = tmp_path / f"{i}.milo"
+        milo_pack.dump(objects[name], path)
+        pending.append((name, path))
+    failures = {}
+    while pending:  # two at a time: CI machines have two cores
+        batch, pending = pending[:2], pending[2:]
+        procs = [(name, subprocess.Popen([sys.executable, "-c", _ONE_TAG, str(path)],
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True)) for name, path in batch]
+        for name, proc in procs:
+            out, err = proc.communicate(timeout=600)
+            cls = type(objects[name])
+            if proc.returncode != 0 or out.strip() != f"{cls.__module__}.{cls.__qualname__}":
+                failures[name] = (out + err)[-800:]
+    assert not failures, failures

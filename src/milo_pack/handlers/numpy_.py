@@ -387,6 +387,9 @@ def _bit_generator(name: Any, state: Any, path: str, **seed: Any) -> np.random.B
 
 
 def _save_seed_sequence(obj: np.random.SeedSequence, ctx: SaveContext, path: str) -> dict:
+    if not 4 <= obj.pool_size <= _MAX_POOL_SIZE:  # what the loader accepts, nothing more
+        raise UnsupportedTypeError(f"SeedSequence of pool_size {obj.pool_size} (at most "
+                                   f"{_MAX_POOL_SIZE})", path)
     return {"entropy": ctx.encode(obj.entropy, join_path(path, "entropy")),
             "spawn_key": ctx.encode(tuple(obj.spawn_key), join_path(path, "spawn_key")),
             "pool_size": ctx.encode(obj.pool_size, join_path(path, "pool_size")),
