@@ -8,6 +8,8 @@ raised per call: ``milo_pack.load(path, limits=Limits(max_total_bytes=64 << 30))
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["Limits", "DEFAULT_LIMITS"]
 
 _MiB = 1 << 20
@@ -129,7 +131,7 @@ class Limits:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _DEFAULTS)
         return f"Limits({fields})"
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return (Limits, self._values())
 
     def replace(self, **changes: int) -> Limits:

@@ -40,13 +40,13 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Handler", "PackedMember", "register", "get_registry", "Registry",
            "resolve_trusted_class", "resolve_trusted_function", "valid_tag"]
 
-SaveFn = Callable[[Any, "SaveContext", str], dict]
-LoadFn = Callable[[dict, "LoadContext", str], Any]
-CheckFn = Callable[[dict, "CheckContext", str], None]
+SaveFn = Callable[[Any, "SaveContext", str], "dict[str, Any]"]
+LoadFn = Callable[["dict[str, Any]", "LoadContext", str], Any]
+CheckFn = Callable[["dict[str, Any]", "CheckContext", str], None]
 # Given an object whose exact type has no handler, return a handler (or None).
 Resolver = Callable[[Any], "Handler | None"]
 # ``unpack(node, ctx, path) -> (container, members)``: see Handler.
-UnpackFn = Callable[[dict, "LoadContext", str], "tuple[Any, list[PackedMember]]"]
+UnpackFn = Callable[["dict[str, Any]", "LoadContext", str], "tuple[Any, list[PackedMember]]"]
 
 # Plain classes with __slots__ rather than dataclasses: a dataclass costs ~0.3 ms to define at
 # import time (generated code is exec'd), and `import milo_pack` is part of every first load.
@@ -62,7 +62,8 @@ class _Frozen:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        names: tuple[str, ...] = self.__slots__
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in names)
         return f"{type(self).__name__}({fields})"
 
 

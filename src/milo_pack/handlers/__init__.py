@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import enum
 import sys
+from collections.abc import Callable
 from importlib import import_module
 from typing import Any
 
@@ -54,7 +55,8 @@ def _module(name: str) -> Any:
     return import_module(f"{__name__}.{name}")
 
 
-def _deferred(module: str, function: str = "register", *args: Any):
+def _deferred(module: str, function: str = "register",
+              *args: Any) -> Callable[[Registry], None]:
     """A loader importing one of our handler modules (and its library) only when first needed."""
 
     def load(registry: Registry) -> None:
@@ -89,7 +91,8 @@ def _register_sklearn(registry: Registry) -> None:
     def source(tag: str) -> Handler | None:
         if not tag.startswith("sklearn."):
             return None
-        return _module("sklearn").handler_for_tag(tag)
+        handler: Handler | None = _module("sklearn").handler_for_tag(tag)
+        return handler
 
     registry.add_source(source, lambda: _module("sklearn").all_tags())
 
@@ -107,14 +110,16 @@ def _register_sklearn(registry: Registry) -> None:
         # Without sklearn.base imported, nothing is an estimator: no need to import it.
         if "sklearn.base" not in sys.modules:
             return None
-        return _module("sklearn").resolve_user_estimator(obj, registry)
+        handler: Handler | None = _module("sklearn").resolve_user_estimator(obj, registry)
+        return handler
 
     registry.fallback_resolvers.append(resolve_user_estimator)
 
     def trusted_factory(target: Any, tag: str) -> Handler | None:
         if "sklearn.base" not in sys.modules:
             return None
-        return _module("sklearn").trusted_estimator_handler(target, tag)
+        handler: Handler | None = _module("sklearn").trusted_estimator_handler(target, tag)
+        return handler
 
     registry.trusted_factories.append(trusted_factory)
     registry.add_lazy("scipy.interpolate", _deferred("sklearn", "register_bspline"))
@@ -126,7 +131,8 @@ def _register_callables(registry: Registry) -> None:
     def source(tag: str) -> Handler | None:
         if not tag.startswith(_CALLABLE_PREFIXES):
             return None
-        return _module("callables").source(registry, tag)
+        handler: Handler | None = _module("callables").source(registry, tag)
+        return handler
 
     registry.add_source(source, lambda: _module("callables").all_tags())
     for module_name in FUNCTION_TABLES:
@@ -137,21 +143,24 @@ def _register_callables(registry: Registry) -> None:
     def resolve(obj: Any) -> Handler | None:
         if not callable(obj):
             return None
-        return _module("callables").resolve(registry, obj)
+        handler: Handler | None = _module("callables").resolve(registry, obj)
+        return handler
 
     registry.resolvers.append(resolve)
 
     def resolve_user_function(obj: Any) -> Handler | None:
         if not callable(obj):
             return None
-        return _module("callables")._resolve_user_function(obj)
+        handler: Handler | None = _module("callables")._resolve_user_function(obj)
+        return handler
 
     registry.fallback_resolvers.append(resolve_user_function)
 
     def trusted_factory(target: Any, tag: str) -> Handler | None:
         if not tag.startswith("function:"):
             return None
-        return _module("callables").trusted_function_factory(target, tag)
+        handler: Handler | None = _module("callables").trusted_function_factory(target, tag)
+        return handler
 
     registry.trusted_factories.append(trusted_factory)
 
@@ -162,19 +171,26 @@ def _register_stdlib(registry: Registry) -> None:
         registry.add_lazy(module_name, _deferred("stdlib"))
 
     def source(tag: str) -> Handler | None:
-        return _module("stdlib").enum_source(tag) if tag.startswith("enum:") else None
+        if not tag.startswith("enum:"):
+            return None
+        handler: Handler | None = _module("stdlib").enum_source(tag)
+        return handler
 
     registry.add_source(source, lambda: _module("stdlib").enum_tags())
 
     def resolve(obj: Any) -> Handler | None:
         if not isinstance(obj, enum.Enum):
             return None
-        return _module("stdlib").resolve_enum(obj, registry)
+        handler: Handler | None = _module("stdlib").resolve_enum(obj, registry)
+        return handler
 
     registry.resolvers.append(resolve)
 
     def trusted_factory(target: Any, tag: str) -> Handler | None:
-        return _module("stdlib").trusted_enum(target, tag) if tag.startswith("enum:") else None
+        if not tag.startswith("enum:"):
+            return None
+        handler: Handler | None = _module("stdlib").trusted_enum(target, tag)
+        return handler
 
     registry.trusted_factories.append(trusted_factory)
 
@@ -188,7 +204,8 @@ def _register_bulk(registry: Registry) -> None:
             return None
         bulk = _module("bulk")
         registry._load_lazy("msgpack")
-        return bulk.resolve_bulk(obj)
+        handler: Handler | None = bulk.resolve_bulk(obj)
+        return handler
 
     registry.bulk_resolvers.append(resolve)
 
