@@ -37,7 +37,7 @@ from .errors import UntrustedTypeError, quote
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import CheckContext, LoadContext, SaveContext
 
-__all__ = ["Handler", "PackedMember", "register", "get_registry", "Registry",
+__all__ = ["Handler", "PackedMember", "register", "get_registry", "new_registry", "Registry",
            "resolve_trusted_class", "resolve_trusted_function", "valid_tag"]
 
 SaveFn = Callable[[Any, "SaveContext", str], "dict[str, Any]"]
