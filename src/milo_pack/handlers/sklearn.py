@@ -64,21 +64,35 @@ def descriptor_names(cls: type) -> frozenset[str]:
     return found
 
 
-def _is_descriptor(cls: type, name: str) -> bool:
-    return name in descriptor_names(cls)
+# (class, names) already checked and found clean: a warm load of the same model checks a set
+# lookup instead of every name.  Bounded (names come from files): cleared when full.
+_CLEAN: set[tuple[type, frozenset[str]]] = set()
+_MAX_CLEAN = 4096
 
 
 def check_attribute_names(cls: type, names: Any, path: str) -> None:
     """Refuse attribute names that are not plain data: dunders, methods, properties."""
+    names = list(names)
+    if all(type(name) is str for name in names):
+        key = (cls, frozenset(names))
+        if key in _CLEAN:
+            return
+    else:
+        key = None
+    descriptors = descriptor_names(cls)
     for name in names:
         if not isinstance(name, str) or not name.isidentifier():
             raise ManifestError(f"attribute name {quote(name)} is not an identifier", path)
         if name.startswith("__") and name.endswith("__"):
             raise ManifestError(f"attribute name {quote(name)} is a dunder", path)
-        if _is_descriptor(cls, name):
+        if name in descriptors:
             raise ManifestError(
                 f"attribute {quote(name)} would shadow a method or property of "
                 f"{cls.__name__}", path)
+    if key is not None:
+        if len(_CLEAN) >= _MAX_CLEAN:
+            _CLEAN.clear()
+        _CLEAN.add(key)
 
 
 # -- state and views --------------------------------------------------------------------------
