@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import math
 from typing import Any
 
@@ -80,6 +81,12 @@ def assert_same(a: Any, b: Any, path: str = "", _seen: set | None = None) -> Non
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
             assert_same(x, y, f"{path}[{i}]", _seen)
         return
+    if isinstance(a, collections.defaultdict):
+        assert a.default_factory is b.default_factory, f"{path}: default_factory differs"
+    if isinstance(a, collections.deque):
+        assert a.maxlen == b.maxlen, f"{path}: maxlen {a.maxlen} != {b.maxlen}"
+        assert_same(list(a), list(b), path, _seen)
+        return
     if isinstance(a, dict):
         assert list(a) == list(b), f"{path}: keys {list(a)} != {list(b)}"
         for k in a:
@@ -132,8 +139,12 @@ def assert_same_predictions(a: Any, b: Any, X: Any) -> list[str]:
             continue
         try:
             expected = getattr(a, name)(X)
-        except (AttributeError, NotImplementedError, ValueError, TypeError):
-            continue
+        except Exception as exc:  # noqa: BLE001 - the loaded model must fail alike
+            try:
+                getattr(b, name)(X)
+            except type(exc):
+                continue
+            raise AssertionError(f"{name} raised {exc!r} on the original only") from None
         got = getattr(b, name)(X)
         if isinstance(expected, tuple):
             for e, g in zip(expected, got, strict=True):

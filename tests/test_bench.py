@@ -90,7 +90,8 @@ def test_milo_methods(document: dict[str, Any]) -> None:
         assert row["status"] == "ok", row["error"]
         assert row["identical"] is True
         assert row["inspect_s"] > 0
-        assert {t["key"] for t in row["targets"]} == {"small-save", "small-load"}
+        assert {t["key"] for t in row["targets"]} == {"small-save", "small-load",
+                                                      "first-load", "warm-load"}
 
 
 def test_user_model(tmp_path: Path) -> None:
@@ -144,3 +145,20 @@ def test_plot(tmp_path: Path) -> None:
     path = tmp_path / "ratios.png"
     _run(tmp_path, "--models", "tiny_logreg", "--methods", "milo_pack", "--plot", str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_start_up_targets_are_annotated() -> None:
+    """Issue 13: first load within 2 ms of pickle's, warm load within 3x pickle's."""
+    pickle_row = Result("tiny", "pickle", size_bytes=800, save_s=1e-4, load_s=3e-4,
+                        warm_load_s=3e-5)
+    fast = Result("tiny", "milo_pack", size_bytes=1600, save_s=1e-3, load_s=1.9e-3,
+                  warm_load_s=8e-5)
+    slow = Result("tiny", "milo_pack", size_bytes=1600, save_s=1e-3, load_s=3e-3,
+                  warm_load_s=3e-4)
+    for row in (fast, slow):
+        row.ratios = {"save": 10.0}
+        evaluate(row, "other", pickle_row, None)
+    assert {t.key: t.passed for t in fast.targets if "load" in t.key} == {
+        "small-load": True, "first-load": True, "warm-load": True}
+    assert {t.key: t.passed for t in slow.targets if t.key in ("first-load", "warm-load")} == {
+        "first-load": False, "warm-load": False}

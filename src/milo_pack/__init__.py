@@ -15,7 +15,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-import io
 import os
 from typing import IO, Any
 
@@ -23,8 +22,16 @@ from . import errors
 from .errors import MigrationWarning, MiloError
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest import FORMAT_VERSION
-from .reader import MiloFile
-from .registry import Handler, register
+from .reader import MiloFile, _trusted_set
+from .registry import Handler, get_registry, register
+
+# Registry start-up happens here, once per process, not in the first load: it imports only the
+# builtins and numpy handler modules (~0.5 ms); every other family is imported on first need.
+# When scikit-learn is already imported, its handler module (a few hundred microseconds) is
+# loaded now too, so that a first load pays only for the classes it holds.
+get_registry()
+if "sklearn.base" in __import__("sys").modules:
+    from .handlers import sklearn as _sklearn_handlers  # noqa: F401
 
 __all__ = [
     "dump",
@@ -77,11 +84,13 @@ def dump(obj: Any, file: PathOrFile, *, level: int = 3, metadata: Any = None) ->
     if isinstance(file, (str, os.PathLike)):
         dump_to_path(obj, file, level=level, metadata=metadata)
     else:
-        write(obj, file, level=level, metadata=metadata)
+        write(obj, _writable(file), level=level, metadata=metadata)
 
 
 def dumps(obj: Any, *, level: int = 3, metadata: Any = None) -> bytes:
     """Save ``obj`` and return the file's bytes (see :func:`dump`)."""
+    import io
+
     from .writer import write
 
     out = io.BytesIO()
@@ -120,7 +129,7 @@ def open(file: PathOrFile | bytes, *, limits: Limits | None = None,  # noqa: A00
     ...     model = f.load(lazy=True, cache_bytes=0)
     ...     proba = model.predict_proba(X)                    # streams through the trees
     """
-    return MiloFile(file, limits=limits, migrate=migrate)
+    return MiloFile(_readable(file, "open", allow_bytes=True), limits=limits, migrate=migrate)
 
 
 def load(file: PathOrFile, *, trusted: Any = (), limits: Limits | None = None,
@@ -149,25 +158,69 @@ def load(file: PathOrFile, *, trusted: Any = (), limits: Limits | None = None,
     milo_pack.errors.MiloError
         Any problem with the file, as a typed subclass (see :mod:`milo_pack.errors`).
     """
-    with MiloFile(file, limits=limits, migrate=migrate) as handle:
+    source = _readable(file, "load", allow_bytes=True)
+    _check_trusted(trusted)
+    with MiloFile(source, limits=limits, migrate=migrate) as handle:
         return handle.load(trusted=trusted)
 
 
 def loads(data: bytes, *, trusted: Any = (), limits: Limits | None = None,
           migrate: bool = True) -> Any:
     """Load an object from bytes returned by :func:`dumps` (see :func:`load`)."""
-    with MiloFile(data, limits=limits, migrate=migrate) as handle:
+    if isinstance(data, (str, os.PathLike)):
+        raise TypeError(f"loads() takes the bytes that dumps() returned, not "
+                        f"{type(data).__name__}; to read a file, use load(path)")
+    source = _readable(data, "loads", allow_bytes=True)
+    _check_trusted(trusted)
+    with MiloFile(source, limits=limits, migrate=migrate) as handle:
         return handle.load(trusted=trusted)
 
 
 def inspect(file: PathOrFile | bytes, *, limits: Limits | None = None) -> dict[str, Any]:
     """Return the parsed manifest without building any object or reading any section."""
-    with MiloFile(file, limits=limits) as handle:
+    with MiloFile(_readable(file, "inspect", allow_bytes=True), limits=limits) as handle:
         return handle.manifest
 
 
 def untrusted_types(file: PathOrFile | bytes, *,
                     limits: Limits | None = None) -> list[tuple[str, str]]:
     """List ``(tag, path)`` for each type in the file outside the default allow-list."""
-    with MiloFile(file, limits=limits) as handle:
+    with MiloFile(_readable(file, "untrusted_types", allow_bytes=True),
+                  limits=limits) as handle:
         return handle.untrusted_types()
+
+
+# -- argument checks: a newcomer's mistake gets a TypeError naming the argument ---------------
+
+
+def _readable(file: Any, function: str, *, allow_bytes: bool) -> Any:
+    if isinstance(file, (str, os.PathLike)):
+        return file
+    if allow_bytes and isinstance(file, (bytes, bytearray, memoryview)):
+        return file
+    if hasattr(file, "read") and hasattr(file, "seek"):
+        if _is_text(file):
+            raise TypeError(f"{function}() needs a binary file: open it with 'rb', not 'r'")
+        return file
+    raise TypeError(f"{function}() takes a path, a binary file object opened for reading"
+                    f"{' or the bytes dumps() returned' if allow_bytes else ''}, not "
+                    f"{type(file).__name__}")
+
+
+def _writable(file: Any) -> Any:
+    if hasattr(file, "write"):
+        if _is_text(file):
+            raise TypeError("dump() needs a binary file: open it with 'wb', not 'w'")
+        return file
+    raise TypeError(f"dump() takes a path or a binary file object opened for writing as its "
+                    f"second argument, not {type(file).__name__}; to get bytes, use dumps(obj)")
+
+
+def _is_text(file: Any) -> bool:
+    import io
+
+    return isinstance(file, io.TextIOBase)
+
+
+def _check_trusted(trusted: Any) -> None:
+    _trusted_set(trusted)

@@ -8,16 +8,33 @@ raised per call: ``milo_pack.load(path, limits=Limits(max_total_bytes=64 << 30))
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["Limits", "DEFAULT_LIMITS"]
 
 _MiB = 1 << 20
 _GiB = 1 << 30
 
+_DEFAULTS: dict[str, int] = {
+    "max_manifest_bytes": 256 * _MiB,
+    "max_depth": 200,
+    "max_nodes": 20_000_000,
+    "max_string_length": 16 * _MiB,
+    "max_members": 1_000_000,
+    "max_sections": 1_000_000,
+    "max_ndim": 32,
+    "max_dim": 1 << 40,
+    "max_array_bytes": 64 * _GiB,
+    "max_section_bytes": 64 * _GiB,
+    "max_total_bytes": 256 * _GiB,
+    "max_chunk_bytes": 64 * _MiB,
+    "max_window_bytes": 128 * _MiB,
+    "max_objects": 10_000_000,
+    "max_tree_nodes": 1 << 31,
+    "max_msgpack_items": 100_000_000,
+}
 
-@dataclass(frozen=True)
+
 class Limits:
     """Budgets a reader enforces; every field can be overridden per call.
 
@@ -57,26 +74,74 @@ class Limits:
         Items in one msgpack payload.
     """
 
-    max_manifest_bytes: int = 256 * _MiB
-    max_depth: int = 200
-    max_nodes: int = 20_000_000
-    max_string_length: int = 16 * _MiB
-    max_members: int = 1_000_000
-    max_sections: int = 1_000_000
-    max_ndim: int = 32
-    max_dim: int = 1 << 40
-    max_array_bytes: int = 64 * _GiB
-    max_section_bytes: int = 64 * _GiB
-    max_total_bytes: int = 256 * _GiB
-    max_chunk_bytes: int = 64 * _MiB
-    max_window_bytes: int = 128 * _MiB
-    max_objects: int = 10_000_000
-    max_tree_nodes: int = 1 << 31
-    max_msgpack_items: int = 100_000_000
+    # A plain immutable class rather than a frozen dataclass: defining a dataclass of 16 fields
+    # costs ~1 ms at import, paid by every process before its first load.
+    __slots__ = tuple(_DEFAULTS)
+
+    max_manifest_bytes: int
+    max_depth: int
+    max_nodes: int
+    max_string_length: int
+    max_members: int
+    max_sections: int
+    max_ndim: int
+    max_dim: int
+    max_array_bytes: int
+    max_section_bytes: int
+    max_total_bytes: int
+    max_chunk_bytes: int
+    max_window_bytes: int
+    max_objects: int
+    max_tree_nodes: int
+    max_msgpack_items: int
+
+    def __init__(self, *args: int, **kwargs: int) -> None:
+        if len(args) > len(_DEFAULTS):
+            raise TypeError(f"Limits takes at most {len(_DEFAULTS)} positional arguments")
+        values = dict(_DEFAULTS)
+        for name, value in zip(_DEFAULTS, args, strict=False):
+            values[name] = value
+        for name, value in kwargs.items():
+            if name not in _DEFAULTS:
+                raise TypeError(f"Limits has no budget {name!r}")
+            if name in list(_DEFAULTS)[:len(args)]:
+                raise TypeError(f"Limits got two values for {name!r}")
+            values[name] = value
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Limits is immutable; use .replace(...)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("Limits is immutable")
+
+    def _values(self) -> tuple[int, ...]:
+        return tuple(getattr(self, name) for name in _DEFAULTS)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Limits:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _DEFAULTS)
+        return f"Limits({fields})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Limits, self._values())
 
     def replace(self, **changes: int) -> Limits:
         """Return a copy with some budgets changed."""
-        return dataclasses.replace(self, **changes)
+        values = {name: getattr(self, name) for name in _DEFAULTS}
+        for name in changes:
+            if name not in _DEFAULTS:
+                raise TypeError(f"Limits has no budget {name!r}")
+        values.update(changes)
+        return Limits(**values)
 
 
 DEFAULT_LIMITS = Limits()

@@ -92,9 +92,12 @@ class MiloFile:
             self._buffer = None
         self._file = fileobj
         try:
-            self.container = ContainerReader(
-                fileobj, max_members=self.limits.max_members,
-                max_manifest_bytes=self.limits.max_manifest_bytes)
+            try:
+                self.container = ContainerReader(
+                    fileobj, max_members=self.limits.max_members,
+                    max_manifest_bytes=self.limits.max_manifest_bytes)
+            except ContainerError as exc:
+                raise identify_error(fileobj, source, exc) from None
             self.manifest = loads_json(self.container.read_manifest(), self.limits)
             self.sections = self._parse_sections()
             # A dry run (nothing changes yet): what the file needs, for inspect and verify.
@@ -485,7 +488,100 @@ def _row_range(rows: Any, shape: tuple, path: str) -> tuple[int, int, bool]:
 def _trusted_set(trusted: Any) -> frozenset[str]:
     if isinstance(trusted, str):
         trusted = (trusted,)
+    elif isinstance(trusted, (bool, int, float, bytes, dict)) or trusted is None or not hasattr(
+            trusted, "__iter__"):
+        raise TypeError(
+            f"trusted= takes a list of type tags (strings) such as ['mypkg.MyEstimator'], not "
+            f"{trusted!r}: milo_pack never trusts every type; milo_pack.untrusted_types(file) "
+            "lists the tags a file needs")
     result = frozenset(trusted)
     if not all(isinstance(t, str) for t in result):
-        raise TypeError("trusted must be a sequence of type tags (strings)")
+        raise TypeError("trusted= takes a list of type tags (strings), e.g. "
+                        "['mypkg.MyEstimator']")
     return result
+
+
+# -- first-contact errors: what the file is, when it is not a milo_pack file ------------------
+
+_CONVERT = ("If you made it yourself, convert it once with `milo-pack convert {name} "
+            "model.milo --trust-pickle` (loading a pickle runs any code it contains).")
+# (magic prefix, what the file is, advice)
+_MAGICS = (
+    (b"\x93NUMPY", "a numpy .npy file", "Load it with numpy.load(allow_pickle=False)."),
+    (b"\x1f\x8b", "a gzip-compressed file (a joblib or pickle file compressed with gzip?)",
+     _CONVERT),
+    *((b"\x78" + second, "a zlib-compressed file (a joblib file saved with compress=n?)",
+       _CONVERT) for second in (b"\x01", b"\x5e", b"\x9c", b"\xda")),
+    (b"BZh", "a bz2-compressed file (a joblib file saved with compress=('bz2', n)?)", _CONVERT),
+    (b"\xfd7zXZ", "an xz-compressed file (a joblib file saved with compress=('xz', n)?)",
+     _CONVERT),
+    (b"\x5d\x00\x00", "an lzma-compressed file (a joblib file saved with compress=('lzma', "
+     "n)?)", _CONVERT),
+    (b"\x28\xb5\x2f\xfd", "a zstd-compressed file", "milo_pack files are zip archives."),
+    (b"\x04\x22\x4d\x18", "an lz4-compressed file (a joblib file?)", _CONVERT),
+)
+
+
+def _source_name(fileobj: Any, source: Any) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return quote(os.fspath(source), 200)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "the data given"
+    name = getattr(fileobj, "name", None)
+    return quote(name, 200) if isinstance(name, str) else "the file object given"
+
+
+def _head(fileobj: Any, size: int) -> bytes:
+    try:
+        fileobj.seek(0)
+        data = fileobj.read(size)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return b""
+    return data if isinstance(data, bytes) else b""
+
+
+def _zip_names(fileobj: Any) -> list[str]:
+    """Member names of an ordinary zip archive (only to say what a refused file is)."""
+    import zipfile
+
+    try:
+        fileobj.seek(0)
+        with zipfile.ZipFile(fileobj) as archive:
+            return archive.namelist()[:1000]
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError,
+            NotImplementedError, UnicodeDecodeError):
+        return []
+
+
+def identify_error(fileobj: Any, source: Any, error: ContainerError) -> ContainerError:
+    """A ContainerError saying what a refused file is and what to do, naming the file.
+
+    Called only when the container was refused, so that a valid file pays nothing for it.
+    """
+    name = _source_name(fileobj, source)
+    head = _head(fileobj, 64)
+    reason = str(error)
+    if not head:
+        return ContainerError(f"{name} is empty (0 bytes): it was never written, or its copy "
+                              "was cut short")
+    if head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5:
+        kind = "a joblib file" if b"joblib" in _head(fileobj, 4096) else "a pickle file"
+        return ContainerError(
+            f"{name} is {kind}, not a milo_pack file. " + _CONVERT.format(name=name))
+    if head.startswith(b"PK\x03\x04"):
+        if head[30:43] == b"manifest.json":
+            return ContainerError(f"{name} starts like a milo_pack file but is truncated or "
+                                  f"damaged ({reason}); save the model again")
+        names = _zip_names(fileobj)
+        if "schema.json" in names:
+            return ContainerError(
+                f"{name} is a skops file, not a milo_pack file. Load it with skops.io.load "
+                "(after reviewing skops.io.get_untrusted_types) and save it with "
+                "milo_pack.dump")
+        return ContainerError(f"{name} is a zip archive but not a milo_pack file ({reason})")
+    for magic, kind, advice in _MAGICS:
+        if head.startswith(magic):
+            return ContainerError(f"{name} is {kind}, not a milo_pack file. "
+                                  + advice.format(name=name))
+    return ContainerError(f"{name} is not a milo_pack file (a milo_pack file is a zip archive "
+                          f"that starts with 'PK'; this one starts with {head[:8]!r}): {reason}")

@@ -113,7 +113,12 @@ def dump_to_path(obj: Any, path: str | os.PathLike[str], **kwargs: Any) -> None:
     """Write to a temporary file beside ``path`` and rename it into place when complete."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".milo-", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".milo-", suffix=".tmp")
+    except OSError as exc:
+        # Name the path the caller gave, not our temporary file.
+        raise type(exc)(exc.errno, f"{exc.strerror} (writing into {directory!r})",
+                        path) from None
     try:
         with os.fdopen(fd, "wb") as out:
             write(obj, out, spool_dir=directory, **kwargs)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..engine import MAX_DECIMAL_DIGITS, CheckContext, LoadContext, SaveContext, float_token
-from ..errors import ManifestError
+from ..errors import ManifestError, UnsupportedTypeError, quote
 from ..registry import Handler, Registry
 
 _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -209,6 +209,56 @@ def _load_slice(node: dict, ctx: LoadContext, path: str) -> slice:
                  ctx.decode(node["step"], path))
 
 
+def _save_range(obj: range, ctx: SaveContext, path: str) -> dict:
+    return {"start": ctx.encode(obj.start, path), "stop": ctx.encode(obj.stop, path),
+            "step": ctx.encode(obj.step, path)}
+
+
+def _check_range(node: dict, ctx: CheckContext, path: str) -> None:
+    for key in ("start", "stop", "step"):
+        value = node[key]
+        if type(value) is not int and not (isinstance(value, dict) and value.get("$type") == "int"):
+            raise ManifestError(f"range {key} must be an int", path)
+
+
+def _load_range(node: dict, ctx: LoadContext, path: str) -> range:
+    start, stop, step = (ctx.decode(node[k], path) for k in ("start", "stop", "step"))
+    if step == 0:
+        raise ManifestError("range step must not be zero", path)
+    return range(start, stop, step)
+
+
+# -- refusals that explain themselves ---------------------------------------------------------
+
+
+def explain_refusal(obj: Any) -> Handler | None:
+    """A handler that refuses, saying why, objects pickle would rebuild by running their code.
+
+    Consulted last, when nothing else claimed the object.
+    """
+    cls = type(obj)
+    if cls.__reduce_ex__ is object.__reduce_ex__ and cls.__reduce__ is object.__reduce__:
+        return None
+    return _REDUCE
+
+
+def _refuse_reduce(obj: Any, ctx: SaveContext, path: str) -> dict:
+    cls = type(obj)
+    raise UnsupportedTypeError(
+        f"cannot save an object of type {quote(f'{cls.__module__}.{cls.__qualname__}')}: it "
+        "defines its own __reduce__, so pickle would rebuild it by calling code chosen by the "
+        "object, which a milo_pack file never does. Save its data instead (arrays, dicts, "
+        "numbers), or register a Handler for the type with milo_pack.register()",
+        path or "<root>")
+
+
+def _never_load(node: dict, ctx: LoadContext, path: str) -> Any:  # pragma: no cover
+    raise AssertionError("refused objects are never written")
+
+
+_REDUCE = Handler("refused.reduce", _refuse_reduce, _never_load, frozenset(), memo=False)
+
+
 def _unreachable_save(obj: Any, ctx: SaveContext, path: str) -> dict:  # pragma: no cover
     raise AssertionError("the engine writes this node itself")
 
@@ -241,3 +291,5 @@ def register(registry: Registry) -> None:
     keys = F({"start", "stop", "step"})
     registry.add(Handler("slice", _save_slice, _load_slice, keys, keys, types=(slice,),
                          memo=False))
+    registry.add(Handler("range", _save_range, _load_range, keys, keys, check=_check_range,
+                         types=(range,), memo=False))

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgpack
 import numpy as np
 
 from ..engine import CheckContext, LoadContext, SaveContext, join_path
@@ -49,6 +48,8 @@ def _set_order(items: set | frozenset) -> list:
 
 
 def _pack(value: list) -> bytes | None:
+    import msgpack  # only for containers of over a thousand scalars: not a small model's cost
+
     try:
         return msgpack.packb(value, use_bin_type=True, use_single_float=False, strict_types=True)
     except (TypeError, ValueError, OverflowError, UnicodeEncodeError):
@@ -132,6 +133,8 @@ def _refuse_ext(code: int, data: bytes) -> Any:
 def _unpack(data: bytes, ctx: LoadContext, path: str) -> Any:
     # Every length is bounded by the payload itself, so a forged header cannot make msgpack
     # preallocate more than the bytes we hold.
+    import msgpack
+
     items = min(ctx.limits.max_msgpack_items, len(data))
     try:
         return msgpack.unpackb(
@@ -187,6 +190,7 @@ _HANDLERS = {kind: _bulk_handler(kind) for kind in _KINDS.values()}
 
 
 def register(registry: Registry) -> None:
+    """The ``msgpack.*`` tags (``resolve_bulk`` is consulted through handlers/__init__.py)."""
     for handler in _HANDLERS.values():
-        registry.add(handler)
-    registry.bulk_resolvers.append(resolve_bulk)
+        if handler.tag not in registry.by_tag:
+            registry.add(handler)

@@ -2,17 +2,27 @@
 
 Parameters such as ``FunctionTransformer(func=np.log1p)``, ``SelectKBest(score_func=f_classif)``
 or ``OneHotEncoder(dtype=np.float64)`` hold functions and classes.  They are stored by tag
-(``function:numpy.log1p``, ``type:numpy.float64``) and only ever resolved through this static
-table of pure functions and plain types.  There is no generic "import this name" node.
+(``function:numpy.log1p``, ``type:numpy.float64``) and only ever resolved through rules and
+static tables of pure functions and plain types.  There is no generic "import this name" node.
 
-- The table: numpy ufuncs and a few numpy reductions, ``math`` and ``scipy.special`` functions,
-  scikit-learn's public metric, kernel, scoring and feature-selection functions, the private
-  functions scikit-learn itself stores in fitted models, ``scipy.spatial.distance`` metrics, and
-  ``scipy.stats`` distributions.  Frozen distributions (``scipy.stats.uniform(0, 1)``, as in
+- Rules (no table): numpy ufuncs and a few numpy reductions, numpy scalar types, a few built-in
+  types, ``math`` functions, the non-mutating functions of ``operator``.
+- Tables, each built the first time a tag or an object of its module is needed: scikit-learn's
+  public metric, kernel, scoring and feature-selection functions, the private functions
+  scikit-learn itself stores in fitted models, ``scipy.spatial.distance`` metrics,
+  ``scipy.special`` functions and ``scipy.stats`` distributions.  An object is matched by
+  identity; which tables may hold it follows from the object alone (its module, or being a
+  ufunc), so the answer never depends on which tables an earlier call happened to build.
+- Frozen distributions (``scipy.stats.uniform(0, 1)``, as in
   ``RandomizedSearchCV(param_distributions=...)``) are stored as the distribution's public name
   plus numeric arguments and rebuilt by calling the allow-listed distribution.
-- A lambda, a local function, a function of ``__main__`` or a builtin outside the table is
-  refused at dump with :class:`~milo_pack.errors.UnsupportedTypeError` naming it.
+- ``functools.partial`` of an allow-listed function (``partial(np.add, 10)``), with its
+  arguments as data; ``operator.attrgetter``/``itemgetter`` with public names and data keys.
+  ``operator.methodcaller`` calls a method *named by the file* on whatever it is given, so its
+  tag is not trusted by default: a file holding one loads only with
+  ``trusted=["operator.methodcaller"]``.
+- A lambda, a local function, a function of ``__main__``, a bound method or a builtin outside the
+  allow-list is refused at dump with :class:`~milo_pack.errors.UnsupportedTypeError` saying why.
 - A plain function defined at the top level of an importable module (a user's own
   ``mymodule.f``) is saved as ``function:mymodule.f``, like a user estimator class: a file using it
   is reported by :func:`milo_pack.untrusted_types` and loads only when the caller passes that
@@ -24,10 +34,11 @@ from __future__ import annotations
 import builtins
 import functools
 import importlib
-import inspect
 import math
+import operator
 import sys
 import types
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -36,6 +47,8 @@ from ..engine import CheckContext, LoadContext, SaveContext, join_path
 from ..errors import InvariantError, ManifestError, UnsupportedTypeError, quote
 from ..registry import Handler, Registry
 
+FUNCTION_PREFIX = "function:"
+
 # numpy functions (not ufuncs) that are pure reductions or element-wise maps.
 _NUMPY_FUNCTIONS = (
     "mean", "median", "average", "sum", "prod", "std", "var", "min", "max", "amin", "amax",
@@ -43,7 +56,17 @@ _NUMPY_FUNCTIONS = (
     "round", "cumsum", "cumprod", "percentile", "quantile", "nanpercentile", "nanquantile",
     "argmax", "argmin", "asarray", "array", "ravel", "sort", "unique", "diff", "abs",
 )
-_BUILTIN_TYPES = (int, float, bool, str, complex, bytes, object, list, tuple, dict, set)
+_BUILTIN_TYPES = {t.__name__: t for t in (
+    int, float, bool, str, complex, bytes, bytearray, object, list, tuple, dict, set, frozenset,
+    range, slice, map, filter, zip, enumerate, reversed)}
+# operator's functions that compute a value from their arguments and change nothing (no
+# setitem/delitem, no in-place i* forms, no `call`).
+_OPERATOR_FUNCTIONS = frozenset({
+    "abs", "add", "and_", "concat", "contains", "countOf", "eq", "floordiv", "ge", "getitem",
+    "gt", "index", "indexOf", "inv", "invert", "is_", "is_not", "le", "length_hint", "lshift",
+    "lt", "matmul", "mod", "mul", "ne", "neg", "not_", "or_", "pos", "pow", "rshift", "sub",
+    "truediv", "truth", "xor",
+})
 # Modules whose public functions (``__all__``, else every public function defined there) are
 # pure computations a model may hold: metrics, kernels, distances, score functions.
 _FUNCTION_MODULES = (
@@ -59,26 +82,116 @@ _PRIVATE_FUNCTIONS = (
     ("sklearn.cluster._kmeans", "_kmeans_single_lloyd"),
     ("sklearn.cluster._kmeans", "_kmeans_single_elkan"),
 )
-FUNCTION_PREFIX = "function:"
+# scipy.special functions that change global state rather than compute a value.
+_SPECIAL_EXCLUDED = frozenset({"seterr", "geterr", "errstate", "test"})
 
 
-def _numpy_entries() -> dict[str, Any]:
-    entries: dict[str, Any] = {}
-    for name in dir(np):
+# -- rules: numpy, builtins, math, operator ---------------------------------------------------
+
+
+# Abstract scalar types (``make_column_selector(dtype_include=np.number)``).
+_NUMPY_ABSTRACT_TYPES = ("generic", "number", "integer", "signedinteger", "unsignedinteger",
+                         "inexact", "floating", "complexfloating", "flexible", "character")
+
+
+@functools.cache
+def _numpy_scalar_types() -> frozenset[type]:
+    concrete = [t for t in set(np.sctypeDict.values()) if getattr(np, t.__name__, None) is t]
+    abstract = [getattr(np, name) for name in _NUMPY_ABSTRACT_TYPES if hasattr(np, name)]
+    return frozenset(concrete + [t for t in abstract if getattr(np, t.__name__, None) is t])
+
+
+@functools.cache
+def _numpy_ufunc_names() -> dict[int, str]:
+    """id -> attribute name of every ufunc numpy exports (for ufuncs known by an alias)."""
+    found: dict[int, str] = {}
+    for name in sorted(dir(np)):
         obj = getattr(np, name, None)
-        if isinstance(obj, np.ufunc):
-            entries[f"function:numpy.{name}"] = obj
-    for name in _NUMPY_FUNCTIONS:
+        if isinstance(obj, np.ufunc) and not name.startswith("_"):
+            found.setdefault(id(obj), name)
+    return found
+
+
+def _rule_value(tag: str) -> Any:
+    """The object an allow-listed rule tag names, else None."""
+    kind, _, path = tag.partition(":")
+    module, _, name = path.rpartition(".")
+    if not name or name.startswith("_"):
+        return None
+    if kind == "function" and module == "numpy":
         obj = getattr(np, name, None)
+        if isinstance(obj, np.ufunc) or (name in _NUMPY_FUNCTIONS and callable(obj)):
+            return obj
+    elif kind == "type" and module == "numpy":
+        obj = getattr(np, name, None)
+        if obj in _numpy_scalar_types():
+            return obj
+    elif kind == "type" and module == "builtins":
+        return _BUILTIN_TYPES.get(name)
+    elif tag == "function:builtins.len":
+        return builtins.len
+    elif kind == "function" and module == "math":
+        obj = getattr(math, name, None)
         if callable(obj):
-            entries[f"function:numpy.{name}"] = obj
-    for t in set(np.sctypeDict.values()):
-        if getattr(np, t.__name__, None) is t:
-            entries[f"type:numpy.{t.__name__}"] = t
-    for t in _BUILTIN_TYPES:
-        entries[f"type:builtins.{t.__name__}"] = t
-    entries["function:builtins.len"] = builtins.len
-    return entries
+            return obj
+    elif kind == "function" and module == "operator" and name in _OPERATOR_FUNCTIONS:
+        return getattr(operator, name, None)
+    return None
+
+
+def _rule_tag(obj: Any) -> str | None:
+    """The rule tag of an allow-listed numpy/builtin/math/operator object, else None."""
+    t = type(obj)
+    if t is np.ufunc:
+        name = obj.__name__
+        if getattr(np, name, None) is not obj:
+            name = _numpy_ufunc_names().get(id(obj))
+        return f"function:numpy.{name}" if name is not None else None
+    if isinstance(obj, type):
+        if _BUILTIN_TYPES.get(obj.__name__) is obj:
+            return f"type:builtins.{obj.__name__}"
+        if obj in _numpy_scalar_types():
+            return f"type:numpy.{obj.__name__}"
+        if obj.__module__.startswith("sklearn."):
+            # An allow-listed scikit-learn class as a value (RepeatedKFold holds `cv=KFold`).
+            from . import sklearn
+
+            tag = sklearn.tag_for_class(obj)
+            return f"type:{tag}" if tag is not None else None
+        return None
+    module = getattr(obj, "__module__", None)
+    if module == "numpy":
+        for name in _NUMPY_FUNCTIONS:
+            if getattr(np, name, None) is obj:
+                return f"function:numpy.{name}"
+    elif t is types.BuiltinFunctionType:
+        name = obj.__name__
+        if obj is builtins.len:
+            return "function:builtins.len"
+        if module == "math" and getattr(math, name, None) is obj:
+            return f"function:math.{name}"
+        if module in ("_operator", "operator") and name in _OPERATOR_FUNCTIONS and getattr(
+                operator, name, None) is obj:
+            return f"function:operator.{name}"
+    return None
+
+
+def _rule_tags() -> list[str]:
+    """Every tag the rules allow (for ``Registry.load_all``)."""
+    tags = [f"function:numpy.{name}" for name in sorted(dir(np))
+            if isinstance(getattr(np, name, None), np.ufunc)]
+    tags += [f"function:numpy.{name}" for name in _NUMPY_FUNCTIONS]
+    tags += [f"type:numpy.{t.__name__}" for t in _numpy_scalar_types()]
+    tags += [f"type:builtins.{name}" for name in _BUILTIN_TYPES]
+    tags += ["function:builtins.len"]
+    tags += [f"function:math.{n}" for n in dir(math) if not n.startswith("_")
+             and callable(getattr(math, n))]
+    tags += [f"function:operator.{n}" for n in sorted(_OPERATOR_FUNCTIONS)
+             if hasattr(operator, n)]
+    return [t for t in tags if _rule_value(t) is not None]
+
+
+# -- tables -----------------------------------------------------------------------------------
 
 
 def _module_functions(module_name: str) -> dict[str, Any]:
@@ -92,17 +205,18 @@ def _module_functions(module_name: str) -> dict[str, Any]:
             and isinstance(getattr(module, name, None), types.FunctionType)}
 
 
-def _math_entries() -> dict[str, Any]:
-    return {f"function:math.{name}": obj for name, obj in sorted(vars(math).items())
-            if callable(obj) and not name.startswith("_")}
-
-
 def _special_entries() -> dict[str, Any]:
     import scipy.special
 
-    return {f"function:scipy.special.{name}": getattr(scipy.special, name)
-            for name in dir(scipy.special)
-            if isinstance(getattr(scipy.special, name), np.ufunc) and not name.startswith("_")}
+    entries = {}
+    for name in dir(scipy.special):
+        obj = getattr(scipy.special, name)
+        if name.startswith("_") or name in _SPECIAL_EXCLUDED:
+            continue
+        if isinstance(obj, np.ufunc) or (
+                type(obj) is types.FunctionType and obj.__module__.startswith("scipy.special")):
+            entries[f"function:scipy.special.{name}"] = obj
+    return entries
 
 
 def _distribution_entries() -> dict[str, Any]:
@@ -120,15 +234,20 @@ def _private_entries(module_name: str) -> dict[str, Any]:
             for mod, name in _PRIVATE_FUNCTIONS if mod == module_name}
 
 
-def _lazy_tables() -> dict[str, Any]:
-    """Module -> function building that module's part of the table (imported on first need)."""
+def _lazy_tables() -> dict[str, Callable[[], dict[str, Any]]]:
+    """Module -> function building that module's part of the table (imported on first need).
+
+    Every object of a table is defined in that module or below it, so looking an object up by
+    its ``__module__`` finds its table (``tests/test_registry.py`` checks every entry).  ufuncs
+    have no ``__module__``: :func:`resolve` looks them up in numpy, then in scipy.special.
+    ``handlers.FUNCTION_TABLES`` lists these modules for the registry's lazy loaders.
+    """
     tables: dict[str, Any] = {m: functools.partial(_module_functions, m) for m in _FUNCTION_MODULES}
     for module_name, _ in _PRIVATE_FUNCTIONS:
         tables[module_name] = functools.partial(_private_entries, module_name)
     tables["scipy.special"] = _special_entries
     tables["scipy.stats"] = _distribution_entries
     return tables
-
 
 
 def _constant_handler(tag: str, value: Any) -> Handler:
@@ -141,14 +260,28 @@ def _constant_handler(tag: str, value: Any) -> Handler:
     return Handler(tag, save, load, frozenset(), memo=False)
 
 
+def constant_value(handler: Handler) -> Any:
+    """The object an allow-listed function or type handler stands for."""
+    return handler.load({}, None, "")  # type: ignore[arg-type]
+
+
+# -- functools.partial ------------------------------------------------------------------------
+
 # ``functools.partial`` objects scikit-learn itself builds inside fitted estimators (the numeric
-# branch of HistGradientBoosting's categorical preprocessor).  Each is keyed by its function:
-# the function is fixed by the tag, only keyword arguments of that function are allowed, and
-# there is no generic partial node.
-_PARTIALS = {"partial:sklearn.utils.check_array": ("sklearn.utils", "check_array")}
+# branch of HistGradientBoosting's categorical preprocessor), of a function outside the
+# allow-list: each is keyed by its function, only keyword arguments of that function are allowed.
+_SKLEARN_PARTIALS = {"partial:sklearn.utils.check_array": ("sklearn.utils", "check_array")}
 
 
-def _partial_handler(tag: str, func: Any) -> Handler:
+@functools.cache
+def _sklearn_partial(tag: str) -> Handler | None:
+    import inspect
+
+    found = _SKLEARN_PARTIALS.get(tag)
+    if found is None:
+        return None
+    module_name, name = found
+    func = getattr(importlib.import_module(module_name), name)
     allowed = frozenset(inspect.signature(func).parameters) - {"array"}
 
     def save(obj: functools.partial, ctx: SaveContext, path: str) -> dict:
@@ -167,7 +300,129 @@ def _partial_handler(tag: str, func: Any) -> Handler:
         return functools.partial(func, **keywords)
 
     keys = frozenset({"keywords"})
-    return Handler(tag, save, load, keys, keys, check=check, memo=False)
+    return Handler(tag, save, load, keys, keys, check=check, cls=func, memo=False)
+
+
+def _is_function_node(node: Any) -> bool:
+    return (isinstance(node, dict) and set(node) == {"$type"} and isinstance(node["$type"], str)
+            and node["$type"].startswith(FUNCTION_PREFIX))
+
+
+def _save_partial(obj: functools.partial, ctx: SaveContext, path: str) -> dict:
+    if obj.__dict__:
+        raise UnsupportedTypeError("a functools.partial with attributes of its own", path)
+    func = ctx.encode(obj.func, join_path(path, "func"))
+    if not _is_function_node(func):
+        what = func.get("$type") if isinstance(func, dict) else func
+        raise UnsupportedTypeError(
+            "functools.partial is saved only around an allow-listed function (or your own "
+            f"top-level function), not {quote(what)}", path)
+    return {"func": func,
+            "args": [ctx.encode(v, f"{path}.args[{i}]") for i, v in enumerate(obj.args)],
+            "keywords": ctx.encode(dict(obj.keywords), join_path(path, "keywords"))}
+
+
+def _check_partial(node: dict, ctx: CheckContext, path: str) -> None:
+    if not _is_function_node(node["func"]):
+        raise ManifestError("a partial's func must be a function node", path)
+    if not isinstance(node["args"], list):
+        raise ManifestError("a partial's args must be a list", path)
+
+
+def _load_partial(node: dict, ctx: LoadContext, path: str) -> functools.partial:
+    func = ctx.decode(node["func"], join_path(path, "func"))
+    args = [ctx.decode(v, f"{path}.args[{i}]") for i, v in enumerate(node["args"])]
+    keywords = ctx.decode(node["keywords"], join_path(path, "keywords"))
+    if not callable(func) or type(keywords) is not dict or not all(
+            type(k) is str for k in keywords):
+        raise InvariantError("a partial needs a function and keyword arguments by name", path)
+    return functools.partial(func, *args, **keywords)
+
+
+_PARTIAL = Handler("functools.partial", _save_partial, _load_partial,
+                   frozenset({"func", "args", "keywords"}),
+                   frozenset({"func", "args", "keywords"}), check=_check_partial, memo=False)
+
+
+# -- operator getters -------------------------------------------------------------------------
+
+
+def _public_name(name: Any, dotted: bool) -> bool:
+    parts = name.split(".") if isinstance(name, str) and dotted else [name]
+    return all(isinstance(p, str) and p.isidentifier() and not p.startswith("_") for p in parts)
+
+
+def _save_attrgetter(obj: operator.attrgetter, ctx: SaveContext, path: str) -> dict:
+    names = list(obj.__reduce__()[1])
+    if not all(_public_name(n, True) for n in names):
+        raise UnsupportedTypeError("attrgetter of a private or dunder attribute", path)
+    return {"attrs": names}
+
+
+def _check_attrgetter(node: dict, ctx: CheckContext, path: str) -> None:
+    names = node["attrs"]
+    if not isinstance(names, list) or not names or not all(_public_name(n, True) for n in names):
+        raise ManifestError("attrgetter takes public attribute names (no '_' prefix)", path)
+
+
+def _load_attrgetter(node: dict, ctx: LoadContext, path: str) -> operator.attrgetter:
+    return operator.attrgetter(*node["attrs"])
+
+
+def _save_itemgetter(obj: operator.itemgetter, ctx: SaveContext, path: str) -> dict:
+    keys = obj.__reduce__()[1]
+    return {"items": [ctx.encode(v, f"{path}.items[{i}]") for i, v in enumerate(keys)]}
+
+
+def _check_itemgetter(node: dict, ctx: CheckContext, path: str) -> None:
+    if not isinstance(node["items"], list) or not node["items"]:
+        raise ManifestError("itemgetter takes at least one key", path)
+
+
+def _load_itemgetter(node: dict, ctx: LoadContext, path: str) -> operator.itemgetter:
+    keys = [ctx.decode(v, f"{path}.items[{i}]") for i, v in enumerate(node["items"])]
+    return operator.itemgetter(*keys)
+
+
+def _save_methodcaller(obj: operator.methodcaller, ctx: SaveContext, path: str) -> dict:
+    factory, args = obj.__reduce__()
+    if type(factory) is functools.partial:  # methodcaller with keyword arguments
+        name, keywords = factory.args[0], dict(factory.keywords)
+    else:
+        name, args, keywords = args[0], args[1:], {}
+    if not _public_name(name, False):
+        raise UnsupportedTypeError("methodcaller of a private or dunder method", path)
+    return {"name": name,
+            "args": [ctx.encode(v, f"{path}.args[{i}]") for i, v in enumerate(args)],
+            "keywords": ctx.encode(keywords, join_path(path, "keywords"))}
+
+
+def _check_methodcaller(node: dict, ctx: CheckContext, path: str) -> None:
+    if not _public_name(node["name"], False) or not isinstance(node["args"], list):
+        raise ManifestError("methodcaller takes a public method name and arguments", path)
+
+
+def _load_methodcaller(node: dict, ctx: LoadContext, path: str) -> operator.methodcaller:
+    args = [ctx.decode(v, f"{path}.args[{i}]") for i, v in enumerate(node["args"])]
+    keywords = ctx.decode(node["keywords"], join_path(path, "keywords"))
+    if type(keywords) is not dict or not all(type(k) is str for k in keywords):
+        raise InvariantError("methodcaller keywords must be a dict of names", path)
+    return operator.methodcaller(node["name"], *args, **keywords)
+
+
+def _operator_handlers() -> list[Handler]:
+    F = frozenset
+    return [
+        Handler("operator.attrgetter", _save_attrgetter, _load_attrgetter, F({"attrs"}),
+                F({"attrs"}), check=_check_attrgetter, types=(operator.attrgetter,), memo=False),
+        Handler("operator.itemgetter", _save_itemgetter, _load_itemgetter, F({"items"}),
+                F({"items"}), check=_check_itemgetter, types=(operator.itemgetter,), memo=False),
+        # Calls a method named by the file on what it is applied to: loads only when trusted.
+        Handler("operator.methodcaller", _save_methodcaller, _load_methodcaller,
+                F({"name", "args", "keywords"}), F({"name", "args", "keywords"}),
+                check=_check_methodcaller, types=(operator.methodcaller,), trusted=False,
+                memo=False),
+    ]
 
 
 # -- frozen scipy.stats distributions ---------------------------------------------------------
@@ -237,7 +492,7 @@ def _frozen_handler(types_: tuple[type, ...]) -> Handler:
                    frozenset({"dist", "args", "kwds"}), check=check, types=types_)
 
 
-# -- functions outside the table --------------------------------------------------------------
+# -- functions outside the allow-list ---------------------------------------------------------
 
 
 def function_name(func: Any) -> str:
@@ -256,10 +511,10 @@ def _importable(func: types.FunctionType) -> bool:
     return obj is func
 
 
-def _refused_handler(reason: str) -> Handler:
+def _refused_handler(what: str, reason: str) -> Handler:
     def save(obj: Any, ctx: SaveContext, path: str) -> dict:
         raise UnsupportedTypeError(
-            f"cannot save the function {quote(function_name(obj))}: {reason}", path or "<root>")
+            f"cannot save the {what} {quote(function_name(obj))}: {reason}", path or "<root>")
 
     return Handler("function:refused", save, _never_load, frozenset(), memo=False)
 
@@ -279,16 +534,25 @@ def _user_function_handler(tag: str, func: Any) -> Handler:
 
 
 _LAMBDA = _refused_handler(
+    "function",
     "lambdas, local functions and functions of __main__ cannot be named in a file; define it "
     "at the top level of a module, or use a function from milo_pack's allow-list")
+_METHOD = _refused_handler(
+    "bound method",
+    "a method carries the object it is bound to and runs that object's code; save the object "
+    "itself, or hold an allow-listed function (functools.partial of one to fix arguments)")
 _NOT_PYTHON = _refused_handler(
-    "it is neither in milo_pack's allow-list of pure functions nor a plain Python function")
+    "function", "it is neither in milo_pack's allow-list of pure functions nor a plain Python "
+    "function defined at the top level of a module")
 
 
 def _resolve_user_function(obj: Any) -> Handler | None:
-    """Handler for a function outside the table: untrusted by name, or refused."""
-    if isinstance(obj, (types.BuiltinFunctionType, np.ufunc, types.MethodType,
-                        functools.partial)):
+    """Handler for a function outside the allow-list: untrusted by name, or refused."""
+    if isinstance(obj, types.MethodType) or (
+            isinstance(obj, types.BuiltinMethodType)
+            and not isinstance(getattr(obj, "__self__", None), (types.ModuleType, type(None)))):
+        return _METHOD
+    if isinstance(obj, (types.BuiltinFunctionType, np.ufunc, functools.partial)):
         return _NOT_PYTHON
     if type(obj) is not types.FunctionType:
         return None
@@ -307,50 +571,84 @@ def trusted_function_factory(target: Any, tag: str) -> Handler | None:
     return _user_function_handler(tag, target)
 
 
-def register(registry: Registry) -> None:
-    partials: dict[Any, Handler] = {}
-    for tag, (module_name, name) in _PARTIALS.items():
-        func = getattr(importlib.import_module(module_name), name)
-        partials[func] = _partial_handler(tag, func)
-        registry.add(partials[func])
+# -- registration: one piece per need, so that a registry imports this module only when a
+# function, a type value or one of these tags is first met (see handlers/__init__.py) ----------
 
-    def resolve_partial(obj: Any) -> Handler | None:
-        if type(obj) is functools.partial:
-            return partials.get(obj.func)
-        return None
 
-    registry.resolvers.append(resolve_partial)
-    by_identity: dict[int, Handler] = {}
+def _by_identity(registry: Registry) -> dict[int, Handler]:
+    """id -> handler of every table entry built so far in ``registry``."""
+    return registry.state.setdefault("callables.by_identity", {})
 
-    def add_entries(entries: dict[str, Any]) -> None:
-        for tag, value in sorted(entries.items()):
-            if tag in registry.by_tag:
-                continue
-            handler = _constant_handler(tag, value)
-            registry.add(handler)
-            by_identity.setdefault(id(value), handler)
 
-    add_entries({**_numpy_entries(), **_math_entries()})
-    for module_name, build in _lazy_tables().items():
-        registry.add_lazy(module_name, lambda r, build=build: add_entries(build()))
-
-    def resolve(obj: Any) -> Handler | None:
-        if not (callable(obj) or inspect.isclass(obj)):
-            return None
-        handler = by_identity.get(id(obj))
-        if handler is not None and registry.by_tag[handler.tag].load(
-                {}, None, "") is obj:  # type: ignore[arg-type]
-            return handler
-        return None
-
-    registry.resolvers.append(resolve)
-
-    def add_frozen(r: Registry) -> None:
+def add_table(registry: Registry, module_name: str) -> None:
+    """Register the allow-listed functions (or distributions) of one table module."""
+    build = _lazy_tables()[module_name]
+    by_identity = _by_identity(registry)
+    for tag, value in sorted(build().items()):
+        if tag in registry.by_tag:
+            continue
+        handler = _constant_handler(tag, value)
+        registry.add(handler)
+        by_identity.setdefault(id(value), handler)
+    if module_name == "scipy.stats":
         from scipy.stats._distn_infrastructure import rv_continuous_frozen, rv_discrete_frozen
 
-        r.add(_frozen_handler((rv_continuous_frozen, rv_discrete_frozen)))
+        if "scipy.stats.frozen" not in registry.by_tag:
+            registry.add(_frozen_handler((rv_continuous_frozen, rv_discrete_frozen)))
 
-    registry.add_lazy("scipy.stats", add_frozen)
-    # Last: anything callable the table did not claim is saved by name (untrusted) or refused.
-    registry.fallback_resolvers.append(_resolve_user_function)
-    registry.trusted_factories.append(trusted_function_factory)
+
+def source(registry: Registry, tag: str) -> Handler | None:
+    """Handler of a rule tag (numpy, math, operator, builtins, a scikit-learn class as a value,
+    the scikit-learn partial), else None."""
+    if tag in _SKLEARN_PARTIALS:
+        return _sklearn_partial(tag)
+    if tag.startswith("type:sklearn."):
+        handler = registry.for_tag(tag[len("type:"):])
+        cls = handler.cls if handler is not None else None
+        return _constant_handler(tag, cls) if isinstance(cls, type) else None
+    value = _rule_value(tag)
+    return _constant_handler(tag, value) if value is not None else None
+
+
+def all_tags() -> list[str]:
+    """Every tag :func:`source` answers (tables are listed by their lazy loaders)."""
+    from . import sklearn
+
+    classes = [f"type:{tag}" for tag in sklearn.all_tags()]
+    return [*_rule_tags(), *_SKLEARN_PARTIALS, *classes]
+
+
+def register_values(registry: Registry) -> None:
+    """``functools.partial`` and the ``operator`` getters."""
+    for handler in (_PARTIAL, *_operator_handlers()):
+        if handler.tag not in registry.by_tag:
+            registry.add(handler)
+
+
+def resolve(registry: Registry, obj: Any) -> Handler | None:
+    """Handler of an allow-listed function, type or partial, by identity; else None."""
+    if type(obj) is functools.partial:
+        func = obj.func
+        for tag, (module_name, name) in _SKLEARN_PARTIALS.items():
+            module = sys.modules.get(module_name)
+            if module is not None and getattr(module, name, None) is func:
+                return registry.for_tag(tag)
+        if "functools.partial" not in registry.by_tag:
+            registry._load_lazy("functools")
+        return registry.by_tag["functools.partial"]
+    tag = _rule_tag(obj)
+    if tag is not None:
+        return registry.for_tag(tag)
+    handler = _from_tables(registry, obj)
+    if handler is None and type(obj) is np.ufunc:
+        # ufuncs have no __module__; besides numpy's, the tables hold scipy.special's.
+        registry._load_lazy("scipy.special")
+        handler = _from_tables(registry, obj)
+    return handler
+
+
+def _from_tables(registry: Registry, obj: Any) -> Handler | None:
+    handler = _by_identity(registry).get(id(obj))
+    if handler is not None and constant_value(handler) is obj:
+        return handler
+    return None

@@ -27,6 +27,8 @@ from ..registry import Handler, Registry
 
 # Object arrays of more strings than this become a string table in sections.
 STRING_TABLE_MIN = 64
+# A record's item: numpy's own limit on a dtype's size is far above anything a model holds.
+_MAX_RECORD_ITEMSIZE = 1 << 24
 _ARRAY_KEYS = frozenset({"dtype", "shape", "data", "fill", "section", "start", "order"})
 
 
@@ -118,8 +120,29 @@ def _load_object(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
 # -- structured arrays ------------------------------------------------------------------------
 
 
+def _names_problem(names: list) -> str | None:
+    if not all(isinstance(n, str) and n and not (n.startswith("__") and n.endswith("__"))
+               for n in names) or len(set(names)) != len(names):
+        return "record field names must be distinct non-empty strings, not dunders"
+    return None
+
+
+def _overlap(spans: list[tuple[int, int]]) -> bool:
+    spans = sorted(spans)
+    return any(a[1] > b[0] for a, b in zip(spans, spans[1:], strict=False))
+
+
 def record_spec(dtype: np.dtype, path: str = "") -> dict[str, Any]:
-    """The manifest form of a structured dtype of plain fields (inverse of ``record_dtype``)."""
+    """The manifest form of a structured dtype of plain fields (inverse of ``record_dtype``).
+
+    Refuses at dump what :func:`record_dtype` would refuse at load: nothing is written that
+    cannot be read back.
+    """
+    problem = _names_problem(list(dtype.names))
+    if problem:
+        raise UnsupportedTypeError(problem, path)
+    if dtype.itemsize > _MAX_RECORD_ITEMSIZE:
+        raise UnsupportedTypeError(f"record items of {dtype.itemsize} bytes", path)
     formats, offsets = [], []
     for name in dtype.names:
         fdtype, offset = dtype.fields[name][:2]
@@ -129,6 +152,9 @@ def record_spec(dtype: np.dtype, path: str = "") -> dict[str, Any]:
             fdtype = fdtype.newbyteorder("<" if np.little_endian else ">")
         formats.append(fdtype.str)
         offsets.append(int(offset))
+    if _overlap([(o, o + dtype.fields[n][0].itemsize) for n, o in zip(dtype.names, offsets,
+                                                                       strict=True)]):
+        raise UnsupportedTypeError("structured array with overlapping fields", path)
     return {"names": list(dtype.names), "formats": formats, "offsets": offsets,
             "itemsize": dtype.itemsize}
 
@@ -144,7 +170,12 @@ def _save_record(obj: np.ndarray, ctx: SaveContext, path: str) -> dict:
 
 
 def record_dtype(spec: Any, path: str) -> np.dtype:
-    """Rebuild a structured dtype from its manifest form, checking every part."""
+    """Rebuild a structured dtype from its manifest form, checking every part.
+
+    Accepts every dtype :func:`record_spec` writes (which refuses the rest at dump): distinct
+    non-dunder field names, fields that do not overlap, any item size up to 16 MiB (the
+    array's bytes are budgeted by the caller).
+    """
     if not isinstance(spec, dict) or set(spec) != {"names", "formats", "offsets", "itemsize"}:
         raise ManifestError("a record dtype has names, formats, offsets and itemsize", path)
     names, formats, offsets, itemsize = (spec[k] for k in ("names", "formats", "offsets",
@@ -152,27 +183,35 @@ def record_dtype(spec: Any, path: str) -> np.dtype:
     if (not isinstance(names, list) or not isinstance(formats, list)
             or not isinstance(offsets, list) or not names
             or not len(names) == len(formats) == len(offsets)
-            or type(itemsize) is not int or not 0 < itemsize <= 1 << 16):
+            or type(itemsize) is not int or not 0 < itemsize <= _MAX_RECORD_ITEMSIZE):
         raise ManifestError("malformed record dtype", path)
-    if not all(isinstance(n, str) and n.isidentifier() and not n.startswith("__")
-               for n in names) or len(set(names)) != len(names):
-        raise ManifestError("record field names must be distinct identifiers", path)
+    problem = _names_problem(names)
+    if problem:
+        raise ManifestError(problem, path)
     dtypes = [check_dtype(f, path) for f in formats]
     spans = []
     for off, dt in zip(offsets, dtypes, strict=True):
         if type(off) is not int or off < 0 or off + dt.itemsize > itemsize:
             raise ManifestError("record field offset out of range", path)
         spans.append((off, off + dt.itemsize))
-    spans.sort()
-    if any(a[1] > b[0] for a, b in zip(spans, spans[1:], strict=False)):
+    if _overlap(spans):
         raise ManifestError("record fields overlap", path)
-    return np.dtype({"names": names, "formats": dtypes, "offsets": offsets,
-                     "itemsize": itemsize})
+    try:
+        return np.dtype({"names": names, "formats": dtypes, "offsets": offsets,
+                         "itemsize": itemsize})
+    except (TypeError, ValueError) as exc:
+        raise ManifestError(f"invalid record dtype: {exc}", path) from None
 
 
 def _check_record(node: dict, ctx: CheckContext, path: str) -> None:
     shape = _shape(node, ctx, path)
     dtype = record_dtype(node["dtype"], path)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > ctx.limits.max_array_bytes:
+        raise LimitError(f"record array of {nbytes} bytes exceeds max_array_bytes", path)
+    ctx.total_bytes += nbytes
+    if ctx.total_bytes > ctx.limits.max_total_bytes:
+        raise LimitError("arrays add up to more than max_total_bytes", path)
     fields = node["fields"]
     if not isinstance(fields, dict) or list(fields) != list(dtype.names):
         raise ManifestError("record 'fields' must list the dtype's fields in order", path)
@@ -216,6 +255,37 @@ def _load_masked(node: dict, ctx: LoadContext, path: str) -> np.ma.MaskedArray:
     except (TypeError, ValueError):
         raise InvariantError("masked array fill_value does not fit its dtype", path) from None
     return result
+
+
+# -- numpy.matrix -----------------------------------------------------------------------------
+# What a mean over a scipy.sparse matrix returns (BisectingKMeans fitted on sparse data holds
+# one): its data as a plain 2-D array, rebuilt as a matrix viewing it.
+
+
+def _save_matrix(obj: np.matrix, ctx: SaveContext, path: str) -> dict:
+    return {"array": ctx.encode(np.asarray(obj), join_path(path, "array"))}
+
+
+def _load_matrix(node: dict, ctx: LoadContext, path: str) -> np.matrix:
+    arr = ctx.decode(node["array"], join_path(path, "array"))
+    if type(arr) is not np.ndarray or arr.ndim != 2 or arr.dtype.kind == "O":
+        raise InvariantError("a matrix holds a plain 2-D array", path)
+    return np.asmatrix(arr)
+
+
+# A memory-mapped array (a model loaded by joblib with mmap_mode): its data, loaded back as an
+# np.memmap that owns no file, as unpickling one gives.
+
+
+def _save_memmap(obj: np.memmap, ctx: SaveContext, path: str) -> dict:
+    return {"array": ctx.encode(obj.view(np.ndarray), join_path(path, "array"))}
+
+
+def _load_memmap(node: dict, ctx: LoadContext, path: str) -> np.memmap:
+    arr = ctx.decode(node["array"], join_path(path, "array"))
+    if type(arr) is not np.ndarray or arr.dtype.kind == "O":
+        raise InvariantError("a memmap holds a plain array", path)
+    return arr.view(np.memmap)
 
 
 # -- scalars and dtypes -----------------------------------------------------------------------
@@ -294,16 +364,80 @@ def _load_random_state(node: dict, ctx: LoadContext, path: str) -> np.random.Ran
     return result
 
 
-def _bit_generator(name: Any, state: Any, path: str) -> np.random.BitGenerator:
+def _bit_generator(name: Any, state: Any, path: str, **seed: Any) -> np.random.BitGenerator:
+    """Bit generator ``name`` with ``state``; ``seed_seq=`` (if given) is the SeedSequence (or
+    None) it keeps for ``spawn()``."""
     cls = _BIT_GENERATORS.get(name) if isinstance(name, str) else None
     if cls is None:
         raise InvariantError(f"unknown bit generator {name!r}", path)
-    bitgen = cls()
+    seed_seq = seed.get("seed_seq")
+    if seed_seq is not None and type(seed_seq) is not np.random.SeedSequence:
+        raise InvariantError("seed_seq must be a SeedSequence", path)
     try:
+        bitgen = cls(seed_seq)
+        if "seed_seq" in seed and seed_seq is None:
+            # Seeded the legacy way (RandomState's MT19937): it has no SeedSequence.
+            if not hasattr(bitgen, "_legacy_seeding"):
+                raise ValueError(f"{name} always has a SeedSequence")
+            bitgen._legacy_seeding(0)
         bitgen.state = state
     except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
         raise InvariantError(f"invalid {name} state: {exc}", path) from None
     return bitgen
+
+
+def _save_seed_sequence(obj: np.random.SeedSequence, ctx: SaveContext, path: str) -> dict:
+    if not 4 <= obj.pool_size <= _MAX_POOL_SIZE:  # what the loader accepts, nothing more
+        raise UnsupportedTypeError(f"SeedSequence of pool_size {obj.pool_size} (at most "
+                                   f"{_MAX_POOL_SIZE})", path)
+    return {"entropy": ctx.encode(obj.entropy, join_path(path, "entropy")),
+            "spawn_key": ctx.encode(tuple(obj.spawn_key), join_path(path, "spawn_key")),
+            "pool_size": ctx.encode(obj.pool_size, join_path(path, "pool_size")),
+            "n_children_spawned": ctx.encode(obj.n_children_spawned,
+                                             join_path(path, "n_children_spawned"))}
+
+
+# The pool is allocated from pool_size: bounded (numpy's default is 4 words).
+_MAX_POOL_SIZE = 1 << 16
+
+
+def _load_seed_sequence(node: dict, ctx: LoadContext, path: str) -> np.random.SeedSequence:
+    fields = {k: ctx.decode(node[k], join_path(path, k))
+              for k in ("entropy", "spawn_key", "pool_size", "n_children_spawned")}
+    pool_size, spawned = fields["pool_size"], fields["n_children_spawned"]
+    if type(pool_size) is not int or not 4 <= pool_size <= _MAX_POOL_SIZE:
+        raise InvariantError(f"SeedSequence pool_size must be an int in [4, {_MAX_POOL_SIZE}]",
+                             path)
+    if type(spawned) is not int or spawned < 0:
+        raise InvariantError("SeedSequence n_children_spawned must be a non-negative int", path)
+    if type(fields["spawn_key"]) is not tuple:
+        raise InvariantError("SeedSequence spawn_key must be a tuple", path)
+    try:
+        seq = np.random.SeedSequence(fields["entropy"], spawn_key=fields["spawn_key"],
+                                     pool_size=pool_size, n_children_spawned=spawned)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvariantError(f"invalid SeedSequence: {exc}", path) from None
+    ctx.register(node, seq)
+    return seq
+
+
+def _seed_seq_node(bitgen: np.random.BitGenerator, ctx: SaveContext, path: str) -> Any:
+    # The SeedSequence a bit generator was seeded from: `spawn()` draws children from it.
+    seed_seq = getattr(bitgen, "seed_seq", None)
+    if seed_seq is not None and type(seed_seq) is not np.random.SeedSequence:
+        raise UnsupportedTypeError(
+            f"{type(bitgen).__name__} seeded from a {type(seed_seq).__name__}", path)
+    return ctx.encode(seed_seq, join_path(path, "seed_seq"))
+
+
+def _bitgen_with_seed(name: Any, node: dict, ctx: LoadContext, path: str
+                      ) -> np.random.BitGenerator:
+    """A bit generator rebuilt from its state, seeded from its own SeedSequence when saved."""
+    state = ctx.decode(node["state"], join_path(path, "state"))
+    if "seed_seq" not in node:  # files written before seed sequences were kept
+        return _bit_generator(name, state, path)
+    seed_seq = ctx.decode(node["seed_seq"], join_path(path, "seed_seq"))
+    return _bit_generator(name, state, path, seed_seq=seed_seq)
 
 
 def _save_generator(obj: np.random.Generator, ctx: SaveContext, path: str) -> dict:
@@ -311,23 +445,59 @@ def _save_generator(obj: np.random.Generator, ctx: SaveContext, path: str) -> di
     if type(bitgen).__name__ not in _BIT_GENERATORS:
         raise UnsupportedTypeError(f"bit generator {type(bitgen).__name__}", path)
     return {"bit_generator": type(bitgen).__name__,
-            "state": ctx.encode(bitgen.state, join_path(path, "state"))}
+            "state": ctx.encode(bitgen.state, join_path(path, "state")),
+            "seed_seq": _seed_seq_node(bitgen, ctx, path)}
 
 
 def _load_generator(node: dict, ctx: LoadContext, path: str) -> np.random.Generator:
-    state = ctx.decode(node["state"], join_path(path, "state"))
-    return np.random.Generator(_bit_generator(node["bit_generator"], state, path))
+    return np.random.Generator(_bitgen_with_seed(node["bit_generator"], node, ctx, path))
 
 
 def _save_bitgen(obj: np.random.BitGenerator, ctx: SaveContext, path: str) -> dict:
-    return {"state": ctx.encode(obj.state, join_path(path, "state"))}
+    return {"state": ctx.encode(obj.state, join_path(path, "state")),
+            "seed_seq": _seed_seq_node(obj, ctx, path)}
 
 
 def _bitgen_loader(name: str):
     def load(node: dict, ctx: LoadContext, path: str) -> np.random.BitGenerator:
-        return _bit_generator(name, ctx.decode(node["state"], join_path(path, "state")), path)
+        return _bitgen_with_seed(name, node, ctx, path)
 
     return load
+
+
+# -- views ------------------------------------------------------------------------------------
+# Arrays that view another array of the same object state (Birch's centroids_, see
+# handlers/sklearn.encode_state): ``base[start:stop:step, ...]``, so they come back sharing memory.
+
+
+def _check_view(node: dict, ctx: CheckContext, path: str) -> None:
+    index, shape = node["index"], node["shape"]
+    ok = (isinstance(index, list) and isinstance(shape, list) and len(index) == len(shape)
+          and len(index) <= ctx.limits.max_ndim
+          and all(isinstance(t, list) and len(t) == 3 and all(type(v) is int for v in t)
+                  and 0 <= t[0] <= t[1] and t[2] > 0 for t in index)
+          and all(type(n) is int and n >= 0 for n in shape))
+    flip = node.get("flip", [])
+    if not ok or not (isinstance(flip, list) and len(set(flip)) == len(flip) and all(
+            type(a) is int and 0 <= a < len(index) for a in flip)):
+        raise ManifestError("a view has one [start, stop, step] per axis, a shape and the "
+                            "distinct axes it flips", path)
+
+
+def _load_view(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
+    base = ctx.decode(node["base"], join_path(path, "base"))
+    if type(base) is not np.ndarray or base.ndim != len(node["index"]):
+        raise InvariantError("a view's base must be an array of as many axes", path)
+    result = base[tuple(slice(*t) for t in node["index"])]
+    if node.get("flip"):
+        result = np.flip(result, tuple(node["flip"]))
+    if list(result.shape) != node["shape"]:
+        raise InvariantError("a view does not have its declared shape", path)
+    return result
+
+
+def _unreachable_save(obj: Any, ctx: SaveContext, path: str) -> dict:  # pragma: no cover
+    raise AssertionError("handlers/sklearn.encode_state writes view nodes itself")
 
 
 # -- dispatch ---------------------------------------------------------------------------------
@@ -355,6 +525,10 @@ def register(registry: Registry) -> None:
         return plain
 
     registry.resolvers.append(resolve_array)
+    registry.add(Handler("numpy.matrix", _save_matrix, _load_matrix, F({"array"}), F({"array"}),
+                         types=(np.matrix,)))
+    registry.add(Handler("numpy.memmap", _save_memmap, _load_memmap, F({"array"}), F({"array"}),
+                         types=(np.memmap,)))
     registry.add(Handler("numpy.ma.MaskedArray", _save_masked, _load_masked,
                          F({"data", "mask", "fill_value"}), F({"data", "mask", "fill_value"}),
                          types=(np.ma.MaskedArray,)))
@@ -370,9 +544,15 @@ def register(registry: Registry) -> None:
                          check=_check_dtype_node, types=dtype_types, memo=False))
     registry.add(Handler("numpy.random.RandomState", _save_random_state, _load_random_state,
                          F({"state"}), F({"state"}), types=(np.random.RandomState,)))
+    seeded = F({"bit_generator", "state", "seed_seq"})
     registry.add(Handler("numpy.random.Generator", _save_generator, _load_generator,
-                         F({"bit_generator", "state"}), F({"bit_generator", "state"}),
-                         types=(np.random.Generator,)))
+                         seeded, F({"bit_generator", "state"}), types=(np.random.Generator,)))
     for name, cls in _BIT_GENERATORS.items():
         registry.add(Handler(f"numpy.random.{name}", _save_bitgen, _bitgen_loader(name),
-                             F({"state"}), F({"state"}), types=(cls,)))
+                             F({"state", "seed_seq"}), F({"state"}), types=(cls,)))
+    seq_keys = F({"entropy", "spawn_key", "pool_size", "n_children_spawned"})
+    registry.add(Handler("numpy.random.SeedSequence", _save_seed_sequence, _load_seed_sequence,
+                         seq_keys, seq_keys, types=(np.random.SeedSequence,)))
+    registry.add(Handler("numpy.view", _unreachable_save, _load_view,
+                         F({"base", "index", "shape", "flip"}), F({"base", "index", "shape"}),
+                         check=_check_view))

@@ -23,9 +23,9 @@ it) are saved as views, so they come back sharing memory, as they were.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import inspect
+import types
 import warnings
 from typing import Any
 
@@ -35,90 +35,64 @@ from sklearn.base import BaseEstimator
 from ..engine import CheckContext, LoadContext, SaveContext, join_path
 from ..errors import InvariantError, ManifestError, UnsupportedTypeError, quote
 from ..registry import Handler, Registry
+from . import sklearn_tables as tables
 from .invariants import check_fitted, check_state
 
-# Internal classes reached from fitted estimators, by module: (module, class names or "*"
-# for every class defined in that module).  The table spans every supported scikit-learn
-# (1.5 on): a module or name the installed version does not have is skipped, and a class is
-# registered where it is defined (a name imported from another module is skipped here).
-_INTERNAL = (
-    ("sklearn.ensemble._hist_gradient_boosting.binning", ("_BinMapper",)),
-    ("sklearn.ensemble._hist_gradient_boosting.predictor", ("TreePredictor",)),
-    ("sklearn._loss.loss", "*"),
-    ("sklearn._loss.link", "*"),
-    ("sklearn.metrics._scorer",
-     ("_Scorer", "_PassthroughScorer", "_MultimetricScorer", "_CurveScorer")),
-    # scikit-learn 1.5 kept _CurveScorer here (its tag then names this module; see
-    # migrations.MOVES).
-    ("sklearn.model_selection._classification_threshold", ("_CurveScorer",)),
-    # _RemainderColsList: scikit-learn 1.5 and 1.6 only (a plain list from 1.7 on).
-    ("sklearn.compose._column_transformer", ("make_column_selector", "_RemainderColsList")),
-    ("sklearn.gaussian_process.kernels", "*"),
-    ("sklearn.neural_network._stochastic_optimizers", ("SGDOptimizer", "AdamOptimizer")),
-    ("sklearn.cluster._birch", ("_CFNode", "_CFSubcluster")),
-    ("sklearn.cluster._bisect_k_means", ("_BisectingTree",)),
-    ("sklearn.model_selection._split", "*"),
-    ("sklearn.utils._bunch", ("Bunch",)),
-    ("sklearn.feature_extraction.text", ("_VectorizerMixin",)),
-    ("sklearn.calibration", ("_CalibratedClassifier", "_SigmoidCalibration")),
-    ("sklearn.gaussian_process._gpc", ("_BinaryGaussianProcessClassifierLaplace",)),
-    ("sklearn.multiclass", ("_ConstantPredictor",)),
-    ("sklearn.utils._metadata_requests", ("MetadataRequest", "MethodMetadataRequest")),
-)
-# Named tuples fitted estimators hold, rebuilt from their fields by their own class.
-_NAMEDTUPLES = (
-    ("sklearn.impute._iterative", "_ImputerTriplet"),
-    ("sklearn.gaussian_process.kernels", "Hyperparameter"),
-)
-# Experimental estimators: ``all_estimators()`` lists them only once the user imported the
-# ``sklearn.experimental`` enabler, so they are registered from their private modules here, under
-# the public path the enabler creates (the tag must not depend on what the user imported).
-_EXPERIMENTAL = (
-    ("sklearn.impute._iterative", "IterativeImputer", "sklearn.impute"),
-    ("sklearn.model_selection._search_successive_halving", "HalvingGridSearchCV",
-     "sklearn.model_selection"),
-    ("sklearn.model_selection._search_successive_halving", "HalvingRandomSearchCV",
-     "sklearn.model_selection"),
-)
 _PATH_PARAMS = frozenset({"memory"})
 
 
-def public_path(cls: type) -> str:
-    """The shortest public import path of a scikit-learn class (its tag)."""
-    parts = cls.__module__.split(".")
-    public = []
-    for part in parts:
-        if part.startswith("_"):
-            break
-        public.append(part)
-    while public:
-        module = importlib.import_module(".".join(public))
-        if getattr(module, cls.__name__, None) is cls:
-            return f"{'.'.join(public)}.{cls.__name__}"
-        public.pop()
-    return f"{cls.__module__}.{cls.__qualname__}"
+_DESCRIPTORS: dict[type, frozenset[str]] = {}
 
 
-@functools.lru_cache(maxsize=8192)  # bounded: names come from files
-def _is_descriptor(cls: type, name: str) -> bool:
-    try:
-        attr = inspect.getattr_static(cls, name)
-    except AttributeError:
-        return False
-    return hasattr(type(attr), "__get__") or hasattr(type(attr), "__set__")
+def descriptor_names(cls: type) -> frozenset[str]:
+    """Names that ``inspect.getattr_static(cls, name)`` finds as a descriptor.
+
+    One walk over the class's MRO (then its metaclass's, as getattr_static looks there next),
+    the first definition of each name winning, computed once per class: cheaper than one
+    getattr_static per attribute name of every file.  Classes come from our tables or the
+    caller's trust, never from a file, so the cache is bounded by the code.
+    """
+    found = _DESCRIPTORS.get(cls)
+    if found is None:
+        first: dict[str, Any] = {}
+        for klass in (*type.__dict__["__mro__"].__get__(cls), *type(cls).__mro__):
+            for name, value in vars(klass).items():
+                first.setdefault(name, value)
+        found = frozenset(name for name, value in first.items()
+                          if hasattr(type(value), "__get__") or hasattr(type(value), "__set__"))
+        _DESCRIPTORS[cls] = found
+    return found
+
+
+# (class, names) already checked and found clean: a warm load of the same model checks a set
+# lookup instead of every name.  Bounded (names come from files): cleared when full.
+_CLEAN: set[tuple[type, frozenset[str]]] = set()
+_MAX_CLEAN = 4096
 
 
 def check_attribute_names(cls: type, names: Any, path: str) -> None:
     """Refuse attribute names that are not plain data: dunders, methods, properties."""
+    names = list(names)
+    if all(type(name) is str for name in names):
+        key = (cls, frozenset(names))
+        if key in _CLEAN:
+            return
+    else:
+        key = None
+    descriptors = descriptor_names(cls)
     for name in names:
         if not isinstance(name, str) or not name.isidentifier():
             raise ManifestError(f"attribute name {quote(name)} is not an identifier", path)
         if name.startswith("__") and name.endswith("__"):
             raise ManifestError(f"attribute name {quote(name)} is a dunder", path)
-        if _is_descriptor(cls, name):
+        if name in descriptors:
             raise ManifestError(
                 f"attribute {quote(name)} would shadow a method or property of "
                 f"{cls.__name__}", path)
+    if key is not None:
+        if len(_CLEAN) >= _MAX_CLEAN:
+            _CLEAN.clear()
+        _CLEAN.add(key)
 
 
 # -- state and views --------------------------------------------------------------------------
@@ -190,42 +164,64 @@ def encode_state(state: dict, ctx: SaveContext, path: str,
         where = join_path(path, name)
         base = _base_of(value, bases)
         index = view_index(value, base) if base is not None else None
-        if index is None:
-            fields[name] = ctx.encode(value, where)
-        else:
+        if index is not None:
             fields[name] = {"$type": "numpy.view", "base": ctx.encode(base, where),
                             "index": index, "shape": list(value.shape)}
+            continue
+        padded = _padded(value)
+        if padded is not None:
+            # A 2-D view with a leading dimension larger than its extent (IncrementalPCA's
+            # components_ are rows of an F-ordered matrix): saved inside a zero-padded array of
+            # that leading dimension, so it comes back with the same strides, and BLAS gives
+            # bit-identical results.  Never larger than the memory the model held it in.
+            fields[name] = {"$type": "numpy.view", "base": ctx.encode(padded, where),
+                            "index": [[0, n, 1] for n in value.shape],
+                            "shape": list(value.shape)}
+            continue
+        axes = _reversed_axes(value)
+        if axes:
+            # A reversed view (PCA's arpack components_ are Vt[::-1]): saved as the forward
+            # array and flipped back on load, so its strides, and BLAS results, are the same.
+            forward = np.flip(value, axes)
+            fields[name] = {"$type": "numpy.view", "base": ctx.encode(forward, where),
+                            "index": [[0, n, 1] for n in value.shape],
+                            "shape": list(value.shape), "flip": list(axes)}
+            continue
+        fields[name] = ctx.encode(value, where)
     return fields
 
 
-def _check_view(node: dict, ctx: CheckContext, path: str) -> None:
-    index, shape = node["index"], node["shape"]
-    ok = (isinstance(index, list) and isinstance(shape, list) and len(index) == len(shape)
-          and len(index) <= ctx.limits.max_ndim
-          and all(isinstance(t, list) and len(t) == 3 and all(type(v) is int for v in t)
-                  and 0 <= t[0] <= t[1] and t[2] > 0 for t in index)
-          and all(type(n) is int and n >= 0 for n in shape))
-    if not ok:
-        raise ManifestError("a view has one [start, stop, step] per axis and a shape", path)
+def _padded(value: Any) -> np.ndarray | None:
+    """A C- or F-ordered array whose top-left corner is ``value`` with ``value``'s strides."""
+    if (type(value) is not np.ndarray or value.ndim != 2 or value.dtype.kind in "OV"
+            or value.size < 2 or value.flags.c_contiguous or value.flags.f_contiguous):
+        return None
+    (n0, n1), (s0, s1), item = value.shape, value.strides, value.itemsize
+    if s0 == item and s1 > 0 and s1 % item == 0 and s1 // item >= n0:
+        shape, order = (s1 // item, n1), "F"
+    elif s1 == item and s0 > 0 and s0 % item == 0 and s0 // item >= n1:
+        shape, order = (n0, s0 // item), "C"
+    else:
+        return None
+    root = value
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    if shape[0] * shape[1] * item > max(root.nbytes, 2 * value.nbytes):
+        return None
+    padded = np.zeros(shape, dtype=value.dtype, order=order)
+    padded[:n0, :n1] = value
+    return padded
 
 
-def _load_view(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
-    base = ctx.decode(node["base"], join_path(path, "base"))
-    if type(base) is not np.ndarray or base.ndim != len(node["index"]):
-        raise InvariantError("a view's base must be an array of as many axes", path)
-    result = base[tuple(slice(*t) for t in node["index"])]
-    if list(result.shape) != node["shape"]:
-        raise InvariantError("a view does not have its declared shape", path)
-    return result
-
-
-def _view_handler() -> Handler:
-    keys = frozenset({"base", "index", "shape"})
-    return Handler("numpy.view", _unreachable_save, _load_view, keys, keys, check=_check_view)
-
-
-def _unreachable_save(obj: Any, ctx: SaveContext, path: str) -> dict:  # pragma: no cover
-    raise AssertionError("encode_state writes view nodes itself")
+def _reversed_axes(value: Any) -> tuple[int, ...]:
+    """Axes along which an array runs backwards over a contiguous buffer, else ()."""
+    if (type(value) is not np.ndarray or value.dtype.kind in "OV" or value.size < 2
+            or all(s >= 0 for s in value.strides)):
+        return ()
+    axes = tuple(i for i, s in enumerate(value.strides) if s < 0)
+    forward = np.flip(value, axes)
+    contiguous = forward.flags.c_contiguous or forward.flags.f_contiguous
+    return axes if contiguous else ()
 
 
 # -- named tuples and scipy splines -----------------------------------------------------------
@@ -245,7 +241,7 @@ def _namedtuple_handler(cls: type, tag: str) -> Handler:
         return cls(**{k: ctx.decode(v, join_path(path, k)) for k, v in node["items"].items()})
 
     keys = frozenset({"items"})
-    return Handler(tag, save, load, keys, keys, check=check, types=(cls,), memo=False)
+    return Handler(tag, save, load, keys, keys, check=check, types=(cls,), cls=cls, memo=False)
 
 
 def _bspline_handler() -> Handler:
@@ -268,14 +264,23 @@ def _bspline_handler() -> Handler:
     def load(node: dict, ctx: LoadContext, path: str) -> BSpline:
         t = ctx.decode(node["t"], join_path(path, "t"))
         c = ctx.decode(node["c"], join_path(path, "c"))
+        k, axis = node["k"], node["axis"]
         if not all(type(a) is np.ndarray and a.dtype.kind in "fc" for a in (t, c)):
             raise InvariantError("BSpline knots and coefficients must be float arrays", path)
-        try:
-            # The constructor checks knots, degree and coefficient shapes, so nothing
-            # inconsistent reaches scipy's compiled evaluation code.
-            return BSpline(t, c, node["k"], extrapolate=node["extrapolate"], axis=node["axis"])
-        except (TypeError, ValueError) as exc:
-            raise InvariantError(f"invalid BSpline: {exc}", path) from None
+        # What scipy's compiled evaluation indexes by: a 1-D knot vector of at least 2k + 2
+        # knots and at least n = len(t) - k - 1 coefficients along the interpolation axis.
+        # The constructor's other checks (two distinct internal knots, sorted, finite knots)
+        # are about meaning, not memory: scikit-learn builds splines that fail them (a
+        # constant column gives equal knots) with construct_fast, and so does this loader.
+        if t.ndim != 1 or c.ndim < 1 or not 0 <= k or not -c.ndim <= axis < c.ndim:
+            raise InvariantError("BSpline needs 1-D knots, k >= 0 and an axis of c", path)
+        axis %= c.ndim
+        coef = np.ascontiguousarray(np.moveaxis(c, axis, 0)) if axis else c
+        n = t.shape[0] - k - 1
+        if n < k + 1 or coef.shape[0] < n:
+            raise InvariantError(f"BSpline of degree {k} needs at least {2 * k + 2} knots and "
+                                 "a coefficient per basis function", path)
+        return BSpline.construct_fast(t, coef, k, extrapolate=node["extrapolate"], axis=axis)
 
     keys = frozenset({"t", "c", "k", "extrapolate", "axis"})
     return Handler("scipy.interpolate.BSpline", save, load, keys, keys, check=check,
@@ -285,19 +290,49 @@ def _bspline_handler() -> Handler:
 # -- estimators -------------------------------------------------------------------------------
 
 
+def _is_sklearn_class(cls: type) -> bool:
+    # scikit-learn's own rule (BaseEstimator.__getstate__/__setstate__): only its classes carry
+    # `_sklearn_version` in their pickle state; a user estimator's attribute of that name is
+    # plain state and is kept.
+    return cls.__module__.startswith("sklearn.")
+
+
 def _state_of(obj: Any) -> dict:
     state = obj.__getstate__()
     if not isinstance(state, dict):
         raise UnsupportedTypeError(f"{type(obj).__name__}.__getstate__ did not return a dict")
     state = dict(state)
-    state.pop("_sklearn_version", None)
+    if _is_sklearn_class(type(obj)):
+        state.pop("_sklearn_version", None)
     return state
 
 
+_CO_VARARGS = inspect.CO_VARARGS
+
+
+def param_names(cls: type) -> frozenset[str]:
+    """``cls._get_param_names()`` as a set, read from ``__init__``'s code when it is a plain
+    function (2 µs instead of inspect.signature's 30-90 µs on a first load); anything else
+    (decorated, wrapped, with *args) goes through scikit-learn's own method."""
+    init = cls.__init__
+    code = getattr(init, "__code__", None)
+    if (type(init) is types.FunctionType and code is not None
+            and not hasattr(init, "__wrapped__") and not hasattr(init, "__signature__")
+            and not code.co_flags & _CO_VARARGS and code.co_argcount >= 1):
+        return frozenset(code.co_varnames[1:code.co_argcount + code.co_kwonlyargcount])
+    return frozenset(cls._get_param_names())
+
+
 def _estimator_handler(cls: type, tag: str, trusted: bool) -> Handler:
-    # A module's loader makes a handler for each of its estimators (~15 a module) while a file
-    # uses one or two: reading each signature (inspect, ~30 µs) waits until a handler is used.
-    params_of = functools.cache(lambda: frozenset(cls._get_param_names()))
+    # The constructor's parameters are read when the handler is first used, not when it is made.
+    names: list[frozenset[str]] = []
+
+    def params_of() -> frozenset[str]:
+        if not names:
+            names.append(param_names(cls))
+        return names[0]
+
+    sklearn_class = _is_sklearn_class(cls)
 
     def save(obj: Any, ctx: SaveContext, path: str) -> dict:
         param_names = params_of()
@@ -332,7 +367,7 @@ def _estimator_handler(cls: type, tag: str, trusted: bool) -> Handler:
         state = {k: ctx.decode(v, join_path(path, k)) for k, v in node["params"].items()}
         state.update((k, ctx.decode(v, join_path(path, k))) for k, v in node["attrs"].items())
         version = ctx.writer.get("scikit-learn")
-        if version is not None:
+        if version is not None and sklearn_class:
             state["_sklearn_version"] = version
         with warnings.catch_warnings():
             warnings.simplefilter("default")
@@ -380,9 +415,7 @@ def _object_handler(cls: type, tag: str, trusted: bool = True) -> Handler:
                    cls=cls)
 
 
-def _bunch_handler() -> Handler:
-    from sklearn.utils import Bunch
-
+def _bunch_handler(Bunch: Any) -> Handler:  # noqa: N803 - the class
     def save(obj: Bunch, ctx: SaveContext, path: str) -> dict:
         if any(type(k) is not str for k in obj):
             raise UnsupportedTypeError("Bunch keys must be strings", path)
@@ -403,29 +436,50 @@ def _bunch_handler() -> Handler:
     return Handler("sklearn.utils.Bunch", save, load, keys, keys, check=check, types=(Bunch,))
 
 
-def _public_modules() -> list[str]:
-    """scikit-learn's public modules, found by listing its package directory (no imports).
 
-    The same modules ``sklearn.utils.all_estimators()`` crawls; here each one is imported only
-    when a file or an object needs a type from it.
+
+# -- the allow-list: static tables, resolved per tag ------------------------------------------
+
+
+def public_path(cls: type) -> str:
+    """The shortest public import path of a scikit-learn class.
+
+    Looks only in the packages above the class's own module, which are imported already: a
+    public package that re-exports the class names it.
     """
-    import os
+    parts = cls.__module__.split(".")
+    public = []
+    for part in parts:
+        if part.startswith("_"):
+            break
+        public.append(part)
+    while public:
+        module = importlib.import_module(".".join(public))
+        if getattr(module, cls.__name__, None) is cls:
+            return f"{'.'.join(public)}.{cls.__name__}"
+        public.pop()
+    return f"{cls.__module__}.{cls.__qualname__}"
 
-    import sklearn
 
-    root = os.path.dirname(sklearn.__file__)
-    skip = {"tests", "externals", "setup", "conftest", "experimental", "estimator_checks"}
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel = os.path.relpath(dirpath, root)
-        parts = [] if rel == "." else rel.split(os.sep)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("_") and d not in skip)
-        if "__init__.py" not in filenames:
-            continue
-        found.append(".".join(["sklearn", *parts]))
-        found.extend(".".join(["sklearn", *parts, f[:-3]]) for f in sorted(filenames)
-                     if f.endswith(".py") and not f.startswith("_") and f[:-3] not in skip)
-    return found
+def _import(name: str) -> Any:
+    """Import one of our tables' modules; None if this scikit-learn version has no such module."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if name == missing or name.startswith(missing + "."):
+            return None
+        raise
+
+
+def _lookup(name: str, modules: tuple[str, ...]) -> Any:
+    """The class ``name`` in the first of ``modules`` (installed) that has it, else None."""
+    for module_name in modules:
+        module = _import(module_name)
+        obj = getattr(module, name, None) if module is not None else None
+        if isinstance(obj, type):
+            return obj
+    return None
 
 
 def _is_estimator_class(name: str, obj: Any) -> bool:
@@ -434,104 +488,103 @@ def _is_estimator_class(name: str, obj: Any) -> bool:
             and not inspect.isabstract(obj))
 
 
-def _module_estimators(module_name: str):
-    """Loader registering the public estimators that ``module_name`` exports."""
-
-    def load(registry: Registry) -> None:
-        module = importlib.import_module(module_name)
-        for name, obj in sorted(vars(module).items()):
-            if _is_estimator_class(name, obj) and obj not in registry.by_type:
-                tag = public_path(obj)
-                if tag not in registry.by_tag:
-                    registry.add(_estimator_handler(obj, tag, True))
-
-    return load
+_INTERNAL_TAGS = tables.internal_index()
+_BY_NAME: dict[str, list[str]] = {}
+for _tag in (*_INTERNAL_TAGS, *tables.EXPERIMENTAL):
+    _BY_NAME.setdefault(_tag.rpartition(".")[2], []).append(_tag)
+del _tag
 
 
-def _internal_loader(module_name: str, names: Any):
-    def load(registry: Registry) -> None:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:  # not in the installed scikit-learn
-            return
-        if names == "*":
-            found = [obj for _, obj in sorted(vars(module).items())
-                     if isinstance(obj, type) and obj.__module__ == module_name]
-        else:
-            found = [cls for cls in (getattr(module, name, None) for name in names)
-                     if isinstance(cls, type) and cls.__module__ == module_name]
-        for cls in found:
-            if inspect.isabstract(cls) or cls in registry.by_type:
-                continue
-            tag = public_path(cls)
-            if tag in registry.by_tag:
-                continue
-            if issubclass(cls, BaseEstimator):
-                registry.add(_estimator_handler(cls, tag, True))
-            else:
-                registry.add(_object_handler(cls, tag))
-
-    return load
-
-
-def _experimental_loader(module_name: str, name: str, public_module: str):
-    def load(registry: Registry) -> None:
-        cls = getattr(importlib.import_module(module_name), name)
-        tag = f"{public_module}.{name}"
-        if tag not in registry.by_tag:
-            registry.add(_estimator_handler(cls, tag, True))
-
-    return load
-
-
-def _namedtuple_loader(module_name: str, name: str):
-    def load(registry: Registry) -> None:
-        cls = getattr(importlib.import_module(module_name), name)
-        if cls not in registry.by_type:
-            registry.add(_namedtuple_handler(cls, public_path(cls)))
-
-    return load
-
-
-def register(registry: Registry) -> None:
-    registry.add(_bunch_handler())
-    registry.add(_view_handler())
-    registry.add_lazy("scipy.interpolate", lambda r: r.add(_bspline_handler()))
-    # Experimental and internal classes first: their loaders run before the public module's.
-    for module_name, name, public_module in _EXPERIMENTAL:
-        loader = _experimental_loader(module_name, name, public_module)
-        registry.add_lazy(public_module, loader)
-        registry.add_lazy(module_name, loader)
-    for module_name, name in _NAMEDTUPLES:
-        registry.add_lazy(module_name, _namedtuple_loader(module_name, name))
-    for module_name, names in _INTERNAL:
-        if module_name != "sklearn.utils._bunch":
-            loader = _internal_loader(module_name, names)
-            registry.add_lazy(module_name, loader)
-            # Classes a public package re-exports (KFold) are tagged by that package: a file
-            # naming them must find this loader there too, in a fresh process.
-            public = module_name.split("._")[0]
-            if public != module_name:
-                registry.add_lazy(public, loader)
-    for module_name in _public_modules():
-        registry.add_lazy(module_name, _module_estimators(module_name))
-
-    def resolve_user_estimator(obj: Any) -> Handler | None:
-        cls = type(obj)
-        if not isinstance(obj, BaseEstimator) or cls.__module__ == "__main__" or (
-                "<locals>" in cls.__qualname__):
-            return None
-        tag = f"{cls.__module__}.{cls.__qualname__}"
-        handler = _estimator_handler(cls, tag, trusted=False)
-        registry.by_type[cls] = handler
-        return handler
-
-    registry.fallback_resolvers.append(resolve_user_estimator)
-
-    def trusted_factory(cls: Any, tag: str) -> Handler | None:
-        if isinstance(cls, type) and issubclass(cls, BaseEstimator):
-            handler = _estimator_handler(cls, tag, trusted=False)
-            return handler
+def _internal_handler(cls: type, tag: str) -> Handler | None:
+    if tag == "sklearn.utils.Bunch":
+        return _bunch_handler(cls)
+    if issubclass(cls, tuple) and hasattr(cls, "_fields"):
+        return _namedtuple_handler(cls, tag)
+    if inspect.isabstract(cls):
         return None
+    if issubclass(cls, BaseEstimator):
+        return _estimator_handler(cls, tag, True)
+    return _object_handler(cls, tag)
 
-    registry.trusted_factories.append(trusted_factory)
+
+def handler_for_tag(tag: str) -> Handler | None:
+    """The handler of an allow-listed scikit-learn tag, or None (a pure function of the tag)."""
+    module, _, name = tag.rpartition(".")
+    where = _INTERNAL_TAGS.get(tag)
+    if where is not None:
+        cls = _lookup(name, where)
+        return _internal_handler(cls, tag) if cls is not None else None
+    where = tables.EXPERIMENTAL.get(tag)
+    if where is not None:
+        cls = _lookup(name, where)
+        return (_estimator_handler(cls, tag, True) if _is_estimator_class(name, cls)
+                else None)
+    if module not in tables.ESTIMATOR_MODULES or name.startswith("_"):
+        return None
+    imported = _import(module)
+    cls = getattr(imported, name, None) if imported is not None else None
+    # Only under its own public path: one class, one tag.
+    if not _is_estimator_class(name, cls) or _estimator_tag(cls) != tag:
+        return None
+    return _estimator_handler(cls, tag, True)
+
+
+def _estimator_tag(cls: type) -> str:
+    for tag in _BY_NAME.get(cls.__name__, ()):
+        if tag in tables.EXPERIMENTAL and cls.__module__ in tables.EXPERIMENTAL[tag]:
+            return tag
+    return public_path(cls)
+
+
+def tag_for_class(cls: type) -> str | None:
+    """The allow-listed tag of a scikit-learn class, or None (a pure function of the class)."""
+    if not cls.__module__.startswith("sklearn."):
+        return None
+    name = cls.__name__
+    for tag in _BY_NAME.get(name, ()):
+        where = _INTERNAL_TAGS.get(tag) or tables.EXPERIMENTAL[tag]
+        if _lookup(name, where) is cls:
+            return tag
+    if _is_estimator_class(name, cls):
+        tag = public_path(cls)
+        if tag.rpartition(".")[0] in tables.ESTIMATOR_MODULES:
+            return tag
+    return None
+
+
+def all_tags() -> list[str]:
+    """Every allow-listed scikit-learn tag of the installed version (imports every module)."""
+    found = [t for t in (*_INTERNAL_TAGS, *tables.EXPERIMENTAL) if handler_for_tag(t)]
+    for module_name in sorted(tables.ESTIMATOR_MODULES):
+        module = _import(module_name)
+        if module is None:
+            continue
+        for name, obj in sorted(vars(module).items()):
+            if _is_estimator_class(name, obj):
+                tag = f"{module_name}.{name}"
+                if _estimator_tag(obj) == tag:
+                    found.append(tag)
+    return found
+
+
+def resolve_user_estimator(obj: Any, registry: Registry) -> Handler | None:
+    """A user's own estimator class: saved under its import path, untrusted on load."""
+    cls = type(obj)
+    if not isinstance(obj, BaseEstimator) or cls.__module__ == "__main__" or (
+            "<locals>" in cls.__qualname__):
+        return None
+    tag = f"{cls.__module__}.{cls.__qualname__}"
+    handler = _estimator_handler(cls, tag, trusted=False)
+    registry.by_type[cls] = handler
+    return handler
+
+
+def trusted_estimator_handler(cls: Any, tag: str) -> Handler | None:
+    """Handler for an estimator class the caller trusted by name."""
+    if isinstance(cls, type) and issubclass(cls, BaseEstimator):
+        return _estimator_handler(cls, tag, trusted=False)
+    return None
+
+
+def register_bspline(registry: Registry) -> None:
+    registry.add(_bspline_handler())
