@@ -69,8 +69,7 @@ def test_fresh_interpreter_loads_every_case(tmp_path):
             pickle.dump(cases.predictions(model, cases.data_for(name)), f)
     script = textwrap.dedent("""
         import pathlib, pickle, sys
-        from tests import generic_containers, booster_cases as cases
-        generic_containers.install()
+        from tests import booster_cases as cases
         import milo_pack
         for path in sorted(pathlib.Path(sys.argv[1]).glob("*.milo")):
             loaded = milo_pack.load(path)

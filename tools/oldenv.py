@@ -37,20 +37,20 @@ COMMON = ["Cython>=3.0", "setuptools>=77", "wheel", "pytest>=8", "hypothesis>=6.
 # One environment per supported scikit-learn minor, with the numpy/scipy/pandas/XGBoost/LightGBM
 # of its time.  "sk15" is also the *oldest* environment: every floor pyproject.toml declares
 # (numpy 1.26, scipy 1.11, scikit-learn 1.5, zstandard 0.22, msgpack 1.0, pandas 2.2,
-# XGBoost 2.0, LightGBM 4.6) at once.
+# XGBoost 2.1 — the first xgboost-cpu release —, LightGBM 4.6, orjson 3.8) at once.
 ENVS: dict[str, list[str]] = {
     # LightGBM: 4.6, not 4.0 — before 4.6 a stump tree's text has an empty leaf_count, which
     # the booster handler cannot reproduce (pyproject's floor says so); the committed 1.5.2
     # corpus was written with LightGBM 4.0.0 (no stumps) and still loads.
     "sk15": ["scikit-learn==1.5.2", "numpy==1.26.4", "scipy==1.11.4", "pandas==2.2.2",
-             "xgboost==2.0.3", "lightgbm==4.6.0", "zstandard==0.22.0", "msgpack==1.0.8",
-             "skops==0.16.0"],
+             "xgboost-cpu==2.1.4", "lightgbm==4.6.0", "zstandard==0.22.0", "msgpack==1.0.8",
+             "orjson==3.8.3", "skops==0.16.0"],
     "sk16": ["scikit-learn==1.6.1", "numpy==2.1.3", "scipy==1.14.1", "pandas==2.2.3",
-             "xgboost==2.1.4", "lightgbm==4.5.0", "zstandard", "msgpack", "skops==0.16.0"],
+             "xgboost==2.1.4", "lightgbm==4.5.0", "zstandard", "msgpack", "orjson", "skops==0.16.0"],
     "sk17": ["scikit-learn==1.7.2", "numpy==2.2.6", "scipy==1.15.3", "pandas==2.3.3",
-             "xgboost==3.0.5", "lightgbm==4.6.0", "zstandard", "msgpack", "skops==0.16.0"],
+             "xgboost==3.0.5", "lightgbm==4.6.0", "zstandard", "msgpack", "orjson", "skops==0.16.0"],
     "sk18": ["scikit-learn==1.8.0", "numpy==2.3.5", "scipy==1.16.3", "pandas==2.3.3",
-             "xgboost==3.1.3", "lightgbm==4.6.0", "zstandard", "msgpack", "skops==0.16.0"],
+             "xgboost==3.1.3", "lightgbm==4.6.0", "zstandard", "msgpack", "orjson", "skops==0.16.0"],
 }
 OLDEST = "sk15"
 

@@ -91,10 +91,16 @@ def installed(library: str) -> str | None:
 def _metadata_version(library: str) -> str | None:
     from importlib import metadata
 
-    try:
-        return metadata.version(library)
-    except metadata.PackageNotFoundError:
-        return None
+    for distribution in _DISTRIBUTIONS.get(library, (library,)):
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+# Distributions that install a library's module under another name (the CPU-only XGBoost).
+_DISTRIBUTIONS = {"xgboost": ("xgboost", "xgboost-cpu")}
 
 
 # Libraries whose versions key rules: the writer's version is in the manifest's "writer".

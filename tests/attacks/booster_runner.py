@@ -30,8 +30,7 @@ MAX_GROWTH_MB = 200
 
 _SCRIPT = textwrap.dedent("""
     import pickle, resource, sys
-    from tests import generic_containers, booster_cases as cases
-    generic_containers.install()
+    from tests import booster_cases as cases
     import milo_pack
     # Keep a runaway allocation from taking the machine down (the growth check still reports
     # anything above MAX_GROWTH_MB that succeeded).

@@ -32,6 +32,7 @@ static tables of pure functions and plain types.  There is no generic "import th
 from __future__ import annotations
 
 import builtins
+import collections
 import functools
 import importlib
 import math
@@ -59,6 +60,10 @@ _NUMPY_FUNCTIONS = (
 _BUILTIN_TYPES = {t.__name__: t for t in (
     int, float, bool, str, complex, bytes, bytearray, object, list, tuple, dict, set, frozenset,
     range, slice, map, filter, zip, enumerate, reversed)}
+# Container types as values: a defaultdict's default_factory (LightGBM's best_score_ is a
+# defaultdict(OrderedDict)).  Calling one builds an empty container, nothing else.
+_COLLECTION_TYPES = {t.__name__: t for t in (
+    collections.OrderedDict, collections.defaultdict, collections.Counter, collections.deque)}
 # operator's functions that compute a value from their arguments and change nothing (no
 # setitem/delitem, no in-place i* forms, no `call`).
 _OPERATOR_FUNCTIONS = frozenset({
@@ -128,6 +133,8 @@ def _rule_value(tag: str) -> Any:
             return obj
     elif kind == "type" and module == "builtins":
         return _BUILTIN_TYPES.get(name)
+    elif kind == "type" and module == "collections":
+        return _COLLECTION_TYPES.get(name)
     elif tag == "function:builtins.len":
         return builtins.len
     elif kind == "function" and module == "math":
@@ -150,6 +157,8 @@ def _rule_tag(obj: Any) -> str | None:
     if isinstance(obj, type):
         if _BUILTIN_TYPES.get(obj.__name__) is obj:
             return f"type:builtins.{obj.__name__}"
+        if _COLLECTION_TYPES.get(obj.__name__) is obj:
+            return f"type:collections.{obj.__name__}"
         if obj in _numpy_scalar_types():
             return f"type:numpy.{obj.__name__}"
         if obj.__module__.startswith("sklearn."):
@@ -183,6 +192,7 @@ def _rule_tags() -> list[str]:
     tags += [f"function:numpy.{name}" for name in _NUMPY_FUNCTIONS]
     tags += [f"type:numpy.{t.__name__}" for t in _numpy_scalar_types()]
     tags += [f"type:builtins.{name}" for name in _BUILTIN_TYPES]
+    tags += [f"type:collections.{name}" for name in _COLLECTION_TYPES]
     tags += ["function:builtins.len"]
     tags += [f"function:math.{n}" for n in dir(math) if not n.startswith("_")
              and callable(getattr(math, n))]

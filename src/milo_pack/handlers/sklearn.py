@@ -513,7 +513,11 @@ def handler_for_tag(tag: str) -> Handler | None:
     where = _INTERNAL_TAGS.get(tag)
     if where is not None:
         cls = _lookup(name, where)
-        return _internal_handler(cls, tag) if cls is not None else None
+        # One class, one tag: a class another entry names first (scikit-learn 1.5's
+        # _CurveScorer module re-exports the class from 1.6 on) resolves only under that one.
+        if cls is None or tag_for_class(cls) != tag:
+            return None
+        return _internal_handler(cls, tag)
     where = tables.EXPERIMENTAL.get(tag)
     if where is not None:
         cls = _lookup(name, where)

@@ -67,14 +67,7 @@ INTERNAL: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("sklearn.metrics._scorer", (
         "_Scorer", "_PassthroughScorer", "_MultimetricScorer", "_CurveScorer"),
      ("sklearn.metrics._scorer",)),
-    # scikit-learn 1.5 defined _CurveScorer here; its files carry this tag, which
-    # migrations.MOVES renames for 1.6 on (where this module only imports it).
-    ("sklearn.model_selection._classification_threshold", ("_CurveScorer",),
-     ("sklearn.model_selection._classification_threshold",)),
     ("sklearn.compose", ("make_column_selector",), ("sklearn.compose",)),
-    # scikit-learn 1.5 and 1.6 only (a plain list from 1.7 on: migrations.REPLACEMENTS).
-    ("sklearn.compose._column_transformer", ("_RemainderColsList",),
-     ("sklearn.compose._column_transformer",)),
     ("sklearn.gaussian_process.kernels", (
         "CompoundKernel", "ConstantKernel", "DotProduct", "ExpSineSquared", "Exponentiation",
         "GenericKernelMixin", "Hyperparameter", "Matern", "NormalizedKernelMixin",
@@ -104,6 +97,14 @@ INTERNAL: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("sklearn.utils._metadata_requests", ("MetadataRequest", "MethodMetadataRequest"),
      ("sklearn.utils._metadata_requests",)),
     ("sklearn.impute._iterative", ("_ImputerTriplet",), ("sklearn.impute._iterative",)),
+    # Older scikit-learn only (entries the installed version lacks are skipped):
+    # scikit-learn 1.5 defined _CurveScorer here; its files carry this tag, which
+    # migrations.MOVES renames for 1.6 on (where this module only imports it).
+    ("sklearn.model_selection._classification_threshold", ("_CurveScorer",),
+     ("sklearn.model_selection._classification_threshold",)),
+    # scikit-learn 1.5 and 1.6 only (a plain list from 1.7 on: migrations.REPLACEMENTS).
+    ("sklearn.compose._column_transformer", ("_RemainderColsList",),
+     ("sklearn.compose._column_transformer",)),
 )
 
 # Modules whose every concrete class is listed in INTERNAL (an estimator may hold any of them: a
