@@ -167,7 +167,7 @@ def test_ensemble_members_must_be_estimators(value):
         doc["root"]["attrs"]["estimators_"][1] = value  # a deep forest: one node per tree
 
     error = refused(manifest_edit(model_file("deep_forest"), edit), InvariantError)
-    assert "not an estimator" in str(error)
+    assert "estimators_ item 1 must be a BaseDecisionTree" in str(error)
 
 
 # -- HistGradientBoosting predictors ----------------------------------------------------------

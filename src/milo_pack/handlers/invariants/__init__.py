@@ -1,0 +1,122 @@
+"""Model invariants checked at load, for state that native code later trusts.
+
+The invariants are *declared* (:mod:`.specs`: one :class:`~.kinds.Spec` per class family, the
+attributes it must hold, their kinds and how their shapes relate) and checked by one mechanism
+(:mod:`.kinds`).  Two hooks run them, both called by the handlers:
+
+- :func:`check_state` runs on the decoded state of an allow-listed internal object *before* it is
+  set (HistGradientBoosting's ``TreePredictor``), see :mod:`.state`;
+- :func:`check_fitted` runs on a built estimator before it is returned (by the generic estimator
+  handler, by packed-member builders, and again for an ensemble each time one of its lazy members
+  is built): its parameters against scikit-learn's own constraints (:mod:`.params`), its
+  attribute names against the class, and every spec that covers its class.
+
+Fail closed: a spec that covers a fitted estimator checks every attribute it names; one missing,
+of an unexpected type or shape, is an :class:`~milo_pack.errors.InvariantError` with the graph
+path.  An *unfitted* estimator (none of its attributes ends in ``_`` and none of the spec's
+fitted attributes is set) is left alone: scikit-learn refuses to predict with it, and it holds
+no state for native code to read.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ...errors import InvariantError, quote
+from ...lazy import is_unbuilt_member
+from .kinds import MAX_THREADS, Env, Spec
+from .params import check_params
+from .specs import SPECS, STATELESS, STRUCTURES
+from .state import STATE_CHECKS, check_state
+
+__all__ = ["check_state", "check_fitted", "specs_for", "STATE_CHECKS", "SPECS", "STRUCTURES",
+           "MAX_THREADS"]
+
+_BY_TYPE: dict[type, tuple[Spec, ...]] = {}
+_PARAMS: dict[type, frozenset[str]] = {}
+_CLASS_NAMES: dict[type, frozenset[str]] = {}
+_lock = threading.Lock()
+
+
+def specs_for(cls: type) -> tuple[Spec, ...]:
+    """The specs covering ``cls`` (cached: a class's bases are loaded once it exists)."""
+    found = _BY_TYPE.get(cls)
+    if found is None:
+        found = tuple(spec for spec in SPECS if spec.covers(cls))
+        with _lock:
+            _BY_TYPE[cls] = found
+    return found
+
+
+def _param_names(cls: type) -> frozenset[str]:
+    found = _PARAMS.get(cls)
+    if found is None:
+        get = getattr(cls, "_get_param_names", None)
+        try:
+            found = frozenset(get()) if callable(get) else frozenset()
+        except (TypeError, ValueError, RuntimeError):  # pragma: no cover - odd signatures
+            found = frozenset()
+        with _lock:
+            _PARAMS[cls] = found
+    return found
+
+
+def _class_names(cls: type) -> frozenset[str]:
+    """Names the class (or a base) defines: an instance attribute must not shadow one."""
+    found = _CLASS_NAMES.get(cls)
+    if found is None:
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            if klass is not object:
+                names.update(klass.__dict__)
+        found = frozenset(names)
+        with _lock:
+            _CLASS_NAMES[cls] = found
+    return found
+
+
+def _is_fitted(d: dict, params: frozenset[str], specs: tuple[Spec, ...]) -> bool:
+    """scikit-learn's rule (an attribute ending in ``_``), or any fitted attribute a spec
+    declares (private ones such as ``_n_support`` do not end in ``_``)."""
+    for key in d:
+        if key.endswith("_") and not key.startswith("__"):
+            return True
+    return any(name in d and name not in params for spec in specs for name in spec.names())
+
+
+def check_fitted(obj: Any, path: str) -> None:
+    """Check a built estimator: parameters, attribute names and its declared invariants.
+
+    Parameters
+    ----------
+    obj : object
+        The estimator, state set.
+    path : str
+        Its graph path, for errors.
+
+    Raises
+    ------
+    milo_pack.errors.InvariantError
+        A parameter scikit-learn would refuse, an attribute shadowing the class, or a declared
+        invariant that does not hold (missing attribute, other type, other shape...).
+    """
+    d = getattr(obj, "__dict__", None)
+    if not isinstance(d, dict) or is_unbuilt_member(obj):
+        return
+    cls = type(obj)
+    params = _param_names(cls)
+    if params:
+        present = {name: d[name] for name in params if name in d}
+        check_params(cls, present, path or "<root>")
+    shadowing = [name for name in d if name not in params and name in _class_names(cls)]
+    if shadowing:
+        raise InvariantError(f"attribute {quote(shadowing[0])} would shadow the class's own "
+                             f"{cls.__name__}.{quote(shadowing[0])}", path or "<root>")
+    specs = specs_for(cls)
+    if not specs:
+        return
+    fitted = _is_fitted(d, params, specs)
+    for spec in specs:
+        if fitted or spec.title in STATELESS:
+            spec.check(Env(obj, d, path))

@@ -1,0 +1,109 @@
+"""Constructor parameters, validated at load with scikit-learn's own machinery.
+
+A parameter that reaches native code (a kernel name, ``n_features`` of a hasher, a thread count)
+is checked against the class's ``_parameter_constraints``, exactly as ``fit`` would check it
+(``sklearn.utils._param_validation``: the same constraint objects, the same error text).  The
+constraints are read from the *class*, never the instance: a file cannot bring its own.
+
+Thread counts (``n_jobs``) pass scikit-learn's constraints at any size, so they are also bounded
+(:data:`~.kinds.MAX_THREADS`), for classes with or without constraints.
+
+Cost: a forest has hundreds of member trees with the same parameters but one ``random_state``
+each, so constraints are compiled once per (class, parameter) and a scalar value that passed is
+remembered per (class, parameter, type, value); validation is a pure function of those, so the
+cache changes no answer.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ...errors import InvariantError, quote
+from .kinds import MAX_THREADS
+
+__all__ = ["check_params", "THREAD_PARAMS"]
+
+# Parameters that size thread pools in native code or joblib.
+THREAD_PARAMS = frozenset({"n_jobs"})
+_SCALARS = (type(None), bool, int, float, str)
+_CACHE_MAX = 1 << 16
+
+_compiled: dict[tuple[type, str], list[Any] | None] = {}
+_passed: dict[tuple[Any, ...], bool] = {}
+_lock = threading.Lock()
+
+
+def _constraints(cls: type, name: str) -> list[Any] | None:
+    """The compiled constraints of one parameter, or None when it has none to check."""
+    key = (cls, name)
+    found = _compiled.get(key, _compiled)
+    if found is not _compiled:
+        return found  # type: ignore[return-value]
+    raw = _raw_constraints(cls).get(name)
+    if raw is None or raw == "no_validation":
+        compiled = None
+    else:
+        from sklearn.utils._param_validation import make_constraint
+
+        compiled = [make_constraint(c) for c in raw]
+    with _lock:
+        _compiled[key] = compiled
+    return compiled
+
+
+def _raw_constraints(cls: type) -> dict:
+    """The class's ``_parameter_constraints`` (inherited through the MRO, never the
+    instance's)."""
+    for klass in cls.__mro__:
+        table = klass.__dict__.get("_parameter_constraints")
+        if isinstance(table, dict):
+            return table
+    return {}
+
+
+def check_params(cls: type, params: dict[str, Any], path: str) -> None:
+    """Refuse parameter values scikit-learn's ``fit`` would refuse, and unbounded thread counts.
+
+    Parameters
+    ----------
+    cls : type
+        The estimator class (its ``_parameter_constraints`` are used, never the instance's).
+    params : dict
+        Parameter name -> value, as the file holds them.
+    path : str
+        Graph path of the estimator, for the error.
+    """
+    for name, value in params.items():
+        if name in THREAD_PARAMS and value is not None and not (
+                type(value) is int and -MAX_THREADS <= value <= MAX_THREADS):
+            raise InvariantError(
+                f"parameter {name} must be None or an int within +-{MAX_THREADS} (it sizes a "
+                f"thread pool), not {quote(value, 40)}", path)
+        key = None
+        if type(value) in _SCALARS:
+            key = (cls, name, type(value), value)
+            if key in _passed:
+                continue
+        constraints = _constraints(cls, name)
+        if constraints is None:
+            continue
+        if not any(c.is_satisfied_by(value) for c in constraints):
+            _raise(cls, name, value, path)
+        if key is not None:
+            with _lock:
+                if len(_passed) >= _CACHE_MAX:
+                    _passed.clear()
+                _passed[key] = True
+
+
+def _raise(cls: type, name: str, value: Any, path: str) -> None:
+    """Raise scikit-learn's own message for an invalid value, as an ``InvariantError``."""
+    from sklearn.utils._param_validation import validate_parameter_constraints
+
+    try:
+        validate_parameter_constraints({name: _raw_constraints(cls)[name]}, {name: value},
+                                       cls.__name__)
+    except (TypeError, ValueError) as exc:
+        raise InvariantError(f"invalid parameter: {quote(str(exc), 300)}", path) from None
+    raise InvariantError(f"invalid parameter {name}", path)  # pragma: no cover
