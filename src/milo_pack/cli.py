@@ -59,6 +59,7 @@ def _add_inspect(commands: Any) -> None:
                    help="show at most N levels below the root")
     p.add_argument("--items", type=_non_negative, default=3, metavar="N",
                    help="items shown from a long list of similar objects (default 3)")
+    _add_limits(p)
     p.set_defaults(run=_run_inspect)
 
 
@@ -74,6 +75,7 @@ def _add_verify(commands: Any) -> None:
                    help="allow this type tag beyond the allow-list (repeatable); only for "
                         "files from a trusted source")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the verdict")
+    _add_limits(p)
     p.set_defaults(run=_run_verify)
 
 
@@ -104,7 +106,57 @@ def _add_diff(commands: Any) -> None:
     p.add_argument("new", help="B.milo")
     p.add_argument("--all", action="store_true",
                    help="list every change instead of folding repeated ones (one per tree)")
+    _add_limits(p)
     p.set_defaults(run=_run_diff)
+
+
+def _add_limits(p: argparse.ArgumentParser) -> None:
+    """The reader's budgets (``milo_pack.Limits``), as every command that reads a file takes
+    them; the defaults are ``Limits()``'s."""
+    group = p.add_argument_group("budgets", "resource budgets for reading the file (defaults: "
+                                 "milo_pack.Limits())")
+    group.add_argument("--max-memory", type=_size, metavar="SIZE",
+                       help="cap every byte budget (manifest, array, section, total decoded, "
+                            "chunk, zstd window) at SIZE, e.g. 512M or 2GiB")
+    group.add_argument("--limit", action="append", default=[], type=_budget,
+                       metavar="NAME=VALUE",
+                       help="set one budget, e.g. max_total_bytes=1G or max_objects=100000 "
+                            "(repeatable; see milo_pack.Limits)")
+
+
+def _size(text: str) -> int:
+    from .limits import parse_size
+
+    try:
+        value = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1 byte")
+    return value
+
+
+def _budget(text: str) -> tuple[str, int]:
+    import dataclasses
+
+    from .limits import Limits
+
+    name, sep, value = text.partition("=")
+    names = [f.name for f in dataclasses.fields(Limits)]
+    if not sep or name.strip() not in names:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with NAME one of {names}")
+    return name.strip(), _size(value) if value.strip() != "0" else 0
+
+
+def _limits(args: argparse.Namespace) -> Any:
+    from .limits import DEFAULT_LIMITS
+
+    limits = DEFAULT_LIMITS
+    if getattr(args, "limit", None):
+        limits = limits.replace(**dict(args.limit))
+    if getattr(args, "max_memory", None) is not None:
+        limits = limits.capped(args.max_memory)
+    return limits
 
 
 def _non_negative(text: str) -> int:
@@ -169,12 +221,12 @@ def _print_lines(lines: Sequence[str], out: IO[str] | None = None) -> None:
     (out or sys.stdout).write("\n".join(lines) + "\n")
 
 
-def _open(path: str) -> Any:
+def _open(path: str, limits: Any = None) -> Any:
     """Open a milo file for reading the manifest; file problems become usage errors."""
     from .reader import MiloFile
 
     try:
-        return MiloFile(path)
+        return MiloFile(path, limits=limits)
     except OSError as exc:
         raise UsageError(f"cannot read {path!r}: {exc.strerror or exc}") from None
     except MiloError as exc:
@@ -189,7 +241,7 @@ def _open(path: str) -> Any:
 def _run_inspect(args: argparse.Namespace) -> int:
     from .inspect_view import RenderOptions, build_view, render, render_header
 
-    with _open(args.file) as handle:
+    with _open(args.file, _limits(args)) as handle:
         if args.json:
             print(json.dumps(handle.manifest, indent=2, ensure_ascii=False))
             return EXIT_OK
@@ -203,7 +255,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
         lines.append("")
         lines.extend(render(view, RenderOptions(depth=args.depth, items=args.items)))
     _print_lines(lines)
-    return EXIT_OK
+    return EXIT_OK if problem is None else EXIT_FAILED
 
 
 def _untrusted(handle: Any) -> tuple[list[tuple[str, str]] | None, str | None]:
@@ -223,7 +275,7 @@ def _run_verify(args: argparse.Namespace) -> int:
     from .verify import verify_file
 
     try:
-        report = verify_file(args.file, trusted=frozenset(args.trusted))
+        report = verify_file(args.file, trusted=frozenset(args.trusted), limits=_limits(args))
     except OSError as exc:
         raise UsageError(f"cannot read {args.file!r}: {exc.strerror or exc}") from None
     lines = report.lines()
@@ -305,7 +357,7 @@ def _run_diff(args: argparse.Namespace) -> int:
     from .diff import diff_files
 
     try:
-        result = diff_files(args.old, args.new)
+        result = diff_files(args.old, args.new, limits=_limits(args))
     except OSError as exc:
         raise UsageError(f"cannot read {exc.filename!r}: {exc.strerror or exc}") from None
     except MiloError as exc:

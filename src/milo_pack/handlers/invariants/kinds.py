@@ -448,12 +448,17 @@ class Dict(Kind):
 
 @dataclass(frozen=True)
 class Attr:
-    """One attribute: its name, kind, why native code needs it, whether it may be absent."""
+    """One attribute: its name, kind, why native code needs it, whether it may be absent.
+
+    ``data`` marks an array whose values are data (labels, targets, weights): any value is
+    valid, only its kind and shape are checked.
+    """
 
     name: str
     kind: Kind
     why: str = ""
     optional: bool = False
+    data: bool = False
 
 
 @dataclass(frozen=True)
@@ -483,9 +488,11 @@ class Spec:
         Checked in order: symbols are bound by their first mention.
     rules : tuple of Rule
         Run after every attribute was checked.
-    when : callable, optional
-        ``when(obj)``: the spec covers only instances for which it is true (a config option
-        that switches the native path), read from the class or checked attributes.
+    reads : tuple of str
+        Other attributes the rules read (parameters such as ``kernel``, labels): listed so that
+        the documentation and the differential tests know every input of the checks.
+    exclude : tuple of (module, class name)
+        Subclasses of ``base`` that another spec covers instead.
     """
 
     title: str
@@ -493,6 +500,7 @@ class Spec:
     native: str
     attrs: tuple[Attr, ...] = ()
     rules: tuple[Rule, ...] = ()
+    reads: tuple[str, ...] = ()
     exclude: tuple[tuple[str, str], ...] = field(default=())
 
     def base_class(self) -> type | None:

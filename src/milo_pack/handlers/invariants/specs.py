@@ -107,7 +107,8 @@ TREE = Spec(
         Attr("n_outputs_", Int(lo=1, dim="O"), "sizes the output of predict"),
         Attr("tree_", Instance(*_TREE), "the Cython tree (its nodes are checked when built)"),
         Attr("n_classes_", _CLASS_COUNTS, "sizes predict_proba (classifiers)", optional=True),
-        Attr("classes_", _CLASS_LABELS, "labels of predict (classifiers)", optional=True),
+        Attr("classes_", _CLASS_LABELS, "labels of predict (classifiers)", optional=True,
+             data=True),
     ),
     rules=(
         Rule("`tree_` has `F` features and `n_outputs_` outputs", _tree_counts),
@@ -118,6 +119,13 @@ TREE = Spec(
 
 
 # -- forests -------------------------------------------------------------------------------------
+
+
+def _count_is_param(env: Env, name: str = "n_estimators") -> None:
+    """The member count is the parameter's (a model fitted with it has that many)."""
+    count, wanted = env.dims["L"], env.d.get(name)
+    if not (type(wanted) is int and wanted == count):
+        raise Reject(f"estimators_ must hold {name} members, not {count}")
 
 
 def _same_counts(member: dict, env: Env, i: int, what: str) -> None:
@@ -174,9 +182,10 @@ FOREST = Spec(
         Attr("estimators_", Seq(Instance(*_DECISION_TREE), length="L", min_length=1),
              "the member trees"),
         Attr("n_classes_", OneOf((Int(lo=1), Seq(Int(lo=1)))), "classifiers", optional=True),
-        Attr("classes_", _CLASS_LABELS, "classifiers", optional=True),
+        Attr("classes_", _CLASS_LABELS, "classifiers", optional=True, data=True),
     ),
     rules=(
+        Rule("`L` is the `n_estimators` parameter", _count_is_param),
         Rule("classifiers: `n_classes_` and `classes_` agree per output", _forest_classes),
         Rule("every member (deep, packed or lazily built) has `F` features, `n_outputs_` "
              "outputs and the forest's class counts", _forest_members),
@@ -192,6 +201,14 @@ def _features_in_range(env: Env) -> None:
     for i, features in enumerate(env["estimators_features_"]):
         if features.size and (int(features.min()) < 0 or int(features.max()) >= n_features):
             raise Reject(f"estimators_features_[{i}] must index the {n_features} features")
+
+
+def _bagging_classes(env: Env) -> None:
+    if not _is_classifier(env.obj):
+        return
+    classes, count = env.get("classes_"), env.get("n_classes_")
+    if classes is None or count is None or classes.shape[0] != count:
+        raise Reject("a classifier needs classes_ and n_classes_ = len(classes_)")
 
 
 def _bagging_members(env: Env) -> None:
@@ -224,8 +241,13 @@ BAGGING = Spec(
         Attr("estimators_features_", Seq(Array("iu", (None,)), length="L"),
              "the columns each member sees"),
         Attr("n_classes_", Int(lo=1), "classifiers: probability columns", optional=True),
+        Attr("classes_", Array("biufUSO", (None,)), "classifiers: labels", optional=True,
+             data=True),
     ),
     rules=(
+        Rule("`L` is the `n_estimators` parameter", _count_is_param),
+        Rule("classifiers: `n_classes_` is the length of `classes_` (it sizes the "
+             "probabilities)", _bagging_classes),
         Rule("`estimators_features_` index the `F` features", _features_in_range),
         Rule("each member is fitted on as many features as it is given, and a classifier's "
              "member classes index the ensemble's classes", _bagging_members),
@@ -280,9 +302,9 @@ IFOREST = Spec(
              "the columns each tree sees"),
         Attr("_decision_path_lengths", Anything(), "per-tree node depths, indexed by leaf"),
         Attr("_average_path_length_per_tree", Anything(), "per-tree values, indexed by leaf"),
-        Attr("_max_samples", Int(lo=1), "the score's normalisation"),
     ),
     rules=(
+        Rule("`L` is the `n_estimators` parameter", _count_is_param),
         Rule("per-tree path lengths are sequences of 1-D numeric arrays", _tuple_arrays),
         Rule("`estimators_features_` index the `F` features", _features_in_range),
         Rule("every tree reads `_max_features` columns, each feature subset has that many, "
@@ -310,6 +332,12 @@ def _gb_layout(env: Env) -> None:
     multiclass = bool(getattr(loss, "is_multiclass", False))
     if multiclass != (stages > 1) or (multiclass and getattr(loss, "n_classes", None) != stages):
         raise Reject("_loss must be multiclass exactly when there are several stage columns")
+
+
+def _gb_stages(env: Env) -> None:
+    stages, wanted = env.dims["S"], env.d.get("n_estimators")
+    if env["n_estimators_"] != stages or not (type(wanted) is int and stages <= wanted):
+        raise Reject("n_estimators_ must be the number of stages (at most n_estimators)")
 
 
 def _gb_init_width(env: Env) -> None:
@@ -354,17 +382,21 @@ GRADIENT_BOOSTING = Spec(
                                     ("S", "K")), "the stages, one column per output"),
         Attr("n_trees_per_iteration_", Int(lo=1), "sizes the raw predictions when init is "
              "'zero'"),
+        Attr("n_estimators_", Int(lo=1), "the number of stages fitted"),
+        Attr("train_score_", Array("f", ("S",)), "one score per stage", data=True),
         Attr("_loss", Instance("sklearn._loss.loss", "BaseLoss"), "turns raw predictions into "
              "outputs"),
         Attr("init_", OneOf((Choice(("zero",)), Estimator())), "sizes the raw predictions"),
         Attr("n_classes_", Int(lo=2), "classifiers", optional=True),
-        Attr("classes_", Array("biufUSO", (None,)), "classifiers", optional=True),
+        Attr("classes_", Array("biufUSO", (None,)), "classifiers", optional=True,
+             data=True),
     ),
     rules=(
         Rule("classifiers have `n_classes_` and `classes_`",
              lambda env: None if not _is_classifier(env.obj) or (
                  env.has("n_classes_") and env.has("classes_"))
              else env.fail("a classifier needs n_classes_ and classes_")),
+        Rule("`n_estimators_` is `S`, at most the `n_estimators` parameter", _gb_stages),
         Rule("`n_trees_per_iteration_` is `K`, which is 1, or `C` for a multiclass "
              "classifier, and `_loss` agrees", _gb_layout),
         Rule("`init_`'s raw predictions (measured on one row) are `K` wide", _gb_init_width),
@@ -395,6 +427,19 @@ def _hgb_layout(env: Env) -> None:
         raise Reject(f"every stage must have n_trees_per_iteration_ ({width}) predictors")
 
 
+def _hgb_iterations(env: Env) -> None:
+    """As many stages as the model was fitted for: ``max_iter``, or fewer with early stopping
+    (then one training score per stage and one for the baseline)."""
+    stages, max_iter = env.dims["S"], env.d.get("max_iter")
+    if not (type(max_iter) is int and stages <= max_iter):
+        raise Reject("there must be at most max_iter stages")
+    early = env["do_early_stopping_"]
+    scores = env["train_score_"]
+    if (not early and stages != max_iter) or (early and scores.shape != (stages + 1,)):
+        raise Reject("without early stopping there are max_iter stages; with it, "
+                     "train_score_ has one entry per stage plus the baseline")
+
+
 def _hgb_bin_mapper(env: Env) -> None:
     mapper = env["_bin_mapper"].__dict__
     is_cat = mapper.get("is_categorical_")
@@ -408,6 +453,8 @@ def _hgb_preprocessor(env: Env) -> None:
     scikit-learn's own layout (ordinal encoder + check_array pass-through over complementary
     masks), whose output has exactly ``F`` columns."""
     pre = env["_preprocessor"]
+    if (pre is None) != (env.d.get("is_categorical_") is None):
+        raise Reject("_preprocessor exists exactly when the model has categorical features")
     if pre is None:
         return
     ct = loaded_class("sklearn.compose._column_transformer", "ColumnTransformer")
@@ -476,7 +523,8 @@ HIST_GRADIENT_BOOSTING = Spec(
     "`_in_fit` would switch predict to binned data that is never validated",
     attrs=(
         _N_FEATURES,
-        Attr("_predictors", Seq(Seq(Instance(*_PREDICTOR), length="K"), length="S"),
+        Attr("_predictors", Seq(Seq(Instance(*_PREDICTOR), length="K"), length="S",
+                                min_length=1),
              "the predictors, one list per iteration"),
         Attr("n_trees_per_iteration_", Int(lo=1, dim="K"), "columns of the raw predictions"),
         Attr("_baseline_prediction", Array("f", (1, "K")), "added to the raw predictions"),
@@ -484,15 +532,20 @@ HIST_GRADIENT_BOOSTING = Spec(
         Attr("_preprocessor", OneOf((NoneValue(), Anything())), "transforms X before predict"),
         Attr("_loss", Instance("sklearn._loss.loss", "BaseLoss"), "turns raw predictions "
              "into outputs"),
-        Attr("classes_", Array("biufUSO", ("C",)), "classifiers", optional=True),
+        Attr("classes_", Array("biufUSO", ("C",)), "classifiers", optional=True, data=True),
         Attr("_in_fit", Absent(), "set only while fitting: predict would skip validating X"),
+        Attr("do_early_stopping_", Flag(), "whether fewer than max_iter stages may exist"),
+        Attr("train_score_", Array("f", (None,)), "scores per stage", data=True),
     ),
     rules=(
+        Rule("`S` is `max_iter`, or less with early stopping (then `train_score_` has "
+             "`S + 1` entries)", _hgb_iterations),
         Rule("`K` is 1, or `C` for a multiclass classifier; every stage has `K` predictors",
              _hgb_layout),
         Rule("`_bin_mapper.is_categorical_` has `F` entries", _hgb_bin_mapper),
-        Rule("`_preprocessor` is None or scikit-learn's own ordinal-encoder layout with `F` "
-             "output columns", _hgb_preprocessor),
+        Rule("`_preprocessor` is None exactly without categorical features, else "
+             "scikit-learn's own ordinal-encoder layout with `F` output columns",
+             _hgb_preprocessor),
         Rule("every predictor (packed or lazily built) splits on features `< F`, categorical "
              "splits only on categorical features", _hgb_members),
     ),
@@ -522,6 +575,7 @@ def _bisecting_tree(env: Env) -> None:
     tree_cls = loaded_class("sklearn.cluster._bisect_k_means", "_BisectingTree")
     n_features, n_clusters = env.dims["F"], env.dims["K"]
     seen: set[int] = set()
+    leaves: list[tuple[int, np.ndarray]] = []
     stack = [env["_bisecting_tree"]]
     while stack:
         node = stack.pop()
@@ -539,10 +593,25 @@ def _bisecting_tree(env: Env) -> None:
             if not (isinstance(label, (int, np.integer)) and not isinstance(label, bool)
                     and 0 <= int(label) < n_clusters):
                 raise Reject(f"every leaf label must be a cluster index < {n_clusters}")
+            leaves.append((int(label), center))
         elif left is None or right is None:
             raise Reject("a bisecting-tree node has both children or none")
         else:
             stack.extend((left, right))
+    if sorted(label for label, _ in leaves) != list(range(n_clusters)):
+        raise Reject("the leaves must carry the labels 0..n_clusters-1, once each")
+    centers, mean = env["cluster_centers_"], env.get("_X_mean")
+    for label, center in leaves:
+        expected = center + mean if mean is not None else center
+        if not np.array_equal(centers[label], expected, equal_nan=True):
+            raise Reject("cluster_centers_ must be the leaves' centres (plus _X_mean)")
+
+
+def _kmeans_count(env: Env) -> None:
+    count = env.dims["K"]
+    if not (type(env.d.get("n_clusters")) is int and env.d["n_clusters"] == count
+            and env["_n_features_out"] == count):
+        raise Reject("cluster_centers_ must have n_clusters rows, as many as _n_features_out")
 
 
 KMEANS = Spec(
@@ -553,8 +622,10 @@ KMEANS = Spec(
     attrs=(
         _N_FEATURES,
         Attr("cluster_centers_", Array("f", ("K", "F")), "read for each cluster"),
-        Attr("_n_threads", _THREADS, "OpenMP threads of predict/score"),
+        Attr("_n_threads", _THREADS, "OpenMP threads of predict/score", data=True),
+        Attr("_n_features_out", Int(lo=1), "the transform's width"),
     ),
+    rules=(Rule("`K` is the `n_clusters` parameter and `_n_features_out`", _kmeans_count),),
 )
 
 BISECTING_KMEANS = Spec(
@@ -568,8 +639,9 @@ BISECTING_KMEANS = Spec(
              "the hierarchy predict walks"),
         Attr("_X_mean", Array("f", ("F",)), "added to every node's centres", optional=True),
     ),
-    rules=(Rule("every node has a centre of `F` values, both children or none, leaves a "
-                "label `< K`; no node is reached twice", _bisecting_tree),),
+    rules=(Rule("every node has a centre of `F` values and both children or none; no node "
+                "is reached twice; the leaves carry the labels `0..K-1` and their centres "
+                "(plus `_X_mean`) are `cluster_centers_`", _bisecting_tree),),
 )
 
 
@@ -654,7 +726,8 @@ def _libsvm_impl(env: Env) -> None:
     if not env["_sparse"] and not (isinstance(env["support_vectors_"], np.ndarray)
                                    and isinstance(env["_dual_coef_"], np.ndarray)):
         raise Reject("a dense model has dense support_vectors_ and _dual_coef_")
-    if env["_sparse"] and isinstance(env["support_vectors_"], np.ndarray):
+    if env["_sparse"] and (isinstance(env["support_vectors_"], np.ndarray)
+                           or isinstance(env["_dual_coef_"], np.ndarray)):
         raise Reject("a sparse model has sparse support_vectors_ and _dual_coef_")
 
 
@@ -693,6 +766,7 @@ LIBSVM = Spec(
              "`_probA/_probB` and `classes_` describe one model; `support_ < shape_fit_[0]`",
              _libsvm_model),
     ),
+    reads=("kernel", "classes_", "_BaseLibSVM__Xfit", "_impl"),
 )
 
 
@@ -730,12 +804,13 @@ LINEAR_CLASSIFIER = Spec(
     "columns index `classes_`",
     attrs=(
         _N_FEATURES,
-        Attr("classes_", Array("biufUSO", ("C",)), "labels the columns index"),
+        Attr("classes_", Array("biufUSO", ("C",)), "labels the columns index", data=True),
         Attr("coef_", _COEF_MATRIX, "one row per class (one for binary)"),
         Attr("intercept_", _INTERCEPT, "one per row of coef_"),
     ),
     rules=(Rule("`coef_` has 1 row for 2 classes, else `C`; `intercept_` one value per row",
                 _linear_classifier),),
+    reads=("multi_class",),
 )
 
 LINEAR_REGRESSORS = tuple(Spec(
@@ -805,6 +880,9 @@ def _neighbors_labels(env: Env) -> None:
         column = columns[:, k]
         if column.size and (int(column.min()) < 0 or int(column.max()) >= count):
             raise Reject(f"_y must index the {count} classes of output {k}")
+        if np.bincount(column, minlength=count).min() < 1:
+            raise Reject(f"every class of output {k} must occur in _y (classes_ are the "
+                         "labels fitted)")
 
 
 NEIGHBORS = Spec(
@@ -826,7 +904,7 @@ NEIGHBORS = Spec(
         Attr("metric_params", OneOf((NoneValue(), Dict(forbidden=_NORM_KEYS))),
              "passed to the reductions"),
         Attr("_y", OneOf((Array("biufUSO", ("N",)), Array("biufUSO", ("N", None)))),
-             "labels or targets", optional=True),
+             "labels or targets", optional=True, data=True),
     ),
     rules=(
         Rule("`_fit_X` has `n_features_in_` columns (or is a precomputed square)",
@@ -834,9 +912,11 @@ NEIGHBORS = Spec(
              else env.fail("_fit_X must have n_features_in_ columns")),
         Rule("`_tree` is the KD/Ball tree `_fit_method` names, over `_fit_X`'s shape",
              _neighbors_tree),
-        Rule("classifiers: `_y` indexes `classes_` (per output), `outputs_2d_` agrees",
+        Rule("classifiers: `_y` indexes `classes_` (per output), each class occurs, "
+             "`outputs_2d_` agrees",
              _neighbors_labels),
     ),
+    reads=("classes_", "outputs_2d_"),
 )
 
 KERNEL_DENSITY = Spec(
@@ -865,7 +945,7 @@ BIRCH = Spec(
         _N_FEATURES,
         Attr("subcluster_centers_", Array("f", ("S", "F")), "the subclusters"),
         Attr("_subcluster_norms", Array("f", ("S",)), "their squared norms"),
-        Attr("subcluster_labels_", Array("biufUSO", ("S",)), "their labels"),
+        Attr("subcluster_labels_", Array("biufUSO", ("S",)), "their labels", data=True),
     ),
 )
 
@@ -914,6 +994,7 @@ POLYNOMIAL = Spec(
     ),
     rules=(Rule("degrees are the `degree` parameter's; `n_output_features_` and "
                 "`_n_out_full` are recomputed from them and `F`", _polynomial_counts),),
+    reads=("degree", "interaction_only", "include_bias"),
 )
 
 
@@ -927,7 +1008,8 @@ def _hash_dtype(env: Env) -> None:
 
 
 _HASHING = (
-    Attr("n_features", Int(lo=1, hi=2**31 - 1), "the modulus of the hashed column index"),
+    Attr("n_features", Int(lo=1, hi=2**31 - 1), "the modulus of the hashed column index",
+         data=True),
     Attr("alternate_sign", Flag(), "sign of hashed values"),
 )
 
@@ -936,11 +1018,13 @@ FEATURE_HASHER = Spec(
     "Cython `_hashing_transform` takes `abs(hash) % n_features` as column index and stores "
     "values in a `dtype` array",
     attrs=_HASHING, rules=(Rule("`dtype` is a numeric numpy type", _hash_dtype),),
+    reads=("dtype",),
 )
 HASHING_VECTORIZER = Spec(
     "`HashingVectorizer`", ("sklearn.feature_extraction.text", "HashingVectorizer"),
     "builds a `FeatureHasher` from these parameters", attrs=_HASHING,
     rules=(Rule("`dtype` is a numeric numpy type", _hash_dtype),),
+    reads=("dtype",),
 )
 
 
