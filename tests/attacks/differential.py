@@ -78,6 +78,7 @@ class Target:
     name: str
     kind: K.Kind
     data: bool = False
+    dims: tuple[tuple[str, int], ...] = ()  # the honest object's bound symbols
 
 
 @dataclass
@@ -128,10 +129,16 @@ def spec_targets(model: Any, member_paths: tuple[Path_, ...] = ()) -> list[Targe
     for place in places:
         obj = get_at(model, place)
         for spec in specs_for(type(obj)):
+            env = K.Env(obj, vars(obj), "")
+            try:
+                spec.check(env)  # the honest object passes; its symbols bound the mutations
+            except MiloError:
+                continue  # an unfitted template (a forest's estimator_): no checked state
+            dims = tuple(sorted(env.dims.items()))
             for attr in spec.attrs:
                 if (place, attr.name) not in seen:
                     seen.add((place, attr.name))
-                    found.append(Target(place, attr.name, attr.kind, attr.data))
+                    found.append(Target(place, attr.name, attr.kind, attr.data, dims))
             for name in spec.reads:
                 if (place, name) not in seen:
                     seen.add((place, name))
@@ -160,7 +167,9 @@ def _int_values(kind: K.Int, value: int, data: bool) -> Iterator[tuple[str, Any]
         yield "above_bound", kind.hi + 1
 
 
-def _array_values(value: np.ndarray, kinds: str, data: bool) -> Iterator[tuple[str, Any]]:
+def _array_values(value: np.ndarray, kind: K.Kind, data: bool,
+                  dims: dict[str, int]) -> Iterator[tuple[str, Any]]:
+    kinds = getattr(kind, "kinds", "biufcUSOM" if data else "")
     yield "list", value.tolist()
     yield "scalar", (value.reshape(-1)[0] if value.size else np.float64(0.0))
     # Other dtypes: those the declaration refuses (a data array accepts any of its kinds).
@@ -185,8 +194,15 @@ def _array_values(value: np.ndarray, kinds: str, data: bool) -> Iterator[tuple[s
             yield f"grow_axis{axis}", np.zeros(
                 tuple(1 if a == axis else n for a, n in enumerate(value.shape)), value.dtype)
     if value.dtype.kind in "iu" and value.size and not data:
-        for name, number in (("negative", -1), ("past_max", int(value.max()) + 1),
-                             ("int32_max", 2**31 - 1), ("huge", 2**62)):
+        bounds = getattr(kind, "values", None)
+        if bounds is not None:  # an index array: exactly one past each end of its range
+            lo, hi = (dims.get(b, b) if isinstance(b, str) else b for b in bounds)
+            extremes = [("below", lo - 1)] if lo is not None else []
+            extremes += [("above", hi)] if hi is not None else []
+        else:  # a count: one more than the largest changes the totals
+            extremes = [("past_max", int(value.max()) + 1)]
+        for name, number in (("negative", -1), *extremes, ("int32_max", 2**31 - 1),
+                             ("huge", 2**62)):
             info = np.iinfo(value.dtype)
             if info.min <= number <= info.max:
                 bad = value.copy()
@@ -217,7 +233,8 @@ def concrete(kind: K.Kind, value: Any) -> K.Kind:
     return kind
 
 
-def mutations(kind: K.Kind, value: Any, data: bool = False) -> Iterator[tuple[str, Any]]:
+def mutations(kind: K.Kind, value: Any, data: bool = False,
+              dims: dict[str, int] | None = None) -> Iterator[tuple[str, Any]]:
     """``(operator, new value)`` pairs for one attribute (``_REMOVE`` deletes it).
 
     The operators follow the declared kind: a retype is only tried when the declaration
@@ -228,8 +245,8 @@ def mutations(kind: K.Kind, value: Any, data: bool = False) -> Iterator[tuple[st
     if isinstance(kind, K.Absent):
         yield "set_true", True
         return
+    dims = dims or {}
     kind = concrete(kind, value)
-    kinds = getattr(kind, "kinds", "" if not data else "biufcUSOM")
     if type(value) is bool or isinstance(value, np.bool_):
         yield "numpy_bool", np.bool_(value)
         yield "int", int(value)
@@ -258,7 +275,7 @@ def mutations(kind: K.Kind, value: Any, data: bool = False) -> Iterator[tuple[st
                 grown = np.concatenate([value, np.take(value, [-1], axis=axis)], axis=axis)
                 yield f"grow_axis{axis}", grown
         else:
-            yield from _array_values(value, kinds, data)
+            yield from _array_values(value, kind, data, dims)
         yield "none", None
     elif sp.issparse(value):
         dense = value.toarray()
@@ -273,6 +290,10 @@ def mutations(kind: K.Kind, value: Any, data: bool = False) -> Iterator[tuple[st
     elif isinstance(value, (list, tuple)):
         yield from _sequence_values(value)
         yield "none", None
+        item = getattr(kind, "item", None)
+        if value and type(value[0]) is np.ndarray and isinstance(item, K.Array):
+            for operator, new in _array_values(value[0], item, data, dims):
+                yield f"item0_{operator}", type(value)([new, *value[1:]])
     elif isinstance(value, dict):
         yield "list", list(value.items())
         yield "none", None
@@ -303,7 +324,7 @@ def make_mutants(family: Family, model: Any) -> list[Mutant]:
             continue
         value = vars(holder).get(name)
         where = ".".join(filter(None, (format_steps(place), name)))
-        for operator, new in mutations(kind, value, target.data):
+        for operator, new in mutations(kind, value, target.data, dict(target.dims)):
             if new is _REMOVE and name not in vars(holder):
                 continue
             mutant = copy.deepcopy(model)

@@ -28,7 +28,8 @@ from ...errors import InvariantError, quote
 from ...lazy import is_unbuilt_member
 
 __all__ = [
-    "Reject", "Env", "Kind", "Int", "Real", "Flag", "Choice", "Array", "Sparse", "Instance",
+    "Reject", "Env", "Kind", "Int", "Real", "Flag", "Choice", "Array", "Shape", "Sparse",
+    "Instance",
     "Estimator", "Anything", "Absent", "NoneValue", "OneOf", "Seq", "Objects", "Dict", "Attr",
     "Rule", "Spec", "loaded_class", "MAX_THREADS",
 ]
@@ -210,7 +211,7 @@ class Choice(Kind):
 
 
 _KIND_NAMES = {"b": "bool", "i": "signed int", "u": "unsigned int", "f": "float",
-               "c": "complex", "U": "str", "S": "bytes", "O": "object"}
+               "c": "complex", "U": "str", "S": "bytes", "O": "object", "M": "datetime"}
 
 
 @dataclass(frozen=True)
@@ -218,13 +219,15 @@ class Array(Kind):
     """A numpy ``ndarray`` (exactly), of a dtype kind, with one entry per axis in ``dims``.
 
     Each entry of ``dims`` is a symbol (bound by its first mention), an int, or None (any size).
-    ``dtype`` pins the exact dtype; ``contiguous`` requires C order.
+    ``dtype`` pins the exact dtype; ``contiguous`` requires C order; ``values`` = ``(lo, hi)``
+    makes it an index array: every element in ``[lo, hi)`` (``hi`` may be a symbol).
     """
 
     kinds: str
     dims: tuple[int | str | None, ...]
     dtype: str | None = None
     contiguous: bool = False
+    values: tuple[int | str | None, int | str | None] | None = None
 
     def check(self, value: Any, env: Env) -> np.ndarray:
         if type(value) is not np.ndarray:
@@ -237,6 +240,12 @@ class Array(Kind):
         if self.contiguous and not value.flags.c_contiguous:
             raise Reject("must be C-contiguous")
         _check_dims(value.shape, self.dims, env)
+        if self.values is not None and value.size:
+            lo, hi = (env.bound(v) for v in self.values)
+            if (lo is not None and int(value.min()) < lo) or (
+                    hi is not None and int(value.max()) >= hi):
+                raise Reject(f"values must lie in [{_size_text(self.values[0])}, "
+                             f"{_size_text(self.values[1])})")
         return value
 
     def _dtype_text(self) -> str:
@@ -247,6 +256,8 @@ class Array(Kind):
     def describe(self) -> str:
         shape = ", ".join(_size_text(d) for d in self.dims)
         extra = ", C-contiguous" if self.contiguous else ""
+        if self.values is not None:
+            extra += f", values in [{_size_text(self.values[0])}, {_size_text(self.values[1])})"
         return f"{self._dtype_text()} array ({shape}{',' if len(self.dims) == 1 else ''}){extra}"
 
 
@@ -258,6 +269,24 @@ def _check_dims(shape: tuple[int, ...], dims: tuple[int | str | None, ...], env:
             env.bind(want, size, f"axis {axis}")
         elif size != want:
             raise Reject(f"axis {axis} must be {want}, not {size}")
+
+
+@dataclass(frozen=True)
+class Shape(Kind):
+    """A tuple of non-negative ints (a recorded shape), each entry binding ``dims``."""
+
+    dims: tuple[int | str | None, ...]
+
+    def check(self, value: Any, env: Env) -> tuple[int, ...]:
+        if type(value) is not tuple or len(value) != len(self.dims) or not all(
+                (type(v) is int or isinstance(v, np.integer)) and v >= 0 for v in value):
+            raise Reject(f"must be a tuple of {len(self.dims)} non-negative ints")
+        shape = tuple(int(v) for v in value)
+        _check_dims(shape, self.dims, env)
+        return shape
+
+    def describe(self) -> str:
+        return f"tuple of ints ({', '.join(_size_text(d) for d in self.dims)})"
 
 
 @dataclass(frozen=True)

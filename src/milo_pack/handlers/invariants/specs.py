@@ -39,6 +39,7 @@ from .kinds import (
     Reject,
     Rule,
     Seq,
+    Shape,
     Sparse,
     Spec,
     loaded_class,
@@ -196,13 +197,6 @@ FOREST = Spec(
 # -- bagging and isolation forests ---------------------------------------------------------------
 
 
-def _features_in_range(env: Env) -> None:
-    n_features = env.dims["F"]
-    for i, features in enumerate(env["estimators_features_"]):
-        if features.size and (int(features.min()) < 0 or int(features.max()) >= n_features):
-            raise Reject(f"estimators_features_[{i}] must index the {n_features} features")
-
-
 def _bagging_classes(env: Env) -> None:
     if not _is_classifier(env.obj):
         return
@@ -238,7 +232,7 @@ BAGGING = Spec(
     attrs=(
         _N_FEATURES,
         Attr("estimators_", Seq(Estimator(), length="L", min_length=1), "the members"),
-        Attr("estimators_features_", Seq(Array("iu", (None,)), length="L"),
+        Attr("estimators_features_", Seq(Array("iu", (None,), values=(0, "F")), length="L"),
              "the columns each member sees"),
         Attr("n_classes_", Int(lo=1), "classifiers: probability columns", optional=True),
         Attr("classes_", Array("biufUSO", (None,)), "classifiers: labels", optional=True,
@@ -248,7 +242,6 @@ BAGGING = Spec(
         Rule("`L` is the `n_estimators` parameter", _count_is_param),
         Rule("classifiers: `n_classes_` is the length of `classes_` (it sizes the "
              "probabilities)", _bagging_classes),
-        Rule("`estimators_features_` index the `F` features", _features_in_range),
         Rule("each member is fitted on as many features as it is given, and a classifier's "
              "member classes index the ensemble's classes", _bagging_members),
     ),
@@ -298,7 +291,7 @@ IFOREST = Spec(
         Attr("_max_features", Int(lo=1, hi="F"), "decides whether trees see column subsets"),
         Attr("estimators_", Seq(Instance(*_DECISION_TREE), length="L", min_length=1),
              "the isolation trees"),
-        Attr("estimators_features_", Seq(Array("iu", (None,)), length="L"),
+        Attr("estimators_features_", Seq(Array("iu", (None,), values=(0, "F")), length="L"),
              "the columns each tree sees"),
         Attr("_decision_path_lengths", Anything(), "per-tree node depths, indexed by leaf"),
         Attr("_average_path_length_per_tree", Anything(), "per-tree values, indexed by leaf"),
@@ -306,7 +299,6 @@ IFOREST = Spec(
     rules=(
         Rule("`L` is the `n_estimators` parameter", _count_is_param),
         Rule("per-tree path lengths are sequences of 1-D numeric arrays", _tuple_arrays),
-        Rule("`estimators_features_` index the `F` features", _features_in_range),
         Rule("every tree reads `_max_features` columns, each feature subset has that many, "
              "and the per-tree arrays have one entry per node", _iforest_members),
     ),
@@ -707,17 +699,6 @@ def _libsvm_model(env: Env) -> None:
         raise Reject(f"support_vectors_ must have the {n_sv} support vectors")
     if not precomputed and sv.shape[1] != env.dims["F"]:
         raise Reject(f"support vectors must have the estimator's {env.dims['F']} features")
-    rows = env["shape_fit_"][0]
-    if n_sv and (int(support.min()) < 0 or int(support.max()) >= rows):
-        raise Reject("support_ indices must lie within the training samples (shape_fit_[0])")
-
-
-def _libsvm_shape_fit(env: Env) -> None:
-    shape = env["shape_fit_"]
-    if not (type(shape) is tuple and len(shape) == 2 and all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and int(v) >= 0
-            for v in shape)):
-        raise Reject("shape_fit_ must be two ints")
 
 
 def _libsvm_impl(env: Env) -> None:
@@ -743,27 +724,27 @@ LIBSVM = Spec(
     attrs=(
         _N_FEATURES,
         Attr("_sparse", Flag(), "dense or sparse libsvm"),
-        Attr("support_", Array("i", (None,), dtype="int32"), "support vector indices"),
+        Attr("shape_fit_", Shape(("N", None)), "training samples (bounds support_, which "
+             "indexes precomputed kernels)"),
+        Attr("support_", Array("i", (None,), dtype="int32", values=(0, "N")),
+             "support vector indices"),
         Attr("support_vectors_", _dense_or_csr((None, None)), "the support vectors"),
         Attr("_n_support", Array("i", (None,), dtype="int32"), "support vectors per class"),
         Attr("_dual_coef_", _dense_or_csr((None, None)), "libsvm's sv_coef"),
         Attr("_intercept_", Array("f", (None,), dtype="float64"), "libsvm's rho"),
         Attr("_probA", Array("f", (None,), dtype="float64"), "Platt scaling"),
         Attr("_probB", Array("f", (None,), dtype="float64"), "Platt scaling"),
-        Attr("shape_fit_", Anything(), "training samples (bounds support_ for precomputed "
-             "kernels)"),
-        Attr("_gamma", Real(), "kernel coefficient"),
+        Attr("_gamma", Real(finite=True), "kernel coefficient"),
         Attr("_effective_probability", OneOf((Flag(), Choice(("deprecated",)))),
              "sparse predict copies Platt parameters when true", optional=True),
     ),
     rules=(
-        Rule("`shape_fit_` is two ints", _libsvm_shape_fit),
         Rule("`_impl` comes from the class; dense models hold dense arrays, sparse ones "
              "sparse", _libsvm_impl),
         Rule("`kernel` is a libsvm kernel name, or one of scikit-learn's pairwise kernel "
              "functions with the training data kept", _libsvm_kernel),
         Rule("`_n_support`, `support_`, `support_vectors_`, `_dual_coef_`, `_intercept_`, "
-             "`_probA/_probB` and `classes_` describe one model; `support_ < shape_fit_[0]`",
+             "`_probA/_probB` and `classes_` describe one model",
              _libsvm_model),
     ),
     reads=("kernel", "classes_", "_BaseLibSVM__Xfit", "_impl"),
@@ -773,28 +754,33 @@ LIBSVM = Spec(
 # -- linear models -------------------------------------------------------------------------------
 
 
+def _intercept_fits(intercept: Any, rows: int, matrix: bool) -> None:
+    """One intercept per row of a 2-D ``coef_`` (a scalar only as the 0.0 of a model without
+    intercept, which broadcasts to the same); a 1-D ``coef_`` takes a scalar or one value."""
+    if isinstance(intercept, np.ndarray) and intercept.ndim:
+        if intercept.shape != (rows,):
+            raise Reject(f"intercept_ must hold {rows} values")
+    elif matrix and float(intercept) != 0.0:
+        raise Reject(f"intercept_ must hold {rows} values (a scalar only as 0.0)")
+
+
 def _linear_classifier(env: Env) -> None:
     rows, n_classes = env.dims["K"], env.dims["C"]
     expected = 1 if n_classes == 2 else n_classes
     crammer = env.d.get("multi_class") == "crammer_singer" and n_classes == 2
     if rows != expected and not (crammer and rows == 2):
         raise Reject(f"coef_ must have {expected} rows for {n_classes} classes")
-    intercept = env["intercept_"]
-    if isinstance(intercept, np.ndarray) and intercept.shape != (rows,):
-        raise Reject(f"intercept_ must hold {rows} values")
+    _intercept_fits(env["intercept_"], rows, matrix=True)
 
 
 def _linear_regressor(env: Env) -> None:
-    coef, intercept = env["coef_"], env["intercept_"]
-    if not isinstance(intercept, np.ndarray):
-        return
-    targets = 1 if len(coef.shape) == 1 else coef.shape[0]
-    if intercept.shape != (targets,) and not (len(coef.shape) == 1 and intercept.shape == ()):
-        raise Reject(f"intercept_ must hold {targets} values")
+    coef = env["coef_"]
+    matrix = len(coef.shape) == 2
+    _intercept_fits(env["intercept_"], coef.shape[0] if matrix else 1, matrix)
 
 
 _COEF_MATRIX = OneOf((Array("f", ("K", "F")), Sparse("csr", "f", ("K", "F"))))
-_INTERCEPT = OneOf((Real(), Array("f", (None,)), Array("f", ())))
+_INTERCEPT = OneOf((Real(finite=True), Array("f", (None,)), Array("f", ())))
 
 LINEAR_CLASSIFIER = Spec(
     "linear classifiers (`LogisticRegression`, `SGDClassifier`, `LinearSVC`, `Ridge"
@@ -894,7 +880,8 @@ NEIGHBORS = Spec(
     "`metric_params`; KD/Ball trees are checked when built",
     attrs=(
         Attr("_fit_method", Choice(("brute", "kd_tree", "ball_tree")), "which search runs"),
-        Attr("_fit_X", OneOf((Array("biuf", ("N", None)), Sparse("csr", "biuf", ("N", None)))),
+        Attr("_fit_X", OneOf((Array("biuf", ("N", None), contiguous=True),
+                             Sparse("csr", "biuf", ("N", None)))),
              "the fitted samples"),
         Attr("n_samples_fit_", Int(lo=1, dim="N"), "bounds the neighbor count k"),
         Attr("n_features_in_", Int(lo=1), "the feature count X is validated against"),
@@ -943,7 +930,7 @@ BIRCH = Spec(
     "subcluster without bounds checks",
     attrs=(
         _N_FEATURES,
-        Attr("subcluster_centers_", Array("f", ("S", "F")), "the subclusters"),
+        Attr("subcluster_centers_", Array("f", ("S", "F"), contiguous=True), "the subclusters"),
         Attr("_subcluster_norms", Array("f", ("S",)), "their squared norms"),
         Attr("subcluster_labels_", Array("biufUSO", ("S",)), "their labels", data=True),
     ),
