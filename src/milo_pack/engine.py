@@ -29,7 +29,6 @@ from .errors import (
     ManifestError,
     MiloError,
     UnsupportedTypeError,
-    UntrustedTypeError,
     quote,
 )
 from .limits import Limits
@@ -375,8 +374,9 @@ class CheckContext:
     referenced_sections: set[int] = field(default_factory=set)
     # (section, start, count, path) of every sectioned array node: see check_section_layout.
     section_ranges: list[tuple[int, int, int, str]] = field(default_factory=list)
-    # Array nodes already checked: handlers check their columns and the walk visits them too.
-    checked_arrays: set[int] = field(default_factory=set)
+    # Array nodes already checked (handlers check their columns and the walk visits them too),
+    # by id, holding the node so that its id is never reused by a temporary node.
+    checked_arrays: dict[int, dict] = field(default_factory=dict)
     objects: int = 0
     total_bytes: int = 0
 
@@ -389,9 +389,9 @@ def check_array_node(node: dict, path: str, ctx: CheckContext) -> None:
     limits = ctx.limits
     if not isinstance(node, dict):
         raise ManifestError("expected an array node", path)
-    if id(node) in ctx.checked_arrays:
+    if ctx.checked_arrays.get(id(node)) is node:
         return  # the same node (a handler checked it, then the walk reached it): done
-    ctx.checked_arrays.add(id(node))
+    ctx.checked_arrays[id(node)] = node
     dtype = check_dtype(node.get("dtype"), join_path(path, "dtype"))
     shape = node.get("shape")
     if not isinstance(shape, list) or len(shape) > limits.max_ndim:

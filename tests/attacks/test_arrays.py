@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import milo_pack
@@ -120,3 +121,14 @@ def test_section_data_no_array_covers_is_refused():
 
     assert "not entirely covered" in str(refused(manifest_edit(floats_file(), edit), ManifestError))
 
+
+
+def test_every_scalar_node_is_checked():
+    """Scalar nodes are checked through a temporary array node each: a check remembered by
+    the temporary's id would skip a later scalar that got the same id (found by fuzzing)."""
+    data = milo_pack.dumps({f"s{i}": np.float64(i) for i in range(8)})
+
+    def edit(doc):
+        doc["root"]["s7"]["value"] = []
+
+    refused(manifest_edit(data, edit), ArrayError)
