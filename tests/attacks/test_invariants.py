@@ -95,7 +95,74 @@ def _gb_stage_width():
     return model
 
 
+def _numpy_n_features(make, drop=False):
+    """The fail-open of issue 10: checks skipped when n_features_in_ was a numpy integer or
+    missing; now a numpy integer counts as the int it is and a missing one is refused."""
+    def build():
+        model = make()
+        if drop:
+            del model.n_features_in_
+        else:
+            model.n_features_in_ = np.int64(model.n_features_in_)
+        return model
+    return build
+
+
+def _member_wider(name, index=0):
+    """A member tree over more features than its ensemble (its predict runs with
+    check_input=False, so it would read past X)."""
+    def build():
+        from sklearn.tree import DecisionTreeClassifier, ExtraTreeRegressor
+
+        from .craft import data_xy
+
+        model = make_model(name) if name in ("forest", "deep_forest") else name()
+        X, y = data_xy(6)
+        member = model.estimators_[index]
+        wide = (ExtraTreeRegressor(max_depth=3, random_state=0).fit(X, y)
+                if type(member).__name__ == "ExtraTreeRegressor"
+                else DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y))
+        model.estimators_[index] = wide
+        return model
+    return build
+
+
+def _iforest():
+    from sklearn.ensemble import IsolationForest
+
+    from .craft import data_xy
+
+    return IsolationForest(n_estimators=3, max_features=3, random_state=0).fit(data_xy()[0])
+
+
+def _hgb_feature_past_x():
+    model = _hgb(feature_idx=_set_inner(7))()  # X has 4 columns
+    model.n_features_in_ = np.int64(4)
+    return model
+
+
+def _kmeans_narrow():
+    model = make_model("kmeans")
+    model.cluster_centers_ = model.cluster_centers_[:, :2].copy()
+    return model
+
+
+def _logreg_narrow():
+    model = make_model("logreg")
+    model.coef_ = model.coef_[:, :2].copy()
+    return model
+
+
 OTHER = [
+    ("gb_width_numpy_n_features", _numpy_n_features(_gb_stage_width), 4),
+    ("gb_width_no_n_features", _numpy_n_features(_gb_stage_width, drop=True), 4),
+    ("hgb_feature_numpy_n_features", _hgb_feature_past_x, 4),
+    ("kmeans_numpy_n_features", _numpy_n_features(_kmeans_narrow), 4),
+    ("kmeans_no_n_features", _numpy_n_features(_kmeans_narrow, drop=True), 4),
+    ("coef_numpy_n_features", _numpy_n_features(_logreg_narrow), 4),
+    ("packed_member_wider", _member_wider("forest", 1), 4),
+    ("deep_member_wider", _member_wider("deep_forest", 0), 4),
+    ("iforest_member_wider", _member_wider(_iforest, 2), 4),
     ("cycle", _leaf_loop, 4),
     ("tree_vs_estimator_features", _n_features_disagree, 1),
     ("forest_one_bad_tree", _forest_tree_corrupt, 4),

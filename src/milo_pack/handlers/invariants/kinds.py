@@ -51,9 +51,19 @@ def loaded_class(module: str, name: str) -> type | None:
     scikit-learn modules a model does not use (loading a linear model must not pull in the tree
     or SVM code).
     """
+    key = (module, name)
+    cached = _CLASSES.get(key)
+    if cached is not None:
+        return cached
     found = sys.modules.get(module)
     value = getattr(found, name, None) if found is not None else None
-    return value if isinstance(value, type) else None
+    if not isinstance(value, type):
+        return None  # not loaded yet: looked up again next time
+    _CLASSES[key] = value
+    return value
+
+
+_CLASSES: dict[tuple[str, str], type] = {}
 
 
 class Env:
@@ -143,10 +153,15 @@ class Int(Kind):
     dim: str | None = None
 
     def check(self, value: Any, env: Env) -> int:
-        if not (type(value) is int or isinstance(value, np.integer)):
+        if type(value) is int:
+            number = value
+        elif isinstance(value, np.integer):
+            number = int(value)
+        else:
             raise Reject(f"must be an int, not {type(value).__name__}")
-        number = int(value)
-        lo, hi = env.bound(self.lo), env.bound(self.hi)
+        lo, hi = self.lo, self.hi
+        if type(lo) is str or type(hi) is str:
+            lo, hi = env.bound(lo), env.bound(hi)
         if (isinstance(self.lo, str) and lo is None) or (isinstance(self.hi, str) and hi is None):
             raise Reject("its bound is not established")  # pragma: no cover - spec order
         if (lo is not None and number < lo) or (hi is not None and number > hi):

@@ -9,9 +9,11 @@ Thread counts (``n_jobs``) pass scikit-learn's constraints at any size, so they 
 (:data:`~.kinds.MAX_THREADS`), for classes with or without constraints.
 
 Cost: a forest has hundreds of member trees with the same parameters but one ``random_state``
-each, so constraints are compiled once per (class, parameter) and a scalar value that passed is
-remembered per (class, parameter, type, value); validation is a pure function of those, so the
-cache changes no answer.
+each, so constraints are compiled once per (class, parameter) and a value that passed is
+remembered: a scalar per (class, parameter, type, value), any other object per identity (the
+members of a pack share their decoded parameter objects; the cache holds them, so an identity
+is never reused).  scikit-learn's constraints on containers and objects look at their type,
+never their contents, so the cache changes no answer.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ _SCALARS = (type(None), bool, int, float, str)
 _CACHE_MAX = 1 << 16
 
 _compiled: dict[tuple[type, str], list[Any] | None] = {}
-_passed: dict[tuple[Any, ...], bool] = {}
+_passed: dict[tuple[Any, ...], Any] = {}
 _lock = threading.Lock()
 
 
@@ -80,21 +82,23 @@ def check_params(cls: type, params: dict[str, Any], path: str) -> None:
             raise InvariantError(
                 f"parameter {name} must be None or an int within +-{MAX_THREADS} (it sizes a "
                 f"thread pool), not {quote(value, 40)}", path)
-        key = None
         if type(value) in _SCALARS:
-            key = (cls, name, type(value), value)
+            key: tuple[Any, ...] = (cls, name, type(value), value)
             if key in _passed:
+                continue
+        else:
+            key = (cls, name, id(value))
+            if _passed.get(key, _passed) is value:
                 continue
         constraints = _constraints(cls, name)
         if constraints is None:
             continue
         if not any(c.is_satisfied_by(value) for c in constraints):
             _raise(cls, name, value, path)
-        if key is not None:
-            with _lock:
-                if len(_passed) >= _CACHE_MAX:
-                    _passed.clear()
-                _passed[key] = True
+        with _lock:
+            if len(_passed) >= _CACHE_MAX:
+                _passed.clear()
+            _passed[key] = value
 
 
 def _raise(cls: type, name: str, value: Any, path: str) -> None:

@@ -60,8 +60,15 @@ def _tree_of(d: dict) -> Any:
 
 
 def _is_classifier(obj: Any) -> bool:
-    mixin = loaded_class("sklearn.base", "ClassifierMixin")
-    return mixin is not None and isinstance(obj, mixin)
+    cls = type(obj)
+    found = _CLASSIFIERS.get(cls)
+    if found is None:
+        mixin = loaded_class("sklearn.base", "ClassifierMixin")
+        found = _CLASSIFIERS[cls] = mixin is not None and issubclass(cls, mixin)
+    return found
+
+
+_CLASSIFIERS: dict[type, bool] = {}
 
 
 # -- decision trees ------------------------------------------------------------------------------
