@@ -372,8 +372,11 @@ class CheckContext:
     refs: list[tuple[int, str]] = field(default_factory=list)
     untrusted: list[tuple[str, str]] = field(default_factory=list)
     referenced_sections: set[int] = field(default_factory=set)
-    # (section, start, count, path) of every sectioned array node: see check_section_layout.
-    section_ranges: list[tuple[int, int, int, str]] = field(default_factory=list)
+    # Every sectioned array node's section, start and count, flat (ints only: thousands of
+    # small tuples alive through the walk would make the collector run over the whole
+    # manifest), and its path: see check_section_layout.
+    section_ranges: list[int] = field(default_factory=list)
+    section_paths: list[str] = field(default_factory=list)
     # Array nodes already checked (handlers check their columns and the walk visits them too),
     # by id, holding the node so that its id is never reused by a temporary node.
     checked_arrays: dict[int, dict] = field(default_factory=dict)
@@ -444,7 +447,8 @@ def check_array_node(node: dict, path: str, ctx: CheckContext) -> None:
         raise ArrayError(f"array dtype {dtype.str} differs from its section's "
                          f"{info.dtype.str}", path)
     ctx.referenced_sections.add(index)
-    ctx.section_ranges.append((index, start, count, path))
+    ctx.section_ranges.extend((index, start, count))
+    ctx.section_paths.append(path)
 
 
 def check_section_layout(ctx: CheckContext, *, complete: bool = True) -> None:
@@ -456,23 +460,33 @@ def check_section_layout(ctx: CheckContext, *, complete: bool = True) -> None:
     per node, turning a file of a few kB into gigabytes within the budgets.  ``complete``
     also refuses data that no array covers (relaxed while untrusted types are being listed).
     """
-    ranges = sorted(ctx.section_ranges)
-    covered = dict.fromkeys(range(len(ctx.sections)), 0)
-    end = None
-    for index, start, count, path in ranges:
-        if end is not None and end[0] == index and start < end[1]:
-            raise ArrayError(f"array data [{start}, +{count}) of section {index} overlaps "
-                             "another array's", path or "<root>")
-        if complete and start != (end[1] if end is not None and end[0] == index else 0):
-            raise ArrayError(f"section {index} has data that no array covers before element "
-                             f"{start}", path or "<root>")
-        end = (index, start + count)
-        covered[index] = start + count
-    if complete:
-        for index, stop in covered.items():
-            if stop != ctx.sections[index].length:
-                raise ManifestError(f"section {index} is not entirely covered by arrays "
-                                    f"(first uncovered element {stop})", "manifest.json")
+    ranges = np.array(ctx.section_ranges, dtype=np.int64).reshape(-1, 3)
+    order = np.lexsort((ranges[:, 2], ranges[:, 1], ranges[:, 0]))
+    ranges = ranges[order]
+    index, start, stop = ranges[:, 0], ranges[:, 1], ranges[:, 1] + ranges[:, 2]
+    same = index[1:] == index[:-1]
+    overlap = np.flatnonzero(same & (start[1:] < stop[:-1]))
+    if overlap.size:
+        k = int(order[overlap[0] + 1])
+        raise ArrayError(f"array data [{start[overlap[0] + 1]}, +{ranges[overlap[0] + 1, 2]}) "
+                         f"of section {index[overlap[0] + 1]} overlaps another array's",
+                         ctx.section_paths[k] or "<root>")
+    if not complete:
+        return
+    # Contiguous: each range starts where the previous one of its section stopped, or at 0.
+    expected = np.where(np.concatenate(([False], same)), np.concatenate(([0], stop[:-1])), 0)
+    gap = np.flatnonzero(start != expected)
+    if gap.size:
+        k = int(order[gap[0]])
+        raise ArrayError(f"section {index[gap[0]]} has data that no array covers before "
+                         f"element {start[gap[0]]}", ctx.section_paths[k] or "<root>")
+    last = np.flatnonzero(np.concatenate((~same, [True])))
+    covered = dict(zip(index[last].tolist(), stop[last].tolist(), strict=True))
+    for i, info in enumerate(ctx.sections):
+        if covered.get(i, 0) != info.length:
+            raise ManifestError(f"section {i} is not entirely covered by arrays "
+                                f"(first uncovered element {covered.get(i, 0)})",
+                                "manifest.json")
 
 
 def _is_float(value: Any) -> bool:

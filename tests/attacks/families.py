@@ -66,6 +66,19 @@ def _records() -> list[dict]:
     return [{"colour": c, "size": float(i % 5)} for i, c in enumerate(["red", "blue"] * 6)]
 
 
+def _categories() -> np.ndarray:
+    return np.array([["a", "x"], ["a", "y"], ["b", "x"], ["c", "x"], ["a", "z"], ["a", "x"]],
+                    dtype=object)
+
+
+def _multilabel() -> Any:
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    model = MultiLabelBinarizer().fit([{"a", "b"}, {"c"}, {"a", "c"}])
+    model.transform([{"a"}])  # fills _cached_dict, which is then saved with the model
+    return model
+
+
 def _families() -> dict[str, Family]:
     from sklearn.cluster import Birch, BisectingKMeans, KMeans, MiniBatchKMeans
     from sklearn.decomposition import LatentDirichletAllocation
@@ -174,6 +187,10 @@ def _families() -> dict[str, Family]:
                ("transform",)),
         Family("dict_vectorizer", lambda: DictVectorizer().fit(_records()), _records,
                ("transform",)),
+        Family("one_hot_infrequent", lambda: OneHotEncoder(
+            min_frequency=2, drop="first", handle_unknown="infrequent_if_exist").fit(_categories()),
+            _categories, ("transform",)),
+        Family("multilabel", _multilabel, lambda: [{"a", "b"}, {"c"}, set()], ("transform",)),
         Family("one_hot", lambda: OneHotEncoder(drop="first").fit(
             np.array([["a", "x"], ["b", "y"], ["c", "x"]], dtype=object)),
             lambda: np.array([["a", "y"], ["c", "x"]], dtype=object), ("transform",)),

@@ -36,10 +36,6 @@ __all__ = ["check_state", "check_fitted", "specs_for", "STATE_CHECKS", "SPECS", 
 _BY_TYPE: dict[type, tuple[Spec, ...]] = {}
 _PARAMS: dict[type, frozenset[str]] = {}
 _CLASS_NAMES: dict[type, frozenset[str]] = {}
-# (class, attribute names) -> (the first name shadowing the class or None, fitted?): both depend
-# on the names only, and the members of an ensemble share them.
-_LAYOUT: dict[tuple[type, tuple[str, ...]], tuple[str | None, bool]] = {}
-_LAYOUT_MAX = 1 << 14
 _lock = threading.Lock()
 
 
@@ -80,21 +76,6 @@ def _class_names(cls: type) -> frozenset[str]:
     return found
 
 
-def _layout(cls: type, d: dict, params: frozenset[str],
-            specs: tuple[Spec, ...]) -> tuple[str | None, bool]:
-    key = (cls, tuple(d))
-    found = _LAYOUT.get(key)
-    if found is None:
-        names = _class_names(cls)
-        shadowing = next((n for n in d if n not in params and n in names), None)
-        found = (shadowing, _is_fitted(d, params, specs))
-        with _lock:
-            if len(_LAYOUT) >= _LAYOUT_MAX:
-                _LAYOUT.clear()
-            _LAYOUT[key] = found
-    return found
-
-
 def _is_fitted(d: dict, params: frozenset[str], specs: tuple[Spec, ...]) -> bool:
     """scikit-learn's rule (an attribute ending in ``_``), or any fitted attribute a spec
     declares (private ones such as ``_n_support`` do not end in ``_``)."""
@@ -126,13 +107,16 @@ def check_fitted(obj: Any, path: str) -> None:
     cls = type(obj)
     params = _param_names(cls)
     if params:
-        present = {name: d[name] for name in params if name in d}
-        check_params(cls, present, path or "<root>")
+        check_params(cls, d, params, path or "<root>")
+    names = _class_names(cls)
+    for name in d:
+        if name in names and name not in params:
+            raise InvariantError(f"attribute {quote(name)} would shadow the class's own "
+                                 f"{cls.__name__}.{quote(name)}", path or "<root>")
     specs = specs_for(cls)
-    shadowing, fitted = _layout(cls, d, params, specs)
-    if shadowing is not None:
-        raise InvariantError(f"attribute {quote(shadowing)} would shadow the class's own "
-                             f"{cls.__name__}.{quote(shadowing)}", path or "<root>")
+    if not specs:
+        return
+    fitted = _is_fitted(d, params, specs)
     for spec in specs:
         if fitted or spec.title in STATELESS:
             spec.check(Env(obj, d, path))

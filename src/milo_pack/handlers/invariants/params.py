@@ -31,17 +31,19 @@ THREAD_PARAMS = frozenset({"n_jobs"})
 _SCALARS = (type(None), bool, int, float, str)
 _CACHE_MAX = 1 << 16
 
-_compiled: dict[tuple[type, str], list[Any] | None] = {}
-_passed: dict[tuple[Any, ...], Any] = {}
+_compiled: dict[type, dict[str, list[Any] | None]] = {}
+# class -> parameter -> value -> types that passed (scalars), or id -> object (others).  Nested
+# dicts, so that a lookup allocates nothing: a load checks hundreds of members.
+_passed: dict[type, dict[str, dict[Any, Any]]] = {}
+_size = [0]
 _lock = threading.Lock()
 
 
 def _constraints(cls: type, name: str) -> list[Any] | None:
     """The compiled constraints of one parameter, or None when it has none to check."""
-    key = (cls, name)
-    found = _compiled.get(key, _compiled)
-    if found is not _compiled:
-        return found  # type: ignore[return-value]
+    table = _compiled.get(cls)
+    if table is not None and name in table:
+        return table[name]
     raw = _raw_constraints(cls).get(name)
     if raw is None or raw == "no_validation":
         compiled = None
@@ -50,7 +52,7 @@ def _constraints(cls: type, name: str) -> list[Any] | None:
 
         compiled = [make_constraint(c) for c in raw]
     with _lock:
-        _compiled[key] = compiled
+        _compiled.setdefault(cls, {})[name] = compiled
     return compiled
 
 
@@ -64,31 +66,40 @@ def _raw_constraints(cls: type) -> dict:
     return {}
 
 
-def check_params(cls: type, params: dict[str, Any], path: str) -> None:
+def check_params(cls: type, state: dict, names: frozenset[str], path: str) -> None:
     """Refuse parameter values scikit-learn's ``fit`` would refuse, and unbounded thread counts.
 
     Parameters
     ----------
     cls : type
         The estimator class (its ``_parameter_constraints`` are used, never the instance's).
-    params : dict
-        Parameter name -> value, as the file holds them.
+    state : dict
+        The instance's ``__dict__``.
+    names : frozenset of str
+        The class's parameter names; those present in ``state`` are checked.
     path : str
         Graph path of the estimator, for the error.
     """
-    for name, value in params.items():
+    seen = _passed.get(cls)
+    if seen is None:
+        with _lock:
+            seen = _passed.setdefault(cls, {})
+    for name in names:
+        if name not in state:
+            continue
+        value = state[name]
         if name in THREAD_PARAMS and value is not None and not (
                 type(value) is int and -MAX_THREADS <= value <= MAX_THREADS):
             raise InvariantError(
                 f"parameter {name} must be None or an int within +-{MAX_THREADS} (it sizes a "
                 f"thread pool), not {quote(value, 40)}", path)
-        if type(value) in _SCALARS:
-            key: tuple[Any, ...] = (cls, name, type(value), value)
-            if key in _passed:
-                continue
-        else:
-            key = (cls, name, id(value))
-            if _passed.get(key, _passed) is value:
+        known = seen.get(name)
+        scalar = type(value) in _SCALARS
+        if known is not None:
+            if scalar:
+                if type(value) in known.get(value, ()):
+                    continue
+            elif known.get(id(value)) is value:
                 continue
         constraints = _constraints(cls, name)
         if constraints is None:
@@ -96,9 +107,16 @@ def check_params(cls: type, params: dict[str, Any], path: str) -> None:
         if not any(c.is_satisfied_by(value) for c in constraints):
             _raise(cls, name, value, path)
         with _lock:
-            if len(_passed) >= _CACHE_MAX:
+            if _size[0] >= _CACHE_MAX:
                 _passed.clear()
-            _passed[key] = value
+                _size[0] = 0
+                seen = _passed.setdefault(cls, {})
+            table = seen.setdefault(name, {})
+            if scalar:
+                table[value] = (*table.get(value, ()), type(value))
+            else:
+                table[id(value)] = value
+            _size[0] += 1
 
 
 def _raise(cls: type, name: str, value: Any, path: str) -> None:

@@ -1060,29 +1060,111 @@ DICT_VECTORIZER = Spec(
 )
 
 
-def _onehot_drop(env: Env) -> None:
-    categories = env["categories_"]
-    drop = env.get("drop_idx_")
+def _index(value: Any, size: int) -> bool:
+    """An int (Python or numpy) in ``[0, size)``."""
+    return (type(value) is int or isinstance(value, np.integer)) and 0 <= int(value) < size
+
+
+def _drop_entries(drop: Any, sizes: list[int], name: str) -> list[bool]:
+    """Which features drop a category, each dropped index within its feature's outputs."""
     if drop is None:
-        return
-    if not (type(drop) is np.ndarray and drop.shape == (len(categories),)):
-        raise Reject("drop_idx_ must have one entry per feature")
-    for i, (index, cats) in enumerate(zip(drop.tolist(), categories, strict=True)):
-        if index is not None and not (type(index) is int and 0 <= index < len(cats)):
-            raise Reject(f"drop_idx_[{i}] must be a category index of feature {i}")
+        return [False] * len(sizes)
+    if not (type(drop) is np.ndarray and drop.ndim == 1 and drop.shape[0] == len(sizes)
+            and drop.dtype.kind in "iuO"):
+        raise Reject(f"{name} must hold one entry per feature")
+    entries = drop.tolist()
+    for i, (index, size) in enumerate(zip(entries, sizes, strict=True)):
+        if index is not None and not _index(index, size):
+            raise Reject(f"{name}[{i}] must be None or a category index of feature {i}")
+    return [index is not None for index in entries]
+
+
+def _hashable(value: Any) -> Any:
+    return value if not isinstance(value, float) or value == value else "nan"
+
+
+def _onehot(env: Env) -> None:
+    """The CSR matrix transform builds takes ``X_int + offsets``: every index a category can
+    become (through the infrequent mappings, then the dropped category) must lie within its
+    feature's ``_n_features_outs`` entry, and those must be what the categories imply."""
+    categories = env["categories_"]
+    n = len(categories)
+    for i, cats in enumerate(categories):
+        values = cats.tolist()
+        if len(set(map(_hashable, values))) != len(values):
+            raise Reject(f"categories_[{i}] must not repeat a category")
+    grouped = [len(c) for c in categories]
+    if env["_infrequent_enabled"]:
+        infrequent = env.d.get("_infrequent_indices")
+        mappings = env.d.get("_default_to_infrequent_mappings")
+        if not (type(infrequent) is list and type(mappings) is list
+                and len(infrequent) == len(mappings) == n):
+            raise Reject("infrequent categories need _infrequent_indices and "
+                         "_default_to_infrequent_mappings, one entry per feature")
+        for i, (indices, mapping) in enumerate(zip(infrequent, mappings, strict=True)):
+            size = grouped[i]
+            if indices is None:
+                if mapping is not None:
+                    raise Reject(f"feature {i} has a mapping but no infrequent categories")
+                continue
+            if not (type(indices) is np.ndarray and indices.ndim == 1 and indices.size
+                    and indices.dtype.kind in "iu" and int(indices.min()) >= 0
+                    and int(indices.max()) < size):
+                raise Reject(f"_infrequent_indices[{i}] must index feature {i}'s categories")
+            grouped[i] = size - indices.size + 1
+            if not (type(mapping) is np.ndarray and mapping.shape == (size,)
+                    and mapping.dtype.kind in "iu" and int(mapping.min()) >= 0
+                    and int(mapping.max()) < grouped[i]):
+                raise Reject(f"_default_to_infrequent_mappings[{i}] must map each category "
+                             f"of feature {i} to one of its {grouped[i]} outputs")
+    _drop_entries(env.get("drop_idx_"), [len(c) for c in categories], "drop_idx_")
+    dropped = _drop_entries(env.d.get("_drop_idx_after_grouping"), grouped,
+                            "_drop_idx_after_grouping")
+    expected = [size - int(d) for size, d in zip(grouped, dropped, strict=True)]
+    if [int(v) for v in env["_n_features_outs"]] != expected:
+        raise Reject(f"_n_features_outs must be {expected} (the output width per feature)")
 
 
 ONE_HOT = Spec(
     "`OneHotEncoder`", ("sklearn.preprocessing._encoders", "OneHotEncoder"),
-    "`transform` builds a CSR matrix whose column indices are category positions offset by "
-    "the per-feature output widths (minus dropped categories); scipy does not check them",
+    "`transform` builds a CSR matrix whose column indices are category positions, mapped "
+    "through the infrequent groups and dropped categories, offset by `_n_features_outs`; "
+    "scipy does not check them and `toarray()` writes through them in C++",
     attrs=(
-        Attr("categories_", Seq(Array("biufUSOM", (None,))), "the categories per feature"),
-        Attr("drop_idx_", OneOf((NoneValue(), Array("iuO", (None,)))), "dropped category",
-             optional=True),
+        Attr("categories_", Seq(Array("biufUSOM", (None,))), "the categories per feature",
+             data=True),
+        Attr("_infrequent_enabled", Flag(), "whether infrequent categories are grouped"),
+        Attr("drop_idx_", OneOf((NoneValue(), Array("iuO", (None,)))), "dropped category"),
+        Attr("_drop_idx_after_grouping", OneOf((NoneValue(), Array("iuO", (None,)))),
+             "dropped output per feature"),
+        Attr("_n_features_outs", Seq(Int(lo=0)), "output width per feature"),
     ),
-    rules=(Rule("`drop_idx_` is None or one category index (or None) per feature",
-                _onehot_drop),),
+    rules=(Rule("categories do not repeat; infrequent mappings and dropped indices stay "
+                "within each feature's outputs; `_n_features_outs` is what they imply",
+                _onehot),),
+    reads=("_infrequent_indices", "_default_to_infrequent_mappings"),
+)
+
+
+def _label_cache(env: Env) -> None:
+    cache = env["_cached_dict"]
+    if cache is None:
+        return
+    if len(cache) != env["classes_"].shape[0] or not _permutation(cache.values(), len(cache)):
+        raise Reject("_cached_dict must map the classes onto 0..len(classes_)-1, each once "
+                     "(they become the indices of a scipy matrix that transform densifies)")
+
+
+MULTILABEL = Spec(
+    "`MultiLabelBinarizer`", ("sklearn.preprocessing._label", "MultiLabelBinarizer"),
+    "`transform` builds a CSR matrix whose column indices are `_cached_dict` values, then "
+    "`toarray()` writes through them in C++",
+    attrs=(
+        Attr("classes_", Array("biufUSO", (None,)), "the labels", data=True),
+        Attr("_cached_dict", OneOf((NoneValue(), Dict())), "label -> column index"),
+    ),
+    rules=(Rule("`_cached_dict` is None or maps the classes onto `0..len(classes_)-1`, each "
+                "index once", _label_cache),),
 )
 
 
@@ -1090,7 +1172,7 @@ SPECS: tuple[Spec, ...] = (
     TREE, FOREST, BAGGING, IFOREST, GRADIENT_BOOSTING, HIST_GRADIENT_BOOSTING, BIN_MAPPER,
     KMEANS, BISECTING_KMEANS, LIBSVM, LINEAR_CLASSIFIER, *LINEAR_REGRESSORS, NEIGHBORS,
     KERNEL_DENSITY, BIRCH, LDA, POLYNOMIAL, FEATURE_HASHER, HASHING_VECTORIZER,
-    COUNT_VECTORIZER, DICT_VECTORIZER, ONE_HOT,
+    COUNT_VECTORIZER, DICT_VECTORIZER, ONE_HOT, MULTILABEL,
 )
 """Every declared spec, in documentation order."""
 
