@@ -461,6 +461,10 @@ def check_section_layout(ctx: CheckContext, *, complete: bool = True) -> None:
     also refuses data that no array covers (relaxed while untrusted types are being listed).
     """
     ranges = np.array(ctx.section_ranges, dtype=np.int64).reshape(-1, 3)
+    if not ranges.size:
+        if complete and ctx.sections:
+            raise ManifestError("section 0 is not referenced by any array", "manifest.json")
+        return
     order = np.lexsort((ranges[:, 2], ranges[:, 1], ranges[:, 0]))
     ranges = ranges[order]
     index, start, stop = ranges[:, 0], ranges[:, 1], ranges[:, 1] + ranges[:, 2]

@@ -132,3 +132,7 @@ def test_every_scalar_node_is_checked():
         doc["root"]["s7"]["value"] = []
 
     refused(manifest_edit(data, edit), ArrayError)
+
+
+def test_files_without_sections_load():
+    assert milo_pack.loads(milo_pack.dumps({"a": [1, 2], "b": np.arange(3)}))["a"] == [1, 2]
