@@ -139,22 +139,37 @@ def _find_source(module_name: str) -> str | None:
 
 
 def _source_kind(source: str, name: str) -> str:
-    """How a module's source binds ``name`` at top level (``"unknown"`` if it cannot tell)."""
+    """How a module's source binds ``name`` at top level (``"unknown"`` if it cannot tell).
+
+    The last statement that binds it decides (a class defined after a star import is that
+    class); a module ``__getattr__`` or ``globals()`` tricks leave it unknown.
+    """
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return "unknown"
-    found = "missing"
+    found, dynamic = "missing", False
     for stmt in tree.body:
         if isinstance(stmt, ast.ClassDef) and stmt.name == name:
             found = "class"
         elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and stmt.name == name:
             found = "function"
+        elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
+                stmt.name == "__getattr__"):
+            dynamic = True
         elif _assigns_literal(stmt, name):
             found = "other"  # a string, number or container: neither a class nor a function
         elif _mentions(stmt, name):
-            return "unknown"  # bound another way (assigned, imported, conditionally...)
-    return found
+            found = "unknown"  # bound another way (assigned, imported, conditionally...)
+        elif _is_dynamic(stmt):
+            dynamic = True
+    return "unknown" if dynamic and found in ("missing", "other") else found
+
+
+def _is_dynamic(stmt: ast.stmt) -> bool:
+    return any(isinstance(node, ast.Name) and node.id in ("globals", "setattr", "vars", "exec",
+                                                          "eval")
+               for node in ast.walk(stmt))
 
 
 def _assigns_literal(stmt: ast.stmt, name: str) -> bool:
@@ -172,13 +187,11 @@ def _assigns_literal(stmt: ast.stmt, name: str) -> bool:
 
 
 def _mentions(stmt: ast.stmt, name: str) -> bool:
-    """Whether a statement may bind ``name``, or bind names dynamically."""
+    """Whether a statement may bind ``name`` (assignment, import, nested definition)."""
     if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return stmt.name == "__getattr__"  # a module __getattr__ answers any name
+        return False  # binds its own name only (handled by the caller)
     for node in ast.walk(stmt):
-        if isinstance(node, ast.Name) and (
-                (node.id == name and not isinstance(node.ctx, ast.Load))
-                or node.id in ("globals", "setattr", "vars", "exec", "eval")):
+        if isinstance(node, ast.Name) and node.id == name and not isinstance(node.ctx, ast.Load):
             return True
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and (
                 node.name == name):
