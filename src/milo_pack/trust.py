@@ -31,14 +31,14 @@ __all__ = ["check_trusted_node"]
 _FUNCTION = "function:"
 
 
-def check_trusted_node(tag: str, node: dict, path: str) -> None:
+def check_trusted_node(tag: str, node: dict[str, Any], path: str) -> None:
     """Refuse a trusted tag that cannot build ``node``, importing nothing.
 
     Parameters
     ----------
     tag : str
         A tag the caller passed in ``trusted=`` that the registry does not know.
-    node : dict
+    node : dict[str, Any]
         The file's node with that tag.
     path : str
         Its graph path.

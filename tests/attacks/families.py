@@ -94,7 +94,12 @@ def _families() -> dict[str, Family]:
     )
     from sklearn.feature_extraction import DictVectorizer, FeatureHasher
     from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer
-    from sklearn.linear_model import LinearRegression, LogisticRegression, SGDRegressor
+    from sklearn.linear_model import (
+        LinearRegression,
+        LogisticRegression,
+        PoissonRegressor,
+        SGDRegressor,
+    )
     from sklearn.neighbors import (
         KernelDensity,
         KNeighborsClassifier,
@@ -148,6 +153,8 @@ def _families() -> dict[str, Family]:
         Family("logreg_binary", lambda: _fit(LogisticRegression(), _binary), _X, CLASSIFY),
         Family("logreg_multi", lambda: _fit(LogisticRegression()), _X, CLASSIFY),
         Family("linear_regression", lambda: LinearRegression().fit(*_xy()), _X, ("predict",)),
+        Family("poisson", lambda: PoissonRegressor().fit(_xy()[0], _xy()[1] + 1.0), _X,
+               ("predict",)),
         Family("sgd_regressor", lambda: SGDRegressor(random_state=0).fit(*_xy()), _X,
                ("predict",)),
         Family("svc", lambda: _fit(SVC()), _X, ("predict", "decision_function")),

@@ -76,7 +76,7 @@ def _class_names(cls: type) -> frozenset[str]:
     return found
 
 
-def _is_fitted(d: dict, params: frozenset[str], specs: tuple[Spec, ...]) -> bool:
+def _is_fitted(d: dict[str, Any], params: frozenset[str], specs: tuple[Spec, ...]) -> bool:
     """scikit-learn's rule (an attribute ending in ``_``), or any fitted attribute a spec
     declares (private ones such as ``_n_support`` do not end in ``_``)."""
     for key in d:

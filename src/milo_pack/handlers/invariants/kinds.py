@@ -71,7 +71,7 @@ class Env:
 
     __slots__ = ("obj", "d", "path", "values", "dims")
 
-    def __init__(self, obj: Any, d: dict, path: str) -> None:
+    def __init__(self, obj: Any, d: dict[str, Any], path: str) -> None:
         self.obj = obj
         self.d = d
         self.path = path or "<root>"
@@ -107,7 +107,7 @@ class Env:
             return self.dims.get(value)
         return value
 
-    def members(self, name: str) -> Iterator[tuple[int, dict]]:
+    def members(self, name: str) -> Iterator[tuple[int, dict[str, Any]]]:
         """``(flat index, its __dict__)`` of the built members of a checked container.
 
         Unbuilt lazy members are left out: the lazy loader checks their owner again once a member
@@ -159,9 +159,9 @@ class Int(Kind):
             number = int(value)
         else:
             raise Reject(f"must be an int, not {type(value).__name__}")
-        lo, hi = self.lo, self.hi
-        if type(lo) is str or type(hi) is str:
-            lo, hi = env.bound(lo), env.bound(hi)
+        lo = env.bound(self.lo) if type(self.lo) is str else self.lo
+        hi = env.bound(self.hi) if type(self.hi) is str else self.hi
+        assert not isinstance(lo, str) and not isinstance(hi, str)
         if (isinstance(self.lo, str) and lo is None) or (isinstance(self.hi, str) and hi is None):
             raise Reject("its bound is not established")  # pragma: no cover - spec order
         if (lo is not None and number < lo) or (hi is not None and number > hi):
@@ -425,7 +425,7 @@ class Seq(Kind):
     length: int | str | None = None
     min_length: int = 0
 
-    def check(self, value: Any, env: Env) -> list:
+    def check(self, value: Any, env: Env) -> list[Any]:
         if type(value) is not list:
             raise Reject(f"must be a list, not {type(value).__name__}")
         if len(value) < self.min_length:
@@ -475,7 +475,7 @@ class Dict(Kind):
 
     forbidden: tuple[str, ...] = ()
 
-    def check(self, value: Any, env: Env) -> dict:
+    def check(self, value: Any, env: Env) -> dict[str, Any]:
         if type(value) is not dict:
             raise Reject(f"must be a dict, not {type(value).__name__}")
         bad = [k for k in self.forbidden if k in value]

@@ -56,7 +56,7 @@ def _constraints(cls: type, name: str) -> list[Any] | None:
     return compiled
 
 
-def _raw_constraints(cls: type) -> dict:
+def _raw_constraints(cls: type) -> dict[str, Any]:
     """The class's ``_parameter_constraints`` (inherited through the MRO, never the
     instance's)."""
     for klass in cls.__mro__:
@@ -66,14 +66,14 @@ def _raw_constraints(cls: type) -> dict:
     return {}
 
 
-def check_params(cls: type, state: dict, names: frozenset[str], path: str) -> None:
+def check_params(cls: type, state: dict[str, Any], names: frozenset[str], path: str) -> None:
     """Refuse parameter values scikit-learn's ``fit`` would refuse, and unbounded thread counts.
 
     Parameters
     ----------
     cls : type
         The estimator class (its ``_parameter_constraints`` are used, never the instance's).
-    state : dict
+    state : dict[str, Any]
         The instance's ``__dict__``.
     names : frozenset of str
         The class's parameter names; those present in ``state`` are checked.

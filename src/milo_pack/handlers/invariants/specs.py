@@ -53,7 +53,7 @@ _N_FEATURES = Attr("n_features_in_", Int(lo=1, dim="F"),
                    "predict validates X against it; native code then indexes X's columns")
 
 
-def _tree_of(d: dict) -> Any:
+def _tree_of(d: dict[str, Any]) -> Any:
     tree = d.get("tree_")
     cls = loaded_class(*_TREE)
     return tree if cls is not None and isinstance(tree, cls) else None
@@ -136,7 +136,7 @@ def _count_is_param(env: Env, name: str = "n_estimators") -> None:
         raise Reject(f"estimators_ must hold {name} members, not {count}")
 
 
-def _same_counts(member: dict, env: Env, i: int, what: str) -> None:
+def _same_counts(member: dict[str, Any], env: Env, i: int, what: str) -> None:
     """A member tree's feature/output/class counts must be its ensemble's."""
     tree = _tree_of(member)
     n_in = member.get("n_features_in_")
@@ -458,13 +458,14 @@ def _hgb_preprocessor(env: Env) -> None:
         return
     ct = loaded_class("sklearn.compose._column_transformer", "ColumnTransformer")
     d = getattr(pre, "__dict__", {})
-    steps = d.get("transformers_")
+    steps: Any = d.get("transformers_")
     n_features = env.dims["F"]
     ok = ct is not None and type(pre) is ct and isinstance(steps, list) and len(steps) == 3
     if ok:
+        triples: list[Any] = [s if isinstance(s, tuple) and len(s) == 3 else (None, None, None)
+                              for s in steps]
         (enc_name, encoder, enc_cols), (num_name, numeric, num_cols), (rem_name, rem, _) = (
-            tuple(s) if isinstance(s, tuple) and len(s) == 3 else (None, None, None)
-            for s in steps)
+            triples)
         ordinal = loaded_class("sklearn.preprocessing._encoders", "OrdinalEncoder")
         function = loaded_class("sklearn.preprocessing._function_transformer",
                                 "FunctionTransformer")
@@ -661,7 +662,7 @@ def _libsvm_kernel(env: Env) -> None:
     if not any(kernel is f for f in PAIRWISE_KERNEL_FUNCTIONS.values()):
         raise Reject("a callable kernel must be one of scikit-learn's pairwise kernels (its "
                      "output must have one column per training sample)")
-    fit = env.d.get("_BaseLibSVM__Xfit")
+    fit: Any = env.d.get("_BaseLibSVM__Xfit")
     if not (hasattr(fit, "shape") and len(fit.shape) == 2
             and fit.shape[0] == env["shape_fit_"][0]):
         raise Reject("a callable kernel needs the training data (shape_fit_[0] rows)")
@@ -833,7 +834,7 @@ _NORM_KEYS = ("X_norm_squared", "Y_norm_squared")
 
 def _neighbors_tree(env: Env) -> None:
     method = env["_fit_method"]
-    tree = env.get("_tree")
+    tree: Any = env.get("_tree")
     if method == "brute":
         if tree is not None:
             raise Reject("a brute-force model has no _tree")
@@ -843,7 +844,7 @@ def _neighbors_tree(env: Env) -> None:
                        name)
     if cls is None or type(tree) is not cls:
         raise Reject(f"_fit_method {method!r} needs a {name} in _tree")
-    data = tree.data
+    data: Any = tree.__getattribute__("data")  # a Cython property: the tree's own array
     if data.shape != env["_fit_X"].shape:
         raise Reject("the tree must index _fit_X's samples")
 
@@ -993,6 +994,7 @@ POLYNOMIAL = Spec(
 
 
 def _hash_dtype(env: Env) -> None:
+    kind: str
     try:
         kind = np.dtype(env.d.get("dtype")).kind
     except TypeError:

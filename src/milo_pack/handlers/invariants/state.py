@@ -8,6 +8,7 @@ alone (the estimator's spec checks them again against the estimator's features).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -24,14 +25,14 @@ def _is_array(value: object, ndim: int) -> bool:
     return isinstance(value, np.ndarray) and value.ndim == ndim
 
 
-def _check_tree_predictor(state: dict, path: str) -> None:
+def _check_tree_predictor(state: dict[str, Any], path: str) -> None:
     from sklearn.ensemble._hist_gradient_boosting.common import (
         PREDICTOR_RECORD_DTYPE,
         X_BITSET_INNER_DTYPE,
     )
 
     where = path or "<root>"
-    nodes = state.get("nodes")
+    nodes: Any = state.get("nodes")
     if not _is_array(nodes, 1) or nodes.dtype != PREDICTOR_RECORD_DTYPE or not nodes.size:
         raise InvariantError("predictor nodes must be a 1-D PREDICTOR_RECORD_DTYPE array", where)
     code, at, reason = _arrays.check_hist_predictor(
@@ -40,7 +41,7 @@ def _check_tree_predictor(state: dict, path: str) -> None:
         raise InvariantError(f"predictor node {at}: {reason}", where)
     rows = set()
     for name in ("binned_left_cat_bitsets", "raw_left_cat_bitsets"):
-        bitsets = state.get(name)
+        bitsets: Any = state.get(name)
         if not (_is_array(bitsets, 2) and bitsets.dtype == X_BITSET_INNER_DTYPE
                 and bitsets.shape[1] == 8 and bitsets.flags.c_contiguous):
             raise InvariantError(f"{name} must be a C-contiguous (n, 8) uint32 array", where)
@@ -52,12 +53,12 @@ def _check_tree_predictor(state: dict, path: str) -> None:
         raise InvariantError("a predictor holds exactly nodes and its two bitset arrays", where)
 
 
-STATE_CHECKS: dict[str, Callable[[dict, str], None]] = {
+STATE_CHECKS: dict[str, Callable[[dict[str, Any], str], None]] = {
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor": _check_tree_predictor,
 }
 
 
-def check_state(cls: type, state: dict, path: str) -> None:
+def check_state(cls: type, state: dict[str, Any], path: str) -> None:
     """Check the state of an internal object before it is set (see ``STATE_CHECKS``)."""
     check = STATE_CHECKS.get(f"{cls.__module__}.{cls.__qualname__}")
     if check is not None:
