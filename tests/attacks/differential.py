@@ -22,19 +22,21 @@ is missing), ``CRASHED`` (a signal: native code read or wrote out of bounds), ``
 Mutants are batched: one subprocess runs a whole family; after a crash or a hang the parent
 restarts it with the remaining mutants, so one bad mutant never hides another.
 
-Adding a family (for instance XGBoost or LightGBM boosters) takes a few lines::
+Adding a family (for instance XGBoost or LightGBM boosters) takes a few lines in
+``tests/attacks/families.py``::
 
-    FAMILIES["xgb_clf"] = Family(
-        "xgb_clf", make=lambda: XGBClassifier(n_estimators=3).fit(X, y), X=lambda: X[:40],
-        methods=("predict", "predict_proba", "apply"),
-        # where the attributes live and what they must be: (path to the object, name, Kind)
-        targets=lambda model: [((), "n_features_in_", Int(lo=1))],
-    )
+    Family("xgb_clf", make=lambda: XGBClassifier(n_estimators=3).fit(X, y), X=lambda: X[:40],
+           methods=("predict", "predict_proba", "apply"),
+           # where the checked attributes live and what they must be
+           targets=lambda model: [Target((), "n_features_in_", Int(lo=1)),
+                                  Target(("_Booster",), "num_class", Int(lo=0))])
 
 ``targets`` defaults to :func:`spec_targets` (every declared spec covering the model, its
-ensemble members and sub-estimators); a family whose checks are not declared as specs (the
-booster handlers) lists its own ``(path, attribute, kind)`` triples; the kinds come from
-:mod:`milo_pack.handlers.invariants.kinds` and pick the mutation operators.
+``member_paths`` and its sub-estimators); a family whose checks are not declared as specs (the
+booster handlers) lists its own :class:`Target` entries, whose kinds (from
+:mod:`milo_pack.handlers.invariants.kinds`) pick the mutation operators.  Then
+``test_mutants_are_refused_or_harmless[xgb_clf]`` runs its mutants, and adding its name to
+``PREDICT_FAMILIES`` in ``test_fuzz.py`` fuzzes it through predict.
 """
 
 from __future__ import annotations

@@ -221,19 +221,19 @@ def test_tree_estimator_counts_must_match_its_tree(name, model):
 
 @pytest.mark.parametrize("value", [None, 7, "x"])
 def test_tree_must_be_a_tree(value):
-    def edit(doc):  # the other trees keep every section referenced
-        doc["root"]["attrs"]["estimators_"][1]["attrs"]["tree_"] = value
-
-    error = refused(manifest_edit(model_file("deep_forest"), edit), InvariantError)
+    # Crafted in memory and written by dump: the file is canonical (removing the tree from the
+    # manifest would leave its section data uncovered, refused before any invariant).
+    model = make_model("deep_forest")
+    model.estimators_[1].tree_ = value
+    error = refused(milo_pack.dumps(model), InvariantError)
     assert "tree_ must be a Tree" in str(error)
 
 
 @pytest.mark.parametrize("value", [None, 7, "x", [1, 2]])
 def test_ensemble_members_must_be_estimators(value):
-    def edit(doc):
-        doc["root"]["attrs"]["estimators_"][1] = value  # a deep forest: one node per tree
-
-    error = refused(manifest_edit(model_file("deep_forest"), edit), InvariantError)
+    model = make_model("deep_forest")  # one node per tree
+    model.estimators_[1] = value
+    error = refused(milo_pack.dumps(model), InvariantError)
     assert "estimators_ item 1 must be a BaseDecisionTree" in str(error)
 
 
