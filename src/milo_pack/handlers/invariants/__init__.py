@@ -36,6 +36,8 @@ __all__ = ["check_state", "check_fitted", "specs_for", "STATE_CHECKS", "SPECS", 
 _BY_TYPE: dict[type, tuple[Spec, ...]] = {}
 _PARAMS: dict[type, frozenset[str]] = {}
 _CLASS_NAMES: dict[type, frozenset[str]] = {}
+_LAYOUT: dict[tuple[type, tuple[str, ...]], tuple[str | None, bool]] = {}
+_LAYOUT_MAX = 1 << 14
 _lock = threading.Lock()
 
 
@@ -76,6 +78,23 @@ def _class_names(cls: type) -> frozenset[str]:
     return found
 
 
+def _layout(cls: type, d: dict[str, Any], params: frozenset[str],
+            specs: tuple[Spec, ...]) -> tuple[str | None, bool]:
+    """The first attribute that would shadow the class (or None), and whether the estimator is
+    fitted: both depend on the attribute names only, which an ensemble's members share."""
+    key = (cls, tuple(d))
+    found = _LAYOUT.get(key)
+    if found is None:
+        names = _class_names(cls)
+        shadowing = next((n for n in d if n in names and n not in params), None)
+        found = (shadowing, _is_fitted(d, params, specs))
+        with _lock:
+            if len(_LAYOUT) >= _LAYOUT_MAX:
+                _LAYOUT.clear()
+            _LAYOUT[key] = found
+    return found
+
+
 def _is_fitted(d: dict[str, Any], params: frozenset[str], specs: tuple[Spec, ...]) -> bool:
     """scikit-learn's rule (an attribute ending in ``_``), or any fitted attribute a spec
     declares (private ones such as ``_n_support`` do not end in ``_``)."""
@@ -108,15 +127,11 @@ def check_fitted(obj: Any, path: str) -> None:
     params = _param_names(cls)
     if params:
         check_params(cls, d, params, path or "<root>")
-    names = _class_names(cls)
-    for name in d:
-        if name in names and name not in params:
-            raise InvariantError(f"attribute {quote(name)} would shadow the class's own "
-                                 f"{cls.__name__}.{quote(name)}", path or "<root>")
     specs = specs_for(cls)
-    if not specs:
-        return
-    fitted = _is_fitted(d, params, specs)
+    shadowing, fitted = _layout(cls, d, params, specs)
+    if shadowing is not None:
+        raise InvariantError(f"attribute {quote(shadowing)} would shadow the class's own "
+                             f"{cls.__name__}.{quote(shadowing)}", path or "<root>")
     for spec in specs:
         if fitted or spec.title in STATELESS:
             spec.check(Env(obj, d, path))

@@ -36,6 +36,8 @@ _compiled: dict[type, dict[str, list[Any] | None]] = {}
 # dicts, so that a lookup allocates nothing: a load checks hundreds of members.
 _passed: dict[type, dict[str, dict[Any, Any]]] = {}
 _size = [0]
+_whole: dict[Any, None] = {}
+_MISSING = object()
 _lock = threading.Lock()
 
 
@@ -80,6 +82,16 @@ def check_params(cls: type, state: dict[str, Any], names: frozenset[str], path: 
     path : str
         Graph path of the estimator, for the error.
     """
+    # The members of an ensemble mostly share every parameter value (a pack decodes them once):
+    # one lookup for the whole set when the values are hashable (types included, so that 1,
+    # 1.0 and True never share an entry).
+    values = tuple(state.get(name, _MISSING) for name in names)
+    try:
+        whole: Any = (cls, values, tuple(map(type, values)))
+        if whole in _whole:
+            return
+    except Exception:  # noqa: BLE001 - unhashable (an array, a dict): check one by one
+        whole = None
     seen = _passed.get(cls)
     if seen is None:
         with _lock:
@@ -117,6 +129,12 @@ def check_params(cls: type, state: dict[str, Any], names: frozenset[str], path: 
             else:
                 table[id(value)] = value
             _size[0] += 1
+
+    if whole is not None:
+        with _lock:
+            if len(_whole) >= _CACHE_MAX:
+                _whole.clear()
+            _whole[whole] = None
 
 
 def _raise(cls: type, name: str, value: Any, path: str) -> None:
