@@ -428,3 +428,22 @@ def test_valid_models_still_load_and_predict(name):
         X = X.copy()
         X[:, 3] = (np.abs(X[:, 3]) * 3).astype(int)
     assert np.array_equal(loaded.predict(X), make_model(name).predict(X))
+
+
+@pytest.mark.parametrize("name", ["packed_member_wider", "deep_member_wider",
+                                  "iforest_member_wider", "gb_width_numpy_n_features"])
+def test_lazily_built_members_are_checked_against_their_ensemble(name):
+    """A lazy load defers members; each is checked against its ensemble when first built,
+    before any of its state reaches native code."""
+    make, n_features = ISOLATED[f"ensemble.{name}"]
+    data = milo_pack.dumps(make())
+    X = np.random.default_rng(0).standard_normal((20, n_features))
+    with milo_pack.open(data) as handle:
+        try:
+            model = handle.load(lazy=True, cache_bytes=0)
+        except InvariantError:
+            return  # refused with the ensemble itself (its own attributes were wrong)
+        method = model.decision_function if hasattr(model, "decision_function") else \
+            model.predict
+        with pytest.raises(InvariantError):
+            method(X)

@@ -21,23 +21,29 @@ no state for native code to read.
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any
 
 from ...errors import InvariantError, quote
 from ...lazy import is_unbuilt_member
-from .kinds import MAX_THREADS, Env, Spec
+from .kinds import MAX_THREADS, Env, Reject, Spec
 from .params import check_params
 from .specs import SPECS, STATELESS, STRUCTURES
 from .state import STATE_CHECKS, check_state
 
-__all__ = ["check_state", "check_fitted", "specs_for", "STATE_CHECKS", "SPECS", "STRUCTURES",
-           "MAX_THREADS"]
+__all__ = ["check_state", "check_fitted", "check_member", "specs_for", "STATE_CHECKS", "SPECS",
+           "STRUCTURES", "MAX_THREADS"]
 
 _BY_TYPE: dict[type, tuple[Spec, ...]] = {}
 _PARAMS: dict[type, frozenset[str]] = {}
 _CLASS_NAMES: dict[type, frozenset[str]] = {}
 _LAYOUT: dict[tuple[type, tuple[str, ...]], tuple[str | None, bool]] = {}
 _LAYOUT_MAX = 1 << 14
+# Ensemble -> (the ids of its attribute values when checked, for each spec with member rules
+# the checked values and dims): a lazily built member is then checked against it alone.  The
+# entries never refer to the ensemble itself (a weak key's value must not keep it alive).
+_Checked = tuple[tuple[int, ...], list[tuple[Spec, dict[str, Any], dict[str, int]]]]
+_CHECKED: weakref.WeakKeyDictionary[Any, _Checked] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -132,6 +138,51 @@ def check_fitted(obj: Any, path: str) -> None:
     if shadowing is not None:
         raise InvariantError(f"attribute {quote(shadowing)} would shadow the class's own "
                              f"{cls.__name__}.{quote(shadowing)}", path or "<root>")
+    checked: list[tuple[Spec, dict[str, Any], dict[str, int]]] = []
     for spec in specs:
         if fitted or spec.title in STATELESS:
-            spec.check(Env(obj, d, path))
+            env = Env(obj, d, path)
+            spec.check(env)
+            if any(rule.members for rule in spec.rules):
+                checked.append((spec, env.values, env.dims))
+    if checked:
+        try:
+            with _lock:
+                _CHECKED[obj] = (_snapshot(d), checked)
+        except TypeError:  # pragma: no cover - not weakly referenceable: full checks each time
+            pass
+
+
+def _snapshot(d: dict[str, Any]) -> tuple[int, ...]:
+    return tuple(map(id, d.values()))
+
+
+def check_member(owner: Any, path: str, member: Any) -> None:
+    """Check one ensemble member, just built lazily, against its ensemble.
+
+    The ensemble itself was checked when it was loaded; if its attributes are still the same
+    objects, only its member rules run, for this member; otherwise it is checked whole.
+
+    Parameters
+    ----------
+    owner : object
+        The ensemble.
+    path : str
+        Its graph path.
+    member : object
+        The member (a lazy proxy whose state was just built).
+    """
+    d = getattr(owner, "__dict__", None)
+    found = _CHECKED.get(owner) if isinstance(d, dict) else None
+    if found is None or found[0] != _snapshot(d):  # type: ignore[arg-type]
+        check_fitted(owner, path)
+        return
+    for spec, values, dims in found[1]:
+        focused = Env(owner, d, path)  # type: ignore[arg-type]
+        focused.values, focused.dims, focused.focus = values, dims, member
+        try:
+            for rule in spec.rules:
+                if rule.members:
+                    rule.check(focused)
+        except Reject as exc:
+            focused.fail(str(exc))

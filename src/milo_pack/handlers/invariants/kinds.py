@@ -69,7 +69,7 @@ _CLASSES: dict[tuple[str, str], type] = {}
 class Env:
     """The state of one object being checked: its ``__dict__``, the checked values, the dims."""
 
-    __slots__ = ("obj", "d", "path", "values", "dims")
+    __slots__ = ("obj", "d", "path", "values", "dims", "focus")
 
     def __init__(self, obj: Any, d: dict[str, Any], path: str) -> None:
         self.obj = obj
@@ -77,6 +77,7 @@ class Env:
         self.path = path or "<root>"
         self.values: dict[str, Any] = {}  # attribute -> checked (normalised) value
         self.dims: dict[str, int] = {}  # dimension symbol -> its bound size
+        self.focus: Any = None  # a member just built: member rules look at it alone
 
     def fail(self, message: str, attr: str | None = None) -> NoReturn:
         if attr is None:
@@ -117,10 +118,13 @@ class Env:
         if value is None:
             return
         items = value.reshape(-1) if isinstance(value, np.ndarray) else value
+        if len(items) and isinstance(items[0], list):  # HistGradientBoosting: a list per stage
+            items = [item for stage in items for item in stage]
         for i, item in enumerate(items):
-            if isinstance(item, list):  # HistGradientBoosting: one list of predictors a stage
-                continue
-            if not is_unbuilt_member(item):
+            if self.focus is not None:
+                if item is self.focus:
+                    yield i, getattr(item, "__dict__", {})
+            elif not is_unbuilt_member(item):
                 yield i, getattr(item, "__dict__", {})
 
 
@@ -510,10 +514,13 @@ class Rule:
     """A relation between checked values that dimension symbols cannot state.
 
     ``check(env)`` raises through ``env.fail`` (or :class:`Reject`); ``text`` documents it.
+    ``members`` marks a rule over ensemble members (through :meth:`Env.members`): it runs
+    again, for that member alone, each time a lazily loaded member is built.
     """
 
     text: str
     check: Callable[[Env], None]
+    members: bool = False
 
 
 @dataclass(frozen=True)

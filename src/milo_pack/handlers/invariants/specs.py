@@ -196,7 +196,7 @@ FOREST = Spec(
         Rule("`L` is the `n_estimators` parameter", _count_is_param),
         Rule("classifiers: `n_classes_` and `classes_` agree per output", _forest_classes),
         Rule("every member (deep, packed or lazily built) has `F` features, `n_outputs_` "
-             "outputs and the forest's class counts", _forest_members),
+             "outputs and the forest's class counts", _forest_members, members=True),
     ),
 )
 
@@ -250,23 +250,23 @@ BAGGING = Spec(
         Rule("classifiers: `n_classes_` is the length of `classes_` (it sizes the "
              "probabilities)", _bagging_classes),
         Rule("each member is fitted on as many features as it is given, and a classifier's "
-             "member classes index the ensemble's classes", _bagging_members),
+             "member classes index the ensemble's classes", _bagging_members, members=True),
     ),
     exclude=(("sklearn.ensemble._iforest", "IsolationForest"),),
 )
 
 
 def _iforest_members(env: Env) -> None:
-    n_features, width = env.dims["F"], env["_max_features"]
+    width = env["_max_features"]
     features = env["estimators_features_"]
     paths, lengths = env["_decision_path_lengths"], env["_average_path_length_per_tree"]
-    if len(paths) != len(features) or len(lengths) != len(features):
-        raise Reject("per-tree path lengths must have one entry per tree")
-    for i, f in enumerate(features):
-        if f.shape[0] != width:
-            raise Reject(f"estimators_features_[{i}] must hold _max_features ({width}) columns")
-    if width == n_features and any(f.shape[0] != n_features for f in features):
-        raise Reject("without subsampling every tree sees all features")  # pragma: no cover
+    if env.focus is None:
+        if len(paths) != len(features) or len(lengths) != len(features):
+            raise Reject("per-tree path lengths must have one entry per tree")
+        for i, f in enumerate(features):
+            if f.shape[0] != width:
+                raise Reject(f"estimators_features_[{i}] must hold _max_features ({width}) "
+                             "columns")
     for i, d in env.members("estimators_"):
         tree = _tree_of(d)
         n_in = d.get("n_features_in_")
@@ -307,7 +307,8 @@ IFOREST = Spec(
         Rule("`L` is the `n_estimators` parameter", _count_is_param),
         Rule("per-tree path lengths are sequences of 1-D numeric arrays", _tuple_arrays),
         Rule("every tree reads `_max_features` columns, each feature subset has that many, "
-             "and the per-tree arrays have one entry per node", _iforest_members),
+             "and the per-tree arrays have one entry per node", _iforest_members,
+             members=True),
     ),
 )
 
@@ -400,7 +401,7 @@ GRADIENT_BOOSTING = Spec(
              "classifier, and `_loss` agrees", _gb_layout),
         Rule("`init_`'s raw predictions (measured on one row) are `K` wide", _gb_init_width),
         Rule("every stage (packed or lazily built) is a single-output regression tree over "
-             "`F` features", _gb_members),
+             "`F` features", _gb_members, members=True),
     ),
 )
 
@@ -494,25 +495,19 @@ def _is_check_array(func: Any) -> bool:
 
 def _hgb_members(env: Env) -> None:
     n_features = env.dims["F"]
-    mapper = env["_bin_mapper"].__dict__
-    is_cat = mapper["is_categorical_"]
-    for stage in env["_predictors"]:
-        for predictor in stage:
-            from ...lazy import is_unbuilt_member
-
-            if is_unbuilt_member(predictor):
-                continue
-            nodes = predictor.__dict__.get("nodes")
-            if not isinstance(nodes, np.ndarray) or nodes.dtype.names is None:
-                raise Reject("a predictor has no nodes")  # pragma: no cover - state check
-            inner = nodes["is_leaf"] == 0
-            features = nodes["feature_idx"][inner]
-            if features.size and int(features.max()) >= n_features:
-                raise Reject(f"a predictor splits on a feature >= n_features_in_ ({n_features})")
-            cat = nodes["feature_idx"][inner & (nodes["is_categorical"] != 0)]
-            if cat.size and not bool(np.all(is_cat[cat] != 0)):
-                raise Reject("a categorical split is on a feature the bin mapper does not mark "
-                             "categorical")
+    is_cat = env["_bin_mapper"].__dict__["is_categorical_"]
+    for _, d in env.members("_predictors"):
+        nodes = d.get("nodes")
+        if not isinstance(nodes, np.ndarray) or nodes.dtype.names is None:
+            raise Reject("a predictor has no nodes")  # pragma: no cover - state check
+        inner = nodes["is_leaf"] == 0
+        features = nodes["feature_idx"][inner]
+        if features.size and int(features.max()) >= n_features:
+            raise Reject(f"a predictor splits on a feature >= n_features_in_ ({n_features})")
+        cat = nodes["feature_idx"][inner & (nodes["is_categorical"] != 0)]
+        if cat.size and not bool(np.all(is_cat[cat] != 0)):
+            raise Reject("a categorical split is on a feature the bin mapper does not mark "
+                         "categorical")
 
 
 HIST_GRADIENT_BOOSTING = Spec(
@@ -547,7 +542,7 @@ HIST_GRADIENT_BOOSTING = Spec(
              "scikit-learn's own ordinal-encoder layout with `F` output columns",
              _hgb_preprocessor),
         Rule("every predictor (packed or lazily built) splits on features `< F`, categorical "
-             "splits only on categorical features", _hgb_members),
+             "splits only on categorical features", _hgb_members, members=True),
     ),
 )
 
