@@ -17,7 +17,7 @@ import milo_pack
 from milo_pack.cli import main
 from milo_pack.diff import diff_files
 from milo_pack.errors import ArrayError, LimitError, MiloError
-from milo_pack.limits import Limits, parse_size
+from milo_pack.limits import Limits, capped, parse_size
 from milo_pack.verify import verify_file
 
 from .attacks.craft import split
@@ -174,8 +174,8 @@ def test_limits_helpers():
     for bad in ("", "lots", "-3", "1xb"):
         with pytest.raises(ValueError):
             parse_size(bad)
-    capped = Limits().capped(1 << 20)
-    assert capped.max_total_bytes == capped.max_array_bytes == 1 << 20
-    assert capped.max_objects == Limits().max_objects
+    small = capped(Limits(), 1 << 20)
+    assert small.max_total_bytes == small.max_array_bytes == 1 << 20
+    assert small.max_objects == Limits().max_objects
     with pytest.raises(TypeError):
         Limits().replace(max_bogus=3)

@@ -137,25 +137,29 @@ def _size(text: str) -> int:
 
 
 def _budget(text: str) -> tuple[str, int]:
-    import dataclasses
-
-    from .limits import Limits
+    from .limits import DEFAULT_LIMITS
 
     name, sep, value = text.partition("=")
-    names = [f.name for f in dataclasses.fields(Limits)]
-    if not sep or name.strip() not in names:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with NAME one of {names}")
-    return name.strip(), _size(value) if value.strip() != "0" else 0
+    name = name.strip()
+    try:
+        if not sep or name.startswith("_"):
+            raise TypeError(name)
+        DEFAULT_LIMITS.replace(**{name: 0})  # an unknown budget raises TypeError
+    except TypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE with NAME a budget of milo_pack.Limits, not {text!r}"
+        ) from None
+    return name, _size(value) if value.strip() != "0" else 0
 
 
 def _limits(args: argparse.Namespace) -> Any:
-    from .limits import DEFAULT_LIMITS
+    from .limits import DEFAULT_LIMITS, capped
 
     limits = DEFAULT_LIMITS
     if getattr(args, "limit", None):
         limits = limits.replace(**dict(args.limit))
     if getattr(args, "max_memory", None) is not None:
-        limits = limits.capped(args.max_memory)
+        limits = capped(limits, args.max_memory)
     return limits
 
 
