@@ -447,3 +447,23 @@ def test_lazily_built_members_are_checked_against_their_ensemble(name):
             model.predict
         with pytest.raises(InvariantError):
             method(X)
+
+
+def test_a_check_that_cannot_run_refuses():
+    """Fail closed: a declared check that raises anything (found by the predict fuzzers: a
+    degree of ``[None]``, unhashable categories, a dtype numpy cannot read) is a refusal."""
+    from sklearn.preprocessing import PolynomialFeatures
+
+    from milo_pack.handlers.invariants.kinds import Env, Rule, Spec
+
+    model = PolynomialFeatures(2).fit(np.eye(3))
+    model.degree = [None]  # array-like: scikit-learn's constraint accepts it
+    error = refused(milo_pack.dumps(model), InvariantError)
+    assert "cannot be checked (TypeError)" in str(error)
+
+    def explode(env):
+        raise KeyError("anything")
+
+    spec = Spec("x", ("builtins", "object"), "none", rules=(Rule("explodes", explode),))
+    with pytest.raises(InvariantError, match="cannot be checked"):
+        spec.check(Env(object(), {}, "where"))

@@ -186,3 +186,7 @@ def check_member(owner: Any, path: str, member: Any) -> None:
                     rule.check(focused)
         except Reject as exc:
             focused.fail(str(exc))
+        except InvariantError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - fail closed: a check that cannot run
+            focused.fail(f"cannot be checked ({type(exc).__name__}) against {spec.title}")

@@ -584,8 +584,14 @@ class Spec:
                 env.values[attr.name] = attr.kind.check(d[attr.name], env)
             except Reject as exc:
                 env.fail(str(exc), attr.name)
+            except Exception as exc:  # noqa: BLE001 - fail closed: a check that cannot run
+                env.fail(f"cannot be checked ({type(exc).__name__})", attr.name)
         for rule in self.rules:
             try:
                 rule.check(env)
             except Reject as exc:
                 env.fail(str(exc))
+            except InvariantError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - fail closed: a check that cannot run
+                env.fail(f"cannot be checked ({type(exc).__name__}): {rule.text}")

@@ -116,7 +116,11 @@ def check_params(cls: type, state: dict[str, Any], names: frozenset[str], path: 
         constraints = _constraints(cls, name)
         if constraints is None:
             continue
-        if not any(c.is_satisfied_by(value) for c in constraints):
+        try:
+            satisfied = any(c.is_satisfied_by(value) for c in constraints)
+        except Exception:  # noqa: BLE001 - a value the constraint cannot even look at
+            satisfied = False
+        if not satisfied:
             _raise(cls, name, value, path)
         with _lock:
             if _size[0] >= _CACHE_MAX:
@@ -144,6 +148,6 @@ def _raise(cls: type, name: str, value: Any, path: str) -> None:
     try:
         validate_parameter_constraints({name: _raw_constraints(cls)[name]}, {name: value},
                                        cls.__name__)
-    except (TypeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - scikit-learn's message, or why it has none
         raise InvariantError(f"invalid parameter: {quote(str(exc), 300)}", path) from None
     raise InvariantError(f"invalid parameter {name}", path)  # pragma: no cover
