@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar, dataclass_transform
 
 import numpy as np
 
@@ -38,6 +37,42 @@ __all__ = [
 # fixed bound, so that a file loads the same on every machine; far above any real core count
 # that a model is fitted on, far below what makes thread creation fail and abort the process.
 MAX_THREADS = 1024
+
+
+_T = TypeVar("_T")
+
+
+@dataclass_transform()
+def record(cls: type[_T]) -> type[_T]:
+    """A light ``dataclass``: an ``__init__`` taking the annotated fields (defaults from the
+    class body) and a ``__repr__``.  ``dataclasses`` generates and compiles code per class,
+    ~0.5 ms each, paid by every process at its first load."""
+    names = [n for klass in reversed(cls.__mro__) for n in getattr(klass, "__annotations__", {})
+             if not n.startswith("_")]
+    names = list(dict.fromkeys(names))
+    defaults = {n: getattr(cls, n) for n in names if hasattr(cls, n)}
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if len(args) > len(names):
+            raise TypeError(f"{cls.__name__} takes at most {len(names)} arguments")
+        values = dict(zip(names, args, strict=False))
+        for key, value in kwargs.items():
+            if key not in names or key in values:
+                raise TypeError(f"{cls.__name__}: unexpected or repeated argument {key!r}")
+            values[key] = value
+        for name in names:
+            if name in values:
+                self.__dict__[name] = values[name]
+            elif name not in defaults:
+                raise TypeError(f"{cls.__name__}: missing argument {name!r}")
+
+    def __repr__(self: Any) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in names)
+        return f"{cls.__name__}({fields})"
+
+    cls.__init__ = __init__  # type: ignore[method-assign]
+    cls.__repr__ = __repr__  # type: ignore[method-assign]
+    return cls
 
 
 class Reject(Exception):
@@ -145,7 +180,7 @@ def _size_text(value: int | str | None) -> str:
     return "any" if value is None else str(value)
 
 
-@dataclass(frozen=True)
+@record
 class Int(Kind):
     """A Python or numpy integer (not a bool), optionally within bounds and binding a symbol.
 
@@ -182,7 +217,7 @@ class Int(Kind):
         return text + (f" (= {self.dim})" if self.dim else "")
 
 
-@dataclass(frozen=True)
+@record
 class Real(Kind):
     """A real number: Python/numpy int or float (not a bool); ``finite`` refuses NaN and inf."""
 
@@ -200,7 +235,7 @@ class Real(Kind):
         return "finite real" if self.finite else "real"
 
 
-@dataclass(frozen=True)
+@record
 class Flag(Kind):
     """A bool (Python or numpy)."""
 
@@ -213,7 +248,7 @@ class Flag(Kind):
         return "bool"
 
 
-@dataclass(frozen=True)
+@record
 class Choice(Kind):
     """One of a few exact values (strings, None)."""
 
@@ -233,7 +268,7 @@ _KIND_NAMES = {"b": "bool", "i": "signed int", "u": "unsigned int", "f": "float"
                "c": "complex", "U": "str", "S": "bytes", "O": "object", "M": "datetime"}
 
 
-@dataclass(frozen=True)
+@record
 class Array(Kind):
     """A numpy ``ndarray`` (exactly), of a dtype kind, with one entry per axis in ``dims``.
 
@@ -290,7 +325,7 @@ def _check_dims(shape: tuple[int, ...], dims: tuple[int | str | None, ...], env:
             raise Reject(f"axis {axis} must be {want}, not {size}")
 
 
-@dataclass(frozen=True)
+@record
 class Shape(Kind):
     """A tuple of non-negative ints (a recorded shape), each entry binding ``dims``."""
 
@@ -308,7 +343,7 @@ class Shape(Kind):
         return f"tuple of ints ({', '.join(_size_text(d) for d in self.dims)})"
 
 
-@dataclass(frozen=True)
+@record
 class Sparse(Kind):
     """A scipy sparse matrix or array of one format, with ``dims`` as for :class:`Array`.
 
@@ -334,7 +369,7 @@ class Sparse(Kind):
         return f"scipy {self.fmt} of {'/'.join(_KIND_NAMES[k] for k in self.kinds)} ({shape})"
 
 
-@dataclass(frozen=True)
+@record
 class Instance(Kind):
     """An instance of a class given by module and name (looked up, never imported)."""
 
@@ -351,7 +386,7 @@ class Instance(Kind):
         return f"`{self.name}`"
 
 
-@dataclass(frozen=True)
+@record
 class Estimator(Kind):
     """A scikit-learn estimator (``BaseEstimator`` instance)."""
 
@@ -365,7 +400,7 @@ class Estimator(Kind):
         return "estimator"
 
 
-@dataclass(frozen=True)
+@record
 class Anything(Kind):
     """Present, of any type (a :class:`Rule` checks it)."""
 
@@ -376,7 +411,7 @@ class Anything(Kind):
         return "present"
 
 
-@dataclass(frozen=True)
+@record
 class NoneValue(Kind):
     """Exactly ``None``."""
 
@@ -388,7 +423,7 @@ class NoneValue(Kind):
         return "None"
 
 
-@dataclass(frozen=True)
+@record
 class Absent(Kind):
     """Must not be set at all (state that only exists while fitting)."""
 
@@ -399,7 +434,7 @@ class Absent(Kind):
         return "absent"
 
 
-@dataclass(frozen=True)
+@record
 class OneOf(Kind):
     """The first of several kinds that the value matches (dims bound only by the match)."""
 
@@ -421,7 +456,7 @@ class OneOf(Kind):
         return " or ".join(o.describe() for o in self.options)
 
 
-@dataclass(frozen=True)
+@record
 class Seq(Kind):
     """A list (exactly) of items of one kind, its length optionally a symbol or an int."""
 
@@ -448,7 +483,7 @@ class Seq(Kind):
         return f"list{length} of {self.item.describe()}"
 
 
-@dataclass(frozen=True)
+@record
 class Objects(Kind):
     """An object ``ndarray`` with ``dims`` as for :class:`Array`, every item of one kind."""
 
@@ -473,7 +508,7 @@ class Objects(Kind):
         return f"object array ({shape}) of {self.item.describe()}"
 
 
-@dataclass(frozen=True)
+@record
 class Dict(Kind):
     """A dict (exactly); ``forbidden`` keys must not appear."""
 
@@ -494,7 +529,7 @@ class Dict(Kind):
 # -- attributes, rules, specs --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Attr:
     """One attribute: its name, kind, why native code needs it, whether it may be absent.
 
@@ -509,7 +544,7 @@ class Attr:
     data: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class Rule:
     """A relation between checked values that dimension symbols cannot state.
 
@@ -523,7 +558,7 @@ class Rule:
     members: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class Spec:
     """The declared invariants of one class and its subclasses.
 
@@ -552,7 +587,7 @@ class Spec:
     attrs: tuple[Attr, ...] = ()
     rules: tuple[Rule, ...] = ()
     reads: tuple[str, ...] = ()
-    exclude: tuple[tuple[str, str], ...] = field(default=())
+    exclude: tuple[tuple[str, str], ...] = ()
 
     def base_class(self) -> type | None:
         return loaded_class(*self.base)
