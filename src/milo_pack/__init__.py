@@ -177,8 +177,14 @@ def loads(data: bytes, *, trusted: Any = (), limits: Limits | None = None,
 
 
 def inspect(file: PathOrFile | bytes, *, limits: Limits | None = None) -> dict[str, Any]:
-    """Return the parsed manifest without building any object or reading any section."""
+    """Return the parsed manifest, validated, without building any object or reading any
+    section.
+
+    The object graph is validated as for a load (tags, keys, array metadata, budgets), so an
+    invalid or over-budget file is refused here too.
+    """
     with MiloFile(_readable(file, "inspect", allow_bytes=True), limits=limits) as handle:
+        handle.check()
         return handle.manifest
 
 

@@ -151,6 +151,7 @@ def _add_inspect(commands: Any) -> None:
                    help="show at most N levels below the root")
     p.add_argument("--items", type=_non_negative, default=3, metavar="N",
                    help="items shown from a long list of similar objects (default 3)")
+    _add_limits(p)
     p.set_defaults(run=_run_inspect)
 
 
@@ -167,6 +168,7 @@ def _add_verify(commands: Any) -> None:
                         "files from a trusted source")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the verdict")
     _add_progress(p)
+    _add_limits(p)
     p.set_defaults(run=_run_verify)
 
 
@@ -204,6 +206,7 @@ def _add_diff(commands: Any) -> None:
     p.add_argument("--all", action="store_true",
                    help="with --verbose: list every storage-level change instead of folding "
                         "repeated ones (one per tree)")
+    _add_limits(p)
     p.set_defaults(run=_run_diff)
 
 
@@ -213,6 +216,59 @@ def _add_progress(p: argparse.ArgumentParser) -> None:
                         "terminal)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="never show progress")
+
+
+def _add_limits(p: argparse.ArgumentParser) -> None:
+    """The reader's budgets (``milo_pack.Limits``), as every command that reads a file takes
+    them; the defaults are ``Limits()``'s."""
+    group = p.add_argument_group("budgets", "resource budgets for reading the file (defaults: "
+                                 "milo_pack.Limits())")
+    group.add_argument("--max-memory", type=_size, metavar="SIZE",
+                       help="cap every byte budget (manifest, array, section, total decoded, "
+                            "chunk, zstd window) at SIZE, e.g. 512M or 2GiB")
+    group.add_argument("--limit", action="append", default=[], type=_budget,
+                       metavar="NAME=VALUE",
+                       help="set one budget, e.g. max_total_bytes=1G or max_objects=100000 "
+                            "(repeatable; see milo_pack.Limits)")
+
+
+def _size(text: str) -> int:
+    from .limits import parse_size
+
+    try:
+        value = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1 byte")
+    return value
+
+
+def _budget(text: str) -> tuple[str, int]:
+    from .limits import DEFAULT_LIMITS
+
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    try:
+        if not sep or name.startswith("_"):
+            raise TypeError(name)
+        DEFAULT_LIMITS.replace(**{name: 0})  # an unknown budget raises TypeError
+    except TypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE with NAME a budget of milo_pack.Limits, not {text!r}"
+        ) from None
+    return name, _size(value) if value.strip() != "0" else 0
+
+
+def _limits(args: argparse.Namespace) -> Any:
+    from .limits import DEFAULT_LIMITS, capped
+
+    limits = DEFAULT_LIMITS
+    if getattr(args, "limit", None):
+        limits = limits.replace(**dict(args.limit))
+    if getattr(args, "max_memory", None) is not None:
+        limits = capped(limits, args.max_memory)
+    return limits
 
 
 def _non_negative(text: str) -> int:
@@ -374,12 +430,12 @@ class _CountingReader:
         return getattr(self._f, name)
 
 
-def _open(path: str) -> Any:
+def _open(path: str, limits: Any = None) -> Any:
     """Open a milo file for reading the manifest; file problems become usage errors."""
     from .reader import MiloFile
 
     try:
-        return MiloFile(path)
+        return MiloFile(path, limits=limits)
     except OSError as exc:
         raise UsageError(f"cannot read {path!r}: {exc.strerror or exc}") from None
     except MiloError as exc:
@@ -394,7 +450,7 @@ def _open(path: str) -> Any:
 def _run_inspect(args: argparse.Namespace) -> int:
     from .inspect_view import RenderOptions, build_view, render, render_header
 
-    with _open(args.file) as handle:
+    with _open(args.file, _limits(args)) as handle:
         if args.json:
             print(json.dumps(handle.manifest, indent=2, ensure_ascii=False))
             return EXIT_OK
@@ -416,7 +472,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
         lines.append("")
         lines.extend(render(view, RenderOptions(depth=args.depth, items=args.items)))
     _print_lines(lines)
-    return EXIT_OK
+    return EXIT_OK if problem is None else EXIT_FAILED
 
 
 def _untrusted(handle: Any) -> tuple[list[tuple[str, str]] | None, str | None]:
@@ -437,7 +493,7 @@ def _run_verify(args: argparse.Namespace) -> int:
 
     progress = ProgressLine(enabled=args.progress)
     try:
-        report = verify_file(args.file, trusted=frozenset(args.trusted),
+        report = verify_file(args.file, trusted=frozenset(args.trusted), limits=_limits(args),
                              progress=lambda stage, done, total: progress(
                                  f"verify {stage}", done, total))
     except OSError as exc:
@@ -532,7 +588,7 @@ def _run_diff(args: argparse.Namespace) -> int:
     from .diff import diff_files
 
     try:
-        result = diff_files(args.old, args.new)
+        result = diff_files(args.old, args.new, limits=_limits(args))
     except OSError as exc:
         raise UsageError(f"cannot read {exc.filename!r}: {exc.strerror or exc}") from None
     except MiloError as exc:

@@ -37,6 +37,7 @@ import numpy as np
 from .engine import CheckContext, LoadContext, check_array_node
 from .errors import MiloError
 from .inspect_view import ViewNode, build_view, format_bytes, runs, short_tag
+from .limits import Limits
 from .reader import MiloFile
 from .registry import get_registry
 
@@ -146,8 +147,8 @@ class _Side:
     loader: LoadContext
 
     @classmethod
-    def open(cls, path: Any) -> _Side:
-        handle = MiloFile(path)
+    def open(cls, path: Any, limits: Limits | None = None) -> _Side:
+        handle = MiloFile(path, limits=limits)
         try:
             check = handle.check()
         except BaseException:
@@ -226,13 +227,15 @@ def _member(obj: Any) -> _Member:
     return _Member(digest(fitted), tuple((k, digest(v)) for k, v in sorted(params.items())))
 
 
-def diff_files(path_a: Any, path_b: Any) -> DiffResult:
+def diff_files(path_a: Any, path_b: Any, *, limits: Limits | None = None) -> DiffResult:
     """Compare two files.
 
     Parameters
     ----------
     path_a, path_b : str, os.PathLike, file object or bytes
         The old and the new file.
+    limits : Limits, optional
+        Resource budgets, applied to each file (default: ``Limits()``).
 
     Returns
     -------
@@ -245,9 +248,9 @@ def diff_files(path_a: Any, path_b: Any) -> DiffResult:
     OSError
         Either file cannot be read.
     """
-    a = _Side.open(path_a)
+    a = _Side.open(path_a, limits)
     try:
-        b = _Side.open(path_b)
+        b = _Side.open(path_b, limits)
         try:
             return _diff_sides(a, b)
         finally:

@@ -29,7 +29,6 @@ from .errors import (
     ManifestError,
     MiloError,
     UnsupportedTypeError,
-    UntrustedTypeError,
     quote,
 )
 from .limits import Limits
@@ -373,6 +372,14 @@ class CheckContext:
     refs: list[tuple[int, str]] = field(default_factory=list)
     untrusted: list[tuple[str, str]] = field(default_factory=list)
     referenced_sections: set[int] = field(default_factory=set)
+    # Every sectioned array node's section, start and count, flat (ints only: thousands of
+    # small tuples alive through the walk would make the collector run over the whole
+    # manifest), and its path: see check_section_layout.
+    section_ranges: list[int] = field(default_factory=list)
+    section_paths: list[str] = field(default_factory=list)
+    # Array nodes already checked (handlers check their columns and the walk visits them too),
+    # by id, holding the node so that its id is never reused by a temporary node.
+    checked_arrays: dict[int, dict] = field(default_factory=dict)
     objects: int = 0
     total_bytes: int = 0
 
@@ -385,6 +392,9 @@ def check_array_node(node: dict, path: str, ctx: CheckContext) -> None:
     limits = ctx.limits
     if not isinstance(node, dict):
         raise ManifestError("expected an array node", path)
+    if ctx.checked_arrays.get(id(node)) is node:
+        return  # the same node (a handler checked it, then the walk reached it): done
+    ctx.checked_arrays[id(node)] = node
     dtype = check_dtype(node.get("dtype"), join_path(path, "dtype"))
     shape = node.get("shape")
     if not isinstance(shape, list) or len(shape) > limits.max_ndim:
@@ -429,7 +439,7 @@ def check_array_node(node: dict, path: str, ctx: CheckContext) -> None:
     if type(index) is not int or not 0 <= index < len(ctx.sections):
         raise ManifestError(f"array refers to a missing section {quote(index)}", path)
     info = ctx.sections[index]
-    if type(start) is not int or start < 0 or start + count > info.length:
+    if type(start) is not int or start < 0 or start + count > info.length or count == 0:
         raise ArrayError(
             f"array [{quote(start)}, +{count}) lies outside section {index} "
             f"(length {info.length})", path)
@@ -437,6 +447,50 @@ def check_array_node(node: dict, path: str, ctx: CheckContext) -> None:
         raise ArrayError(f"array dtype {dtype.str} differs from its section's "
                          f"{info.dtype.str}", path)
     ctx.referenced_sections.add(index)
+    ctx.section_ranges.extend((index, start, count))
+    ctx.section_paths.append(path)
+
+
+def check_section_layout(ctx: CheckContext, *, complete: bool = True) -> None:
+    """Every element of every section belongs to exactly one array node, as the writer lays
+    them out.
+
+    Overlaps are always refused: many nodes over one range of a small, highly compressible
+    section would make every reader (load, ``verify``, ``diff``...) decode the same bytes once
+    per node, turning a file of a few kB into gigabytes within the budgets.  ``complete``
+    also refuses data that no array covers (relaxed while untrusted types are being listed).
+    """
+    ranges = np.array(ctx.section_ranges, dtype=np.int64).reshape(-1, 3)
+    if not ranges.size:
+        if complete and ctx.sections:
+            raise ManifestError("section 0 is not referenced by any array", "manifest.json")
+        return
+    order = np.lexsort((ranges[:, 2], ranges[:, 1], ranges[:, 0]))
+    ranges = ranges[order]
+    index, start, stop = ranges[:, 0], ranges[:, 1], ranges[:, 1] + ranges[:, 2]
+    same = index[1:] == index[:-1]
+    overlap = np.flatnonzero(same & (start[1:] < stop[:-1]))
+    if overlap.size:
+        k = int(order[overlap[0] + 1])
+        raise ArrayError(f"array data [{start[overlap[0] + 1]}, +{ranges[overlap[0] + 1, 2]}) "
+                         f"of section {index[overlap[0] + 1]} overlaps another array's",
+                         ctx.section_paths[k] or "<root>")
+    if not complete:
+        return
+    # Contiguous: each range starts where the previous one of its section stopped, or at 0.
+    expected = np.where(np.concatenate(([False], same)), np.concatenate(([0], stop[:-1])), 0)
+    gap = np.flatnonzero(start != expected)
+    if gap.size:
+        k = int(order[gap[0]])
+        raise ArrayError(f"section {index[gap[0]]} has data that no array covers before "
+                         f"element {start[gap[0]]}", ctx.section_paths[k] or "<root>")
+    last = np.flatnonzero(np.concatenate((~same, [True])))
+    covered = dict(zip(index[last].tolist(), stop[last].tolist(), strict=True))
+    for i, info in enumerate(ctx.sections):
+        if covered.get(i, 0) != info.length:
+            raise ManifestError(f"section {i} is not entirely covered by arrays "
+                                f"(first uncovered element {covered.get(i, 0)})",
+                                "manifest.json")
 
 
 def _is_float(value: Any) -> bool:
@@ -519,10 +573,14 @@ def validate_graph(root: Any, ctx: CheckContext) -> None:
         ctx.objects += 1
         if ctx.objects > limits.max_objects:
             raise LimitError(f"more than max_objects ({limits.max_objects}) objects", where)
-        try:
+        handler = registry.for_tag(tag)
+        if handler is None and tag in ctx.trusted:
+            # A tag the caller trusted by name: its module is imported only if the tag can
+            # build this node (see trust.py), never to find out.
+            from .trust import check_trusted_node
+
+            check_trusted_node(tag, value, path)
             handler = registry.for_tag(tag, ctx.trusted)
-        except UntrustedTypeError:
-            raise
         if "$id" in value:
             ident = value["$id"]
             if type(ident) is not int or ident < 0:

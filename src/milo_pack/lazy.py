@@ -482,7 +482,7 @@ class LazySession:
                 proxy.__dict__.update(built.__dict__)
                 member.loaded = True
                 try:
-                    _check_owner(member)
+                    _check_owner(member, proxy)
                 except BaseException:
                     proxy.__dict__.clear()
                     member.loaded = False
@@ -513,12 +513,12 @@ class LazySession:
                          if not all(inside(w) for w in self.ref_paths.get(ident, ())))
 
 
-def _check_owner(member: _Member) -> None:
-    """Run the owner's load-time invariants again, now that this member has state."""
+def _check_owner(member: _Member, proxy: Any) -> None:
+    """Check this member against its owner's invariants, now that it has state."""
     if member.owner is not None:
-        from .handlers.invariants import check_fitted
+        from .handlers.invariants import check_member
 
-        check_fitted(member.owner, member.owner_path)
+        check_member(member.owner, member.owner_path, proxy)
 
 
 def _inner_ids(node: dict) -> frozenset[int]:

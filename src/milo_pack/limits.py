@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Limits", "DEFAULT_LIMITS"]
+__all__ = ["Limits", "DEFAULT_LIMITS", "BYTE_BUDGETS", "capped", "parse_size"]
 
 _MiB = 1 << 20
 _GiB = 1 << 30
@@ -145,3 +145,50 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+# -- budgets from the command line ---------------------------------------------------------------
+
+BYTE_BUDGETS = ("max_manifest_bytes", "max_array_bytes", "max_section_bytes",
+                "max_total_bytes", "max_chunk_bytes", "max_window_bytes")
+"""The budgets counted in bytes: what a reader may decode from the file."""
+
+
+def capped(limits: Limits, max_memory: int) -> Limits:
+    """A copy of ``limits`` in which no byte budget exceeds ``max_memory``.
+
+    With every byte budget (manifest, one array, one section, all arrays together, one chunk,
+    the zstd window) at most ``max_memory``, opening, loading, verifying or comparing a file
+    decodes at most that many bytes of it (the model's Python objects come on top).
+    ``milo-pack ... --max-memory SIZE`` uses it.
+    """
+    if type(max_memory) is not int or max_memory < 1:
+        raise ValueError("max_memory must be a positive int")
+    return limits.replace(**{name: min(getattr(limits, name), max_memory)
+                             for name in BYTE_BUDGETS})
+
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
+          "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 1 << 10, "mib": 1 << 20,
+          "gib": 1 << 30, "tib": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``"512M"``, ``"2GiB"``, ``"1e6"``, ``"4096"`` -> bytes (SI units; ``KiB``... binary).
+
+    Raises
+    ------
+    ValueError
+        Not a size.
+    """
+    cleaned = text.strip().lower().replace("_", "")
+    number = cleaned.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = cleaned[len(number):].strip()
+    if unit not in _UNITS or not number:
+        raise ValueError(f"not a size: {text!r} (e.g. 4096, 512M, 2GiB)")
+    try:
+        value = float(number) if any(c in number for c in ".e") else int(number)
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (e.g. 4096, 512M, 2GiB)") from None
+    if value != value or value < 0:
+        raise ValueError(f"not a size: {text!r}")
+    return int(value * _UNITS[unit])

@@ -18,7 +18,7 @@ import numpy as np
 from . import migrations
 from .codec import SectionInfo, SectionStore
 from .container import ContainerReader
-from .engine import CheckContext, LoadContext, validate_graph
+from .engine import CheckContext, LoadContext, check_section_layout, validate_graph
 from .errors import (
     ArrayError,
     ContainerError,
@@ -192,6 +192,7 @@ class MiloFile:
         if unreferenced and not ctx.untrusted:
             raise ManifestError(f"section {min(unreferenced)} is not referenced by any array",
                                 "manifest.json")
+        check_section_layout(ctx, complete=not ctx.untrusted)
         return ctx
 
     def untrusted_types(self) -> list[tuple[str, str]]:
@@ -352,6 +353,13 @@ class MiloFile:
         -------
         numpy.ndarray
             A new array of shape ``(n_rows, *shape[1:])`` (or ``shape[1:]`` for an int).
+
+        Raises
+        ------
+        milo_pack.errors.ArrayError
+            ``path`` is not a plain array, or ``rows`` lies outside it.
+        KeyError
+            No object has that path.
         """
         ctx = self.check()
         try:
@@ -473,15 +481,18 @@ def _row_range(rows: Any, shape: tuple, path: str) -> tuple[int, int, bool]:
     if isinstance(rows, (int, np.integer)) and not isinstance(rows, bool):
         i = int(rows) + n if rows < 0 else int(rows)
         if not 0 <= i < n:
-            raise IndexError(f"row {rows} is out of range for {n} rows")
+            raise ArrayError(f"row {int(rows)} is out of range for {n} rows", path)
         return i, i + 1, True
     if isinstance(rows, tuple) and len(rows) == 2:
         rows = slice(*rows)
     if not isinstance(rows, slice):
         raise TypeError("rows must be an int, a slice, a (start, stop) pair or None")
-    start, stop, step = rows.indices(n)
+    try:
+        start, stop, step = rows.indices(n)
+    except TypeError:
+        raise TypeError("rows must be an int, a slice, a (start, stop) pair or None") from None
     if step != 1:
-        raise ValueError("rows must be a contiguous range (step 1)")
+        raise ArrayError("rows must be a contiguous range (step 1)", path)
     return start, max(start, stop), False
 
 

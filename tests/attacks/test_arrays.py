@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import milo_pack
@@ -100,13 +101,38 @@ def test_arrays(edit, error):
     refused(manifest_edit(floats_file(), edit), error)
 
 
-def test_many_nodes_over_one_section_count_against_the_total():
-    """Twenty nodes over one 800-byte section would decode 16 kB: bounded by max_total_bytes."""
+def test_many_nodes_over_one_section_are_refused():
+    """Twenty nodes over one 800-byte section would decode 16 kB: each counts against
+    max_total_bytes, and overlapping array data is refused outright (the writer never shares
+    section data between nodes), so a small file cannot multiply what readers decode."""
     def edit(doc):
         doc["root"]["b"] = [dict(doc["root"]["a"]) for _ in range(20)]
 
     data = manifest_edit(floats_file(), edit)
-    assert len(milo_pack.loads(data)["b"]) == 20
+    error = refused(data, ArrayError)
+    assert "overlaps" in str(error)
     with pytest.raises(LimitError):
         milo_pack.loads(data, limits=milo_pack.Limits(max_total_bytes=4000))
 
+
+def test_section_data_no_array_covers_is_refused():
+    def edit(doc):
+        doc["root"]["a"]["shape"] = [99]  # the section holds 100 floats
+
+    assert "not entirely covered" in str(refused(manifest_edit(floats_file(), edit), ManifestError))
+
+
+
+def test_every_scalar_node_is_checked():
+    """Scalar nodes are checked through a temporary array node each: a check remembered by
+    the temporary's id would skip a later scalar that got the same id (found by fuzzing)."""
+    data = milo_pack.dumps({f"s{i}": np.float64(i) for i in range(8)})
+
+    def edit(doc):
+        doc["root"]["s7"]["value"] = []
+
+    refused(manifest_edit(data, edit), ArrayError)
+
+
+def test_files_without_sections_load():
+    assert milo_pack.loads(milo_pack.dumps({"a": [1, 2], "b": np.arange(3)}))["a"] == [1, 2]

@@ -95,7 +95,74 @@ def _gb_stage_width():
     return model
 
 
+def _numpy_n_features(make, drop=False):
+    """The fail-open of issue 10: checks skipped when n_features_in_ was a numpy integer or
+    missing; now a numpy integer counts as the int it is and a missing one is refused."""
+    def build():
+        model = make()
+        if drop:
+            del model.n_features_in_
+        else:
+            model.n_features_in_ = np.int64(model.n_features_in_)
+        return model
+    return build
+
+
+def _member_wider(name, index=0):
+    """A member tree over more features than its ensemble (its predict runs with
+    check_input=False, so it would read past X)."""
+    def build():
+        from sklearn.tree import DecisionTreeClassifier, ExtraTreeRegressor
+
+        from .craft import data_xy
+
+        model = make_model(name) if name in ("forest", "deep_forest") else name()
+        X, y = data_xy(6)
+        member = model.estimators_[index]
+        wide = (ExtraTreeRegressor(max_depth=3, random_state=0).fit(X, y)
+                if type(member).__name__ == "ExtraTreeRegressor"
+                else DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y))
+        model.estimators_[index] = wide
+        return model
+    return build
+
+
+def _iforest():
+    from sklearn.ensemble import IsolationForest
+
+    from .craft import data_xy
+
+    return IsolationForest(n_estimators=3, max_features=3, random_state=0).fit(data_xy()[0])
+
+
+def _hgb_feature_past_x():
+    model = _hgb(feature_idx=_set_inner(7))()  # X has 4 columns
+    model.n_features_in_ = np.int64(4)
+    return model
+
+
+def _kmeans_narrow():
+    model = make_model("kmeans")
+    model.cluster_centers_ = model.cluster_centers_[:, :2].copy()
+    return model
+
+
+def _logreg_narrow():
+    model = make_model("logreg")
+    model.coef_ = model.coef_[:, :2].copy()
+    return model
+
+
 OTHER = [
+    ("gb_width_numpy_n_features", _numpy_n_features(_gb_stage_width), 4),
+    ("gb_width_no_n_features", _numpy_n_features(_gb_stage_width, drop=True), 4),
+    ("hgb_feature_numpy_n_features", _hgb_feature_past_x, 4),
+    ("kmeans_numpy_n_features", _numpy_n_features(_kmeans_narrow), 4),
+    ("kmeans_no_n_features", _numpy_n_features(_kmeans_narrow, drop=True), 4),
+    ("coef_numpy_n_features", _numpy_n_features(_logreg_narrow), 4),
+    ("packed_member_wider", _member_wider("forest", 1), 4),
+    ("deep_member_wider", _member_wider("deep_forest", 0), 4),
+    ("iforest_member_wider", _member_wider(_iforest, 2), 4),
     ("cycle", _leaf_loop, 4),
     ("tree_vs_estimator_features", _n_features_disagree, 1),
     ("forest_one_bad_tree", _forest_tree_corrupt, 4),
@@ -154,20 +221,20 @@ def test_tree_estimator_counts_must_match_its_tree(name, model):
 
 @pytest.mark.parametrize("value", [None, 7, "x"])
 def test_tree_must_be_a_tree(value):
-    def edit(doc):  # the other trees keep every section referenced
-        doc["root"]["attrs"]["estimators_"][1]["attrs"]["tree_"] = value
-
-    error = refused(manifest_edit(model_file("deep_forest"), edit), InvariantError)
+    # Crafted in memory and written by dump: the file is canonical (removing the tree from the
+    # manifest would leave its section data uncovered, refused before any invariant).
+    model = make_model("deep_forest")
+    model.estimators_[1].tree_ = value
+    error = refused(milo_pack.dumps(model), InvariantError)
     assert "tree_ must be a Tree" in str(error)
 
 
 @pytest.mark.parametrize("value", [None, 7, "x", [1, 2]])
 def test_ensemble_members_must_be_estimators(value):
-    def edit(doc):
-        doc["root"]["attrs"]["estimators_"][1] = value  # a deep forest: one node per tree
-
-    error = refused(manifest_edit(model_file("deep_forest"), edit), InvariantError)
-    assert "not an estimator" in str(error)
+    model = make_model("deep_forest")  # one node per tree
+    model.estimators_[1] = value
+    error = refused(milo_pack.dumps(model), InvariantError)
+    assert "estimators_ item 1 must be a BaseDecisionTree" in str(error)
 
 
 # -- HistGradientBoosting predictors ----------------------------------------------------------
@@ -361,3 +428,42 @@ def test_valid_models_still_load_and_predict(name):
         X = X.copy()
         X[:, 3] = (np.abs(X[:, 3]) * 3).astype(int)
     assert np.array_equal(loaded.predict(X), make_model(name).predict(X))
+
+
+@pytest.mark.parametrize("name", ["packed_member_wider", "deep_member_wider",
+                                  "iforest_member_wider", "gb_width_numpy_n_features"])
+def test_lazily_built_members_are_checked_against_their_ensemble(name):
+    """A lazy load defers members; each is checked against its ensemble when first built,
+    before any of its state reaches native code."""
+    make, n_features = ISOLATED[f"ensemble.{name}"]
+    data = milo_pack.dumps(make())
+    X = np.random.default_rng(0).standard_normal((20, n_features))
+    with milo_pack.open(data) as handle:
+        try:
+            model = handle.load(lazy=True, cache_bytes=0)
+        except InvariantError:
+            return  # refused with the ensemble itself (its own attributes were wrong)
+        method = model.decision_function if hasattr(model, "decision_function") else \
+            model.predict
+        with pytest.raises(InvariantError):
+            method(X)
+
+
+def test_a_check_that_cannot_run_refuses():
+    """Fail closed: a declared check that raises anything (found by the predict fuzzers: a
+    degree of ``[None]``, unhashable categories, a dtype numpy cannot read) is a refusal."""
+    from sklearn.preprocessing import PolynomialFeatures
+
+    from milo_pack.handlers.invariants.kinds import Env, Rule, Spec
+
+    model = PolynomialFeatures(2).fit(np.eye(3))
+    model.degree = [None]  # array-like: scikit-learn's constraint accepts it
+    error = refused(milo_pack.dumps(model), InvariantError)
+    assert "cannot be checked (TypeError)" in str(error)
+
+    def explode(env):
+        raise KeyError("anything")
+
+    spec = Spec("x", ("builtins", "object"), "none", rules=(Rule("explodes", explode),))
+    with pytest.raises(InvariantError, match="cannot be checked"):
+        spec.check(Env(object(), {}, "where"))

@@ -153,3 +153,55 @@ def test_the_tree_validator_matters(tmp_path):
     from .craft import refused
 
     refused(_corrupt_tree(), InvariantError)
+
+
+_TRUSTED = textwrap.dedent("""
+    import json, sys
+    import milo_pack
+    cases = json.loads(sys.argv[1])
+    milo_pack.load(cases.pop("<warm-up>"))  # the honest file: its families' modules load
+    before = set(sys.modules)
+    results = {}
+    for tag, path in cases.items():
+        try:
+            milo_pack.load(path, trusted=[tag])
+            results[tag] = "LOADED"
+        except milo_pack.MiloError as exc:
+            results[tag] = f"{type(exc).__name__}: {exc}"
+    print(json.dumps({"results": results, "new_modules": sorted(
+        m for m in set(sys.modules) - before if not m.startswith(("sklearn", "scipy", "numpy",
+                                                                   "milo_pack")))}))
+""")
+
+
+def test_trusted_tags_that_name_no_estimator_import_nothing(tmp_path):
+    """A caller passing a tag it copied from a file: the module is not imported unless the tag
+    can name what the file's node needs (antigravity would open a browser, ``this`` prints)."""
+    nodes = {
+        "antigravity.fly": {"params": {}, "attrs": {}},  # not defined by the module
+        "antigravity.geohash": {"params": {}, "attrs": {}},  # a function, not a class
+        "this.s": {"params": {}, "attrs": {}},  # a string
+        "http.server.test": {"params": {}, "attrs": {}},  # a function
+        "webbrowser.open": {"x": 1},  # not an estimator node at all
+        "function:xml.dom.minidom.Document": {},  # a class, not a function
+        "os.system": {"params": {}, "attrs": {}},  # imported already: not a class
+    }
+    warm = tmp_path / "honest.milo"
+    warm.write_bytes(model_file("pipeline"))
+    cases = {"<warm-up>": str(warm)}
+    for i, (tag, node) in enumerate(nodes.items()):
+        def edit(doc, tag=tag, node=node):
+            doc["root"] = {"$type": tag, **node}
+
+        path = tmp_path / f"{i}.milo"
+        path.write_bytes(manifest_edit(model_file("pipeline"), edit))
+        cases[tag] = str(path)
+    result = run_python(_TRUSTED, json.dumps(cases))
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["new_modules"] == [], report["new_modules"]
+    for tag, outcome in report["results"].items():
+        assert outcome.startswith("UntrustedTypeError"), (tag, outcome)
+        assert "nothing was imported" in outcome, (tag, outcome)
+        assert "names no" in outcome or "not an estimator" in outcome \
+            or "not a function" in outcome, (tag, outcome)

@@ -1,0 +1,192 @@
+"""Model invariants checked at load, for state that native code later trusts.
+
+The invariants are *declared* (:mod:`.specs`: one :class:`~.kinds.Spec` per class family, the
+attributes it must hold, their kinds and how their shapes relate) and checked by one mechanism
+(:mod:`.kinds`).  Two hooks run them, both called by the handlers:
+
+- :func:`check_state` runs on the decoded state of an allow-listed internal object *before* it is
+  set (HistGradientBoosting's ``TreePredictor``), see :mod:`.state`;
+- :func:`check_fitted` runs on a built estimator before it is returned (by the generic estimator
+  handler, by packed-member builders, and again for an ensemble each time one of its lazy members
+  is built): its parameters against scikit-learn's own constraints (:mod:`.params`), its
+  attribute names against the class, and every spec that covers its class.
+
+Fail closed: a spec that covers a fitted estimator checks every attribute it names; one missing,
+of an unexpected type or shape, is an :class:`~milo_pack.errors.InvariantError` with the graph
+path.  An *unfitted* estimator (none of its attributes ends in ``_`` and none of the spec's
+fitted attributes is set) is left alone: scikit-learn refuses to predict with it, and it holds
+no state for native code to read.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any
+
+from ...errors import InvariantError, quote
+from ...lazy import is_unbuilt_member
+from .kinds import MAX_THREADS, Env, Reject, Spec
+from .params import check_params
+from .specs import SPECS, STATELESS, STRUCTURES
+from .state import STATE_CHECKS, check_state
+
+__all__ = ["check_state", "check_fitted", "check_member", "specs_for", "STATE_CHECKS", "SPECS",
+           "STRUCTURES", "MAX_THREADS"]
+
+_BY_TYPE: dict[type, tuple[Spec, ...]] = {}
+_PARAMS: dict[type, frozenset[str]] = {}
+_CLASS_NAMES: dict[type, frozenset[str]] = {}
+_LAYOUT: dict[tuple[type, tuple[str, ...]], tuple[str | None, bool]] = {}
+_LAYOUT_MAX = 1 << 14
+# Ensemble -> (the ids of its attribute values when checked, for each spec with member rules
+# the checked values and dims): a lazily built member is then checked against it alone.  The
+# entries never refer to the ensemble itself (a weak key's value must not keep it alive).
+_Checked = tuple[tuple[int, ...], list[tuple[Spec, dict[str, Any], dict[str, int]]]]
+_CHECKED: weakref.WeakKeyDictionary[Any, _Checked] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def specs_for(cls: type) -> tuple[Spec, ...]:
+    """The specs covering ``cls`` (cached: a class's bases are loaded once it exists)."""
+    found = _BY_TYPE.get(cls)
+    if found is None:
+        found = tuple(spec for spec in SPECS if spec.covers(cls))
+        with _lock:
+            _BY_TYPE[cls] = found
+    return found
+
+
+def _param_names(cls: type) -> frozenset[str]:
+    found = _PARAMS.get(cls)
+    if found is None:
+        get = getattr(cls, "_get_param_names", None)
+        try:
+            found = frozenset(get()) if callable(get) else frozenset()
+        except (TypeError, ValueError, RuntimeError):  # pragma: no cover - odd signatures
+            found = frozenset()
+        with _lock:
+            _PARAMS[cls] = found
+    return found
+
+
+def _class_names(cls: type) -> frozenset[str]:
+    """Names the class (or a base) defines: an instance attribute must not shadow one."""
+    found = _CLASS_NAMES.get(cls)
+    if found is None:
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            if klass is not object:
+                names.update(klass.__dict__)
+        found = frozenset(names)
+        with _lock:
+            _CLASS_NAMES[cls] = found
+    return found
+
+
+def _layout(cls: type, d: dict[str, Any], params: frozenset[str],
+            specs: tuple[Spec, ...]) -> tuple[str | None, bool]:
+    """The first attribute that would shadow the class (or None), and whether the estimator is
+    fitted: both depend on the attribute names only, which an ensemble's members share."""
+    key = (cls, tuple(d))
+    found = _LAYOUT.get(key)
+    if found is None:
+        names = _class_names(cls)
+        shadowing = next((n for n in d if n in names and n not in params), None)
+        found = (shadowing, _is_fitted(d, params, specs))
+        with _lock:
+            if len(_LAYOUT) >= _LAYOUT_MAX:
+                _LAYOUT.clear()
+            _LAYOUT[key] = found
+    return found
+
+
+def _is_fitted(d: dict[str, Any], params: frozenset[str], specs: tuple[Spec, ...]) -> bool:
+    """scikit-learn's rule (an attribute ending in ``_``), or any fitted attribute a spec
+    declares (private ones such as ``_n_support`` do not end in ``_``)."""
+    for key in d:
+        if key.endswith("_") and not key.startswith("__"):
+            return True
+    return any(name in d and name not in params for spec in specs for name in spec.names())
+
+
+def check_fitted(obj: Any, path: str) -> None:
+    """Check a built estimator: parameters, attribute names and its declared invariants.
+
+    Parameters
+    ----------
+    obj : object
+        The estimator, state set.
+    path : str
+        Its graph path, for errors.
+
+    Raises
+    ------
+    milo_pack.errors.InvariantError
+        A parameter scikit-learn would refuse, an attribute shadowing the class, or a declared
+        invariant that does not hold (missing attribute, other type, other shape...).
+    """
+    d = getattr(obj, "__dict__", None)
+    if not isinstance(d, dict) or is_unbuilt_member(obj):
+        return
+    cls = type(obj)
+    params = _param_names(cls)
+    if params:
+        check_params(cls, d, params, path or "<root>")
+    specs = specs_for(cls)
+    shadowing, fitted = _layout(cls, d, params, specs)
+    if shadowing is not None:
+        raise InvariantError(f"attribute {quote(shadowing)} would shadow the class's own "
+                             f"{cls.__name__}.{quote(shadowing)}", path or "<root>")
+    checked: list[tuple[Spec, dict[str, Any], dict[str, int]]] = []
+    for spec in specs:
+        if fitted or spec.title in STATELESS:
+            env = Env(obj, d, path)
+            spec.check(env)
+            if any(rule.members for rule in spec.rules):
+                checked.append((spec, env.values, env.dims))
+    if checked:
+        try:
+            with _lock:
+                _CHECKED[obj] = (_snapshot(d), checked)
+        except TypeError:  # pragma: no cover - not weakly referenceable: full checks each time
+            pass
+
+
+def _snapshot(d: dict[str, Any]) -> tuple[int, ...]:
+    return tuple(map(id, d.values()))
+
+
+def check_member(owner: Any, path: str, member: Any) -> None:
+    """Check one ensemble member, just built lazily, against its ensemble.
+
+    The ensemble itself was checked when it was loaded; if its attributes are still the same
+    objects, only its member rules run, for this member; otherwise it is checked whole.
+
+    Parameters
+    ----------
+    owner : object
+        The ensemble.
+    path : str
+        Its graph path.
+    member : object
+        The member (a lazy proxy whose state was just built).
+    """
+    d = getattr(owner, "__dict__", None)
+    found = _CHECKED.get(owner) if isinstance(d, dict) else None
+    if found is None or found[0] != _snapshot(d):  # type: ignore[arg-type]
+        check_fitted(owner, path)
+        return
+    for spec, values, dims in found[1]:
+        focused = Env(owner, d, path)  # type: ignore[arg-type]
+        focused.values, focused.dims, focused.focus = values, dims, member
+        try:
+            for rule in spec.rules:
+                if rule.members:
+                    rule.check(focused)
+        except Reject as exc:
+            focused.fail(str(exc))
+        except InvariantError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - fail closed: a check that cannot run
+            focused.fail(f"cannot be checked ({type(exc).__name__}) against {spec.title}")
