@@ -27,7 +27,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .. import _arrays
 from ..errors import InvariantError
-from ..lazy import is_unbuilt_member
+from ..lazy import member_state
 
 __all__ = ["check_state", "check_fitted", "STATE_CHECKS"]
 
@@ -97,8 +97,13 @@ def check_state(cls: type, state: dict, path: str) -> None:
 # -- estimators -------------------------------------------------------------------------------
 
 
+def _state(obj: Any) -> dict:
+    """``obj.__dict__``; for a lazily loaded member, the state it is built with ({} if none)."""
+    return member_state(obj) or {}
+
+
 def _tree_features(est: Any) -> int | None:
-    return _tree_features_of_dict(getattr(est, "__dict__", {}))
+    return _tree_features_of_dict(_state(est))
 
 
 def _check_tree(obj: Any, d: dict, n: int | None, path: str) -> None:
@@ -170,10 +175,11 @@ def _check_gb_stages(obj: Any, d: dict, n: int, path: str) -> None:
             and len(init_classes) != width)):
         _fail("estimators_ columns disagree with n_trees_per_iteration_ and the loss", path)
     for est in stages.ravel():
-        if is_unbuilt_member(est):
+        state = member_state(est)
+        if state is None:
             continue  # a lazily loaded stage: checked against this estimator when built
-        found = _tree_features(est)
-        own = getattr(est, "__dict__", {}).get("n_features_in_")
+        found = _tree_features_of_dict(state)
+        own = state.get("n_features_in_")
         if found is None or found != n or (own is not None and own != n):
             _fail(f"every stage must be a tree over the estimator's {n} features", path)
 
@@ -186,7 +192,7 @@ def _check_hist_predictors(d: dict, n: int, path: str) -> None:
     is_cat = getattr(mapper, "__dict__", {}).get("is_categorical_")
     for stage in predictors:
         for predictor in stage if isinstance(stage, list) else [stage]:
-            nodes = getattr(predictor, "__dict__", {}).get("nodes")
+            nodes = _state(predictor).get("nodes")  # {} for a lazy one not built yet
             if not _is_array(nodes, 1) or nodes.dtype.names is None:
                 continue  # not a TreePredictor; sklearn will refuse it with a Python error
             inner = nodes["is_leaf"] == 0
