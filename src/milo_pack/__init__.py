@@ -21,6 +21,7 @@ from .errors import MiloError
 from .limits import DEFAULT_LIMITS, Limits
 from .reader import MiloFile
 from .registry import Handler, register
+from .remote_model import RemoteModel, remote
 
 __all__ = [
     "dump",
@@ -30,6 +31,8 @@ __all__ = [
     "open",
     "inspect",
     "untrusted_types",
+    "remote",
+    "RemoteModel",
     "errors",
     "MiloError",
     "MiloFile",
@@ -43,7 +46,8 @@ __all__ = [
 PathOrFile = str | os.PathLike | IO[bytes]
 
 
-def dump(obj: Any, file: PathOrFile, /, *, level: int = 3, metadata: Any = None) -> None:
+def dump(obj: Any, file: PathOrFile, /, *, level: int = 3, metadata: Any = None,
+         storage_options: dict[str, Any] | None = None) -> None:
     """Save ``obj`` to ``file``.
 
     Parameters
@@ -53,21 +57,31 @@ def dump(obj: Any, file: PathOrFile, /, *, level: int = 3, metadata: Any = None)
         supported types (Python and numpy values, scipy sparse matrices...).
     file : str, os.PathLike or binary file object
         Where to write.  A path is written atomically: to a temporary file in the same
-        directory, renamed into place only once complete.
+        directory, renamed into place only once complete.  A URL (``s3://bucket/model.milo``,
+        ``gs://``, ``memory://``, any fsspec URL; needs ``milo_pack[remote]``) is written to a
+        local temporary file, then uploaded in one operation that shows the whole object or
+        none (see :mod:`milo_pack.urls`).
     level : int, default 3
         zstd level (1 is fastest, up to 22); 0 stores arrays uncompressed and 64-byte aligned so
         that loading can memory-map them.
     metadata : object, optional
         Anything made of supported types, stored in the manifest as ``metadata``.
+    storage_options : dict, optional
+        For a URL: options of its fsspec filesystem (credentials, endpoint...).
 
     Raises
     ------
     milo_pack.errors.UnsupportedTypeError
         An object in the graph cannot be saved; the message names its type and path.
     """
+    from .urls import dump_to_url, is_url
     from .writer import dump_to_path, write
 
-    if isinstance(file, (str, os.PathLike)):
+    if is_url(file):
+        dump_to_url(obj, str(file), storage_options, level=level, metadata=metadata)
+    elif storage_options is not None:
+        raise TypeError("storage_options= is only for URLs (scheme://...)")
+    elif isinstance(file, (str, os.PathLike)):
         dump_to_path(obj, file, level=level, metadata=metadata)
     else:
         write(obj, file, level=level, metadata=metadata)
@@ -82,15 +96,21 @@ def dumps(obj: Any, /, *, level: int = 3, metadata: Any = None) -> bytes:
     return out.getvalue()
 
 
-def open(file: PathOrFile | bytes, /, *, limits: Limits | None = None) -> MiloFile:  # noqa: A001
+def open(file: PathOrFile | bytes, /, *, limits: Limits | None = None,  # noqa: A001
+         storage_options: dict[str, Any] | None = None) -> MiloFile:
     """Open a file: read the zip directory and manifest only; sections are read on demand.
 
     Parameters
     ----------
     file : str, os.PathLike, binary file object or bytes
-        Any seekable source (a path, an open file, ``io.BytesIO``, an fsspec file).
+        Any seekable source (a path, an open file, ``io.BytesIO``, an fsspec file), or a URL
+        (``s3://...``, ``gs://``, ``http(s)://``, ``memory://``, any fsspec URL; needs
+        ``milo_pack[remote]``), read in 1 MiB blocks fetched once each (see
+        :mod:`milo_pack.blockfile`).
     limits : Limits, optional
         Resource budgets (see :class:`Limits`).
+    storage_options : dict, optional
+        For a URL: options of its fsspec filesystem (credentials, endpoint...).
 
     Returns
     -------
@@ -109,27 +129,30 @@ def open(file: PathOrFile | bytes, /, *, limits: Limits | None = None) -> MiloFi
     ...     model = f.load(lazy=True, cache_bytes=0)
     ...     proba = model.predict_proba(X)                    # streams through the trees
     """
-    return MiloFile(file, limits=limits)
+    return MiloFile(file, limits=limits, storage_options=storage_options)
 
 
-def load(file: PathOrFile, /, *, trusted: Any = (), limits: Limits | None = None) -> Any:
+def load(file: PathOrFile, /, *, trusted: Any = (), limits: Limits | None = None,
+         storage_options: dict[str, Any] | None = None) -> Any:
     """Load an object saved by :func:`dump`.
 
     Parameters
     ----------
-    file : str, os.PathLike or binary file object
-        The file to read.
+    file : str, os.PathLike, binary file object or URL
+        The file to read (a URL as for :func:`open`).
     trusted : sequence of str
         Type tags to allow beyond the default allow-list (see :func:`untrusted_types`).
     limits : Limits, optional
         Resource budgets.
+    storage_options : dict, optional
+        For a URL: options of its fsspec filesystem.
 
     Raises
     ------
     milo_pack.errors.MiloError
         Any problem with the file, as a typed subclass (see :mod:`milo_pack.errors`).
     """
-    with MiloFile(file, limits=limits) as handle:
+    with MiloFile(file, limits=limits, storage_options=storage_options) as handle:
         return handle.load(trusted=trusted)
 
 
@@ -139,14 +162,15 @@ def loads(data: bytes, /, *, trusted: Any = (), limits: Limits | None = None) ->
         return handle.load(trusted=trusted)
 
 
-def inspect(file: PathOrFile | bytes, /, *, limits: Limits | None = None) -> dict:
+def inspect(file: PathOrFile | bytes, /, *, limits: Limits | None = None,
+            storage_options: dict[str, Any] | None = None) -> dict:
     """Return the parsed manifest without building any object or reading any section."""
-    with MiloFile(file, limits=limits) as handle:
+    with MiloFile(file, limits=limits, storage_options=storage_options) as handle:
         return handle.manifest
 
 
-def untrusted_types(file: PathOrFile | bytes, /, *,
-                    limits: Limits | None = None) -> list[tuple[str, str]]:
+def untrusted_types(file: PathOrFile | bytes, /, *, limits: Limits | None = None,
+                    storage_options: dict[str, Any] | None = None) -> list[tuple[str, str]]:
     """List ``(tag, path)`` for each type in the file outside the default allow-list."""
-    with MiloFile(file, limits=limits) as handle:
+    with MiloFile(file, limits=limits, storage_options=storage_options) as handle:
         return handle.untrusted_types()

@@ -7,6 +7,7 @@ schema, and validates the object graph before anything is built or any section i
 
 from __future__ import annotations
 
+import hashlib
 import io
 import mmap
 import os
@@ -38,6 +39,7 @@ from .lazy import (
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest import FORMAT_NAME, FORMAT_VERSION, loads_json
 from .registry import get_registry
+from .urls import is_url, open_url
 
 __all__ = ["MiloFile"]
 
@@ -61,16 +63,31 @@ class MiloFile:
         was fetched so far.
     closed : bool
         Whether :meth:`close` was called.
+    identity : dict or None
+        For a URL: what the store says identifies the object (``size``, and ``etag`` where the
+        store has one).  None for other sources.
+    source : binary file object
+        What the container reads from (for a remote URL, a
+        :class:`~milo_pack.blockfile.BlockFile` counting its ``requests`` and
+        ``bytes_fetched``).
     """
 
     def __init__(self, source: str | os.PathLike | IO[bytes] | bytes | memoryview, *,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None,
+                 storage_options: dict[str, Any] | None = None) -> None:
         self.limits = limits or DEFAULT_LIMITS
         self._owned = False
         self.closed = False
         self._mmap: mmap.mmap | None = None
         self._checked: dict[frozenset[str], CheckContext] = {}
-        if isinstance(source, (bytes, bytearray, memoryview)):
+        self.identity: dict[str, Any] | None = None
+        if storage_options is not None and not is_url(source):
+            raise TypeError("storage_options= is only for URLs (scheme://...)")
+        if is_url(source):
+            fileobj, self.identity = open_url(str(source), storage_options)
+            self._owned = True
+            self._buffer = None
+        elif isinstance(source, (bytes, bytearray, memoryview)):
             self._buffer: memoryview | None = memoryview(source).cast("B")
             # BytesIO shares an immutable bytes object but copies any other buffer.
             fileobj: IO[bytes] = io.BytesIO(source if type(source) is bytes else self._buffer)
@@ -81,7 +98,7 @@ class MiloFile:
         else:
             fileobj = source
             self._buffer = None
-        self._file = fileobj
+        self._file = self.source = fileobj
         try:
             self.container = ContainerReader(
                 fileobj, max_members=self.limits.max_members,
@@ -162,6 +179,14 @@ class MiloFile:
             raise ManifestError(f"section {min(unreferenced)} is not referenced by any array",
                                 "manifest.json")
         return ctx
+
+    @property
+    def manifest_digest(self) -> str:
+        """``"sha256:..."`` of the manifest's bytes.  The manifest holds the digest of every
+        section's chunk table, and each table the digest of every chunk, so this names the whole
+        content: a file that reads with this manifest digest and no integrity error is this one.
+        """
+        return "sha256:" + hashlib.sha256(self.container.read_manifest()).hexdigest()
 
     def untrusted_types(self) -> list[tuple[str, str]]:
         """``(tag, graph path)`` for every type the file needs that is not trusted by default."""
