@@ -60,6 +60,7 @@ def _add_inspect(commands: Any) -> None:
     p.add_argument("--items", type=_non_negative, default=3, metavar="N",
                    help="items shown from a long list of similar objects (default 3)")
     p.set_defaults(run=_run_inspect)
+    _add_storage_option(p)
 
 
 def _add_verify(commands: Any) -> None:
@@ -75,6 +76,7 @@ def _add_verify(commands: Any) -> None:
                         "files from a trusted source")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the verdict")
     p.set_defaults(run=_run_verify)
+    _add_storage_option(p)
 
 
 def _add_convert(commands: Any) -> None:
@@ -91,6 +93,7 @@ def _add_convert(commands: Any) -> None:
                    help="zstd level 1-22, 0 for uncompressed (default 3)")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     p.set_defaults(run=_run_convert)
+    _add_storage_option(p)
 
 
 def _add_diff(commands: Any) -> None:
@@ -105,6 +108,32 @@ def _add_diff(commands: Any) -> None:
     p.add_argument("--all", action="store_true",
                    help="list every change instead of folding repeated ones (one per tree)")
     p.set_defaults(run=_run_diff)
+    _add_storage_option(p)
+
+
+def _add_storage_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                   dest="storage_options",
+                   help="an fsspec option for URL arguments (s3://, gs://, https://...); "
+                        "VALUE is read as JSON when it parses (true, 3, {...}), else as text")
+
+
+def _storage(args: argparse.Namespace, target: str) -> dict[str, Any] | None:
+    """The --storage-option pairs as a dict, for a URL target (None for a path)."""
+    from .urls import is_url
+
+    if not is_url(target):
+        return None
+    options: dict[str, Any] = {}
+    for pair in args.storage_options:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--storage-option must be KEY=VALUE, not {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
 
 
 def _non_negative(text: str) -> int:
@@ -169,12 +198,12 @@ def _print_lines(lines: Sequence[str], out: IO[str] | None = None) -> None:
     (out or sys.stdout).write("\n".join(lines) + "\n")
 
 
-def _open(path: str) -> Any:
+def _open(path: str, storage_options: dict[str, Any] | None = None) -> Any:
     """Open a milo file for reading the manifest; file problems become usage errors."""
     from .reader import MiloFile
 
     try:
-        return MiloFile(path)
+        return MiloFile(path, storage_options=storage_options)
     except OSError as exc:
         raise UsageError(f"cannot read {path!r}: {exc.strerror or exc}") from None
     except MiloError as exc:
@@ -189,7 +218,7 @@ def _open(path: str) -> Any:
 def _run_inspect(args: argparse.Namespace) -> int:
     from .inspect_view import RenderOptions, build_view, render, render_header
 
-    with _open(args.file) as handle:
+    with _open(args.file, _storage(args, args.file)) as handle:
         if args.json:
             print(json.dumps(handle.manifest, indent=2, ensure_ascii=False))
             return EXIT_OK
@@ -223,7 +252,8 @@ def _run_verify(args: argparse.Namespace) -> int:
     from .verify import verify_file
 
     try:
-        report = verify_file(args.file, trusted=frozenset(args.trusted))
+        report = verify_file(args.file, trusted=frozenset(args.trusted),
+                             storage_options=_storage(args, args.file))
     except OSError as exc:
         raise UsageError(f"cannot read {args.file!r}: {exc.strerror or exc}") from None
     lines = report.lines()
@@ -246,19 +276,38 @@ def _run_convert(args: argparse.Namespace) -> int:
             "--trust-pickle.")
     if not 0 <= args.level <= 22:
         raise UsageError(f"--level must be from 0 to 22, not {args.level}")
-    if os.path.exists(args.output) and not args.force:
+    out_storage = _storage(args, args.output)
+    if _exists(args.output, out_storage) and not args.force:
         raise UsageError(f"{args.output!r} exists (use --force to overwrite)")
     print(f"{PROG} convert: warning: reading {args.input!r} with "
           f"{'joblib' if _is_joblib(args.input) else 'pickle'} runs any code it contains",
           file=sys.stderr)
     obj = _load_pickle(args.input)
-    _dump(obj, args.output, args.level)
-    in_size, out_size = os.path.getsize(args.input), os.path.getsize(args.output)
+    _dump(obj, args.output, args.level, out_storage)
+    in_size, out_size = os.path.getsize(args.input), _size(args.output, out_storage)
     from .inspect_view import format_bytes
 
     print(f"wrote {args.output}: {type(obj).__name__}, {format_bytes(in_size)} pickle -> "
           f"{format_bytes(out_size)} milo ({out_size / max(in_size, 1):.1%})")
     return EXIT_OK
+
+
+def _exists(target: str, storage_options: dict[str, Any] | None) -> bool:
+    if storage_options is None:
+        return os.path.exists(target)
+    from .urls import filesystem
+
+    fs, path = filesystem(target, storage_options)
+    return bool(fs.exists(path))
+
+
+def _size(target: str, storage_options: dict[str, Any] | None) -> int:
+    if storage_options is None:
+        return os.path.getsize(target)
+    from .urls import filesystem
+
+    fs, path = filesystem(target, storage_options)
+    return int(fs.size(path))
 
 
 def _is_joblib(path: str) -> bool:
@@ -285,11 +334,11 @@ def _load_pickle(path: str) -> Any:
         raise UsageError(f"cannot unpickle {path!r}: {type(exc).__name__}: {exc}") from None
 
 
-def _dump(obj: Any, path: str, level: int) -> None:
+def _dump(obj: Any, path: str, level: int, storage_options: dict[str, Any] | None) -> None:
     from . import dump
 
     try:
-        dump(obj, path, level=level)
+        dump(obj, path, level=level, storage_options=storage_options)
     except MiloError as exc:
         raise UsageError(f"cannot save the object with milo_pack: {exc}") from None
     except OSError as exc:
@@ -305,7 +354,8 @@ def _run_diff(args: argparse.Namespace) -> int:
     from .diff import diff_files
 
     try:
-        result = diff_files(args.old, args.new)
+        result = diff_files(args.old, args.new, _storage(args, args.old),
+                            _storage(args, args.new))
     except OSError as exc:
         raise UsageError(f"cannot read {exc.filename!r}: {exc.strerror or exc}") from None
     except MiloError as exc:

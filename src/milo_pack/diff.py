@@ -114,8 +114,8 @@ class _Side:
     loader: LoadContext
 
     @classmethod
-    def open(cls, path: Any) -> _Side:
-        handle = MiloFile(path)
+    def open(cls, path: Any, storage_options: dict[str, Any] | None = None) -> _Side:
+        handle = MiloFile(path, storage_options=storage_options)
         try:
             check = handle.check()
         except BaseException:
@@ -129,13 +129,16 @@ class _Side:
         return self.loader.array(view.node, view.path or "<root>")
 
 
-def diff_files(path_a: Any, path_b: Any) -> DiffResult:
+def diff_files(path_a: Any, path_b: Any, storage_a: dict[str, Any] | None = None,
+               storage_b: dict[str, Any] | None = None) -> DiffResult:
     """Compare two files.
 
     Parameters
     ----------
-    path_a, path_b : str, os.PathLike, file object or bytes
+    path_a, path_b : str, os.PathLike, file object, bytes or URL
         The old and the new file.
+    storage_a, storage_b : dict, optional
+        fsspec options for either when it is a URL.
 
     Returns
     -------
@@ -148,9 +151,9 @@ def diff_files(path_a: Any, path_b: Any) -> DiffResult:
     OSError
         Either file cannot be read.
     """
-    a = _Side.open(path_a)
+    a = _Side.open(path_a, storage_a)
     try:
-        b = _Side.open(path_b)
+        b = _Side.open(path_b, storage_b)
         try:
             return _diff_sides(a, b)
         finally:

@@ -29,6 +29,7 @@ from .errors import MiloError, quote
 from .inspect_view import format_bytes, safe_tag, short_tag
 from .limits import DEFAULT_LIMITS, Limits
 from .reader import MiloFile
+from .urls import is_url, open_url
 
 __all__ = ["Stage", "VerifyReport", "verify_file"]
 
@@ -91,7 +92,8 @@ class VerifyReport:
 
 
 def verify_file(path: str | os.PathLike, *, trusted: frozenset[str] = frozenset(),
-                limits: Limits | None = None) -> VerifyReport:
+                limits: Limits | None = None,
+                storage_options: dict[str, Any] | None = None) -> VerifyReport:
     """Verify a file completely (see the module documentation for the stages).
 
     Parameters
@@ -102,6 +104,8 @@ def verify_file(path: str | os.PathLike, *, trusted: frozenset[str] = frozenset(
         Type tags to allow beyond the default allow-list.
     limits : Limits, optional
         Resource budgets.
+    storage_options : dict, optional
+        For a URL ``path`` (``s3://...``): options of its fsspec filesystem.
 
     Returns
     -------
@@ -114,7 +118,11 @@ def verify_file(path: str | os.PathLike, *, trusted: frozenset[str] = frozenset(
     """
     limits = limits or DEFAULT_LIMITS
     report = VerifyReport()
-    with open(path, "rb") as fileobj:
+    if is_url(path):
+        source, _ = open_url(str(path), storage_options)
+    else:
+        source = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    with source as fileobj:
         if not _check_container(fileobj, limits, report):
             report.skip_rest("container is invalid")
             return report
