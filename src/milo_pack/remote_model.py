@@ -28,6 +28,7 @@ from .errors import ChangedError
 from .lazy import DEFAULT_CACHE_BYTES
 from .limits import DEFAULT_LIMITS, Limits
 from .reader import MiloFile
+from .urls import is_url
 
 __all__ = ["RemoteModel", "remote", "clear"]
 
@@ -65,6 +66,8 @@ def remote(url: str | os.PathLike, /, *, storage_options: Mapping[str, Any] | No
     target = os.fspath(url)
     if not isinstance(target, str):
         raise TypeError("url must be a str or an os.PathLike of str")
+    if not is_url(target):
+        target = os.path.abspath(target)  # workers may run in another directory
     trusted_tags = (trusted,) if isinstance(trusted, str) else tuple(sorted(set(trusted)))
     if lazy and cache_bytes is not None and (type(cache_bytes) is not int or cache_bytes < 0):
         raise ValueError("cache_bytes must be a non-negative int or None")

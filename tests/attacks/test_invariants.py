@@ -170,6 +170,27 @@ def test_ensemble_members_must_be_estimators(value):
     assert "not an estimator" in str(error)
 
 
+def test_forest_trees_must_have_the_forest_features():
+    # The forest validates X against its n_features_in_ (and its first tree): a later tree over
+    # more features would read past each row of X.  Refused eagerly, and lazily when built.
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    from ..common import noisy_data
+
+    X, y = noisy_data(1000, 12)
+    forest = RandomForestClassifier(4, random_state=0).fit(X, y)
+    forest.estimators_[0] = DecisionTreeClassifier(random_state=0).fit(X[:, :2], y)
+    forest.n_features_in_ = 2
+    data = milo_pack.dumps(forest)
+    with pytest.raises(InvariantError, match="a tree has 12 features, the forest 2"):
+        milo_pack.loads(data)
+    with milo_pack.open(data) as handle:
+        lazy = handle.load(lazy=True, cache_bytes=0)
+        with pytest.raises(InvariantError, match="a tree has 12 features"):
+            lazy.predict(np.zeros((3, 2)))
+
+
 # -- HistGradientBoosting predictors ----------------------------------------------------------
 
 

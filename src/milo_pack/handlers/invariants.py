@@ -154,6 +154,23 @@ def _check_members(obj: Any, d: dict, path: str) -> None:
     for est in items:
         if not isinstance(est, BaseEstimator):
             _fail(f"estimators_ holds a {type(est).__name__}, not an estimator", path)
+    _check_forest_trees(obj, d, items, path)
+
+
+def _check_forest_trees(obj: Any, d: dict, items: Any, path: str) -> None:
+    """A forest validates X against its own ``n_features_in_`` only (and its first tree), then
+    has every tree read ``X[i, feature]`` unchecked: each tree must have exactly that many."""
+    forest = _loaded("sklearn.ensemble._forest", "BaseForest")
+    n = d.get("n_features_in_")
+    if forest is None or not isinstance(obj, forest) or type(n) is not int:
+        return
+    for est in items:
+        state = member_state(est)
+        if state is None:
+            continue  # a lazily loaded tree: checked against this forest when built
+        found = _tree_features_of_dict(state)
+        if found is not None and found != n:
+            _fail(f"a tree has {found} features, the forest {n}", path)
 
 
 def _check_gb_stages(obj: Any, d: dict, n: int, path: str) -> None:
