@@ -209,12 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     # Dask's statistical profiler samples every worker thread's stack every 10 ms: its CPU
     # grows with a task's wall time, whatever the task does.  Off for every approach alike.
     os.environ["DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED"] = "False"
+    import bench_lazy
     import fsspec
     import numpy as np
     import pandas as pd
     from moto import server as moto_server
-
-    import bench_lazy
 
     d = args.dir or tempfile.mkdtemp(prefix="milo-bench-remote-")
     os.makedirs(d, exist_ok=True)
