@@ -31,6 +31,7 @@ This is a benchmark, not a test: figures vary with the machine (report CPU besid
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import pickle
@@ -39,7 +40,11 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, _HERE)
+# Worker processes import bench_remote (and bench_lazy) from here too.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (_HERE, os.environ.get("PYTHONPATH")) if p)
 
 
 # -- run on each worker ---------------------------------------------------------------------
@@ -156,15 +161,19 @@ def _score(approach: str, args, url: str, options: dict, model, frame) -> dict:
 
     import milo_pack
 
+    # The worker-side helpers by reference (workers import this module), not pickled by value
+    # from __main__: the prototype's counters must live in one module on each worker.
+    here = importlib.import_module("bench_remote")
+
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None, memory_limit=0) as cluster, \
             Client(cluster) as client:
         # Every approach alike: a service has its libraries imported (s3fs and botocore alone
         # are ~50 MB and seconds), so imports are not counted against any of them.
-        client.run(_warm_imports)
+        client.run(here._warm_imports)
         parts = dd.from_pandas(frame, npartitions=args.partitions).persist()
-        client.run(_reset_peak)
-        before = client.run(_reset_peak)
+        client.run(here._reset_peak)
+        before = client.run(here._reset_peak)
         t0 = time.perf_counter()
         if approach == "scatter":
             target = client.scatter(model, broadcast=True)
@@ -172,7 +181,7 @@ def _score(approach: str, args, url: str, options: dict, model, frame) -> dict:
         else:
             cache = 0 if approach == "lazy cache=0" else None
             if args.prototype:
-                target = PrototypeHandle(url, options, cache)
+                target = here.PrototypeHandle(url, options, cache)
             else:
                 target = milo_pack.remote(url, storage_options=options, cache_bytes=cache)
             handle_bytes = len(pickle.dumps(target))
@@ -181,7 +190,7 @@ def _score(approach: str, args, url: str, options: dict, model, frame) -> dict:
             lambda df, m: pd.DataFrame(m.predict_proba(df.to_numpy()), columns=["p0", "p1"],
                                        index=df.index), target, meta=meta).compute()
         wall = time.perf_counter() - t0
-        after = client.run(_after)
+        after = client.run(here._after)
     workers = []
     for address, end in after.items():
         start = before[address]
