@@ -74,15 +74,18 @@ def _status(field: str) -> int:
 def _after() -> dict:
     import resource
 
-    from milo_pack import remote_model
-
+    try:
+        from milo_pack import remote_model
+        opened_here = remote_model._OPEN
+    except ImportError:  # an older checkout (--prototype "before" runs)
+        opened_here = {}
     usage = resource.getrusage(resource.RUSAGE_SELF)
     requests = fetched = 0
-    for entry in remote_model._OPEN.values():
+    for entry in opened_here.values():
         source = getattr(entry.handle, "source", None)
         requests += getattr(source, "requests", 0)
         fetched += getattr(source, "bytes_fetched", 0)
-    opened = len(remote_model._OPEN) + _PROTO_OPENS.get("n", 0)
+    opened = len(opened_here) + _PROTO_OPENS.get("n", 0)
     proto = _PROTO_OPENS.get("fetched")
     if proto is not None:
         requests, fetched = _PROTO_OPENS["requests"], proto
