@@ -590,7 +590,7 @@ class LazySession:
             obj = _MemberContext(self, member, proxy).build()
             member.pending = (threading.get_ident(), obj)
             try:
-                _check_owner(member)
+                _check_owner(member, proxy)
             finally:
                 member.pending = None
             self.builds += 1
@@ -629,12 +629,12 @@ def _install(proxy: Any, obj: Any) -> None:
     object.__setattr__(proxy, "__dict__", obj.__dict__)
 
 
-def _check_owner(member: _Member) -> None:
-    """Run the owner's load-time invariants again, now that this member has state."""
+def _check_owner(member: _Member, proxy: Any) -> None:
+    """Run the owner's load-time invariants again for this member, now that it has state."""
     if member.owner is not None:
         from .handlers.invariants import check_fitted
 
-        check_fitted(member.owner, member.owner_path)
+        check_fitted(member.owner, member.owner_path, only=proxy)
 
 
 def _inner_ids(node: dict) -> frozenset[int]:

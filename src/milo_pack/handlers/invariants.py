@@ -142,7 +142,12 @@ def _tree_features_of_dict(d: dict) -> int | None:
     return tree.n_features if tree_class is not None and isinstance(tree, tree_class) else None
 
 
-def _check_members(obj: Any, d: dict, path: str) -> None:
+def _each(items: Any, only: Any) -> Any:
+    """The members to check: all of them, or just ``only`` (a lazy member being built)."""
+    return items if only is None else (only,)
+
+
+def _check_members(obj: Any, d: dict, path: str, only: Any = None) -> None:
     """An ensemble calls methods of each of its ``estimators_``: they must be estimators."""
     base = _loaded("sklearn.ensemble._base", "BaseEnsemble")
     members = d.get("estimators_")
@@ -151,10 +156,10 @@ def _check_members(obj: Any, d: dict, path: str) -> None:
     items = members.ravel() if _is_array(members) and members.dtype == object else members
     if not isinstance(items, (list, np.ndarray)):
         _fail("estimators_ must be a list or an object array of estimators", path)
-    for est in items:
+    for est in _each(items, only):
         if not isinstance(est, BaseEstimator):
             _fail(f"estimators_ holds a {type(est).__name__}, not an estimator", path)
-    _check_forest_trees(obj, d, items, path)
+    _check_forest_trees(obj, d, _each(items, only), path)
 
 
 def _check_forest_trees(obj: Any, d: dict, items: Any, path: str) -> None:
@@ -173,7 +178,7 @@ def _check_forest_trees(obj: Any, d: dict, items: Any, path: str) -> None:
             _fail(f"a tree has {found} features, the forest {n}", path)
 
 
-def _check_gb_stages(obj: Any, d: dict, n: int, path: str) -> None:
+def _check_gb_stages(obj: Any, d: dict, n: int, path: str, only: Any = None) -> None:
     """GradientBoosting: ``predict_stages`` walks ``estimators_[i, k].tree_`` in Cython and
     adds into column ``k`` of a raw-prediction buffer sized from the loss and ``init_``."""
     stages = d.get("estimators_")
@@ -191,7 +196,7 @@ def _check_gb_stages(obj: Any, d: dict, n: int, path: str) -> None:
             multiclass and init != "zero" and init_classes is not None
             and len(init_classes) != width)):
         _fail("estimators_ columns disagree with n_trees_per_iteration_ and the loss", path)
-    for est in stages.ravel():
+    for est in _each(stages.ravel(), only):
         state = member_state(est)
         if state is None:
             continue  # a lazily loaded stage: checked against this estimator when built
@@ -201,13 +206,14 @@ def _check_gb_stages(obj: Any, d: dict, n: int, path: str) -> None:
             _fail(f"every stage must be a tree over the estimator's {n} features", path)
 
 
-def _check_hist_predictors(d: dict, n: int, path: str) -> None:
+def _check_hist_predictors(d: dict, n: int, path: str, only: Any = None) -> None:
     predictors = d.get("_predictors")
     if not isinstance(predictors, list):
         return
     mapper = d.get("_bin_mapper")
     is_cat = getattr(mapper, "__dict__", {}).get("is_categorical_")
-    for stage in predictors:
+    stages = predictors if only is None else [only]
+    for stage in stages:
         for predictor in stage if isinstance(stage, list) else [stage]:
             nodes = _state(predictor).get("nodes")  # {} for a lazy one not built yet
             if not _is_array(nodes, 1) or nodes.dtype.names is None:
@@ -283,8 +289,13 @@ def _check_coef(obj: Any, d: dict, n: int, path: str) -> None:
         _fail(f"coef_ has {shape[0]} rows for {classes.shape[0]} classes", path)
 
 
-def check_fitted(obj: Any, path: str) -> None:
-    """Check a built estimator's cross-attribute shapes before it is returned."""
+def check_fitted(obj: Any, path: str, only: Any = None) -> None:
+    """Check a built estimator's cross-attribute shapes before it is returned.
+
+    ``only``: a lazily loaded member just built; its ensemble's checks then look at that member
+    alone (the others were checked when they were built), so building every member of an
+    ensemble one by one costs linear, not quadratic, time.
+    """
     d = getattr(obj, "__dict__", None)
     if not isinstance(d, dict):
         return
@@ -292,10 +303,10 @@ def check_fitted(obj: Any, path: str) -> None:
     n = n if type(n) is int else None
     _check_libsvm(obj, d, n, path)
     _check_tree(obj, d, n, path)
-    _check_members(obj, d, path)
+    _check_members(obj, d, path, only)
     if n is None:
         return
-    _check_gb_stages(obj, d, n, path)
-    _check_hist_predictors(d, n, path)
+    _check_gb_stages(obj, d, n, path, only)
+    _check_hist_predictors(d, n, path, only)
     _check_kmeans(obj, d, n, path)
     _check_coef(obj, d, n, path)
