@@ -233,9 +233,11 @@ class MiloFile:
             ``estimators_``, HistGradientBoosting ``_predictors``) unbuilt until first used;
             see :mod:`milo_pack.lazy`.  The handle must stay open while the model is used.
         cache_bytes : int or None, default 256 MiB
-            With ``lazy``: decoded bytes of members kept built; least recently used members
-            beyond it are dropped and rebuilt when used again.  ``0`` streams (only the few
-            members in use are kept); ``None`` keeps every member once built.
+            With ``lazy``: decoded bytes of members kept built.  Members built while they fit
+            stay built (a model predicted repeatedly keeps what fits instead of rebuilding
+            everything); past it, only the few most recently used members are kept and the
+            others are rebuilt when used again.  ``0`` streams; ``None`` keeps every member
+            once built.  Safe from several threads (see :mod:`milo_pack.lazy`).
         mmap : bool, default True
             Map arrays of raw sections (files written with ``level=0``) read-only from the
             file instead of copying them, so processes loading one file share its pages.
