@@ -157,7 +157,7 @@ def log_model(model: Any, name: str | None = None, *, registered_model_name: str
 def _local_dir(model_uri: str, dst_path: str | None) -> str:
     from mlflow.tracking.artifact_utils import _download_artifact_from_uri
 
-    local = _download_artifact_from_uri(artifact_uri=model_uri, output_path=dst_path)
+    local = str(_download_artifact_from_uri(artifact_uri=model_uri, output_path=dst_path))
     return local if os.path.isdir(local) else os.path.dirname(local)
 
 

@@ -33,7 +33,7 @@ from .urls import is_url
 __all__ = ["RemoteModel", "remote", "clear"]
 
 
-def remote(url: str | os.PathLike, /, *, storage_options: Mapping[str, Any] | None = None,
+def remote(url: str | os.PathLike[str], /, *, storage_options: Mapping[str, Any] | None = None,
            lazy: bool = True, cache_bytes: int | None = DEFAULT_CACHE_BYTES,
            trusted: Any = (), limits: Limits | None = None) -> RemoteModel:
     """A picklable handle to the model stored at ``url``, opened once per process when used.
@@ -97,8 +97,9 @@ class _Opened:
 
 # key -> this process's model.  One per handle identity, shared by every thread; cleared in a
 # forked child (open files, threads and the store's connections do not survive a fork).
-_OPEN: dict[tuple, _Opened] = {}
-_KEY_LOCKS: dict[tuple, threading.Lock] = {}
+_Key = tuple[Any, ...]
+_OPEN: dict[_Key, _Opened] = {}
+_KEY_LOCKS: dict[_Key, threading.Lock] = {}
 _LOCK = threading.Lock()
 
 
@@ -146,11 +147,11 @@ class RemoteModel:
         self.identity = identity
 
     # -- pickling -------------------------------------------------------------------------------
-    def _state(self) -> tuple:
+    def _state(self) -> _Key:
         return (self.url, self.storage_options, self.lazy, self.cache_bytes, self.trusted,
                 self.limits_changes, self.identity)
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> _Key:
         return (RemoteModel, self._state())
 
     def __eq__(self, other: object) -> bool:
@@ -164,10 +165,10 @@ class RemoteModel:
         return (f"RemoteModel({self.url!r}, {ident}, lazy={self.lazy}, "
                 f"cache_bytes={self.cache_bytes})")
 
-    def __dask_tokenize__(self) -> tuple:
+    def __dask_tokenize__(self) -> _Key:
         return ("milo_pack.RemoteModel",) + self._key()
 
-    def _key(self) -> tuple:
+    def _key(self) -> _Key:
         options = repr(sorted((self.storage_options or {}).items()))
         return (self.url, options, self.lazy, self.cache_bytes, self.trusted,
                 tuple(sorted(self.limits_changes.items())), self.identity.get("manifest"))
@@ -182,7 +183,7 @@ class RemoteModel:
             entry = self._open_once(key)
         return entry.model
 
-    def _open_once(self, key: tuple) -> _Opened:
+    def _open_once(self, key: _Key) -> _Opened:
         with _LOCK:
             lock = _KEY_LOCKS.setdefault(key, threading.Lock())
         with lock:

@@ -21,7 +21,7 @@ import re
 import tempfile
 import uuid
 from collections.abc import Mapping
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from .blockfile import DEFAULT_IO_CACHE_BYTES, BlockFile
 
@@ -94,7 +94,8 @@ def open_url(url: str, storage_options: Mapping[str, Any] | None = None, *,
     def fetch(start: int, end: int) -> bytes:
         return bytes(fs.cat_file(path, start=start, end=end))
 
-    return BlockFile(fetch, identity["size"], cache_bytes=io_cache_bytes, name=url), identity
+    source = BlockFile(fetch, identity["size"], cache_bytes=io_cache_bytes, name=url)
+    return cast(IO[bytes], source), identity
 
 
 def dump_to_url(obj: Any, url: str, storage_options: Mapping[str, Any] | None = None,
