@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     _warm_imports()
     try:
         fs = fsspec.filesystem("s3", **options)
-        fs.mkdir("models")
+        fs.makedirs("models", exist_ok=True)
         fs.put_file(os.path.join(d, "model.milo"), "models/forest.milo")
         url = "s3://models/forest.milo"
         size = fs.size(url)

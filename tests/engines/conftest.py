@@ -45,7 +45,8 @@ def s3():
     options = {"key": "test", "secret": "test", "skip_instance_cache": True,
                "client_kwargs": {"endpoint_url": f"http://{host}:{port}",
                                  "region_name": "eu-west-1"}}
-    fsspec.filesystem("s3", **options).mkdir("models")
+    # moto keeps its buckets for the whole process, across servers
+    fsspec.filesystem("s3", **options).makedirs("models", exist_ok=True)
     try:
         yield options
     finally:
