@@ -10,6 +10,9 @@ A block's language tag says what is done with it:
   the command line's ``main`` in the same directory; it must exit 0 (``diff``: 0 or 1, its
   "differences found") and print something on stdout.
 - ``json``: must parse.
+- ``python dask``, ``python ray``, ``python spark``, ``python mlflow``: run as written by
+  ``tests/engines/test_readme_engines.py`` against the engine (``.ci/steps/30-engines.sh``, with
+  ``MILO_ENGINES=1``); here they must at least compile.
 - ``py``, ``sh``, ``text``: illustrative, not run (code that needs a user's own package, package
   installs, long benchmarks, file layouts).  They are listed in :data:`ILLUSTRATIVE` with the
   reason, so that marking a block illustrative is a visible decision; the tests below fail on an
@@ -36,6 +39,8 @@ DOCUMENTS = ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob
              "benchmarks/README.md"]
 RUN = {"python", "bash", "json"}
 NOT_RUN = {"py", "sh", "text"}
+# Run by tests/engines/test_readme_engines.py, in the CI step that installs the engines.
+ENGINE_RUN = {"python dask", "python ray", "python spark", "python mlflow"}
 
 # (document, first line of the block) -> why it is not run.
 ILLUSTRATIVE = {
@@ -84,8 +89,16 @@ def _illustrative_key(block: Block) -> tuple[str, str] | None:
 
 
 def test_every_block_is_tagged():
-    bad = [b.where for b in ALL_BLOCKS if b.lang not in RUN | NOT_RUN]
+    bad = [b.where for b in ALL_BLOCKS if b.lang not in RUN | NOT_RUN | ENGINE_RUN]
     assert not bad, f"tag these blocks (python/bash/json run; py/sh/text do not): {bad}"
+
+
+@pytest.mark.parametrize("block", [b for b in ALL_BLOCKS if b.lang in ENGINE_RUN],
+                         ids=lambda b: b.where)
+def test_engine_blocks_compile_and_are_run_by_the_engine_tests(block):
+    compile(block.code, block.where, "exec")
+    engines = (ROOT / "tests" / "engines" / "test_readme_engines.py").read_text(encoding="utf-8")
+    assert block.document == "README.md" and block.lang.split()[1] in engines
 
 
 def test_illustrative_blocks_are_the_listed_ones():

@@ -34,7 +34,7 @@ import milo_pack
 from milo_pack import codec
 from milo_pack.codec import _WORKERS
 from milo_pack.errors import ContainerError, IntegrityError, UntrustedTypeError
-from milo_pack.lazy import _KEEP, _MEMBERS, is_lazy_member
+from milo_pack.lazy import _KEEP, is_lazy_member, member_of
 
 from .common import assert_same, assert_same_predictions, noisy_data
 
@@ -80,7 +80,7 @@ def forest_bytes(forest):
 
 
 def _loaded_members(model) -> int:
-    return sum(1 for m in model.estimators_ if _MEMBERS[m].loaded)
+    return sum(1 for m in model.estimators_ if member_of(m).loaded)
 
 
 # -- the handle -------------------------------------------------------------------------------
@@ -186,7 +186,7 @@ def test_lazy_load_predicts_identically(name):
         # Boosting stages and HistGradientBoosting predictors are stored packed (one node for
         # all, see handlers/trees.py) and are proxies all the same, built from their own rows.
         assert members and all(is_lazy_member(m) for m in members)
-        assert not any(_MEMBERS[m].loaded for m in members)  # nothing built yet
+        assert not any(member_of(m).loaded for m in members)  # nothing built yet
         assert type(lazy.estimators_ if hasattr(lazy, "estimators_") else lazy._predictors) is \
             type(model.estimators_ if hasattr(model, "estimators_") else model._predictors)
         check_is_fitted(lazy)
@@ -211,13 +211,13 @@ def test_packed_members_stream_within_the_budget(name, monkeypatch):
     with milo_pack.open(data) as handle:
         lazy = handle.load(lazy=True, cache_bytes=0)
         members = _members(lazy)
-        session = _MEMBERS[members[0]].session
+        session = member_of(members[0]).session
         opened = handle.store.bytes_read
-        assert_same(handle.get(_MEMBERS[members[-1]].path), _members(model)[-1])
+        assert_same(handle.get(member_of(members[-1]).path), _members(model)[-1])
         assert handle.store.bytes_read - opened < len(data) // 4
         np.testing.assert_array_equal(lazy.predict_proba(X), model.predict_proba(X))
         assert session.builds == len(members)
-        assert sum(_MEMBERS[m].loaded for m in members) <= _KEEP
+        assert sum(member_of(m).loaded for m in members) <= _KEEP
         np.testing.assert_array_equal(lazy.predict(X), model.predict(X))
         assert session.builds > len(members)  # dropped, built again from the open file
 
@@ -267,7 +267,7 @@ def test_voting_named_members_are_the_same_proxies():
 def test_cache_zero_streams_through_members(forest_bytes, forest):
     with milo_pack.open(forest_bytes) as handle:
         lazy = handle.load(lazy=True, cache_bytes=0)
-        session = _MEMBERS[lazy.estimators_[0]].session
+        session = member_of(lazy.estimators_[0]).session
         np.testing.assert_array_equal(lazy.predict_proba(X), forest.predict_proba(X))
         assert session.builds == 24
         assert _loaded_members(lazy) <= _KEEP
@@ -294,7 +294,7 @@ def test_changed_member_is_never_dropped(forest_bytes):
         lazy.estimators_[0].note = "kept"
         lazy.predict(X)
         assert lazy.estimators_[0].note == "kept"
-        assert _MEMBERS[lazy.estimators_[0]].pinned
+        assert member_of(lazy.estimators_[0]).pinned
 
 
 def test_closed_handle_is_reported_at_first_use(forest_bytes):
@@ -549,3 +549,55 @@ def test_open_from_s3_with_range_reads(s3_server, monkeypatch):
     assert opened < len(forest_bytes) * 0.25
     assert one_tree < len(forest_bytes) * 0.4
     assert_same(tree, forest.estimators_[3])
+
+
+# -- what a lazy model keeps ----------------------------------------------------------------
+
+
+def test_members_within_the_budget_stay_built(forest_bytes, forest):
+    with milo_pack.open(forest_bytes) as handle:
+        sizes = [member_of(m).nbytes
+                 for m in handle.load(lazy=True).estimators_]
+        half = sum(sizes[:12])
+        lazy = handle.load(lazy=True, cache_bytes=half)
+        session = member_of(lazy.estimators_[0]).session
+        for _ in range(3):
+            np.testing.assert_array_equal(lazy.predict_proba(X), forest.predict_proba(X))
+        # The first 12 fit and stay; each pass rebuilds only the 12 past the budget (an LRU
+        # would rebuild all 24 on every pass of a scan).
+        assert session.builds == 24 + 2 * 12
+        assert all(member_of(m).resident for m in lazy.estimators_[:12])
+        assert session.resident_bytes == half
+        full = handle.load(lazy=True, cache_bytes=None)
+        full.predict(X)
+        full.predict(X)
+        assert member_of(full.estimators_[0]).session.builds == 24
+
+
+def test_transient_members_keep_an_empty_dict(forest_bytes, forest):
+    # A transient member's state is a separate plain object: its proxy's __dict__ stays empty,
+    # so dropping it never empties anything a thread could be reading.
+    with milo_pack.open(forest_bytes) as handle:
+        lazy = handle.load(lazy=True, cache_bytes=0)
+        tree = lazy.estimators_[3]
+        assert tree.get_depth() == forest.estimators_[3].get_depth()
+        assert vars(tree) == {} and not member_of(tree).resident
+        state = member_of(tree).built
+        assert type(state) is DecisionTreeClassifier
+        check_is_fitted(tree)
+        for other in lazy.estimators_[4:]:
+            other.get_depth()
+        assert member_of(tree).built is None and "tree_" in vars(state)  # dropped, not emptied
+
+
+def test_lazy_models_are_freed(forest_bytes):
+    import gc
+    import weakref
+
+    with milo_pack.open(forest_bytes) as handle:
+        lazy = handle.load(lazy=True, cache_bytes=None)
+        lazy.predict(X)
+        ref = weakref.ref(lazy)
+    del lazy
+    gc.collect()
+    assert ref() is None  # nothing global keeps a lazily loaded model (or its file) alive

@@ -24,6 +24,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .manifest import FORMAT_VERSION
 from .reader import MiloFile, _trusted_set
 from .registry import Handler, get_registry, register
+from .remote_model import RemoteModel, remote
 
 # Registry start-up happens here, once per process, not in the first load: it imports only the
 # builtins and numpy handler modules (~0.5 ms); every other family is imported on first need.
@@ -41,6 +42,8 @@ __all__ = [
     "open",
     "inspect",
     "untrusted_types",
+    "remote",
+    "RemoteModel",
     "errors",
     "MiloError",
     "MigrationWarning",
@@ -57,7 +60,8 @@ PathOrFile = str | os.PathLike[str] | IO[bytes]
 """What the file argument of :func:`dump`, :func:`load` and friends accepts."""
 
 
-def dump(obj: Any, file: PathOrFile, *, level: int = 3, metadata: Any = None) -> None:
+def dump(obj: Any, file: PathOrFile, *, level: int = 3, metadata: Any = None,
+         storage_options: dict[str, Any] | None = None) -> None:
     """Save ``obj`` to ``file``.
 
     Parameters
@@ -67,21 +71,31 @@ def dump(obj: Any, file: PathOrFile, *, level: int = 3, metadata: Any = None) ->
         supported types (Python and numpy values, scipy sparse matrices...).
     file : str, os.PathLike or binary file object
         Where to write.  A path is written atomically: to a temporary file in the same
-        directory, renamed into place only once complete.
+        directory, renamed into place only once complete.  A URL (``s3://bucket/model.milo``,
+        ``gs://``, ``memory://``, any fsspec URL; needs ``milo_pack[remote]``) is written to a
+        local temporary file, then uploaded in one operation that shows the whole object or
+        none (see :mod:`milo_pack.urls`).
     level : int, default 3
         zstd level (1 is fastest, up to 22); 0 stores arrays uncompressed and 64-byte aligned so
         that loading can memory-map them.
     metadata : object, optional
         Anything made of supported types, stored in the manifest as ``metadata``.
+    storage_options : dict, optional
+        For a URL: options of its fsspec filesystem (credentials, endpoint...).
 
     Raises
     ------
     milo_pack.errors.UnsupportedTypeError
         An object in the graph cannot be saved; the message names its type and path.
     """
+    from .urls import dump_to_url, is_url
     from .writer import dump_to_path, write
 
-    if isinstance(file, (str, os.PathLike)):
+    if is_url(file):
+        dump_to_url(obj, str(file), storage_options, level=level, metadata=metadata)
+    elif storage_options is not None:
+        raise TypeError("storage_options= is only for URLs (scheme://...)")
+    elif isinstance(file, (str, os.PathLike)):
         dump_to_path(obj, file, level=level, metadata=metadata)
     else:
         write(obj, _writable(file), level=level, metadata=metadata)
@@ -99,18 +113,23 @@ def dumps(obj: Any, *, level: int = 3, metadata: Any = None) -> bytes:
 
 
 def open(file: PathOrFile | bytes, *, limits: Limits | None = None,  # noqa: A001
-         migrate: bool = True) -> MiloFile:
+         migrate: bool = True, storage_options: dict[str, Any] | None = None) -> MiloFile:
     """Open a file: read the zip directory and manifest only; sections are read on demand.
 
     Parameters
     ----------
     file : str, os.PathLike, binary file object or bytes
-        Any seekable source (a path, an open file, ``io.BytesIO``, an fsspec file).
+        Any seekable source (a path, an open file, ``io.BytesIO``, an fsspec file), or a URL
+        (``s3://...``, ``gs://``, ``http(s)://``, ``memory://``, any fsspec URL; needs
+        ``milo_pack[remote]``), read in 1 MiB blocks fetched once each (see
+        :mod:`milo_pack.blockfile`).
     limits : Limits, optional
         Resource budgets (see :class:`Limits`).
     migrate : bool, default True
         Apply the declared migrations when the file was written by another scikit-learn
         version (see :func:`load` and ``docs/COMPATIBILITY.md``); ``migrations`` lists them.
+    storage_options : dict, optional
+        For a URL: options of its fsspec filesystem (credentials, endpoint...).
 
     Returns
     -------
@@ -129,17 +148,18 @@ def open(file: PathOrFile | bytes, *, limits: Limits | None = None,  # noqa: A00
     ...     model = f.load(lazy=True, cache_bytes=0)
     ...     proba = model.predict_proba(X)                    # streams through the trees
     """
-    return MiloFile(_readable(file, "open", allow_bytes=True), limits=limits, migrate=migrate)
+    return MiloFile(_readable(file, "open", allow_bytes=True), limits=limits, migrate=migrate,
+                    storage_options=storage_options)
 
 
 def load(file: PathOrFile, *, trusted: Any = (), limits: Limits | None = None,
-         migrate: bool = True) -> Any:
+         migrate: bool = True, storage_options: dict[str, Any] | None = None) -> Any:
     """Load an object saved by :func:`dump`.
 
     Parameters
     ----------
-    file : str, os.PathLike or binary file object
-        The file to read.
+    file : str, os.PathLike, binary file object or URL
+        The file to read (a URL as for :func:`open`).
     trusted : sequence of str
         Type tags to allow beyond the default allow-list (see :func:`untrusted_types`).
     limits : Limits, optional
@@ -149,6 +169,8 @@ def load(file: PathOrFile, *, trusted: Any = (), limits: Limits | None = None,
         migrations (renamed or removed parameters, added attributes...; see
         :mod:`milo_pack.migrations`) to the manifest before it is validated, and emit one
         :class:`MigrationWarning` listing them.  ``False`` validates the file as written.
+    storage_options : dict, optional
+        For a URL: options of its fsspec filesystem.
 
     Raises
     ------
@@ -160,7 +182,8 @@ def load(file: PathOrFile, *, trusted: Any = (), limits: Limits | None = None,
     """
     source = _readable(file, "load", allow_bytes=True)
     _check_trusted(trusted)
-    with MiloFile(source, limits=limits, migrate=migrate) as handle:
+    with MiloFile(source, limits=limits, migrate=migrate,
+                  storage_options=storage_options) as handle:
         return handle.load(trusted=trusted)
 
 
@@ -176,23 +199,25 @@ def loads(data: bytes, *, trusted: Any = (), limits: Limits | None = None,
         return handle.load(trusted=trusted)
 
 
-def inspect(file: PathOrFile | bytes, *, limits: Limits | None = None) -> dict[str, Any]:
+def inspect(file: PathOrFile | bytes, *, limits: Limits | None = None,
+            storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Return the parsed manifest, validated, without building any object or reading any
     section.
 
     The object graph is validated as for a load (tags, keys, array metadata, budgets), so an
     invalid or over-budget file is refused here too.
     """
-    with MiloFile(_readable(file, "inspect", allow_bytes=True), limits=limits) as handle:
+    with MiloFile(_readable(file, "inspect", allow_bytes=True), limits=limits,
+                  storage_options=storage_options) as handle:
         handle.check()
         return handle.manifest
 
 
-def untrusted_types(file: PathOrFile | bytes, *,
-                    limits: Limits | None = None) -> list[tuple[str, str]]:
+def untrusted_types(file: PathOrFile | bytes, *, limits: Limits | None = None,
+                    storage_options: dict[str, Any] | None = None) -> list[tuple[str, str]]:
     """List ``(tag, path)`` for each type in the file outside the default allow-list."""
-    with MiloFile(_readable(file, "untrusted_types", allow_bytes=True),
-                  limits=limits) as handle:
+    with MiloFile(_readable(file, "untrusted_types", allow_bytes=True), limits=limits,
+                  storage_options=storage_options) as handle:
         return handle.untrusted_types()
 
 

@@ -153,6 +153,7 @@ def _add_inspect(commands: Any) -> None:
                    help="items shown from a long list of similar objects (default 3)")
     _add_limits(p)
     p.set_defaults(run=_run_inspect)
+    _add_storage_option(p)
 
 
 def _add_verify(commands: Any) -> None:
@@ -170,6 +171,7 @@ def _add_verify(commands: Any) -> None:
     _add_progress(p)
     _add_limits(p)
     p.set_defaults(run=_run_verify)
+    _add_storage_option(p)
 
 
 def _add_convert(commands: Any) -> None:
@@ -187,6 +189,7 @@ def _add_convert(commands: Any) -> None:
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     _add_progress(p)
     p.set_defaults(run=_run_convert)
+    _add_storage_option(p)
 
 
 def _add_diff(commands: Any) -> None:
@@ -208,6 +211,32 @@ def _add_diff(commands: Any) -> None:
                         "repeated ones (one per tree)")
     _add_limits(p)
     p.set_defaults(run=_run_diff)
+    _add_storage_option(p)
+
+
+def _add_storage_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                   dest="storage_options",
+                   help="an fsspec option for URL arguments (s3://, gs://, https://...); "
+                        "VALUE is read as JSON when it parses (true, 3, {...}), else as text")
+
+
+def _storage(args: argparse.Namespace, target: str) -> dict[str, Any] | None:
+    """The --storage-option pairs as a dict, for a URL target (None for a path)."""
+    from .urls import is_url
+
+    if not is_url(target):
+        return None
+    options: dict[str, Any] = {}
+    for pair in args.storage_options:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--storage-option must be KEY=VALUE, not {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
 
 
 def _add_progress(p: argparse.ArgumentParser) -> None:
@@ -430,12 +459,13 @@ class _CountingReader:
         return getattr(self._f, name)
 
 
-def _open(path: str, limits: Any = None) -> Any:
+def _open(path: str, limits: Any = None,
+          storage_options: dict[str, Any] | None = None) -> Any:
     """Open a milo file for reading the manifest; file problems become usage errors."""
     from .reader import MiloFile
 
     try:
-        return MiloFile(path, limits=limits)
+        return MiloFile(path, limits=limits, storage_options=storage_options)
     except OSError as exc:
         raise UsageError(f"cannot read {path!r}: {exc.strerror or exc}") from None
     except MiloError as exc:
@@ -450,7 +480,7 @@ def _open(path: str, limits: Any = None) -> Any:
 def _run_inspect(args: argparse.Namespace) -> int:
     from .inspect_view import RenderOptions, build_view, render, render_header
 
-    with _open(args.file, _limits(args)) as handle:
+    with _open(args.file, _limits(args), _storage(args, args.file)) as handle:
         if args.json:
             print(json.dumps(handle.manifest, indent=2, ensure_ascii=False))
             return EXIT_OK
@@ -495,7 +525,8 @@ def _run_verify(args: argparse.Namespace) -> int:
     try:
         report = verify_file(args.file, trusted=frozenset(args.trusted), limits=_limits(args),
                              progress=lambda stage, done, total: progress(
-                                 f"verify {stage}", done, total))
+                                 f"verify {stage}", done, total),
+                             storage_options=_storage(args, args.file))
     except OSError as exc:
         raise UsageError(f"cannot read {args.file!r}: {exc.strerror or exc}") from None
     finally:
@@ -520,7 +551,8 @@ def _run_convert(args: argparse.Namespace) -> int:
             "--trust-pickle.")
     if not 0 <= args.level <= 22:
         raise UsageError(f"--level must be from 0 to 22, not {args.level}")
-    if os.path.exists(args.output) and not args.force:
+    out_storage = _storage(args, args.output)
+    if _exists(args.output, out_storage) and not args.force:
         raise UsageError(f"{args.output!r} exists (use --force to overwrite)")
     print(f"{PROG} convert: warning: reading {args.input!r} with "
           f"{'joblib' if _is_joblib(args.input) else 'pickle'} runs any code it contains",
@@ -530,16 +562,34 @@ def _run_convert(args: argparse.Namespace) -> int:
         reading = (lambda done, total: progress(f"reading {args.input}", done, total)
                    ) if progress.enabled else None
         obj = _load_pickle(args.input, reading)
-        _dump(obj, args.output, args.level, lambda done, total: progress(
+        _dump(obj, args.output, args.level, out_storage, lambda done, total: progress(
             f"writing {args.output}", done, total))
     finally:
         progress.close()
-    in_size, out_size = os.path.getsize(args.input), os.path.getsize(args.output)
+    in_size, out_size = os.path.getsize(args.input), _stored_size(args.output, out_storage)
     from .inspect_view import format_bytes
 
     print(f"wrote {args.output}: {type(obj).__name__}, {format_bytes(in_size)} pickle -> "
           f"{format_bytes(out_size)} milo ({out_size / max(in_size, 1):.1%})")
     return EXIT_OK
+
+
+def _exists(target: str, storage_options: dict[str, Any] | None) -> bool:
+    if storage_options is None:
+        return os.path.exists(target)
+    from .urls import filesystem
+
+    fs, path = filesystem(target, storage_options)
+    return bool(fs.exists(path))
+
+
+def _stored_size(target: str, storage_options: dict[str, Any] | None) -> int:
+    if storage_options is None:
+        return os.path.getsize(target)
+    from .urls import filesystem
+
+    fs, path = filesystem(target, storage_options)
+    return int(fs.size(path))
 
 
 def _is_joblib(path: str) -> bool:
@@ -568,11 +618,16 @@ def _load_pickle(path: str, report: Any = None) -> Any:
         raise UsageError(f"cannot unpickle {path!r}: {type(exc).__name__}: {exc}") from None
 
 
-def _dump(obj: Any, path: str, level: int, progress: Any = None) -> None:
+def _dump(obj: Any, path: str, level: int, storage_options: dict[str, Any] | None,
+          progress: Any = None) -> None:
+    from . import dump
     from .writer import dump_to_path
 
     try:
-        dump_to_path(obj, path, level=level, progress=progress)
+        if storage_options is None:
+            dump_to_path(obj, path, level=level, progress=progress)
+        else:  # a URL: written locally, then uploaded in one operation
+            dump(obj, path, level=level, storage_options=storage_options)
     except MiloError as exc:
         raise UsageError(f"cannot save the object with milo_pack: {exc}") from None
     except OSError as exc:
@@ -588,7 +643,8 @@ def _run_diff(args: argparse.Namespace) -> int:
     from .diff import diff_files
 
     try:
-        result = diff_files(args.old, args.new, limits=_limits(args))
+        result = diff_files(args.old, args.new, _storage(args, args.old),
+                            _storage(args, args.new), limits=_limits(args))
     except OSError as exc:
         raise UsageError(f"cannot read {exc.filename!r}: {exc.strerror or exc}") from None
     except MiloError as exc:

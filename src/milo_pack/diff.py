@@ -147,8 +147,9 @@ class _Side:
     loader: LoadContext
 
     @classmethod
-    def open(cls, path: Any, limits: Limits | None = None) -> _Side:
-        handle = MiloFile(path, limits=limits)
+    def open(cls, path: Any, limits: Limits | None = None,
+             storage_options: dict[str, Any] | None = None) -> _Side:
+        handle = MiloFile(path, limits=limits, storage_options=storage_options)
         try:
             check = handle.check()
         except BaseException:
@@ -227,15 +228,19 @@ def _member(obj: Any) -> _Member:
     return _Member(digest(fitted), tuple((k, digest(v)) for k, v in sorted(params.items())))
 
 
-def diff_files(path_a: Any, path_b: Any, *, limits: Limits | None = None) -> DiffResult:
+def diff_files(path_a: Any, path_b: Any, storage_a: dict[str, Any] | None = None,
+               storage_b: dict[str, Any] | None = None, *,
+               limits: Limits | None = None) -> DiffResult:
     """Compare two files.
 
     Parameters
     ----------
-    path_a, path_b : str, os.PathLike, file object or bytes
+    path_a, path_b : str, os.PathLike, file object, bytes or URL
         The old and the new file.
     limits : Limits, optional
         Resource budgets, applied to each file (default: ``Limits()``).
+    storage_a, storage_b : dict, optional
+        fsspec options for either when it is a URL.
 
     Returns
     -------
@@ -248,9 +253,9 @@ def diff_files(path_a: Any, path_b: Any, *, limits: Limits | None = None) -> Dif
     OSError
         Either file cannot be read.
     """
-    a = _Side.open(path_a, limits)
+    a = _Side.open(path_a, limits, storage_a)
     try:
-        b = _Side.open(path_b, limits)
+        b = _Side.open(path_b, limits, storage_b)
         try:
             return _diff_sides(a, b)
         finally:

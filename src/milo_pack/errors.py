@@ -20,6 +20,7 @@ __all__ = [
     "UntrustedTypeError",
     "InvariantError",
     "IntegrityError",
+    "ChangedError",
     "UnsupportedTypeError",
     "VersionError",
     "MigrationWarning",
@@ -87,6 +88,11 @@ class InvariantError(MiloError):
 
 class IntegrityError(MiloError):
     """Section bytes do not match their digest: the file is corrupt or was edited."""
+
+
+class ChangedError(IntegrityError):
+    """The stored object a :func:`milo_pack.remote` handle names is not the one it was made
+    for (its ETag or manifest digest differs): it was replaced since."""
 
 
 class UnsupportedTypeError(MiloError, TypeError):

@@ -17,14 +17,15 @@ which no container subclass can intercept.  With proxies the containers stay exa
 ndarray scikit-learn expects (``isinstance(x, list)``, ``len``, numpy, Cython all work) and
 ``isinstance(member, DecisionTreeClassifier)`` holds.
 
-The first attribute lookup that misses (``__getattr__``) *materializes* the member: its manifest
-node, already validated with the whole file at open, is built through the same handlers as an
-eager load, so its arrays are read, digest-verified and decoded, and model invariants (tree
-structure...) are checked, right then.  Materialized members sit in a byte-bounded LRU
-(``cache_bytes``); evicting one clears its ``__dict__``, and the next use builds it again.  A few
-most recent members are always kept (threads predicting with them in parallel), so
-``cache_bytes=0`` streams: a forest predicts with a handful of trees in memory.  A member whose
-attributes are *set* (by the user) is pinned and never dropped, so no change is lost.
+The first use *materializes* the member: its manifest node, already validated with the whole
+file at open, is built through the same handlers as an eager load, so its arrays are read,
+digest-verified and decoded, and model invariants (tree structure...) are checked, right then.
+The built state is published whole, by one reference assignment, and never emptied afterwards
+(see "Thread safety" below): members built while they fit in ``cache_bytes`` stay for good
+(*resident*: the proxy's ``__dict__`` becomes theirs); past the budget, a member is *transient*:
+its state is a plain object that a small ring of recently used members keeps, which inference
+methods run on and the ring drops again, so ``cache_bytes=0`` streams.  A member whose
+attributes are *set* (by the user) becomes resident, so no change is lost.
 
 Pickling or copying a proxy gives a plain object of the original class; saving a lazily loaded
 model with :func:`milo_pack.dump` writes the same bytes as the eager model.
@@ -34,11 +35,14 @@ from __future__ import annotations
 
 import ast
 import copyreg
+import functools
+import inspect
+import itertools
 import math
 import os
 import re
 import threading
-import weakref
+import types
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +62,8 @@ __all__ = [
     "LazySession",
     "is_lazy_member",
     "is_unbuilt_member",
+    "member_of",
+    "member_state",
     "plain_type",
     "parse_path",
     "format_path",
@@ -70,7 +76,8 @@ __all__ = [
 # Attribute names whose list/array items are ensemble members, for every estimator class alike.
 LAZY_ATTRS = frozenset({"estimators_", "_predictors"})
 DEFAULT_CACHE_BYTES = 256 << 20
-# Members always kept however small cache_bytes is: joblib threads each hold one while predicting.
+# Transient members kept built however small cache_bytes is (the ring): a member is often read
+# again right after a call (IsolationForest reads tree_ after apply), by several joblib threads.
 _KEEP = max(2, min(os.cpu_count() or 1, 8) + 1)
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class defined in Python (not a Cython/C type)
 _TRANSPARENT = ("params", "attrs", "state", "items")
@@ -295,6 +302,42 @@ def format_summary(entry: dict[str, Any], indent: int = 0) -> str:
 # --------------------------------------------------------------------------------------------
 # Member proxies
 # --------------------------------------------------------------------------------------------
+#
+# Thread safety.  A member's state is built whole, checked, and only then published by one
+# reference assignment (``_Member.built``); a published state is never cleared.  Dropping a
+# member over budget only forgets that reference: a thread that fetched the state keeps a
+# complete object for as long as it uses it, and its memory goes when the last user lets go.
+# So no thread sees a half-built or emptied member whatever the others do, and what is held is
+# the budget plus the members that threads are using at that moment.
+#
+# Where the state lives:
+# - members built while the resident ones fit in ``cache_bytes``, and members the user changed,
+#   are *resident*: the proxy's ``__dict__`` becomes the built object's ``__dict__`` (one
+#   pointer swap, so never half there) and stays, and attribute reads run at normal speed;
+# - the others are *transient*: the proxy's ``__dict__`` stays empty and the state is a plain
+#   object of the member's class held by ``_Member.built``, kept in a small ring of recently
+#   used members (``_KEEP``).  Inference methods (``_DELEGATED``) run on that object directly:
+#   one look-up per call, normal attribute speed inside, and the call's frame holds the object.
+#   Any other attribute read goes through ``__getattr__``, which reads the state it fetched.
+# Resident members are never dropped, so a model predicted repeatedly keeps what fits in the
+# budget (a scan over more members than fit rebuilds only the ones past the budget, where an
+# LRU would rebuild every one of them on every pass).
+
+# Read-only inference methods a transient member runs on its built state.  Methods that may
+# change the member (fit, set_params...) run on the proxy, whose first attribute write makes it
+# resident (pinned), so the change is kept.
+_DELEGATED = frozenset({
+    "predict", "predict_proba", "predict_log_proba", "decision_function", "transform",
+    "score_samples", "apply", "decision_path", "score", "get_depth", "get_n_leaves",
+    "get_params", "predict_binned", "get_n_leaf_nodes", "get_max_depth",
+    "compute_partial_dependence", "_validate_X_predict", "_raw_predict",
+    "staged_predict", "staged_predict_proba", "staged_decision_function",
+})
+# The proxy's slot holding its _Member (a slot, not the __dict__: the state lives there).
+_SLOT = "_milo_member"
+# Use counter: ``next()`` on this C iterator is one atomic step under the GIL, so readers mark
+# a member used without taking the session lock.
+_CLOCK = itertools.count(1)
 
 
 @dataclass(eq=False)
@@ -310,7 +353,12 @@ class _Member:
     # Inner $ids also referenced from outside the member (gradient boosting stages share one
     # RandomState): built once by the parent context, so every reference sees one object.
     shared_ids: frozenset[int] = frozenset()
-    loaded: bool = False
+    # The complete, checked state (a plain object of the member's class), or None.  Assigned
+    # once per build; the object is never emptied.
+    built: Any = None
+    # The proxy's __dict__ is built.__dict__ (kept for good): admitted within the budget, or
+    # pinned because the user changed it (pinned members do not count against the budget).
+    resident: bool = False
     pinned: bool = False
     # The estimator holding this member, and its path: its cross-member invariants (a stage's
     # features against the estimator's) are checked again when the member is built.
@@ -318,48 +366,80 @@ class _Member:
     owner_path: str = ""
     # A packed ensemble's member has no node of its own: its handler's builder reads its rows.
     build: Callable[[LoadContext], Any] | None = None
+    # Last use (from _CLOCK), and the last use seen by the ring: a member used since it was
+    # last looked at gets a second chance before it is dropped.
+    tick: int = 0
+    ring_tick: int = 0
+    # (thread id, state) while the building thread checks the owner's invariants with it.
+    pending: tuple[int, Any] | None = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether a built state is published (resident or transient)."""
+        return self.built is not None
 
 
-# proxy -> _Member.  Weak keys: a member's state dies with its proxy, and nothing here keeps a
-# model (or its open file) alive.
-_MEMBERS: weakref.WeakKeyDictionary[Any, _Member] = weakref.WeakKeyDictionary()
+# proxy class -> the descriptor of its member slot.
 _PROXY_CLASSES: dict[type, type] = {}
+_SLOTS: dict[type, Any] = {}
 _PROXY_LOCK = threading.Lock()
+
+
+def member_of(obj: Any) -> _Member | None:
+    """The :class:`_Member` behind a lazy member proxy, or None for any other object."""
+    slot = _SLOTS.get(type(obj))
+    return None if slot is None else slot.__get__(obj)
 
 
 def is_lazy_member(obj: Any) -> bool:
     """Whether ``obj`` is a lazily loaded ensemble member (materialized or not)."""
-    return type(obj) in _PROXY_CLASSES.values()
+    return type(obj) in _SLOTS
+
+
+def member_state(obj: Any) -> dict | None:
+    """The attributes ``obj`` is built with, for invariant checks.
+
+    ``obj.__dict__`` for an ordinary object; for a lazy member, the ``__dict__`` of its
+    published state, or None when it is not built (its checks run when it is).  The thread
+    building a member sees the state it is checking before it is published.
+    """
+    member = member_of(obj)
+    if member is None:
+        return getattr(obj, "__dict__", None)
+    pending = member.pending
+    if pending is not None and pending[0] == threading.get_ident():
+        return pending[1].__dict__
+    built = member.built
+    return None if built is None else built.__dict__
 
 
 def is_unbuilt_member(obj: Any) -> bool:
-    """Whether ``obj`` is a lazy member whose state is not built (invariant checks skip it:
-    they run for it when it is built)."""
-    try:
-        member = _MEMBERS.get(obj)
-    except TypeError:  # unhashable: not a proxy
-        return False
-    return member is not None and not member.loaded
+    """Whether ``obj`` is a lazy member with no built state (invariant checks skip it: they
+    run for it when it is built)."""
+    return member_of(obj) is not None and member_state(obj) is None
 
 
 def plain_type(obj: Any) -> type:
     """``type(obj)``, or the original class for a lazy member proxy."""
     cls = type(obj)
-    base = cls.__mro__[1] if len(cls.__mro__) > 1 else cls
-    return base if _PROXY_CLASSES.get(base) is cls else cls
+    return cls.__mro__[1] if cls in _SLOTS else cls
 
 
 def _is_dunder(name: str) -> bool:
     return name.startswith("__") and name.endswith("__")
 
 
-def _materialize(obj: Any, pin: bool = False) -> bool:
-    """Build ``obj``'s state if it is a lazy member; False if it is not one."""
-    member = _MEMBERS.get(obj)
-    if member is None:
-        return False
-    member.session.materialize(obj, member, pin)
-    return True
+def _state_of(proxy: Any) -> Any:
+    """The built state of a proxy (a plain object of its class), built first if needed."""
+    member = proxy._milo_member
+    return member.session.state(proxy, member)
+
+
+def _delegate(func: Callable[..., Any]) -> Callable[..., Any]:
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return func(_state_of(self), *args, **kwargs)
+
+    return functools.update_wrapper(method, func)
 
 
 def _proxy_methods(base: type) -> dict[str, Any]:
@@ -368,26 +448,27 @@ def _proxy_methods(base: type) -> dict[str, Any]:
 
     def __getattr__(self: Any, name: str) -> Any:
         # Dunders are protocol probes (numpy, copy, pickle): never fitted state, never a build.
-        if not _is_dunder(name) and _materialize(self):
-            try:
-                return self.__dict__[name]
-            except KeyError:
-                pass
+        if not _is_dunder(name) and name != _SLOT:
+            # The state fetched here is complete, whatever other threads drop meanwhile.
+            state = _state_of(self).__dict__
+            if name in state:
+                return state[name]
         if base_getattr is not None:
             return base_getattr(self, name)
         raise AttributeError(f"{base.__name__!r} object has no attribute {name!r}")
 
     def __setattr__(self: Any, name: str, value: Any) -> None:
-        _materialize(self, pin=True)  # a changed member must never be dropped and rebuilt
+        member = self._milo_member
+        member.session.pin(self, member)  # a changed member must never be dropped and rebuilt
         base.__setattr__(self, name, value)
 
     def __delattr__(self: Any, name: str) -> None:
-        _materialize(self, pin=True)
+        member = self._milo_member
+        member.session.pin(self, member)
         base.__delattr__(self, name)
 
     def __getstate__(self: Any) -> Any:
-        _materialize(self)
-        return base.__getstate__(self)
+        return base.__getstate__(_state_of(self))
 
     def __reduce_ex__(self: Any, protocol: int) -> Any:
         # Pickle and copy see a plain object of the original class (no milo_pack needed);
@@ -395,16 +476,25 @@ def _proxy_methods(base: type) -> dict[str, Any]:
         return copyreg._reconstructor, (base, object, None), self.__getstate__()
 
     def __sklearn_is_fitted__(self: Any) -> bool:
-        _materialize(self)
+        state = _state_of(self)
         if base_fitted is not None:
-            return base_fitted(self)
-        return any(k.endswith("_") and not k.startswith("__") for k in vars(self))
+            return bool(base_fitted(state))
+        return any(k.endswith("_") and not k.startswith("__") for k in vars(state))
 
-    return {"__getattr__": __getattr__, "__setattr__": __setattr__,
-            "__delattr__": __delattr__, "__getstate__": __getstate__,
-            "__reduce_ex__": __reduce_ex__, "__sklearn_is_fitted__": __sklearn_is_fitted__,
-            "__hash__": object.__hash__, "__module__": base.__module__,
-            "__qualname__": base.__qualname__, "__doc__": base.__doc__}
+    methods: dict[str, Any] = {
+        "__getattr__": __getattr__, "__setattr__": __setattr__, "__delattr__": __delattr__,
+        "__getstate__": __getstate__, "__reduce_ex__": __reduce_ex__,
+        "__sklearn_is_fitted__": __sklearn_is_fitted__, "__slots__": (_SLOT,),
+        "__module__": base.__module__, "__qualname__": base.__qualname__,
+        "__doc__": base.__doc__}
+    for name in _DELEGATED:
+        try:
+            func = inspect.getattr_static(base, name)
+        except AttributeError:
+            continue
+        if isinstance(func, types.FunctionType):  # not properties, available_if, classmethods
+            methods[name] = _delegate(func)
+    return methods
 
 
 def _proxy_class(handler: Handler, registry: Registry) -> type | None:
@@ -416,46 +506,54 @@ def _proxy_class(handler: Handler, registry: Registry) -> type | None:
         proxy = _PROXY_CLASSES.get(base)
         if proxy is None:
             proxy = type(base.__name__, (base,), _proxy_methods(base))
+            _SLOTS[proxy] = proxy.__dict__[_SLOT]
             _PROXY_CLASSES[base] = proxy
         # Saving a proxy is saving the original class: same handler, same tag.
         registry.by_type.setdefault(proxy, handler)
     return proxy
 
 
-class _MemberCache:
-    """Byte-bounded LRU of materialized members (the session lock guards it)."""
+def _new_proxy(proxy_cls: type, member: _Member) -> Any:
+    proxy = proxy_cls.__new__(proxy_cls)  # as the handlers do: no __init__ runs
+    _SLOTS[proxy_cls].__set__(proxy, member)
+    return proxy
 
-    def __init__(self, max_bytes: int | None) -> None:
-        self.max_bytes = max_bytes
-        self.items: OrderedDict[int, tuple[_Member, weakref.ref]] = OrderedDict()
-        self.bytes = 0
 
-    def add(self, member: _Member, ref: weakref.ref) -> list[tuple[_Member, weakref.ref]]:
-        key = id(member)
-        if key in self.items:
-            self.items.move_to_end(key)
-            return []
-        self.items[key] = (member, ref)
-        self.bytes += member.nbytes
-        victims = []
-        while (self.max_bytes is not None and self.bytes > self.max_bytes
-               and len(self.items) > _KEEP):
-            _, victim = self.items.popitem(last=False)
-            self.bytes -= victim[0].nbytes
-            victims.append(victim)
-        return victims
+class _Ring:
+    """The few most recently used transient members (the session lock guards it).
+
+    Second chance: a member used since the ring last looked at it goes to the back instead of
+    being dropped, so members that threads are predicting with stay built.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: OrderedDict[int, _Member] = OrderedDict()
+
+    def add(self, member: _Member) -> list[_Member]:
+        member.ring_tick = member.tick = next(_CLOCK)
+        self.items[id(member)] = member
+        dropped: list[_Member] = []
+        chances = len(self.items)
+        while len(self.items) > self.size:
+            key, oldest = self.items.popitem(last=False)
+            if chances > 0 and oldest.tick > oldest.ring_tick:
+                chances -= 1
+                oldest.ring_tick = oldest.tick
+                self.items[key] = oldest
+                continue
+            dropped.append(oldest)
+        return dropped
 
     def discard(self, member: _Member) -> None:
-        item = self.items.pop(id(member), None)
-        if item is not None:
-            self.bytes -= member.nbytes
+        self.items.pop(id(member), None)
 
 
 class LazySession:
-    """State shared by the members of one lazy load: the open file, the cache, one lock.
+    """State shared by the members of one lazy load: the open file, the budget, one lock.
 
-    One lock serializes builds: decoding releases the GIL inside zstd and numpy, and a single
-    lock rules out two threads building (or dropping) the same member at once.
+    The lock serializes builds (one member is never built twice at once) and the budget's
+    book-keeping; reading a published member takes no lock.
     """
 
     def __init__(self, handle: Any, check: CheckContext, cache_bytes: int | None,
@@ -464,45 +562,59 @@ class LazySession:
         self.check = check
         self.mmap = mmap
         self.lock = threading.RLock()
-        self.cache = _MemberCache(cache_bytes)
+        self.cache_bytes = cache_bytes
+        self.resident_bytes = 0
+        self.ring = _Ring(_KEEP)
         self.builds = 0
+        self.checked: dict[int, Any] = {}  # invariants.check_member's memo (under self.lock)
         # $id -> graph paths of the $refs to it: decides which members may be lazy.
         self.ref_paths: dict[int, list[str]] = {}
         for ident, where in check.refs:
             self.ref_paths.setdefault(ident, []).append(where)
 
-    def materialize(self, proxy: Any, member: _Member, pin: bool) -> None:
-        with self.lock:
-            if not member.loaded:
-                if getattr(self.handle, "closed", False):
-                    raise ContainerError(
-                        "the file this model was lazily loaded from is closed; keep the "
-                        "handle open while using the model", member.path)
-                built = _MemberContext(self, member, proxy).build()
-                proxy.__dict__.update(built.__dict__)
-                member.loaded = True
-                try:
-                    _check_owner(member, proxy)
-                except BaseException:
-                    proxy.__dict__.clear()
-                    member.loaded = False
-                    raise
-                self.builds += 1
-                victims = [] if member.pinned else self.cache.add(member, weakref.ref(proxy))
-            else:
-                victims = [] if member.pinned else self.cache.add(member, weakref.ref(proxy))
-            if pin and not member.pinned:
-                member.pinned = True
-                self.cache.discard(member)
-            for victim, ref in victims:
-                self._drop(victim, ref)
+    def state(self, proxy: Any, member: _Member) -> Any:
+        """The member's published state, built (and published) first if there is none."""
+        built = member.built
+        if built is None:
+            built = self._build(proxy, member)
+        member.tick = next(_CLOCK)
+        return built
 
-    @staticmethod
-    def _drop(member: _Member, ref: weakref.ref) -> None:
-        obj = ref()
-        if obj is not None and not member.pinned:
-            obj.__dict__.clear()
-        member.loaded = False
+    def _build(self, proxy: Any, member: _Member) -> Any:
+        with self.lock:
+            if member.built is not None:  # another thread built it while this one waited
+                return member.built
+            if getattr(self.handle, "closed", False):
+                raise ContainerError(
+                    "the file this model was lazily loaded from is closed; keep the "
+                    "handle open while using the model", member.path)
+            obj = _MemberContext(self, member, proxy).build()
+            member.pending = (threading.get_ident(), obj)
+            try:
+                _check_owner(member, proxy, self.checked)
+            finally:
+                member.pending = None
+            self.builds += 1
+            if self.cache_bytes is None or self.resident_bytes + member.nbytes <= self.cache_bytes:
+                self.resident_bytes += member.nbytes
+                _install(proxy, obj)
+                member.resident = True
+                member.built = obj
+            else:
+                member.built = obj  # published whole; the ring may drop others now
+                for dropped in self.ring.add(member):
+                    dropped.built = None
+            return obj
+
+    def pin(self, proxy: Any, member: _Member) -> None:
+        """Make a member resident for good: the user is changing it."""
+        with self.lock:
+            obj = self.state(proxy, member)
+            member.pinned = True
+            if not member.resident:
+                self.ring.discard(member)
+                _install(proxy, obj)
+                member.resident = True
 
     def referenced_outside(self, ids: frozenset[int], path: str) -> frozenset[int]:
         """Those of ``ids`` that a ``$ref`` outside ``path``'s subtree points at."""
@@ -513,12 +625,17 @@ class LazySession:
                          if not all(inside(w) for w in self.ref_paths.get(ident, ())))
 
 
-def _check_owner(member: _Member, proxy: Any) -> None:
-    """Check this member against its owner's invariants, now that it has state."""
+def _install(proxy: Any, obj: Any) -> None:
+    """Give the proxy the built object's ``__dict__`` (the same dict: one pointer swap)."""
+    object.__setattr__(proxy, "__dict__", obj.__dict__)
+
+
+def _check_owner(member: _Member, proxy: Any, memo: dict[int, Any]) -> None:
+    """Run the owner's load-time invariants again for this member, now that it has state."""
     if member.owner is not None:
         from .handlers.invariants import check_member
 
-        check_member(member.owner, member.owner_path, proxy)
+        check_member(member.owner, member.owner_path, proxy, memo)
 
 
 def _inner_ids(node: dict) -> frozenset[int]:
@@ -543,7 +660,7 @@ class LazyLoadContext(LoadContext):
                  session: LazySession) -> None:
         super().__init__(registry, store, check, mmap=session.mmap)
         self.session = session
-        if session.cache.max_bytes == 0:
+        if session.cache_bytes == 0:
             self.prefetch = 0  # streaming for least memory: no chunks decoded ahead
         self._orphans: list[_Member] = []  # members whose owner is still being built
 
@@ -594,13 +711,11 @@ class LazyLoadContext(LoadContext):
             if proxy_cls is None:
                 packed.place(packed.build(self))
                 continue
-            proxy = proxy_cls.__new__(proxy_cls)
             member = _Member(node={}, path=packed.path, nbytes=packed.nbytes,
                              session=self.session, parent=self, inner_ids=frozenset(),
                              owner_path=path.rpartition(".")[0], build=packed.build)
-            _MEMBERS[proxy] = member
             self._orphans.append(member)
-            packed.place(proxy)
+            packed.place(_new_proxy(proxy_cls, member))
         return container
 
     def _member(self, value: Any, path: str, slot: str) -> Any:
@@ -618,14 +733,13 @@ class LazyLoadContext(LoadContext):
         if proxy_cls is None:
             return None
         inner = _inner_ids(node)
-        proxy = proxy_cls.__new__(proxy_cls)  # as the handlers do: no __init__ runs
-        self.register(node, proxy)
         member = _Member(node=node, path=path,
                          nbytes=node_sizes(node, self.session.check.sections)[0],
                          session=self.session, parent=self, inner_ids=inner,
                          shared_ids=self.session.referenced_outside(inner, path),
                          owner_path=slot.rpartition(".")[0])
-        _MEMBERS[proxy] = member
+        proxy = _new_proxy(proxy_cls, member)
+        self.register(node, proxy)
         self._orphans.append(member)
         return proxy
 

@@ -7,6 +7,7 @@ schema, and validates the object graph before anything is built or any section i
 
 from __future__ import annotations
 
+import hashlib
 import io
 import mmap
 import os
@@ -40,6 +41,7 @@ from .lazy import (
 from .limits import DEFAULT_LIMITS, Limits
 from .manifest import FORMAT_NAME, FORMAT_VERSION, loads_json
 from .registry import get_registry
+from .urls import is_url, open_url
 
 __all__ = ["MiloFile"]
 
@@ -68,10 +70,18 @@ class MiloFile:
         it was written by the same version); a step whose description starts with
         ``REFUSED`` cannot be carried over faithfully.  Applied before validation when
         ``migrate`` is true, else only listed.
+    identity : dict or None
+        For a URL: what the store says identifies the object (``size``, and ``etag`` where the
+        store has one).  None for other sources.
+    source : binary file object
+        What the container reads from (for a remote URL, a
+        :class:`~milo_pack.blockfile.BlockFile` counting its ``requests`` and
+        ``bytes_fetched``).
     """
 
     def __init__(self, source: str | os.PathLike | IO[bytes] | bytes | memoryview, *,
-                 limits: Limits | None = None, migrate: bool = True) -> None:
+                 limits: Limits | None = None, migrate: bool = True,
+                 storage_options: dict[str, Any] | None = None) -> None:
         self.limits = limits or DEFAULT_LIMITS
         self.migrate = migrate
         self._migrated: list[migrations.Step] | None = None
@@ -79,7 +89,14 @@ class MiloFile:
         self.closed = False
         self._mmap: mmap.mmap | None = None
         self._checked: dict[frozenset[str], CheckContext] = {}
-        if isinstance(source, (bytes, bytearray, memoryview)):
+        self.identity: dict[str, Any] | None = None
+        if storage_options is not None and not is_url(source):
+            raise TypeError("storage_options= is only for URLs (scheme://...)")
+        if is_url(source):
+            fileobj, self.identity = open_url(str(source), storage_options)
+            self._owned = True
+            self._buffer = None
+        elif isinstance(source, (bytes, bytearray, memoryview)):
             self._buffer: memoryview | None = memoryview(source).cast("B")
             # BytesIO shares an immutable bytes object but copies any other buffer.
             fileobj: IO[bytes] = io.BytesIO(source if type(source) is bytes else self._buffer)
@@ -90,7 +107,7 @@ class MiloFile:
         else:
             fileobj = source
             self._buffer = None
-        self._file = fileobj
+        self._file = self.source = fileobj
         try:
             try:
                 self.container = ContainerReader(
@@ -195,6 +212,14 @@ class MiloFile:
         check_section_layout(ctx, complete=not ctx.untrusted)
         return ctx
 
+    @property
+    def manifest_digest(self) -> str:
+        """``"sha256:..."`` of the manifest's bytes.  The manifest holds the digest of every
+        section's chunk table, and each table the digest of every chunk, so this names the whole
+        content: a file that reads with this manifest digest and no integrity error is this one.
+        """
+        return "sha256:" + hashlib.sha256(self.container.read_manifest()).hexdigest()
+
     def untrusted_types(self) -> list[tuple[str, str]]:
         """``(tag, graph path)`` for every type the file needs that is not trusted by default."""
         return list(self.check().untrusted)
@@ -240,9 +265,11 @@ class MiloFile:
             ``estimators_``, HistGradientBoosting ``_predictors``) unbuilt until first used;
             see :mod:`milo_pack.lazy`.  The handle must stay open while the model is used.
         cache_bytes : int or None, default 256 MiB
-            With ``lazy``: decoded bytes of members kept built; least recently used members
-            beyond it are dropped and rebuilt when used again.  ``0`` streams (only the few
-            members in use are kept); ``None`` keeps every member once built.
+            With ``lazy``: decoded bytes of members kept built.  Members built while they fit
+            stay built (a model predicted repeatedly keeps what fits instead of rebuilding
+            everything); past it, only the few most recently used members are kept and the
+            others are rebuilt when used again.  ``0`` streams; ``None`` keeps every member
+            once built.  Safe from several threads (see :mod:`milo_pack.lazy`).
         mmap : bool, default True
             Map arrays of raw sections (files written with ``level=0``) read-only from the
             file instead of copying them, so processes loading one file share its pages.

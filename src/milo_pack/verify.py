@@ -32,6 +32,7 @@ from .errors import MigrationWarning, MiloError, quote
 from .inspect_view import format_bytes, safe_tag, short_tag
 from .limits import DEFAULT_LIMITS, Limits
 from .reader import MiloFile
+from .urls import is_url, open_url
 
 __all__ = ["Stage", "VerifyReport", "verify_file"]
 
@@ -101,7 +102,8 @@ class VerifyReport:
 
 
 def verify_file(path: str | os.PathLike[str], *, trusted: frozenset[str] = frozenset(),
-                limits: Limits | None = None, progress: Progress | None = None) -> VerifyReport:
+                limits: Limits | None = None, progress: Progress | None = None,
+                storage_options: dict[str, Any] | None = None) -> VerifyReport:
     """Verify a file completely (see the module documentation for the stages).
 
     Parameters
@@ -114,6 +116,8 @@ def verify_file(path: str | os.PathLike[str], *, trusted: frozenset[str] = froze
         Resource budgets.
     progress : callable, optional
         ``progress(stage, done, total)`` (see :data:`Progress`), for a progress display.
+    storage_options : dict, optional
+        For a URL ``path`` (``s3://...``): options of its fsspec filesystem.
 
     Returns
     -------
@@ -126,7 +130,11 @@ def verify_file(path: str | os.PathLike[str], *, trusted: frozenset[str] = froze
     """
     limits = limits or DEFAULT_LIMITS
     report = VerifyReport()
-    with open(path, "rb") as fileobj:
+    if is_url(path):
+        source, _ = open_url(str(path), storage_options)
+    else:
+        source = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    with source as fileobj:
         if not _check_container(fileobj, limits, report):
             report.skip_rest("container is invalid")
             return report

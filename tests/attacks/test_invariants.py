@@ -237,6 +237,28 @@ def test_ensemble_members_must_be_estimators(value):
     assert "estimators_ item 1 must be a BaseDecisionTree" in str(error)
 
 
+def test_forest_trees_must_have_the_forest_features():
+    # The forest validates X against its n_features_in_ (and its first tree): a later tree over
+    # more features would read past each row of X.  Refused eagerly, and lazily when built.
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    from ..common import noisy_data
+
+    X, y = noisy_data(1000, 12)
+    forest = RandomForestClassifier(4, random_state=0).fit(X, y)
+    forest.estimators_[0] = DecisionTreeClassifier(random_state=0).fit(X[:, :2], y)
+    forest.n_features_in_ = 2
+    data = milo_pack.dumps(forest)
+    with pytest.raises(InvariantError, match=r"estimators_\[1\] must be a tree over the "
+                                             r"estimator's 2 features"):
+        milo_pack.loads(data)
+    with milo_pack.open(data) as handle:
+        lazy = handle.load(lazy=True, cache_bytes=0)
+        with pytest.raises(InvariantError, match="must be a tree over the estimator's 2"):
+            lazy.predict(np.zeros((3, 2)))
+
+
 # -- HistGradientBoosting predictors ----------------------------------------------------------
 
 

@@ -21,7 +21,6 @@ no state for native code to read.
 from __future__ import annotations
 
 import threading
-import weakref
 from typing import Any
 
 from ...errors import InvariantError, quote
@@ -39,11 +38,9 @@ _PARAMS: dict[type, frozenset[str]] = {}
 _CLASS_NAMES: dict[type, frozenset[str]] = {}
 _LAYOUT: dict[tuple[type, tuple[str, ...]], tuple[str | None, bool]] = {}
 _LAYOUT_MAX = 1 << 14
-# Ensemble -> (the ids of its attribute values when checked, for each spec with member rules
-# the checked values and dims): a lazily built member is then checked against it alone.  The
-# entries never refer to the ensemble itself (a weak key's value must not keep it alive).
-_Checked = tuple[tuple[int, ...], list[tuple[Spec, dict[str, Any], dict[str, int]]]]
-_CHECKED: weakref.WeakKeyDictionary[Any, _Checked] = weakref.WeakKeyDictionary()
+# For each spec with member rules: the checked values and dims of an ensemble, against which a
+# lazily built member is then checked alone (see check_member).
+_Checked = list[tuple[Spec, dict[str, Any], dict[str, int]]]
 _lock = threading.Lock()
 
 
@@ -126,9 +123,14 @@ def check_fitted(obj: Any, path: str) -> None:
         A parameter scikit-learn would refuse, an attribute shadowing the class, or a declared
         invariant that does not hold (missing attribute, other type, other shape...).
     """
+    _check_fitted(obj, path)
+
+
+def _check_fitted(obj: Any, path: str) -> _Checked:
+    """The checks of :func:`check_fitted`; returns what :func:`check_member` reuses."""
     d = getattr(obj, "__dict__", None)
     if not isinstance(d, dict) or is_unbuilt_member(obj):
-        return
+        return []
     cls = type(obj)
     params = _param_names(cls)
     if params:
@@ -145,23 +147,23 @@ def check_fitted(obj: Any, path: str) -> None:
             spec.check(env)
             if any(rule.members for rule in spec.rules):
                 checked.append((spec, env.values, env.dims))
-    if checked:
-        try:
-            with _lock:
-                _CHECKED[obj] = (_snapshot(d), checked)
-        except TypeError:  # pragma: no cover - not weakly referenceable: full checks each time
-            pass
+    return checked
 
 
 def _snapshot(d: dict[str, Any]) -> tuple[int, ...]:
     return tuple(map(id, d.values()))
 
 
-def check_member(owner: Any, path: str, member: Any) -> None:
+def check_member(owner: Any, path: str, member: Any,
+                 memo: dict[int, tuple[Any, tuple[int, ...], _Checked]] | None = None) -> None:
     """Check one ensemble member, just built lazily, against its ensemble.
 
-    The ensemble itself was checked when it was loaded; if its attributes are still the same
-    objects, only its member rules run, for this member; otherwise it is checked whole.
+    The first member built checks the ensemble whole (this member included) and keeps what it
+    found in ``memo``; later members, while the ensemble's attributes are still the same
+    objects, run only its member rules, for themselves: streaming through N members costs
+    O(N), not O(N^2).  ``memo`` belongs to the lazy load (its entries hold the ensemble, whose
+    members hold the load: a cycle the garbage collector frees with the model, where a global
+    weak-keyed table would keep it alive); without one, the ensemble is checked whole.
 
     Parameters
     ----------
@@ -171,13 +173,18 @@ def check_member(owner: Any, path: str, member: Any) -> None:
         Its graph path.
     member : object
         The member (a lazy proxy whose state was just built).
+    memo : dict, optional
+        The lazy load's record of checked ensembles.
     """
     d = getattr(owner, "__dict__", None)
-    found = _CHECKED.get(owner) if isinstance(d, dict) else None
-    if found is None or found[0] != _snapshot(d):  # type: ignore[arg-type]
-        check_fitted(owner, path)
+    found = memo.get(id(owner)) if memo is not None and isinstance(d, dict) else None
+    # The entry holds the ensemble and the checked values: none of their ids can be reused.
+    if found is None or found[0] is not owner or found[1] != _snapshot(d):  # type: ignore[arg-type]
+        checked = _check_fitted(owner, path)
+        if memo is not None and isinstance(d, dict):
+            memo[id(owner)] = (owner, _snapshot(d), checked)
         return
-    for spec, values, dims in found[1]:
+    for spec, values, dims in found[2]:
         focused = Env(owner, d, path)  # type: ignore[arg-type]
         focused.values, focused.dims, focused.focus = values, dims, member
         try:

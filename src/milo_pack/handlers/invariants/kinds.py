@@ -24,7 +24,7 @@ from typing import Any, NoReturn, TypeVar, dataclass_transform
 import numpy as np
 
 from ...errors import InvariantError, quote
-from ...lazy import is_unbuilt_member
+from ...lazy import member_state
 
 __all__ = [
     "Reject", "Env", "Kind", "Int", "Real", "Flag", "Choice", "Array", "Shape", "Sparse",
@@ -156,11 +156,13 @@ class Env:
         if len(items) and isinstance(items[0], list):  # HistGradientBoosting: a list per stage
             items = [item for stage in items for item in stage]
         for i, item in enumerate(items):
-            if self.focus is not None:
-                if item is self.focus:
-                    yield i, getattr(item, "__dict__", {})
-            elif not is_unbuilt_member(item):
-                yield i, getattr(item, "__dict__", {})
+            # A lazy member's state is its published (or, in the thread building it, pending)
+            # state; None: not built yet, checked against this container when it is.
+            if self.focus is not None and item is not self.focus:
+                continue
+            state = member_state(item)
+            if state is not None:
+                yield i, state
 
 
 # -- kinds ---------------------------------------------------------------------------------------

@@ -579,8 +579,11 @@ def _bisecting_tree(env: Env) -> None:
         seen.add(id(node))
         d = node.__dict__
         center = d.get("center")
-        if not (type(center) is np.ndarray and center.dtype.kind == "f"
-                and center.shape == (n_features,)):
+        # The root's centre is the data mean: for sparse X, scikit-learn stores the (1, F)
+        # np.matrix that ``X.mean(axis=0)`` returns (predict never reads it).
+        if not ((type(center) is np.ndarray and center.shape == (n_features,))
+                or (type(center) is np.matrix and center.shape == (1, n_features))) or (
+                    center.dtype.kind != "f"):
             raise Reject(f"every bisecting-tree centre must hold {n_features} floats")
         left, right = d.get("left"), d.get("right")
         if left is None and right is None:
@@ -588,7 +591,7 @@ def _bisecting_tree(env: Env) -> None:
             if not (isinstance(label, (int, np.integer)) and not isinstance(label, bool)
                     and 0 <= int(label) < n_clusters):
                 raise Reject(f"every leaf label must be a cluster index < {n_clusters}")
-            leaves.append((int(label), center))
+            leaves.append((int(label), np.asarray(center).reshape(-1)))
         elif left is None or right is None:
             raise Reject("a bisecting-tree node has both children or none")
         else:
