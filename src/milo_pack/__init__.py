@@ -15,6 +15,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import copy
 import os
 from typing import IO, Any
 
@@ -205,12 +206,15 @@ def inspect(file: PathOrFile | bytes, *, limits: Limits | None = None,
     section.
 
     The object graph is validated as for a load (tags, keys, array metadata, budgets), so an
-    invalid or over-budget file is refused here too.
+    invalid or over-budget file is refused here too.  The manifest is returned as written (the
+    migrations an older file needs are listed by ``MiloFile.migrations``).
     """
     with MiloFile(_readable(file, "inspect", allow_bytes=True), limits=limits,
                   storage_options=storage_options) as handle:
+        # Validation migrates an older file's manifest in place: return it as written.
+        manifest = copy.deepcopy(handle.manifest) if handle.migrations else handle.manifest
         handle.check()
-        return handle.manifest
+        return manifest
 
 
 def untrusted_types(file: PathOrFile | bytes, *, limits: Limits | None = None,

@@ -282,6 +282,39 @@ class ReplacedValue(Op):
 
 
 @dataclass(frozen=True)
+class FitOnlyValue(Op):
+    """A value of ``name`` that only fitting reads was retired for ``new``: the fitted state (and
+    so every prediction) is unchanged, and the step says that a refit here uses ``new``.
+
+    ``given``: ``(parameter, values)`` under which the old value was legal at all (fitting
+    refused it otherwise); a node outside it is refused rather than given a value it never had.
+    """
+
+    name: str
+    old: Node = None
+    new: Node = None
+    given: tuple[str, tuple[Node, ...]] | None = None
+
+    def up(self, node: dict) -> str | None:
+        params = _params(node)
+        value = params.get(self.name, _MISSING)
+        if not (_plain(value) and type(value) is type(self.old) and value == self.old):
+            return None
+        if self.given is not None:
+            other, allowed = self.given
+            found = params.get(other, _MISSING)
+            if not (_plain(found) and found in allowed):
+                raise Refusal(f"parameter {self.name!r}={_show(value)} was only valid with "
+                              f"{other!r} in {list(allowed)!r}, not {_show(found)}")
+        params[self.name] = self.new
+        return (f"parameter {self.name!r}={_show(self.old)} is now {_show(self.new)} (used only "
+                "when fitting: predictions are unchanged; a refit here uses the new value)")
+
+    def down(self, node: dict) -> str | None:
+        return None
+
+
+@dataclass(frozen=True)
 class MergedParam(Op):
     """``old`` was removed in favour of ``new`` (``base_estimator`` -> ``estimator``).
 
@@ -658,6 +691,10 @@ RULES: tuple[Rule, ...] = (
          RenamedAttr("base_estimator_", "estimator_"), why="the fitted estimator was renamed"),
     Rule("sklearn.pipeline.Pipeline", "1.6", AddedParam("transform_input", None),
          why="transform_input was added (None: the old behaviour)"),
+    *(Rule(tag, "1.6", ReplacedValue("categorical_features", (("warn", None),)),
+           why="the 'warn' default (1.4, 1.5) was removed; it fitted as None")
+      for tag in ("sklearn.ensemble.HistGradientBoostingClassifier",
+                  "sklearn.ensemble.HistGradientBoostingRegressor")),
     Rule("sklearn.neighbors.NearestCentroid", "1.6", AddedParam("priors", "uniform"),
          why="priors was added ('uniform': plain nearest centroid, the old behaviour)"),
     Rule("sklearn.neighbors.NearestCentroid", "1.6",
@@ -732,6 +769,19 @@ RULES: tuple[Rule, ...] = (
       for tag in ("sklearn.linear_model.RidgeClassifier",
                   "sklearn.linear_model.RidgeClassifierCV")),
     # 1.9
+    Rule("sklearn.preprocessing.KBinsDiscretizer", "1.9",
+         ReplacedValue("quantile_method", (("warn", "linear"),)),
+         why="the 'warn' default (1.7, 1.8) was removed; it fitted as 'linear'"),
+    *(Rule(tag, "1.9", FitOnlyValue("eta0", 0.0, 0.01, given=("learning_rate", ("optimal",))),
+           why="eta0 must now be positive; 0.0, the old default, was unused by "
+               "learning_rate='optimal'")
+      for tag in ("sklearn.linear_model.SGDClassifier", "sklearn.linear_model.SGDOneClassSVM")),
+    *(Rule(tag, "1.9", FitOnlyValue("criterion", "friedman_mse", "squared_error"),
+           why="the 'friedman_mse' tree criterion was removed (gradient boosting now grows its "
+               "trees with 'squared_error')")
+      for tag in ("sklearn.tree.DecisionTreeRegressor", "sklearn.tree.ExtraTreeRegressor",
+                  "sklearn.ensemble.RandomForestRegressor",
+                  "sklearn.ensemble.ExtraTreesRegressor")),
     *(Rule(tag, "1.9", MergedParam("base_estimator", "estimator"),
            why="base_estimator was removed") for tag in _CHAINS),
     Rule("sklearn.compose.ColumnTransformer", "1.9",
@@ -924,10 +974,16 @@ def plan(manifest: dict, *, reader: str | None = None, execute: bool = False) ->
             if execute:
                 node["$type"] = new_tag
             tag = new_tag
+        packed = _packed_members(node)
+        if packed is not None:
+            tag = node["class"]  # the rules of the members' class, on the parameters they share
         for rule, d in rules.get(tag, ()):
-            target = node if execute else _shadow(node)
+            target = (node if execute else _shadow(node)) if packed is None else (
+                _packed_target(node, execute))
             try:
                 text = rule.op.up(target) if d == 1 else rule.op.down(target)
+                if packed is not None:
+                    _packed_commit(node, target, execute)
             except Refusal as exc:
                 refuse(path, tag, f"{tag.rpartition('.')[2]}: {exc}", rule.library)
                 break  # one refusal per object: later rules would only repeat it
@@ -943,6 +999,48 @@ def plan(manifest: dict, *, reader: str | None = None, execute: bool = False) ->
     if execute and holder["root"] is not root:  # the root itself was replaced
         manifest["root"] = holder["root"]
     return steps
+
+
+# -- ensembles stored packed ----------------------------------------------------------------------
+# A packed node (``sklearn.tree.packed``...) stores its members' fields once: ``shared`` (the
+# same value for every member) and ``varying`` (one value per member), ``fields`` naming them
+# in order.  Its members' rules run on the shared values; a rule that would touch a varying
+# field cannot be applied member by member and refuses the file.
+
+
+class _Varying:
+    """Stands for a member field stored per member (never a plain value: value rules skip it)."""
+
+
+_VARYING = _Varying()
+
+
+def _packed_members(node: dict) -> dict | None:
+    if (isinstance(node.get("class"), str) and isinstance(node.get("shared"), dict)
+            and isinstance(node.get("varying"), dict) and isinstance(node.get("fields"), list)):
+        return node
+    return None
+
+
+def _packed_target(node: dict, execute: bool) -> dict:
+    fields = dict(node["shared"])  # value rules replace values, never change them in place
+    fields.update((name, _VARYING) for name in node["varying"])
+    return {"params": fields, "attrs": fields}
+
+
+def _packed_commit(node: dict, target: dict, execute: bool) -> None:
+    fields = target["params"]
+    varying = {name for name, value in fields.items() if value is _VARYING}
+    if varying != set(node["varying"]):
+        raise Refusal("a migrated field is stored per member in this packed ensemble")
+    if not execute:
+        return
+    shared = {name: value for name, value in fields.items() if value is not _VARYING}
+    before = set(node["shared"]) | varying  # other fields (tree_) are not parameters
+    kept = [name for name in node["fields"]
+            if name in shared or name in varying or name not in before]
+    node["fields"] = kept + [name for name in shared if name not in kept]
+    node["shared"] = shared
 
 
 def _key(version: str) -> tuple[int, ...]:

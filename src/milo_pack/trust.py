@@ -5,7 +5,8 @@ module's code, so it happens only when the file needs that tag *and* the tag can
 file needs.  Two checks run before any import (:func:`check_trusted_node`):
 
 1. The file's node must be one a trusted tag can build: an estimator node (``params`` and
-   ``attrs``) for a class tag, a bare node for a ``function:`` tag.
+   ``attrs``) for a class tag, a bare node for a ``function:`` tag, an enum member (``name``, or ``value`` for a flag)
+   for an ``enum:`` tag (the handler then also requires an ``enum.Enum`` subclass).
 2. The tag must be able to name that: a class for an estimator node, a function for a function
    node.  If its module is already imported, the object itself is looked at (nothing runs);
    otherwise the module's source is found on ``sys.path`` without executing any package and
@@ -29,6 +30,7 @@ from .errors import UntrustedTypeError, quote
 __all__ = ["check_trusted_node"]
 
 _FUNCTION = "function:"
+_ENUM = "enum:"
 
 
 def check_trusted_node(tag: str, node: dict[str, Any], path: str) -> None:
@@ -46,6 +48,18 @@ def check_trusted_node(tag: str, node: dict[str, Any], path: str) -> None:
     where = path or "<root>"
     keys = set(node) - {"$type", "$id"}
     function = tag.startswith(_FUNCTION)
+    if tag.startswith(_ENUM):
+        if keys not in ({"name"}, {"value"}):
+            raise UntrustedTypeError(
+                f"trusted tag {quote(tag)} names an enum, but the file's node is not an enum "
+                "member; nothing was imported", where, tags=(tag,))
+        # "other" is a live class that is no estimator: the handler then requires an Enum.
+        kind = _static_kind(tag[len(_ENUM):])
+        if kind not in ("class", "other", "unknown"):
+            raise UntrustedTypeError(
+                f"trusted tag {quote(tag)} names no enum class; nothing was imported", where,
+                tags=(tag,))
+        return
     if function and keys:
         raise UntrustedTypeError(
             f"trusted tag {quote(tag)} names a function, but the file's node is not a function "

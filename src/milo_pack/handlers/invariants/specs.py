@@ -771,12 +771,15 @@ def _intercept_fits(intercept: Any, rows: int, matrix: bool) -> None:
 
 
 def _linear_classifier(env: Env) -> None:
-    rows, n_classes = env.dims["K"], env.dims["C"]
+    n_classes = env.dims["C"]
+    matrix = len(env["coef_"].shape) == 2
+    # A 1-D coef_ is one row: RidgeClassifier fitted on a single class leaves it raveled.
+    rows = env.dims["K"] if matrix else 1
     expected = 1 if n_classes == 2 else n_classes
     crammer = env.d.get("multi_class") == "crammer_singer" and n_classes == 2
     if rows != expected and not (crammer and rows == 2):
         raise Reject(f"coef_ must have {expected} rows for {n_classes} classes")
-    _intercept_fits(env["intercept_"], rows, matrix=True)
+    _intercept_fits(env["intercept_"], rows, matrix=matrix)
 
 
 def _linear_regressor(env: Env) -> None:
@@ -787,6 +790,7 @@ def _linear_regressor(env: Env) -> None:
 
 _COEF_MATRIX = OneOf((Array("f", ("K", "F")), Sparse("csr", "f", ("K", "F"))))
 _INTERCEPT = OneOf((Real(finite=True), Array("f", (None,)), Array("f", ())))
+_COEF_CLASSIFIER = OneOf((*_COEF_MATRIX.options, Array("f", ("F",))))
 
 LINEAR_CLASSIFIER = Spec(
     "linear classifiers (`LogisticRegression`, `SGDClassifier`, `LinearSVC`, `Ridge"
@@ -797,7 +801,8 @@ LINEAR_CLASSIFIER = Spec(
     attrs=(
         _N_FEATURES,
         Attr("classes_", Array("biufUSO", ("C",)), "labels the columns index", data=True),
-        Attr("coef_", _COEF_MATRIX, "one row per class (one for binary)"),
+        Attr("coef_", _COEF_CLASSIFIER, "one row per class (one for binary; a single class's "
+             "row may be 1-D)"),
         Attr("intercept_", _INTERCEPT, "one per row of coef_"),
     ),
     rules=(Rule("`coef_` has 1 row for 2 classes, else `C`; `intercept_` one value per row",
