@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from types import MappingProxyType
 
     # An entry of a structured dtype's ``fields``: (dtype, offset) or (dtype, offset, title).
-    _Field = tuple[np.dtype[Any], int] | tuple[np.dtype[Any], int, Any]
+    RecordField = tuple[np.dtype[Any], int] | tuple[np.dtype[Any], int, Any]
 
 
 # -- plain arrays -----------------------------------------------------------------------------
@@ -147,7 +147,7 @@ def record_spec(dtype: np.dtype, path: str = "") -> dict[str, Any]:
     """
     # Callers pass structured dtypes (fields checked by resolve_array, or a tree's node dtype).
     names = cast("tuple[str, ...]", dtype.names)
-    dtype_fields = cast("MappingProxyType[str, _Field]", dtype.fields)
+    dtype_fields = cast("MappingProxyType[str, RecordField]", dtype.fields)
     problem = _names_problem(list(names))
     if problem:
         raise UnsupportedTypeError(problem, path)
@@ -225,7 +225,7 @@ def _check_record(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
         raise LimitError("arrays add up to more than max_total_bytes", path)
     # record_dtype built a structured dtype (from a non-empty list of names).
     names = cast("tuple[str, ...]", dtype.names)
-    dtype_fields = cast("MappingProxyType[str, _Field]", dtype.fields)
+    dtype_fields = cast("MappingProxyType[str, RecordField]", dtype.fields)
     fields = node["fields"]
     if not isinstance(fields, dict) or list(fields) != list(names):
         raise ManifestError("record 'fields' must list the dtype's fields in order", path)
