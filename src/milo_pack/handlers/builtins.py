@@ -29,7 +29,7 @@ def float_value(value: Any, path: str) -> float:
     raise ManifestError(f"expected a float, got {type(value).__name__}", path)
 
 
-def _items(node: dict, path: str) -> list:
+def _items(node: dict[str, Any], path: str) -> list[Any]:
     items = node.get("items")
     if not isinstance(items, list):
         raise ManifestError("'items' must be a list", path)
@@ -39,7 +39,7 @@ def _items(node: dict, path: str) -> list:
 # -- int / float ------------------------------------------------------------------------------
 
 
-def _check_int(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_int(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     value = node["value"]
     text = value[1:] if isinstance(value, str) and value.startswith("-") else value
     ok = isinstance(text, str) and (
@@ -50,11 +50,11 @@ def _check_int(node: dict, ctx: CheckContext, path: str) -> None:
         raise ManifestError("'int' value must be a decimal or 0x-hex string", path)
 
 
-def _save_int(obj: int, ctx: SaveContext, path: str) -> dict:  # pragma: no cover - engine
+def _save_int(obj: int, ctx: SaveContext, path: str) -> dict[str, Any]:  # pragma: no cover - engine
     return {"value": str(obj)}
 
 
-def _load_int(node: dict, ctx: LoadContext, path: str) -> int:
+def _load_int(node: dict[str, Any], ctx: LoadContext, path: str) -> int:
     value: str = node["value"]
     neg = value.startswith("-")
     text = value[1:] if neg else value
@@ -62,38 +62,38 @@ def _load_int(node: dict, ctx: LoadContext, path: str) -> int:
     return -result if neg else result
 
 
-def _check_float(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_float(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     if node["value"] not in _FLOATS:
         raise ManifestError("'float' value must be 'nan', 'inf' or '-inf'", path)
 
 
-def _load_float(node: dict, ctx: LoadContext, path: str) -> float:
+def _load_float(node: dict[str, Any], ctx: LoadContext, path: str) -> float:
     return _FLOATS[node["value"]]
 
 
 # -- containers -------------------------------------------------------------------------------
 
 
-def _save_items(obj: Any, ctx: SaveContext, path: str) -> dict:
+def _save_items(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
     return {"items": [ctx.encode(v, f"{path}[{i}]") for i, v in enumerate(obj)]}
 
 
-def _check_items(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_items(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     _items(node, path)
 
 
-def _load_tuple(node: dict, ctx: LoadContext, path: str) -> tuple:
+def _load_tuple(node: dict[str, Any], ctx: LoadContext, path: str) -> tuple[Any, ...]:
     return tuple(ctx.decode(v, f"{path}[{i}]") for i, v in enumerate(node["items"]))
 
 
-def _load_list(node: dict, ctx: LoadContext, path: str) -> list:
-    result: list = []
+def _load_list(node: dict[str, Any], ctx: LoadContext, path: str) -> list[Any]:
+    result: list[Any] = []
     ctx.register(node, result)
     result.extend(ctx.decode(v, f"{path}[{i}]") for i, v in enumerate(node["items"]))
     return result
 
 
-def _set_order(obj: set | frozenset) -> list:
+def _set_order(obj: set[Any] | frozenset[Any]) -> list[Any]:
     # Set iteration order depends on hash seeds; sort so the same set gives the same bytes.
     try:
         return sorted(obj)
@@ -101,7 +101,7 @@ def _set_order(obj: set | frozenset) -> list:
         return sorted(obj, key=lambda v: (type(v).__name__, repr(v)))
 
 
-def _save_set(obj: set | frozenset, ctx: SaveContext, path: str) -> dict:
+def _save_set(obj: set[Any] | frozenset[Any], ctx: SaveContext, path: str) -> dict[str, Any]:
     return _save_items(_set_order(obj), ctx, path)
 
 
@@ -114,34 +114,34 @@ def _hashable(value: Any, path: str) -> Any:
     return value
 
 
-def _load_set(node: dict, ctx: LoadContext, path: str) -> set:
-    result: set = set()
+def _load_set(node: dict[str, Any], ctx: LoadContext, path: str) -> set[Any]:
+    result: set[Any] = set()
     ctx.register(node, result)
     for i, v in enumerate(node["items"]):
         result.add(_hashable(ctx.decode(v, f"{path}[{i}]"), path))
     return result
 
 
-def _load_frozenset(node: dict, ctx: LoadContext, path: str) -> frozenset:
+def _load_frozenset(node: dict[str, Any], ctx: LoadContext, path: str) -> frozenset[Any]:
     return frozenset(_hashable(ctx.decode(v, f"{path}[{i}]"), path)
                      for i, v in enumerate(node["items"]))
 
 
-def _save_dict(obj: dict, ctx: SaveContext, path: str) -> dict:
+def _save_dict(obj: dict[Any, Any], ctx: SaveContext, path: str) -> dict[str, Any]:
     items = []
     for i, (k, v) in enumerate(obj.items()):
         items.append([ctx.encode(k, f"{path}.<key {i}>"), ctx.encode(v, f"{path}[{k!r}]")])
     return {"items": items}
 
 
-def _check_dict(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_dict(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     for pair in _items(node, path):
         if not isinstance(pair, list) or len(pair) != 2:
             raise ManifestError("dict items must be [key, value] pairs", path)
 
 
-def _load_dict(node: dict, ctx: LoadContext, path: str) -> dict:
-    result: dict = {}
+def _load_dict(node: dict[str, Any], ctx: LoadContext, path: str) -> dict[Any, Any]:
+    result: dict[Any, Any] = {}
     ctx.register(node, result)
     for i, (k, v) in enumerate(node["items"]):
         key = _hashable(ctx.decode(k, f"{path}.<key {i}>"), path)
@@ -152,13 +152,13 @@ def _load_dict(node: dict, ctx: LoadContext, path: str) -> dict:
 # -- bytes, complex, slice --------------------------------------------------------------------
 
 
-def _save_bytes(obj: bytes | bytearray, ctx: SaveContext, path: str) -> dict:
+def _save_bytes(obj: bytes | bytearray, ctx: SaveContext, path: str) -> dict[str, Any]:
     if len(obj) <= _INLINE_BYTES:
         return {"base64": base64.b64encode(bytes(obj)).decode("ascii")}
     return {"array": ctx.array(np.frombuffer(obj, dtype=np.uint8), path)}
 
 
-def _check_bytes(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_bytes(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     if ("base64" in node) == ("array" in node):
         raise ManifestError("bytes need exactly one of 'base64' or 'array'", path)
     if "base64" in node:
@@ -176,52 +176,52 @@ def _check_bytes(node: dict, ctx: CheckContext, path: str) -> None:
             raise ManifestError("bytes data must be a 1-D uint8 array", path)
 
 
-def _load_bytes(node: dict, ctx: LoadContext, path: str) -> bytes:
+def _load_bytes(node: dict[str, Any], ctx: LoadContext, path: str) -> bytes:
     if "base64" in node:
         return base64.b64decode(node["base64"], validate=True)
     return ctx.array(node["array"], path).tobytes()
 
 
-def _load_bytearray(node: dict, ctx: LoadContext, path: str) -> bytearray:
+def _load_bytearray(node: dict[str, Any], ctx: LoadContext, path: str) -> bytearray:
     return bytearray(_load_bytes(node, ctx, path))
 
 
-def _save_complex(obj: complex, ctx: SaveContext, path: str) -> dict:
+def _save_complex(obj: complex, ctx: SaveContext, path: str) -> dict[str, Any]:
     return {"real": float_token(obj.real), "imag": float_token(obj.imag)}
 
 
-def _check_complex(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_complex(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     float_value(node["real"], path)
     float_value(node["imag"], path)
 
 
-def _load_complex(node: dict, ctx: LoadContext, path: str) -> complex:
+def _load_complex(node: dict[str, Any], ctx: LoadContext, path: str) -> complex:
     return complex(float_value(node["real"], path), float_value(node["imag"], path))
 
 
-def _save_slice(obj: slice, ctx: SaveContext, path: str) -> dict:
+def _save_slice(obj: slice, ctx: SaveContext, path: str) -> dict[str, Any]:
     return {"start": ctx.encode(obj.start, path), "stop": ctx.encode(obj.stop, path),
             "step": ctx.encode(obj.step, path)}
 
 
-def _load_slice(node: dict, ctx: LoadContext, path: str) -> slice:
+def _load_slice(node: dict[str, Any], ctx: LoadContext, path: str) -> slice:
     return slice(ctx.decode(node["start"], path), ctx.decode(node["stop"], path),
                  ctx.decode(node["step"], path))
 
 
-def _save_range(obj: range, ctx: SaveContext, path: str) -> dict:
+def _save_range(obj: range, ctx: SaveContext, path: str) -> dict[str, Any]:
     return {"start": ctx.encode(obj.start, path), "stop": ctx.encode(obj.stop, path),
             "step": ctx.encode(obj.step, path)}
 
 
-def _check_range(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_range(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     for key in ("start", "stop", "step"):
         value = node[key]
         if type(value) is not int and not (isinstance(value, dict) and value.get("$type") == "int"):
             raise ManifestError(f"range {key} must be an int", path)
 
 
-def _load_range(node: dict, ctx: LoadContext, path: str) -> range:
+def _load_range(node: dict[str, Any], ctx: LoadContext, path: str) -> range:
     start, stop, step = (ctx.decode(node[k], path) for k in ("start", "stop", "step"))
     if step == 0:
         raise ManifestError("range step must not be zero", path)
@@ -231,7 +231,7 @@ def _load_range(node: dict, ctx: LoadContext, path: str) -> range:
 # -- refusals that explain themselves ---------------------------------------------------------
 
 
-def explain_refusal(obj: Any) -> Handler | None:
+def explain_refusal(obj: object) -> Handler | None:
     """A handler that refuses, saying why, objects pickle would rebuild by running their code.
 
     Consulted last, when nothing else claimed the object.
@@ -242,7 +242,7 @@ def explain_refusal(obj: Any) -> Handler | None:
     return _REDUCE
 
 
-def _refuse_reduce(obj: Any, ctx: SaveContext, path: str) -> dict:
+def _refuse_reduce(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
     cls = type(obj)
     raise UnsupportedTypeError(
         f"cannot save an object of type {quote(f'{cls.__module__}.{cls.__qualname__}')}: it "
@@ -252,14 +252,14 @@ def _refuse_reduce(obj: Any, ctx: SaveContext, path: str) -> dict:
         path or "<root>")
 
 
-def _never_load(node: dict, ctx: LoadContext, path: str) -> Any:  # pragma: no cover
+def _never_load(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:  # pragma: no cover
     raise AssertionError("refused objects are never written")
 
 
 _REDUCE = Handler("refused.reduce", _refuse_reduce, _never_load, frozenset(), memo=False)
 
 
-def _unreachable_save(obj: Any, ctx: SaveContext, path: str) -> dict:  # pragma: no cover
+def _unreachable_save(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:  # pragma: no cover
     raise AssertionError("the engine writes this node itself")
 
 

@@ -40,7 +40,7 @@ import operator
 import sys
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -57,12 +57,12 @@ _NUMPY_FUNCTIONS = (
     "round", "cumsum", "cumprod", "percentile", "quantile", "nanpercentile", "nanquantile",
     "argmax", "argmin", "asarray", "array", "ravel", "sort", "unique", "diff", "abs",
 )
-_BUILTIN_TYPES = {t.__name__: t for t in (
+_BUILTIN_TYPES: dict[str, type] = {t.__name__: t for t in (
     int, float, bool, str, complex, bytes, bytearray, object, list, tuple, dict, set, frozenset,
     range, slice, map, filter, zip, enumerate, reversed)}
 # Container types as values: a defaultdict's default_factory (LightGBM's best_score_ is a
 # defaultdict(OrderedDict)).  Calling one builds an empty container, nothing else.
-_COLLECTION_TYPES = {t.__name__: t for t in (
+_COLLECTION_TYPES: dict[str, type] = {t.__name__: t for t in (
     collections.OrderedDict, collections.defaultdict, collections.Counter, collections.deque)}
 # operator's functions that compute a value from their arguments and change nothing (no
 # setitem/delitem, no in-place i* forms, no `call`).
@@ -261,10 +261,10 @@ def _lazy_tables() -> dict[str, Callable[[], dict[str, Any]]]:
 
 
 def _constant_handler(tag: str, value: Any) -> Handler:
-    def save(obj: Any, ctx: SaveContext, path: str) -> dict:
+    def save(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
         return {}
 
-    def load(node: dict, ctx: LoadContext, path: str) -> Any:
+    def load(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
         return value
 
     return Handler(tag, save, load, frozenset(), memo=False)
@@ -294,18 +294,18 @@ def _sklearn_partial(tag: str) -> Handler | None:
     func = getattr(importlib.import_module(module_name), name)
     allowed = frozenset(inspect.signature(func).parameters) - {"array"}
 
-    def save(obj: functools.partial, ctx: SaveContext, path: str) -> dict:
+    def save(obj: functools.partial[Any], ctx: SaveContext, path: str) -> dict[str, Any]:
         if obj.args or not set(obj.keywords) <= allowed:
             raise UnsupportedTypeError(f"partial of {tag[8:]} with unsupported arguments", path)
         return {"keywords": {k: ctx.encode(v, join_path(path, k))
                              for k, v in obj.keywords.items()}}
 
-    def check(node: dict, ctx: CheckContext, path: str) -> None:
+    def check(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
         keywords = node["keywords"]
         if not isinstance(keywords, dict) or not set(keywords) <= allowed:
             raise ManifestError(f"{tag} takes only keywords of {tag[8:]}", path)
 
-    def load(node: dict, ctx: LoadContext, path: str) -> functools.partial:
+    def load(node: dict[str, Any], ctx: LoadContext, path: str) -> functools.partial[Any]:
         keywords = {k: ctx.decode(v, join_path(path, k)) for k, v in node["keywords"].items()}
         return functools.partial(func, **keywords)
 
@@ -318,7 +318,7 @@ def _is_function_node(node: Any) -> bool:
             and node["$type"].startswith(FUNCTION_PREFIX))
 
 
-def _save_partial(obj: functools.partial, ctx: SaveContext, path: str) -> dict:
+def _save_partial(obj: functools.partial[Any], ctx: SaveContext, path: str) -> dict[str, Any]:
     if obj.__dict__:
         raise UnsupportedTypeError("a functools.partial with attributes of its own", path)
     func = ctx.encode(obj.func, join_path(path, "func"))
@@ -332,14 +332,14 @@ def _save_partial(obj: functools.partial, ctx: SaveContext, path: str) -> dict:
             "keywords": ctx.encode(dict(obj.keywords), join_path(path, "keywords"))}
 
 
-def _check_partial(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_partial(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     if not _is_function_node(node["func"]):
         raise ManifestError("a partial's func must be a function node", path)
     if not isinstance(node["args"], list):
         raise ManifestError("a partial's args must be a list", path)
 
 
-def _load_partial(node: dict, ctx: LoadContext, path: str) -> functools.partial:
+def _load_partial(node: dict[str, Any], ctx: LoadContext, path: str) -> functools.partial[Any]:
     func = ctx.decode(node["func"], join_path(path, "func"))
     args = [ctx.decode(v, f"{path}.args[{i}]") for i, v in enumerate(node["args"])]
     keywords = ctx.decode(node["keywords"], join_path(path, "keywords"))
@@ -362,40 +362,41 @@ def _public_name(name: Any, dotted: bool) -> bool:
     return all(isinstance(p, str) and p.isidentifier() and not p.startswith("_") for p in parts)
 
 
-def _save_attrgetter(obj: operator.attrgetter, ctx: SaveContext, path: str) -> dict:
+def _save_attrgetter(obj: operator.attrgetter[Any], ctx: SaveContext, path: str) -> dict[str, Any]:
     names = list(obj.__reduce__()[1])
     if not all(_public_name(n, True) for n in names):
         raise UnsupportedTypeError("attrgetter of a private or dunder attribute", path)
     return {"attrs": names}
 
 
-def _check_attrgetter(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_attrgetter(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     names = node["attrs"]
     if not isinstance(names, list) or not names or not all(_public_name(n, True) for n in names):
         raise ManifestError("attrgetter takes public attribute names (no '_' prefix)", path)
 
 
-def _load_attrgetter(node: dict, ctx: LoadContext, path: str) -> operator.attrgetter:
+def _load_attrgetter(node: dict[str, Any], ctx: LoadContext, path: str) -> operator.attrgetter[Any]:
     return operator.attrgetter(*node["attrs"])
 
 
-def _save_itemgetter(obj: operator.itemgetter, ctx: SaveContext, path: str) -> dict:
+def _save_itemgetter(obj: operator.itemgetter[Any], ctx: SaveContext, path: str) -> dict[str, Any]:
     keys = obj.__reduce__()[1]
     return {"items": [ctx.encode(v, f"{path}.items[{i}]") for i, v in enumerate(keys)]}
 
 
-def _check_itemgetter(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_itemgetter(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     if not isinstance(node["items"], list) or not node["items"]:
         raise ManifestError("itemgetter takes at least one key", path)
 
 
-def _load_itemgetter(node: dict, ctx: LoadContext, path: str) -> operator.itemgetter:
+def _load_itemgetter(node: dict[str, Any], ctx: LoadContext, path: str) -> operator.itemgetter[Any]:
     keys = [ctx.decode(v, f"{path}.items[{i}]") for i, v in enumerate(node["items"])]
     return operator.itemgetter(*keys)
 
 
-def _save_methodcaller(obj: operator.methodcaller, ctx: SaveContext, path: str) -> dict:
-    factory, args = obj.__reduce__()
+def _save_methodcaller(obj: operator.methodcaller, ctx: SaveContext, path: str) -> dict[str, Any]:
+    # typeshed's object.__reduce__ may return a str (a global's name); methodcaller's is a tuple.
+    factory, args = cast("tuple[Any, ...]", obj.__reduce__())
     if type(factory) is functools.partial:  # methodcaller with keyword arguments
         name, keywords = factory.args[0], dict(factory.keywords)
     else:
@@ -407,12 +408,12 @@ def _save_methodcaller(obj: operator.methodcaller, ctx: SaveContext, path: str) 
             "keywords": ctx.encode(keywords, join_path(path, "keywords"))}
 
 
-def _check_methodcaller(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_methodcaller(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     if not _public_name(node["name"], False) or not isinstance(node["args"], list):
         raise ManifestError("methodcaller takes a public method name and arguments", path)
 
 
-def _load_methodcaller(node: dict, ctx: LoadContext, path: str) -> operator.methodcaller:
+def _load_methodcaller(node: dict[str, Any], ctx: LoadContext, path: str) -> operator.methodcaller:
     args = [ctx.decode(v, f"{path}.args[{i}]") for i, v in enumerate(node["args"])]
     keywords = ctx.decode(node["keywords"], join_path(path, "keywords"))
     if type(keywords) is not dict or not all(type(k) is str for k in keywords):
@@ -458,7 +459,7 @@ _NUMERIC = (bool, int, float, np.bool_, np.integer, np.floating)
 def _frozen_handler(types_: tuple[type, ...]) -> Handler:
     public = _public_distributions()
 
-    def save(obj: Any, ctx: SaveContext, path: str) -> dict:
+    def save(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
         dist = obj.dist
         name = getattr(dist, "name", None)
         if (name not in public or type(public[name]) is not type(dist)
@@ -474,7 +475,7 @@ def _frozen_handler(types_: tuple[type, ...]) -> Handler:
                                                 join_path(path, "random_state"))
         return fields
 
-    def check(node: dict, ctx: CheckContext, path: str) -> None:
+    def check(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
         name, args, kwds = node["dist"], node["args"], node["kwds"]
         if not isinstance(name, str) or name not in public:
             raise ManifestError(f"{quote(name)} is not a scipy.stats distribution", path)
@@ -484,7 +485,7 @@ def _frozen_handler(types_: tuple[type, ...]) -> Handler:
             raise ManifestError(f"arguments of {name} must be numbers (keywords: "
                                 f"{sorted(allowed)})", path)
 
-    def load(node: dict, ctx: LoadContext, path: str) -> Any:
+    def load(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
         args = [ctx.decode(v, f"{path}.args[{i}]") for i, v in enumerate(node["args"])]
         kwds = {k: ctx.decode(v, join_path(path, k)) for k, v in node["kwds"].items()}
         if not all(isinstance(v, _NUMERIC) for v in [*args, *kwds.values()]):
@@ -522,22 +523,22 @@ def _importable(func: types.FunctionType) -> bool:
 
 
 def _refused_handler(what: str, reason: str) -> Handler:
-    def save(obj: Any, ctx: SaveContext, path: str) -> dict:
+    def save(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
         raise UnsupportedTypeError(
             f"cannot save the {what} {quote(function_name(obj))}: {reason}", path or "<root>")
 
     return Handler("function:refused", save, _never_load, frozenset(), memo=False)
 
 
-def _never_load(node: dict, ctx: LoadContext, path: str) -> Any:  # pragma: no cover
+def _never_load(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:  # pragma: no cover
     raise AssertionError("refused functions are never written")
 
 
 def _user_function_handler(tag: str, func: Any) -> Handler:
-    def save(obj: Any, ctx: SaveContext, path: str) -> dict:
+    def save(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
         return {}
 
-    def load(node: dict, ctx: LoadContext, path: str) -> Any:
+    def load(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
         return func
 
     return Handler(tag, save, load, frozenset(), trusted=False, memo=False)
@@ -587,7 +588,9 @@ def trusted_function_factory(target: Any, tag: str) -> Handler | None:
 
 def _by_identity(registry: Registry) -> dict[int, Handler]:
     """id -> handler of every table entry built so far in ``registry``."""
-    return registry.state.setdefault("callables.by_identity", {})
+    # Only this function stores the entry, always as such a dict.
+    table: dict[int, Handler] = registry.state.setdefault("callables.by_identity", {})
+    return table
 
 
 def add_table(registry: Registry, module_name: str) -> None:
@@ -639,10 +642,10 @@ def resolve(registry: Registry, obj: Any) -> Handler | None:
     """Handler of an allow-listed function, type or partial, by identity; else None."""
     if type(obj) is functools.partial:
         func = obj.func
-        for tag, (module_name, name) in _SKLEARN_PARTIALS.items():
+        for partial_tag, (module_name, name) in _SKLEARN_PARTIALS.items():
             module = sys.modules.get(module_name)
             if module is not None and getattr(module, name, None) is func:
-                return registry.for_tag(tag)
+                return registry.for_tag(partial_tag)
         if "functools.partial" not in registry.by_tag:
             registry._load_lazy("functools")
         return registry.by_tag["functools.partial"]

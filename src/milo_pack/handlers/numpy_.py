@@ -8,7 +8,8 @@ arrays are split into one plain array per field (so tree-node records compress c
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -31,26 +32,32 @@ STRING_TABLE_MIN = 64
 _MAX_RECORD_ITEMSIZE = 1 << 24
 _ARRAY_KEYS = frozenset({"dtype", "shape", "data", "fill", "section", "start", "order"})
 
+if TYPE_CHECKING:  # pragma: no cover
+    from types import MappingProxyType
+
+    # An entry of a structured dtype's ``fields``: (dtype, offset) or (dtype, offset, title).
+    RecordField = tuple[np.dtype[Any], int] | tuple[np.dtype[Any], int, Any]
+
 
 # -- plain arrays -----------------------------------------------------------------------------
 
 
-def _save_plain(obj: np.ndarray, ctx: SaveContext, path: str) -> dict:
+def _save_plain(obj: np.ndarray, ctx: SaveContext, path: str) -> dict[str, Any]:
     return ctx.array_fields(obj, path)
 
 
-def _check_plain(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_plain(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     check_array_node(node, path, ctx)
 
 
-def _load_plain(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
+def _load_plain(node: dict[str, Any], ctx: LoadContext, path: str) -> np.ndarray:
     return ctx.array(node, path)
 
 
 # -- object arrays ----------------------------------------------------------------------------
 
 
-def _shape(node: dict, ctx: CheckContext, path: str) -> tuple[int, ...]:
+def _shape(node: dict[str, Any], ctx: CheckContext, path: str) -> tuple[int, ...]:
     shape = node.get("shape")
     if (not isinstance(shape, list) or len(shape) > ctx.limits.max_ndim
             or any(type(n) is not int or n < 0 or n > ctx.limits.max_dim for n in shape)):
@@ -61,7 +68,7 @@ def _shape(node: dict, ctx: CheckContext, path: str) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _save_object(obj: np.ndarray, ctx: SaveContext, path: str) -> dict:
+def _save_object(obj: np.ndarray, ctx: SaveContext, path: str) -> dict[str, Any]:
     fields: dict[str, Any] = {"shape": list(obj.shape)}
     flat = obj.reshape(-1, order="C") if obj.flags.c_contiguous else obj.ravel()
     if obj.size >= STRING_TABLE_MIN and all(type(v) is str for v in flat):
@@ -76,7 +83,7 @@ def _save_object(obj: np.ndarray, ctx: SaveContext, path: str) -> dict:
     return fields
 
 
-def _check_object(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_object(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     shape = _shape(node, ctx, path)
     count = math.prod(shape)
     if ("items" in node) == ("strings" in node):
@@ -97,7 +104,7 @@ def _check_object(node: dict, ctx: CheckContext, path: str) -> None:
         raise ArrayError("string data must be 1-D uint8", path)
 
 
-def _load_object(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
+def _load_object(node: dict[str, Any], ctx: LoadContext, path: str) -> np.ndarray:
     shape = tuple(node["shape"])
     result = np.empty(shape, dtype=object)
     ctx.register(node, result)
@@ -120,7 +127,7 @@ def _load_object(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
 # -- structured arrays ------------------------------------------------------------------------
 
 
-def _names_problem(names: list) -> str | None:
+def _names_problem(names: list[Any]) -> str | None:
     if not all(isinstance(n, str) and n and not (n.startswith("__") and n.endswith("__"))
                for n in names) or len(set(names)) != len(names):
         return "record field names must be distinct non-empty strings, not dunders"
@@ -138,28 +145,32 @@ def record_spec(dtype: np.dtype, path: str = "") -> dict[str, Any]:
     Refuses at dump what :func:`record_dtype` would refuse at load: nothing is written that
     cannot be read back.
     """
-    problem = _names_problem(list(dtype.names))
+    # Callers pass structured dtypes (fields checked by resolve_array, or a tree's node dtype).
+    names = cast("tuple[str, ...]", dtype.names)
+    dtype_fields = cast("MappingProxyType[str, RecordField]", dtype.fields)
+    problem = _names_problem(list(names))
     if problem:
         raise UnsupportedTypeError(problem, path)
     if dtype.itemsize > _MAX_RECORD_ITEMSIZE:
         raise UnsupportedTypeError(f"record items of {dtype.itemsize} bytes", path)
-    formats, offsets = [], []
-    for name in dtype.names:
-        fdtype, offset = dtype.fields[name][:2]
+    formats: list[str] = []
+    offsets: list[int] = []
+    for name in names:
+        fdtype, offset = dtype_fields[name][:2]
         if fdtype.fields is not None or fdtype.subdtype is not None or fdtype.kind == "O":
             raise UnsupportedTypeError(f"structured field {name!r} has dtype {fdtype}", path)
         if fdtype.byteorder == "=":
             fdtype = fdtype.newbyteorder("<" if np.little_endian else ">")
         formats.append(fdtype.str)
         offsets.append(int(offset))
-    if _overlap([(o, o + dtype.fields[n][0].itemsize) for n, o in zip(dtype.names, offsets,
+    if _overlap([(o, o + dtype_fields[n][0].itemsize) for n, o in zip(names, offsets,
                                                                        strict=True)]):
         raise UnsupportedTypeError("structured array with overlapping fields", path)
-    return {"names": list(dtype.names), "formats": formats, "offsets": offsets,
+    return {"names": list(names), "formats": formats, "offsets": offsets,
             "itemsize": dtype.itemsize}
 
 
-def _save_record(obj: np.ndarray, ctx: SaveContext, path: str) -> dict:
+def _save_record(obj: np.ndarray, ctx: SaveContext, path: str) -> dict[str, Any]:
     spec = record_spec(obj.dtype, path)
     fields = {
         name: ctx.array(obj[name], join_path(path, name), group=f"fields.{name}",
@@ -203,7 +214,7 @@ def record_dtype(spec: Any, path: str) -> np.dtype:
         raise ManifestError(f"invalid record dtype: {exc}", path) from None
 
 
-def _check_record(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_record(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     shape = _shape(node, ctx, path)
     dtype = record_dtype(node["dtype"], path)
     nbytes = math.prod(shape) * dtype.itemsize
@@ -212,17 +223,20 @@ def _check_record(node: dict, ctx: CheckContext, path: str) -> None:
     ctx.total_bytes += nbytes
     if ctx.total_bytes > ctx.limits.max_total_bytes:
         raise LimitError("arrays add up to more than max_total_bytes", path)
+    # record_dtype built a structured dtype (from a non-empty list of names).
+    names = cast("tuple[str, ...]", dtype.names)
+    dtype_fields = cast("MappingProxyType[str, RecordField]", dtype.fields)
     fields = node["fields"]
-    if not isinstance(fields, dict) or list(fields) != list(dtype.names):
+    if not isinstance(fields, dict) or list(fields) != list(names):
         raise ManifestError("record 'fields' must list the dtype's fields in order", path)
     for name, fnode in fields.items():
         where = join_path(path, name)
         check_array_node(fnode, where, ctx)
-        if fnode["dtype"] != dtype.fields[name][0].str or tuple(fnode["shape"]) != shape:
+        if fnode["dtype"] != dtype_fields[name][0].str or tuple(fnode["shape"]) != shape:
             raise ArrayError("record field does not match the record dtype", where)
 
 
-def _load_record(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
+def _load_record(node: dict[str, Any], ctx: LoadContext, path: str) -> np.ndarray:
     dtype = record_dtype(node["dtype"], path)
     result = np.zeros(tuple(node["shape"]), dtype=dtype)
     for name, fnode in node["fields"].items():
@@ -233,7 +247,7 @@ def _load_record(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
 # -- masked arrays ----------------------------------------------------------------------------
 
 
-def _save_masked(obj: np.ma.MaskedArray, ctx: SaveContext, path: str) -> dict:
+def _save_masked(obj: np.ma.MaskedArray, ctx: SaveContext, path: str) -> dict[str, Any]:
     return {
         "data": ctx.encode(np.asarray(obj.data), join_path(path, "data")),
         "mask": ctx.encode(np.ma.getmaskarray(obj), join_path(path, "mask")),
@@ -241,7 +255,7 @@ def _save_masked(obj: np.ma.MaskedArray, ctx: SaveContext, path: str) -> dict:
     }
 
 
-def _load_masked(node: dict, ctx: LoadContext, path: str) -> np.ma.MaskedArray:
+def _load_masked(node: dict[str, Any], ctx: LoadContext, path: str) -> np.ma.MaskedArray:
     data = ctx.decode(node["data"], join_path(path, "data"))
     mask = ctx.decode(node["mask"], join_path(path, "mask"))
     if not isinstance(data, np.ndarray) or not isinstance(mask, np.ndarray):
@@ -262,11 +276,11 @@ def _load_masked(node: dict, ctx: LoadContext, path: str) -> np.ma.MaskedArray:
 # one): its data as a plain 2-D array, rebuilt as a matrix viewing it.
 
 
-def _save_matrix(obj: np.matrix, ctx: SaveContext, path: str) -> dict:
+def _save_matrix(obj: np.matrix, ctx: SaveContext, path: str) -> dict[str, Any]:
     return {"array": ctx.encode(np.asarray(obj), join_path(path, "array"))}
 
 
-def _load_matrix(node: dict, ctx: LoadContext, path: str) -> np.matrix:
+def _load_matrix(node: dict[str, Any], ctx: LoadContext, path: str) -> np.matrix:
     arr = ctx.decode(node["array"], join_path(path, "array"))
     if type(arr) is not np.ndarray or arr.ndim != 2 or arr.dtype.kind == "O":
         raise InvariantError("a matrix holds a plain 2-D array", path)
@@ -277,11 +291,11 @@ def _load_matrix(node: dict, ctx: LoadContext, path: str) -> np.matrix:
 # np.memmap that owns no file, as unpickling one gives.
 
 
-def _save_memmap(obj: np.memmap, ctx: SaveContext, path: str) -> dict:
+def _save_memmap(obj: np.memmap, ctx: SaveContext, path: str) -> dict[str, Any]:
     return {"array": ctx.encode(obj.view(np.ndarray), join_path(path, "array"))}
 
 
-def _load_memmap(node: dict, ctx: LoadContext, path: str) -> np.memmap:
+def _load_memmap(node: dict[str, Any], ctx: LoadContext, path: str) -> np.memmap:
     arr = ctx.decode(node["array"], join_path(path, "array"))
     if type(arr) is not np.ndarray or arr.dtype.kind == "O":
         raise InvariantError("a memmap holds a plain array", path)
@@ -304,7 +318,7 @@ def _scalar_value(value: np.generic) -> Any:
     return value.item()
 
 
-def _save_scalar(obj: np.generic, ctx: SaveContext, path: str) -> dict:
+def _save_scalar(obj: np.generic, ctx: SaveContext, path: str) -> dict[str, Any]:
     dtype = obj.dtype
     if dtype.kind not in "biufcUSMm":
         raise UnsupportedTypeError(f"numpy scalar of dtype {dtype}", path)
@@ -313,16 +327,17 @@ def _save_scalar(obj: np.generic, ctx: SaveContext, path: str) -> dict:
     return {"dtype": dtype.str, "value": _scalar_value(obj)}
 
 
-def _check_scalar(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_scalar(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     check_array_node({"dtype": node["dtype"], "shape": [], "data": [node["value"]]}, path, ctx)
 
 
-def _load_scalar(node: dict, ctx: LoadContext, path: str) -> np.generic:
+def _load_scalar(node: dict[str, Any], ctx: LoadContext, path: str) -> np.generic:
     arr = ctx.array({"dtype": node["dtype"], "shape": [1], "data": [node["value"]]}, path)
-    return arr[0]
+    value: np.generic = arr[0]  # an item of a 1-D array of a non-object dtype: a numpy scalar
+    return value
 
 
-def _save_dtype(obj: np.dtype, ctx: SaveContext, path: str) -> dict:
+def _save_dtype(obj: np.dtype, ctx: SaveContext, path: str) -> dict[str, Any]:
     if obj.kind == "O":
         return {"dtype": "object"}
     if obj.fields is not None or obj.subdtype is not None or obj.kind not in "biufcUSMm":
@@ -330,12 +345,12 @@ def _save_dtype(obj: np.dtype, ctx: SaveContext, path: str) -> dict:
     return {"dtype": obj.str}
 
 
-def _check_dtype_node(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_dtype_node(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     if node["dtype"] != "object":
         check_dtype(node["dtype"], path)
 
 
-def _load_dtype(node: dict, ctx: LoadContext, path: str) -> np.dtype:
+def _load_dtype(node: dict[str, Any], ctx: LoadContext, path: str) -> np.dtype:
     return np.dtype(object) if node["dtype"] == "object" else np.dtype(node["dtype"])
 
 
@@ -348,11 +363,11 @@ _BIT_GENERATORS = {
 }
 
 
-def _save_random_state(obj: np.random.RandomState, ctx: SaveContext, path: str) -> dict:
+def _save_random_state(obj: np.random.RandomState, ctx: SaveContext, path: str) -> dict[str, Any]:
     return {"state": ctx.encode(obj.get_state(legacy=False), join_path(path, "state"))}
 
 
-def _load_random_state(node: dict, ctx: LoadContext, path: str) -> np.random.RandomState:
+def _load_random_state(node: dict[str, Any], ctx: LoadContext, path: str) -> np.random.RandomState:
     state = ctx.decode(node["state"], join_path(path, "state"))
     result = np.random.RandomState()
     try:
@@ -386,7 +401,7 @@ def _bit_generator(name: Any, state: Any, path: str, **seed: Any) -> np.random.B
     return bitgen
 
 
-def _save_seed_sequence(obj: np.random.SeedSequence, ctx: SaveContext, path: str) -> dict:
+def _save_seed_sequence(obj: np.random.SeedSequence, ctx: SaveContext, path: str) -> dict[str, Any]:
     if not 4 <= obj.pool_size <= _MAX_POOL_SIZE:  # what the loader accepts, nothing more
         raise UnsupportedTypeError(f"SeedSequence of pool_size {obj.pool_size} (at most "
                                    f"{_MAX_POOL_SIZE})", path)
@@ -401,7 +416,8 @@ def _save_seed_sequence(obj: np.random.SeedSequence, ctx: SaveContext, path: str
 _MAX_POOL_SIZE = 1 << 16
 
 
-def _load_seed_sequence(node: dict, ctx: LoadContext, path: str) -> np.random.SeedSequence:
+def _load_seed_sequence(node: dict[str, Any], ctx: LoadContext,
+                        path: str) -> np.random.SeedSequence:
     fields = {k: ctx.decode(node[k], join_path(path, k))
               for k in ("entropy", "spawn_key", "pool_size", "n_children_spawned")}
     pool_size, spawned = fields["pool_size"], fields["n_children_spawned"]
@@ -430,7 +446,7 @@ def _seed_seq_node(bitgen: np.random.BitGenerator, ctx: SaveContext, path: str) 
     return ctx.encode(seed_seq, join_path(path, "seed_seq"))
 
 
-def _bitgen_with_seed(name: Any, node: dict, ctx: LoadContext, path: str
+def _bitgen_with_seed(name: Any, node: dict[str, Any], ctx: LoadContext, path: str
                       ) -> np.random.BitGenerator:
     """A bit generator rebuilt from its state, seeded from its own SeedSequence when saved."""
     state = ctx.decode(node["state"], join_path(path, "state"))
@@ -440,7 +456,7 @@ def _bitgen_with_seed(name: Any, node: dict, ctx: LoadContext, path: str
     return _bit_generator(name, state, path, seed_seq=seed_seq)
 
 
-def _save_generator(obj: np.random.Generator, ctx: SaveContext, path: str) -> dict:
+def _save_generator(obj: np.random.Generator, ctx: SaveContext, path: str) -> dict[str, Any]:
     bitgen = obj.bit_generator
     if type(bitgen).__name__ not in _BIT_GENERATORS:
         raise UnsupportedTypeError(f"bit generator {type(bitgen).__name__}", path)
@@ -449,17 +465,18 @@ def _save_generator(obj: np.random.Generator, ctx: SaveContext, path: str) -> di
             "seed_seq": _seed_seq_node(bitgen, ctx, path)}
 
 
-def _load_generator(node: dict, ctx: LoadContext, path: str) -> np.random.Generator:
+def _load_generator(node: dict[str, Any], ctx: LoadContext, path: str) -> np.random.Generator:
     return np.random.Generator(_bitgen_with_seed(node["bit_generator"], node, ctx, path))
 
 
-def _save_bitgen(obj: np.random.BitGenerator, ctx: SaveContext, path: str) -> dict:
+def _save_bitgen(obj: np.random.BitGenerator, ctx: SaveContext, path: str) -> dict[str, Any]:
     return {"state": ctx.encode(obj.state, join_path(path, "state")),
             "seed_seq": _seed_seq_node(obj, ctx, path)}
 
 
-def _bitgen_loader(name: str):
-    def load(node: dict, ctx: LoadContext, path: str) -> np.random.BitGenerator:
+def _bitgen_loader(name: str
+                   ) -> Callable[[dict[str, Any], LoadContext, str], np.random.BitGenerator]:
+    def load(node: dict[str, Any], ctx: LoadContext, path: str) -> np.random.BitGenerator:
         return _bitgen_with_seed(name, node, ctx, path)
 
     return load
@@ -470,7 +487,7 @@ def _bitgen_loader(name: str):
 # handlers/sklearn.encode_state): ``base[start:stop:step, ...]``, so they come back sharing memory.
 
 
-def _check_view(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_view(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     index, shape = node["index"], node["shape"]
     ok = (isinstance(index, list) and isinstance(shape, list) and len(index) == len(shape)
           and len(index) <= ctx.limits.max_ndim
@@ -484,7 +501,7 @@ def _check_view(node: dict, ctx: CheckContext, path: str) -> None:
                             "distinct axes it flips", path)
 
 
-def _load_view(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
+def _load_view(node: dict[str, Any], ctx: LoadContext, path: str) -> np.ndarray:
     base = ctx.decode(node["base"], join_path(path, "base"))
     if type(base) is not np.ndarray or base.ndim != len(node["index"]):
         raise InvariantError("a view's base must be an array of as many axes", path)
@@ -496,7 +513,7 @@ def _load_view(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
     return result
 
 
-def _unreachable_save(obj: Any, ctx: SaveContext, path: str) -> dict:  # pragma: no cover
+def _unreachable_save(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:  # pragma: no cover
     raise AssertionError("handlers/sklearn.encode_state writes view nodes itself")
 
 

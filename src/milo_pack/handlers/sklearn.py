@@ -27,7 +27,7 @@ import importlib
 import inspect
 import types
 import warnings
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -55,7 +55,9 @@ def descriptor_names(cls: type) -> frozenset[str]:
     found = _DESCRIPTORS.get(cls)
     if found is None:
         first: dict[str, Any] = {}
-        for klass in (*type.__dict__["__mro__"].__get__(cls), *type(cls).__mro__):
+        # Annotated: mypy reads ``type(cls).__mro__`` as type's descriptor, not the tuple.
+        metaclass: type = type(cls)
+        for klass in (*type.__dict__["__mro__"].__get__(cls), *metaclass.__mro__):
             for name, value in vars(klass).items():
                 first.setdefault(name, value)
         found = frozenset(name for name, value in first.items()
@@ -98,7 +100,7 @@ def check_attribute_names(cls: type, names: Any, path: str) -> None:
 # -- state and views --------------------------------------------------------------------------
 
 
-def _view_bases(state: dict) -> list[np.ndarray]:
+def _view_bases(state: dict[str, Any]) -> list[np.ndarray]:
     """The arrays of a state that other arrays of the same state may be views of."""
     return [v for v in state.values()
             if type(v) is np.ndarray and v.dtype.kind not in "OV" and v.size
@@ -156,8 +158,8 @@ def view_index(view: np.ndarray, base: np.ndarray) -> list[list[int]] | None:
     return index if same else None
 
 
-def encode_state(state: dict, ctx: SaveContext, path: str,
-                 bases: list[np.ndarray]) -> dict:
+def encode_state(state: dict[str, Any], ctx: SaveContext, path: str,
+                 bases: list[np.ndarray]) -> dict[str, Any]:
     """Encode an object's attributes; arrays viewing another attribute become view nodes."""
     fields = {}
     for name, value in state.items():
@@ -197,6 +199,7 @@ def _padded(value: Any) -> np.ndarray | None:
             or value.size < 2 or value.flags.c_contiguous or value.flags.f_contiguous):
         return None
     (n0, n1), (s0, s1), item = value.shape, value.strides, value.itemsize
+    order: Literal["C", "F"]
     if s0 == item and s1 > 0 and s1 % item == 0 and s1 // item >= n0:
         shape, order = (s1 // item, n1), "F"
     elif s1 == item and s0 > 0 and s0 % item == 0 and s0 // item >= n1:
@@ -227,17 +230,18 @@ def _reversed_axes(value: Any) -> tuple[int, ...]:
 # -- named tuples and scipy splines -----------------------------------------------------------
 
 
-def _namedtuple_handler(cls: type, tag: str) -> Handler:
-    fields = tuple(cls._fields)
+def _namedtuple_handler(cls: type[Any], tag: str) -> Handler:
+    # cls: a named tuple class (a tuple subclass with _fields, as _internal_handler checked).
+    fields: tuple[str, ...] = tuple(cls._fields)
 
-    def save(obj: Any, ctx: SaveContext, path: str) -> dict:
+    def save(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
         return {"items": {k: ctx.encode(getattr(obj, k), join_path(path, k)) for k in fields}}
 
-    def check(node: dict, ctx: CheckContext, path: str) -> None:
+    def check(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
         if not isinstance(node["items"], dict) or tuple(node["items"]) != fields:
             raise ManifestError(f"{cls.__name__} has exactly the fields {list(fields)}", path)
 
-    def load(node: dict, ctx: LoadContext, path: str) -> Any:
+    def load(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
         return cls(**{k: ctx.decode(v, join_path(path, k)) for k, v in node["items"].items()})
 
     keys = frozenset({"items"})
@@ -247,7 +251,7 @@ def _namedtuple_handler(cls: type, tag: str) -> Handler:
 def _bspline_handler() -> Handler:
     from scipy.interpolate import BSpline
 
-    def save(obj: BSpline, ctx: SaveContext, path: str) -> dict:
+    def save(obj: BSpline, ctx: SaveContext, path: str) -> dict[str, Any]:
         if type(obj.extrapolate) not in (bool, str) or type(obj.k) is not int:
             raise UnsupportedTypeError("BSpline with unusual extrapolate or k", path)
         # The coefficients as the constructor takes them (it moves `axis` to the front).
@@ -256,12 +260,12 @@ def _bspline_handler() -> Handler:
                 "c": ctx.encode(coef, join_path(path, "c")),
                 "k": obj.k, "extrapolate": obj.extrapolate, "axis": obj.axis}
 
-    def check(node: dict, ctx: CheckContext, path: str) -> None:
+    def check(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
         if type(node["k"]) is not int or type(node["axis"]) is not int or not (
                 type(node["extrapolate"]) is bool or node["extrapolate"] == "periodic"):
             raise ManifestError("BSpline k and axis must be ints, extrapolate a bool", path)
 
-    def load(node: dict, ctx: LoadContext, path: str) -> BSpline:
+    def load(node: dict[str, Any], ctx: LoadContext, path: str) -> BSpline:
         t = ctx.decode(node["t"], join_path(path, "t"))
         c = ctx.decode(node["c"], join_path(path, "c"))
         k, axis = node["k"], node["axis"]
@@ -297,7 +301,7 @@ def _is_sklearn_class(cls: type) -> bool:
     return cls.__module__.startswith("sklearn.")
 
 
-def _state_of(obj: Any) -> dict:
+def _state_of(obj: Any) -> dict[str, Any]:
     state = obj.__getstate__()
     if not isinstance(state, dict):
         raise UnsupportedTypeError(f"{type(obj).__name__}.__getstate__ did not return a dict")
@@ -310,7 +314,7 @@ def _state_of(obj: Any) -> dict:
 _CO_VARARGS = inspect.CO_VARARGS
 
 
-def param_names(cls: type) -> frozenset[str]:
+def param_names(cls: type[BaseEstimator]) -> frozenset[str]:
     """``cls._get_param_names()`` as a set, read from ``__init__``'s code when it is a plain
     function (2 µs instead of inspect.signature's 30-90 µs on a first load); anything else
     (decorated, wrapped, with *args) goes through scikit-learn's own method."""
@@ -323,7 +327,9 @@ def param_names(cls: type) -> frozenset[str]:
     return frozenset(cls._get_param_names())
 
 
-def _estimator_handler(cls: type, tag: str, trusted: bool) -> Handler:
+def _estimator_handler(cls: type[object], tag: str, trusted: bool) -> Handler:
+    # cls is type[object], not type or type[Any]: mypy looks ``cls.__new__`` of those up on the
+    # metaclass (python/mypy#10100); the instance is Any, its state set by name.
     # The constructor's parameters are read when the handler is first used, not when it is made.
     names: list[frozenset[str]] = []
 
@@ -334,7 +340,7 @@ def _estimator_handler(cls: type, tag: str, trusted: bool) -> Handler:
 
     sklearn_class = _is_sklearn_class(cls)
 
-    def save(obj: Any, ctx: SaveContext, path: str) -> dict:
+    def save(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
         param_names = params_of()
         state = _state_of(obj)
         bases = _view_bases(state)
@@ -343,7 +349,7 @@ def _estimator_handler(cls: type, tag: str, trusted: bool) -> Handler:
         return {"params": encode_state(params, ctx, path, bases),
                 "attrs": encode_state(attrs, ctx, path, bases)}
 
-    def check(node: dict, ctx: CheckContext, path: str) -> None:
+    def check(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
         params, attrs = node["params"], node["attrs"]
         if not isinstance(params, dict) or not isinstance(attrs, dict):
             raise ManifestError("params and attrs must be objects", path)
@@ -361,8 +367,8 @@ def _estimator_handler(cls: type, tag: str, trusted: bool) -> Handler:
                 raise ManifestError(
                     f"parameter {name!r} names a path or cache; refused on load", path)
 
-    def load(node: dict, ctx: LoadContext, path: str) -> Any:
-        obj = cls.__new__(cls)
+    def load(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
+        obj: Any = cls.__new__(cls)
         ctx.register(node, obj)
         state = {k: ctx.decode(v, join_path(path, k)) for k, v in node["params"].items()}
         state.update((k, ctx.decode(v, join_path(path, k))) for k, v in node["attrs"].items())
@@ -383,10 +389,10 @@ def _estimator_handler(cls: type, tag: str, trusted: bool) -> Handler:
 # -- plain internal objects -------------------------------------------------------------------
 
 
-def _object_handler(cls: type, tag: str, trusted: bool = True) -> Handler:
+def _object_handler(cls: type[object], tag: str, trusted: bool = True) -> Handler:
     custom_setstate = hasattr(cls, "__setstate__")
 
-    def save(obj: Any, ctx: SaveContext, path: str) -> dict:
+    def save(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
         state = obj.__getstate__() if hasattr(obj, "__getstate__") else obj.__dict__
         if state is None:
             state = {}
@@ -394,13 +400,13 @@ def _object_handler(cls: type, tag: str, trusted: bool = True) -> Handler:
             raise UnsupportedTypeError(f"{cls.__name__} has no plain __dict__ state", path)
         return {"state": encode_state(state, ctx, path, _view_bases(state))}
 
-    def check(node: dict, ctx: CheckContext, path: str) -> None:
+    def check(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
         if not isinstance(node["state"], dict):
             raise ManifestError("state must be an object", path)
         check_attribute_names(cls, node["state"], path)
 
-    def load(node: dict, ctx: LoadContext, path: str) -> Any:
-        obj = cls.__new__(cls)
+    def load(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
+        obj: Any = cls.__new__(cls)
         ctx.register(node, obj)
         state = {k: ctx.decode(v, join_path(path, k)) for k, v in node["state"].items()}
         check_state(cls, state, path)
@@ -416,16 +422,16 @@ def _object_handler(cls: type, tag: str, trusted: bool = True) -> Handler:
 
 
 def _bunch_handler(Bunch: Any) -> Handler:  # noqa: N803 - the class
-    def save(obj: Bunch, ctx: SaveContext, path: str) -> dict:
+    def save(obj: Bunch, ctx: SaveContext, path: str) -> dict[str, Any]:
         if any(type(k) is not str for k in obj):
             raise UnsupportedTypeError("Bunch keys must be strings", path)
         return {"items": {k: ctx.encode(v, join_path(path, k)) for k, v in obj.items()}}
 
-    def check(node: dict, ctx: CheckContext, path: str) -> None:
+    def check(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
         if not isinstance(node["items"], dict):
             raise ManifestError("Bunch items must be an object", path)
 
-    def load(node: dict, ctx: LoadContext, path: str) -> Bunch:
+    def load(node: dict[str, Any], ctx: LoadContext, path: str) -> Bunch:
         result = Bunch()
         ctx.register(node, result)
         for k, v in node["items"].items():
@@ -527,10 +533,11 @@ def handler_for_tag(tag: str) -> Handler | None:
         return None
     imported = _import(module)
     cls = getattr(imported, name, None) if imported is not None else None
-    # Only under its own public path: one class, one tag.
-    if not _is_estimator_class(name, cls) or _estimator_tag(cls) != tag:
+    # Only under its own public path: one class, one tag.  (The casts: _is_estimator_class
+    # checked that cls is a class.)
+    if not _is_estimator_class(name, cls) or _estimator_tag(cast(type, cls)) != tag:
         return None
-    return _estimator_handler(cls, tag, True)
+    return _estimator_handler(cast(type, cls), tag, True)
 
 
 def _estimator_tag(cls: type) -> str:

@@ -21,7 +21,8 @@ import collections
 import datetime
 import enum
 import sys
-from typing import Any
+from collections.abc import MutableMapping
+from typing import Any, TypeVar
 
 from ..engine import CheckContext, LoadContext, SaveContext, join_path
 from ..errors import InvariantError, ManifestError, UnsupportedTypeError, quote
@@ -34,19 +35,22 @@ ENUMS: dict[str, tuple[str, str]] = {
 _MAX_ZONE_KEY = 256
 
 
-def _pairs(obj: Any, ctx: SaveContext, path: str) -> list:
+def _pairs(obj: Any, ctx: SaveContext, path: str) -> list[list[Any]]:
     return [[ctx.encode(k, f"{path}.<key {i}>"), ctx.encode(v, f"{path}[{k!r}]")]
             for i, (k, v) in enumerate(obj.items())]
 
 
-def _check_pairs(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_pairs(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     items = node["items"]
     if not isinstance(items, list) or not all(
             isinstance(p, list) and len(p) == 2 for p in items):
         raise ManifestError("items must be a list of [key, value] pairs", path)
 
 
-def _fill(result: Any, node: dict, ctx: LoadContext, path: str) -> Any:
+_M = TypeVar("_M", bound=MutableMapping[Any, Any])
+
+
+def _fill(result: _M, node: dict[str, Any], ctx: LoadContext, path: str) -> _M:
     ctx.register(node, result)
     for i, (k, v) in enumerate(node["items"]):
         key = ctx.decode(k, f"{path}.<key {i}>")
@@ -61,19 +65,22 @@ def _fill(result: Any, node: dict, ctx: LoadContext, path: str) -> Any:
 # -- collections ------------------------------------------------------------------------------
 
 
-def _save_mapping(obj: Any, ctx: SaveContext, path: str) -> dict:
+def _save_mapping(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
     return {"items": _pairs(obj, ctx, path)}
 
 
-def _load_ordered(node: dict, ctx: LoadContext, path: str) -> collections.OrderedDict:
+def _load_ordered(node: dict[str, Any], ctx: LoadContext,
+                  path: str) -> collections.OrderedDict[Any, Any]:
     return _fill(collections.OrderedDict(), node, ctx, path)
 
 
-def _load_counter(node: dict, ctx: LoadContext, path: str) -> collections.Counter:
+def _load_counter(node: dict[str, Any], ctx: LoadContext,
+                  path: str) -> collections.Counter[Any]:
     return _fill(collections.Counter(), node, ctx, path)
 
 
-def _save_defaultdict(obj: collections.defaultdict, ctx: SaveContext, path: str) -> dict:
+def _save_defaultdict(obj: collections.defaultdict[Any, Any], ctx: SaveContext,
+                      path: str) -> dict[str, Any]:
     factory = ctx.encode(obj.default_factory, join_path(path, "default_factory"))
     if factory is not None and not _is_callable_node(factory):
         raise UnsupportedTypeError("a defaultdict's default_factory must be an allow-listed "
@@ -86,26 +93,27 @@ def _is_callable_node(node: Any) -> bool:
             and node["$type"].partition(":")[0] in ("type", "function"))
 
 
-def _check_defaultdict(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_defaultdict(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     factory = node["default_factory"]
     if factory is not None and not _is_callable_node(factory):
         raise ManifestError("default_factory must be null or a type or function node", path)
     _check_pairs(node, ctx, path)
 
 
-def _load_defaultdict(node: dict, ctx: LoadContext, path: str) -> collections.defaultdict:
+def _load_defaultdict(node: dict[str, Any], ctx: LoadContext,
+                      path: str) -> collections.defaultdict[Any, Any]:
     factory = ctx.decode(node["default_factory"], join_path(path, "default_factory"))
     if factory is not None and not callable(factory):
         raise InvariantError("default_factory must be callable", path)
     return _fill(collections.defaultdict(factory), node, ctx, path)
 
 
-def _save_deque(obj: collections.deque, ctx: SaveContext, path: str) -> dict:
+def _save_deque(obj: collections.deque[Any], ctx: SaveContext, path: str) -> dict[str, Any]:
     return {"items": [ctx.encode(v, f"{path}[{i}]") for i, v in enumerate(obj)],
             "maxlen": obj.maxlen}
 
 
-def _check_deque(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_deque(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     maxlen = node["maxlen"]
     if not isinstance(node["items"], list) or not (
             maxlen is None or (type(maxlen) is int and maxlen >= len(node["items"]))):
@@ -113,8 +121,8 @@ def _check_deque(node: dict, ctx: CheckContext, path: str) -> None:
                             path)
 
 
-def _load_deque(node: dict, ctx: LoadContext, path: str) -> collections.deque:
-    result: collections.deque = collections.deque(maxlen=node["maxlen"])
+def _load_deque(node: dict[str, Any], ctx: LoadContext, path: str) -> collections.deque[Any]:
+    result: collections.deque[Any] = collections.deque(maxlen=node["maxlen"])
     ctx.register(node, result)
     result.extend(ctx.decode(v, f"{path}[{i}]") for i, v in enumerate(node["items"]))
     return result
@@ -131,14 +139,14 @@ def _tz_node(tz: Any, ctx: SaveContext, path: str) -> Any:
     return node
 
 
-def _tz(node: dict, ctx: LoadContext, path: str) -> Any:
+def _tz(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
     tz = ctx.decode(node["tzinfo"], join_path(path, "tzinfo"))
     if tz is not None and not isinstance(tz, datetime.tzinfo):
         raise InvariantError("tzinfo must be a time zone", path)
     return tz
 
 
-def _check_clock(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_clock(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     fold = node["fold"]
     if not isinstance(node["value"], str) or len(node["value"]) > 40 or type(fold) is not int \
             or fold not in (0, 1):
@@ -148,12 +156,16 @@ def _check_clock(node: dict, ctx: CheckContext, path: str) -> None:
         raise ManifestError("tzinfo must be null or a time-zone node", path)
 
 
-def _save_datetime(obj: datetime.datetime, ctx: SaveContext, path: str) -> dict:
+def _save_datetime(obj: datetime.datetime, ctx: SaveContext, path: str) -> dict[str, Any]:
     return {"value": obj.replace(tzinfo=None, fold=0).isoformat(timespec="microseconds"),
             "tzinfo": _tz_node(obj.tzinfo, ctx, path), "fold": obj.fold}
 
 
-def _parse(kind: Any, text: str, path: str) -> Any:
+# Constrained, not bound: each class's fromisoformat returns that class.
+_Clock = TypeVar("_Clock", datetime.datetime, datetime.date, datetime.time)
+
+
+def _parse(kind: type[_Clock], text: str, path: str) -> _Clock:
     try:
         value = kind.fromisoformat(text)
     except ValueError:
@@ -163,44 +175,44 @@ def _parse(kind: Any, text: str, path: str) -> Any:
     return value
 
 
-def _load_datetime(node: dict, ctx: LoadContext, path: str) -> datetime.datetime:
+def _load_datetime(node: dict[str, Any], ctx: LoadContext, path: str) -> datetime.datetime:
     value = _parse(datetime.datetime, node["value"], path)
     return value.replace(tzinfo=_tz(node, ctx, path), fold=node["fold"])
 
 
-def _save_time(obj: datetime.time, ctx: SaveContext, path: str) -> dict:
+def _save_time(obj: datetime.time, ctx: SaveContext, path: str) -> dict[str, Any]:
     return {"value": obj.replace(tzinfo=None, fold=0).isoformat(timespec="microseconds"),
             "tzinfo": _tz_node(obj.tzinfo, ctx, path), "fold": obj.fold}
 
 
-def _load_time(node: dict, ctx: LoadContext, path: str) -> datetime.time:
+def _load_time(node: dict[str, Any], ctx: LoadContext, path: str) -> datetime.time:
     value = _parse(datetime.time, node["value"], path)
     return value.replace(tzinfo=_tz(node, ctx, path), fold=node["fold"])
 
 
-def _save_date(obj: datetime.date, ctx: SaveContext, path: str) -> dict:
+def _save_date(obj: datetime.date, ctx: SaveContext, path: str) -> dict[str, Any]:
     return {"value": obj.isoformat()}
 
 
-def _check_date(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_date(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     if not isinstance(node["value"], str) or len(node["value"]) > 20:
         raise ManifestError("a date is an ISO string", path)
 
 
-def _load_date(node: dict, ctx: LoadContext, path: str) -> datetime.date:
+def _load_date(node: dict[str, Any], ctx: LoadContext, path: str) -> datetime.date:
     return _parse(datetime.date, node["value"], path)
 
 
-def _save_timedelta(obj: datetime.timedelta, ctx: SaveContext, path: str) -> dict:
+def _save_timedelta(obj: datetime.timedelta, ctx: SaveContext, path: str) -> dict[str, Any]:
     return {"days": obj.days, "seconds": obj.seconds, "microseconds": obj.microseconds}
 
 
-def _check_timedelta(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_timedelta(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     if not all(type(node[k]) is int for k in ("days", "seconds", "microseconds")):
         raise ManifestError("a timedelta has int days, seconds and microseconds", path)
 
 
-def _load_timedelta(node: dict, ctx: LoadContext, path: str) -> datetime.timedelta:
+def _load_timedelta(node: dict[str, Any], ctx: LoadContext, path: str) -> datetime.timedelta:
     try:
         return datetime.timedelta(days=node["days"], seconds=node["seconds"],
                                   microseconds=node["microseconds"])
@@ -208,7 +220,7 @@ def _load_timedelta(node: dict, ctx: LoadContext, path: str) -> datetime.timedel
         raise InvariantError("timedelta out of range", path) from None
 
 
-def _save_timezone(obj: datetime.timezone, ctx: SaveContext, path: str) -> dict:
+def _save_timezone(obj: datetime.timezone, ctx: SaveContext, path: str) -> dict[str, Any]:
     offset = obj.utcoffset(None)
     name = obj.tzname(None)
     default = datetime.timezone(offset).tzname(None)
@@ -216,14 +228,14 @@ def _save_timezone(obj: datetime.timezone, ctx: SaveContext, path: str) -> dict:
             "name": None if name == default else name}
 
 
-def _check_timezone(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_timezone(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     name = node["name"]
     if not (isinstance(node["offset"], dict) and node["offset"].get("$type")
             == "datetime.timedelta") or not (name is None or isinstance(name, str)):
         raise ManifestError("a timezone has a timedelta offset and a name (or null)", path)
 
 
-def _load_timezone(node: dict, ctx: LoadContext, path: str) -> datetime.timezone:
+def _load_timezone(node: dict[str, Any], ctx: LoadContext, path: str) -> datetime.timezone:
     offset = ctx.decode(node["offset"], join_path(path, "offset"))
     try:
         if node["name"] is None:
@@ -240,18 +252,18 @@ def _zone_key_ok(key: Any) -> bool:
                 c.isalnum() or c in "_+-" for c in part) for part in key.split("/")))
 
 
-def _save_zone(obj: Any, ctx: SaveContext, path: str) -> dict:
+def _save_zone(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
     if not _zone_key_ok(obj.key):
         raise UnsupportedTypeError("a ZoneInfo without an IANA key (from_file?)", path)
     return {"key": obj.key}
 
 
-def _check_zone(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_zone(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     if not _zone_key_ok(node["key"]):
         raise ManifestError("a ZoneInfo key is an IANA name such as 'Europe/Paris'", path)
 
 
-def _load_zone(node: dict, ctx: LoadContext, path: str) -> Any:
+def _load_zone(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
     import zoneinfo
 
     try:
@@ -267,17 +279,17 @@ _TZ_TAGS = frozenset({"datetime.timezone", "zoneinfo.ZoneInfo"})
 # -- enums ------------------------------------------------------------------------------------
 
 
-def _enum_handler(cls: type, tag: str, trusted: bool) -> Handler:
+def _enum_handler(cls: type[enum.Enum], tag: str, trusted: bool) -> Handler:
     flag = issubclass(cls, enum.Flag)
 
-    def save(obj: Any, ctx: SaveContext, path: str) -> dict:
+    def save(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
         if flag:
             if type(obj.value) is not int:
                 raise UnsupportedTypeError("a flag enum with non-int values", path)
             return {"value": obj.value}
         return {"name": obj.name}
 
-    def check(node: dict, ctx: CheckContext, path: str) -> None:
+    def check(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
         if flag and (set(node) - {"$type", "$id"} != {"value"} or type(node["value"]) is not int):
             raise ManifestError(f"a {cls.__name__} member is an int 'value'", path)
         if not flag and (set(node) - {"$type", "$id"} != {"name"}
@@ -285,7 +297,7 @@ def _enum_handler(cls: type, tag: str, trusted: bool) -> Handler:
             raise ManifestError(f"{quote(node.get('name'))} is not a member of {cls.__name__}",
                                 path)
 
-    def load(node: dict, ctx: LoadContext, path: str) -> Any:
+    def load(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
         if not flag:
             return cls.__members__[node["name"]]
         try:

@@ -12,7 +12,8 @@ to their node, so a 300-tree forest compresses to about a tenth of its pickle.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from sklearn.tree._tree import NODE_DTYPE, Tree
@@ -21,7 +22,12 @@ from .. import _arrays
 from ..engine import CheckContext, LoadContext, SaveContext, check_array_node, join_path
 from ..errors import InvariantError, LimitError, ManifestError, quote
 from ..lazy import plain_type
-from ..registry import Handler, PackedMember, Registry
+from ..registry import Handler, LoadFn, PackedMember, Registry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from types import MappingProxyType
+
+    from .numpy_ import RecordField
 
 _CHILD_FIELDS = ("left_child", "right_child")
 # Columns stored as two parts, split nodes then leaves (each in node order).  Leaves hold
@@ -35,8 +41,8 @@ _PARTITIONED = ("feature", "threshold", "impurity", "missing_go_to_left")
 
 
 def _save_parts(ctx: SaveContext, column: np.ndarray, masks: tuple[np.ndarray, np.ndarray],
-                path: str, group: str) -> dict:
-    def part(mask: np.ndarray):
+                path: str, group: str) -> dict[str, Any]:
+    def part(mask: np.ndarray) -> Callable[[], np.ndarray]:
         return lambda: column[mask]
 
     tail = list(column.shape[1:])
@@ -66,7 +72,7 @@ def _is_constant(values: np.ndarray) -> bool:
     return bool((bits == bits[0]).all())
 
 
-def _save_tree(obj: Tree, ctx: SaveContext, path: str) -> dict:
+def _save_tree(obj: Tree, ctx: SaveContext, path: str) -> dict[str, Any]:
     state = obj.__getstate__()
     nodes, values = state["nodes"], state["values"]
     # Two small masks per tree (1 byte a node each) are kept until the sections are written.
@@ -91,14 +97,14 @@ def _save_tree(obj: Tree, ctx: SaveContext, path: str) -> dict:
     }
 
 
-def _int_field(node: dict, key: str, path: str, low: int = 0) -> int:
+def _int_field(node: dict[str, Any], key: str, path: str, low: int = 0) -> int:
     value = node[key]
     if type(value) is not int or value < low:
         raise ManifestError(f"{key} must be an int >= {low}", path)
     return value
 
 
-def _check_parts(parts: Any, dtype: str, tail: list, node_count: int, ctx: CheckContext,
+def _check_parts(parts: Any, dtype: str, tail: list[Any], node_count: int, ctx: CheckContext,
                  path: str) -> None:
     if not isinstance(parts, dict) or list(parts) != ["splits", "leaves"]:
         raise ManifestError("expected {\"splits\": array, \"leaves\": array}", path)
@@ -114,7 +120,7 @@ def _check_parts(parts: Any, dtype: str, tail: list, node_count: int, ctx: Check
         raise InvariantError(f"splits and leaves must add up to {node_count} nodes", path)
 
 
-def _check_tree(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_tree(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     node_count = _int_field(node, "node_count", path, 1)
     _int_field(node, "n_features", path, 1)
     n_outputs = _int_field(node, "n_outputs", path, 1)
@@ -147,7 +153,7 @@ def _check_tree(node: dict, ctx: CheckContext, path: str) -> None:
     _check_parts(values, "<f8", tail, node_count, ctx, join_path(path, "values"))
 
 
-def _load_parts(parts: dict, ctx: LoadContext, leaf: np.ndarray, n_leaves: int,
+def _load_parts(parts: dict[str, Any], ctx: LoadContext, leaf: np.ndarray, n_leaves: int,
                 out: np.ndarray, path: str) -> None:
     splits, leaves = parts["splits"], parts["leaves"]
     if leaves["shape"][0] != n_leaves:
@@ -157,7 +163,7 @@ def _load_parts(parts: dict, ctx: LoadContext, leaf: np.ndarray, n_leaves: int,
                          ctx.array(leaves, join_path(path, "leaves")), leaf, out)
 
 
-def _load_tree(node: dict, ctx: LoadContext, path: str) -> Tree:
+def _load_tree(node: dict[str, Any], ctx: LoadContext, path: str) -> Tree:
     n_features, n_outputs = node["n_features"], node["n_outputs"]
     node_count = node["node_count"]
     n_classes = ctx.array(node["n_classes"], join_path(path, "n_classes"))
@@ -200,25 +206,26 @@ _BINARY_TREE_FIELDS = ("data", "idx_array", "node_data", "node_bounds", "leaf_si
                        "sample_weight")
 
 
-def _save_binary_tree(obj: Any, ctx: SaveContext, path: str) -> dict:
+def _save_binary_tree(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
     state = obj.__getstate__()
     return {name: ctx.encode(value, join_path(path, name))
             for name, value in zip(_BINARY_TREE_FIELDS, state, strict=True)}
 
 
-def _binary_tree_loader(cls: type):
-    def load(node: dict, ctx: LoadContext, path: str) -> Any:
+def _binary_tree_loader(cls: type[object]) -> LoadFn:
+    # type[object], not type: mypy looks type's __new__ up on the metaclass (python/mypy#10100).
+    def load(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
         values = {name: ctx.decode(node[name], join_path(path, name))
                   for name in _BINARY_TREE_FIELDS}
         _check_binary_tree_state(cls, values, path)
-        obj = cls.__new__(cls)
+        obj: Any = cls.__new__(cls)
         obj.__setstate__(tuple(values[name] for name in _BINARY_TREE_FIELDS))
         return obj
 
     return load
 
 
-def _check_binary_tree_state(cls: type, v: dict, path: str) -> None:
+def _check_binary_tree_state(cls: type, v: dict[str, Any], path: str) -> None:
     data, idx, node_data, bounds = v["data"], v["idx_array"], v["node_data"], v["node_bounds"]
     for name in ("leaf_size", "n_levels", "n_nodes", "n_trims", "n_leaves", "n_splits",
                  "n_calls"):
@@ -295,15 +302,15 @@ def _check_metric_dims(metric: Any, n_dims: int, path: str) -> None:
         raise InvariantError(f"{base} matrix does not match {n_dims} features", path)
 
 
-def _save_metric(obj: Any, ctx: SaveContext, path: str) -> dict:
+def _save_metric(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
     p, vec, mat = obj.__getstate__()
     return {"p": ctx.encode(p, join_path(path, "p")),
             "vec": ctx.encode(np.asarray(vec), join_path(path, "vec")),
             "mat": ctx.encode(np.asarray(mat), join_path(path, "mat"))}
 
 
-def _metric_loader(cls: type):
-    def load(node: dict, ctx: LoadContext, path: str) -> Any:
+def _metric_loader(cls: type[object]) -> LoadFn:
+    def load(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
         p = ctx.decode(node["p"], join_path(path, "p"))
         vec = ctx.decode(node["vec"], join_path(path, "vec"))
         mat = ctx.decode(node["mat"], join_path(path, "mat"))
@@ -311,7 +318,7 @@ def _metric_loader(cls: type):
                 isinstance(vec, np.ndarray) and vec.dtype == np.float64 and vec.ndim == 1
                 and isinstance(mat, np.ndarray) and mat.dtype == np.float64 and mat.ndim == 2):
             raise InvariantError("a distance metric needs p, a float64 vec and mat", path)
-        obj = cls.__new__(cls)
+        obj: Any = cls.__new__(cls)
         obj.__setstate__((float(p), np.ascontiguousarray(vec), np.ascontiguousarray(mat)))
         return obj
 
@@ -368,23 +375,29 @@ def _same(a: Any, b: Any) -> bool:
     """Whether two attribute values are the same, bit for bit (so trees may share one node)."""
     if type(a) is not type(b):
         return False
+    # Comparisons with b (Any) are Any to mypy; each operand here is a bool.
     if type(a) is np.ndarray:
-        return (a.dtype == b.dtype and a.shape == b.shape and a.dtype.kind not in "OV"
-                and a.tobytes() == b.tobytes())
+        same: bool = (a.dtype == b.dtype and a.shape == b.shape and a.dtype.kind not in "OV"
+                      and a.tobytes() == b.tobytes())
+        return same
     if isinstance(a, np.generic):
-        return a.dtype == b.dtype and a.tobytes() == b.tobytes()
+        same = a.dtype == b.dtype and a.tobytes() == b.tobytes()
+        return same
     if type(a) is float:
-        return np.float64(a).tobytes() == np.float64(b).tobytes()
+        same = np.float64(a).tobytes() == np.float64(b).tobytes()
+        return same
     if a is None or type(a) in (int, str, bool):
-        return a == b
+        same = a == b
+        return same
     return a is b
 
 
-def _pack_states(arr: np.ndarray | list, ctx: SaveContext) -> list[dict] | None:
+def _pack_states(arr: np.ndarray | list[Any], ctx: SaveContext) -> list[dict[str, Any]] | None:
     """The trees' states if ``arr`` (object array or list of trees) can be packed, else None."""
     from .sklearn import _state_of
 
-    items = list(arr) if type(arr) is list else list(arr.reshape(-1))
+    # Not a list: an ndarray (callers pass exactly one of the two).
+    items = list(arr) if type(arr) is list else list(cast(np.ndarray, arr).reshape(-1))
     cls = plain_type(items[0])
     if (cls.__module__.partition("._")[0] != "sklearn.tree"
             or f"sklearn.tree.{cls.__name__}" not in _PACKABLE_TAGS
@@ -392,7 +405,7 @@ def _pack_states(arr: np.ndarray | list, ctx: SaveContext) -> list[dict] | None:
         return None
     states = [_state_of(t) for t in items]
     keys = list(states[0])
-    trees = [s.get("tree_") for s in states]
+    trees: list[Any] = [s.get("tree_") for s in states]  # checked to be Trees just below
     if any(list(s) != keys for s in states) or any(type(t) is not Tree for t in trees):
         return None
     first = trees[0]
@@ -405,7 +418,7 @@ def _pack_states(arr: np.ndarray | list, ctx: SaveContext) -> list[dict] | None:
     return states
 
 
-def _save_packed(arr: np.ndarray, ctx: SaveContext, path: str) -> dict:
+def _save_packed(arr: np.ndarray, ctx: SaveContext, path: str) -> dict[str, Any]:
     states = _pack_states(arr, ctx)
     assert states is not None  # the resolver checked
     is_list = type(arr) is list
@@ -452,7 +465,7 @@ def _save_packed(arr: np.ndarray, ctx: SaveContext, path: str) -> dict:
     }
 
 
-def _check_packed(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_packed(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     from .sklearn import check_attribute_names
 
     tag = node["class"]
@@ -523,9 +536,11 @@ class _PackedTrees:
     first and each tree's structure as it is built.
     """
 
-    def __init__(self, node: dict, ctx: LoadContext, path: str, whole: bool) -> None:
+    def __init__(self, node: dict[str, Any], ctx: LoadContext, path: str, whole: bool) -> None:
         self.node, self.path = node, path
-        self.cls = ctx.registry.for_tag(node["class"]).cls
+        # _check_packed found this tag's handler, with a class.
+        handler = cast(Handler, ctx.registry.for_tag(node["class"]))
+        self.cls = cast("type[object]", handler.cls)
         trees = node["trees"]
         self.where = where = join_path(path, "trees")
         self.counts = ctx.array(trees["node_count"], join_path(where, "node_count"))
@@ -547,7 +562,7 @@ class _PackedTrees:
             self.values = ctx.array(trees["values"], join_path(where, "values"))
 
     def nbytes(self, i: int) -> int:
-        row = NODE_DTYPE.itemsize + 8 * int(self.n_classes.max()) * len(self.n_classes)
+        row: int = NODE_DTYPE.itemsize + 8 * int(self.n_classes.max()) * len(self.n_classes)
         return int(self.counts[i]) * row
 
     def _rows(self, ctx: LoadContext, name: str, start: int, stop: int) -> np.ndarray:
@@ -590,13 +605,13 @@ class _PackedTrees:
                 state[name] = ctx.decode(node["varying"][name][i], join_path(at, name))
         if self.version is not None:
             state["_sklearn_version"] = self.version
-        estimator = self.cls.__new__(self.cls)
+        estimator: Any = self.cls.__new__(self.cls)
         estimator.__setstate__(state)
         check_fitted(estimator, at)
         return estimator
 
 
-def _packed_container(node: dict) -> tuple[Any, Any]:
+def _packed_container(node: dict[str, Any]) -> tuple[Any, Any]:
     """The container a packed node restores (a list, or an object array) and its flat view."""
     if node.get("container") == "list":
         result: Any = [None] * node["shape"][0]
@@ -605,7 +620,7 @@ def _packed_container(node: dict) -> tuple[Any, Any]:
     return result, result.reshape(-1)
 
 
-def _load_packed(node: dict, ctx: LoadContext, path: str) -> Any:
+def _load_packed(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
     result, flat = _packed_container(node)
     ctx.register(node, result)
     packed = _PackedTrees(node, ctx, path, whole=True)
@@ -614,16 +629,18 @@ def _load_packed(node: dict, ctx: LoadContext, path: str) -> Any:
     return result
 
 
-def _unpack_trees(node: dict, ctx: LoadContext, path: str) -> tuple[Any, list[PackedMember]]:
+def _unpack_trees(node: dict[str, Any], ctx: LoadContext,
+                  path: str) -> tuple[Any, list[PackedMember]]:
     result, flat = _packed_container(node)
     packed = _PackedTrees(node, ctx, path, whole=False)
     members = []
     for i in range(len(flat)):
         at = f"{path}[{i}]"  # flat index, as for any object array
+        # The ignores: lambdas binding loop variables as defaults (python/mypy#15459).
         members.append(PackedMember(
             at, node["class"], packed.nbytes(i),
-            place=lambda obj, i=i: flat.__setitem__(i, obj),
-            build=lambda c, i=i, at=at: packed.build(i, c, at)))
+            place=lambda obj, i=i: flat.__setitem__(i, obj),  # type: ignore[misc]
+            build=lambda c, i=i, at=at: packed.build(i, c, at)))  # type: ignore[misc]
     return result, members
 
 
@@ -661,10 +678,11 @@ _BITSETS = ("binned_left_cat_bitsets", "raw_left_cat_bitsets")
 _PREDICTOR_FIELDS = ("nodes", *_BITSETS)
 
 
-def _predictor_class() -> type:
+def _predictor_class() -> type[object]:
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
 
-    return TreePredictor
+    cls: type[object] = TreePredictor  # a class of an untyped module
+    return cls
 
 
 def _predictor_grid(obj: Any, ctx: SaveContext) -> list[list[Any]] | None:
@@ -674,7 +692,7 @@ def _predictor_grid(obj: Any, ctx: SaveContext) -> list[list[Any]] | None:
     cls = _predictor_class()
     width = len(obj[0])
     dtype = None
-    tails: dict[str, tuple] = {}
+    tails: dict[str, tuple[int, ...]] = {}
     for row in obj:
         if type(row) is not list or len(row) != width or ctx.is_memoized(row):
             return None
@@ -696,7 +714,7 @@ def _predictor_grid(obj: Any, ctx: SaveContext) -> list[list[Any]] | None:
     return obj
 
 
-def _save_predictors(obj: list, ctx: SaveContext, path: str) -> dict:
+def _save_predictors(obj: list[list[Any]], ctx: SaveContext, path: str) -> dict[str, Any]:
     predictors = [p for row in obj for p in row]
     dtype = predictors[0].nodes.dtype
     where = join_path(path, "nodes")
@@ -722,7 +740,7 @@ def _save_predictors(obj: list, ctx: SaveContext, path: str) -> dict:
     }
 
 
-def _check_predictors(node: dict, ctx: CheckContext, path: str) -> None:
+def _check_predictors(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     from .numpy_ import record_dtype
 
     shape = node["shape"]
@@ -743,14 +761,16 @@ def _check_predictors(node: dict, ctx: CheckContext, path: str) -> None:
     if not isinstance(nodes, dict) or set(nodes) != {"dtype", "fields"}:
         raise ManifestError("nodes has exactly 'dtype' and 'fields'", path)
     dtype = record_dtype(nodes["dtype"], join_path(path, "nodes"))
+    # record_dtype built a structured dtype (from a non-empty list of names).
+    dtype_fields = cast("MappingProxyType[str, RecordField]", dtype.fields)
     fields = nodes["fields"]
-    if not isinstance(fields, dict) or list(fields) != list(dtype.names):
+    if not isinstance(fields, dict) or list(fields) != list(cast("tuple[str, ...]", dtype.names)):
         raise ManifestError("nodes.fields must list the record fields in order", path)
     length = None
     for name, arr in fields.items():
         where = join_path(path, f"nodes.{name}")
         check_array_node(arr, where, ctx)
-        if arr.get("dtype") != dtype.fields[name][0].str or len(arr.get("shape")) != 1 or (
+        if arr.get("dtype") != dtype_fields[name][0].str or len(arr.get("shape")) != 1 or (
                 length is not None and arr["shape"][0] != length):
             raise InvariantError("record columns must be 1-D, of one length and the field dtype",
                                  where)
@@ -764,7 +784,7 @@ def _check_predictors(node: dict, ctx: CheckContext, path: str) -> None:
 class _PackedPredictors:
     """Builds the predictors of a packed node one at a time (see :class:`_PackedTrees`)."""
 
-    def __init__(self, node: dict, ctx: LoadContext, path: str, whole: bool) -> None:
+    def __init__(self, node: dict[str, Any], ctx: LoadContext, path: str, whole: bool) -> None:
         from .numpy_ import record_dtype
 
         self.node, self.path = node, path
@@ -776,8 +796,9 @@ class _PackedPredictors:
         self.arrays = {f"nodes.{name}": arr for name, arr in fields.items()}
         self.arrays.update((name, node[name]) for name in _BITSETS)
         self.ends = {}
+        names = cast("tuple[str, ...]", self.dtype.names)  # a structured dtype, see above
         for name, count in self.counts.items():
-            key = f"nodes.{self.dtype.names[0]}" if name == "nodes" else name
+            key = f"nodes.{names[0]}" if name == "nodes" else name
             total = self.arrays[key]["shape"][0]
             if np.any(count < 0) or int(count.sum()) != total:
                 raise InvariantError(
@@ -805,20 +826,20 @@ class _PackedPredictors:
         cls = _predictor_class()
         n = int(self.counts["nodes"][i])
         records = np.zeros(n, dtype=self.dtype)
-        for name in self.dtype.names:
+        for name in cast("tuple[str, ...]", self.dtype.names):  # a structured dtype
             records[name] = self._rows(ctx, f"nodes.{name}", "nodes", i)
         state: dict[str, Any] = {"nodes": records}
         for name in _BITSETS:
             state[name] = np.ascontiguousarray(self._rows(ctx, name, name, i))
         check_state(cls, state, self.member_path(i))
-        predictor = cls.__new__(cls)
+        predictor: Any = cls.__new__(cls)
         predictor.__setstate__(state)
         return predictor
 
 
-def _load_predictors(node: dict, ctx: LoadContext, path: str) -> list:
+def _load_predictors(node: dict[str, Any], ctx: LoadContext, path: str) -> list[list[Any]]:
     packed = _PackedPredictors(node, ctx, path, whole=True)
-    result: list = []
+    result: list[list[Any]] = []
     ctx.register(node, result)
     n_rows, width = node["shape"]
     for r in range(n_rows):
@@ -826,16 +847,17 @@ def _load_predictors(node: dict, ctx: LoadContext, path: str) -> list:
     return result
 
 
-def _unpack_predictors(node: dict, ctx: LoadContext, path: str
+def _unpack_predictors(node: dict[str, Any], ctx: LoadContext, path: str
                        ) -> tuple[Any, list[PackedMember]]:
     packed = _PackedPredictors(node, ctx, path, whole=False)
     n_rows, width = node["shape"]
-    result: list = [[None] * width for _ in range(n_rows)]
+    result: list[list[Any]] = [[None] * width for _ in range(n_rows)]
     tag = f"{_predictor_class().__module__}.{_predictor_class().__name__}"
+    # The ignores: lambdas binding loop variables as defaults (python/mypy#15459).
     members = [
         PackedMember(packed.member_path(i), tag, packed.nbytes(i),
-                     place=lambda obj, row=result[i // width], c=i % width: row.__setitem__(c, obj),
-                     build=lambda c, i=i: packed.build(i, c))
+                     place=lambda obj, row=result[i // width], c=i % width: row.__setitem__(c, obj),  # type: ignore[misc]
+                     build=lambda c, i=i: packed.build(i, c))  # type: ignore[misc]
         for i in range(n_rows * width)]
     return result, members
 
