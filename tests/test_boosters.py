@@ -26,12 +26,17 @@ import xgboost as xgb
 
 import milo_pack
 from milo_pack import _arrays
+from milo_pack.errors import VersionError
+from milo_pack.migrations import parse_version
 
 from . import booster_cases as cases
 from .fixtures.boosters import make_fixtures
+from .fixtures.xgb21 import make_fixtures as make_xgb21
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+XGB_VERSION = parse_version(xgb.__version__)
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "boosters"
+XGB21 = pathlib.Path(__file__).parent / "fixtures" / "xgb21"
 
 
 def _roundtrip(model):
@@ -92,15 +97,67 @@ def test_fixtures_from_the_previous_layout_are_present():
 
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.milo")), ids=lambda p: p.stem)
 def test_files_from_the_previous_layout_load_identically(path):
-    """Written by the code before the rewrite (commit f68509a): what we wrote, we read."""
+    """Written by the code before the rewrite (commit f68509a): what we wrote, we read.
+
+    They were written under XGBoost 3.2, whose base score (a vector since 3.1) XGBoost before
+    3.1 would read as another value: there they are refused, naming both versions."""
     X, frame = make_fixtures.inputs()
     data = frame if ("categorical" in path.stem or "raw" in path.stem) else X
+    written = _manifest(path.read_bytes())["writer"].get("xgboost")
+    if written and parse_version(written) >= (3, 1) > XGB_VERSION:
+        with pytest.raises(VersionError, match="base score") as refused:
+            milo_pack.load(path)
+        assert refused.value.writer == written and refused.value.reader == xgb.__version__
+        return
     model = milo_pack.load(path)
     expected = np.load(path.with_suffix(".npz"))
     got = make_fixtures.predictions(model, data)
     assert sorted(expected.files) == sorted(got)
     for key in expected.files:
         assert np.array_equal(expected[key], got[key]), key
+
+
+@pytest.mark.parametrize("path", sorted(XGB21.glob("*.milo")), ids=lambda p: p.stem)
+def test_files_from_xgboost_2_1_load_identically_or_are_refused(path):
+    """Written under XGBoost 2.1.4 (the oldest supported): the same predictions under the
+    installed XGBoost, bit for bit, or, for multi-target trees under XGBoost 3.2 or later
+    (which reads only its own layout of them), a VersionError naming both versions."""
+    assert _manifest(path.read_bytes())["writer"]["xgboost"] == "2.1.4"
+    X, frame = make_fixtures.inputs()
+    data = frame if "raw" in path.stem else X
+    if path.stem in make_xgb21.MULTI_TARGET and XGB_VERSION >= (3, 2):
+        with pytest.raises(VersionError, match="multi-target trees") as refused:
+            milo_pack.load(path)
+        assert (refused.value.writer, refused.value.reader) == ("2.1.4", xgb.__version__)
+        assert "2.1.4" in str(refused.value) and xgb.__version__ in str(refused.value)
+        return
+    model = milo_pack.load(path)
+    expected = np.load(path.with_suffix(".npz"))
+    got = make_fixtures.predictions(model, data)
+    assert sorted(expected.files) == sorted(got)
+    for key in expected.files:
+        assert np.array_equal(expected[key], got[key]), key
+
+
+def test_xgboost_multi_target_layout_follows_the_reader():
+    """A multi-target tree layout loads only under the XGBoost versions that read it; scalar
+    trees are the same layout under every supported XGBoost."""
+    from milo_pack.handlers import xgboost_
+
+    node = _booster_node(milo_pack.dumps(cases.model("xgb_multi_output_tree")))
+    columns, version = node["trees"]["columns"], node["version"]
+    xgboost_._check_layout_supported(columns, version, xgb.__version__, "x")
+    other = "3.1.3" if XGB_VERSION >= (3, 2) else "3.2.0"
+    with pytest.raises(VersionError, match="multi-target trees") as refused:
+        xgboost_._check_layout_supported(columns, version, other, "x")
+    assert refused.value.reader == other
+    scalar = _booster_node(milo_pack.dumps(cases.model("xgb_multi_target")))
+    for reader in ("2.1.4", "3.1.3", "3.2.0"):
+        xgboost_._check_layout_supported(scalar["trees"]["columns"], version, reader, "x")
+
+
+def test_xgboost_2_1_fixtures_are_present():
+    assert len(sorted(XGB21.glob("*.milo"))) == len(sorted(XGB21.glob("*.npz"))) == 6
 
 
 # -- fidelity: types and state ---------------------------------------------------------------
@@ -161,16 +218,27 @@ def test_xgboost_readable_manifest():
     assert node["learner"]["objective"]["name"] == "multi:softprob"
     assert node["learner"]["feature_names"] == ["a", "b", "c", "d", "cat", "num"]
     assert node["trees"]["columns"]["split_conditions"]["dtype"] == "<f4"
-    cats = node["learner"]["gradient_booster"]["model"]["cats"]
+    model = node["learner"]["gradient_booster"]["model"]
+    if XGB_VERSION < (3, 1):  # category encodings are stored from XGBoost 3.1 on
+        assert "cats" not in model
+        return
+    cats = model["cats"]
     assert cats["features"][4] == ["u", "v", "w", "x", "y"]  # category encodings, readable
     assert cats["features"][5]["values"]["data"] == [3, 7, 11]
 
 
 def test_xgboost_multi_output_trees_are_arrays():
+    """Multi-target trees in the installed XGBoost's layout (see xgboost_.LAYOUTS)."""
     model = cases.model("xgb_multi_output_tree")
     data, loaded = _roundtrip(model)
     columns = _booster_node(data)["trees"]["columns"]
-    assert columns["leaf_weights"]["dtype"] == "<f4"
+    assert _booster_node(data)["num_trees"] == 5
+    if XGB_VERSION >= (3, 2):  # leaves' vectors apart, node statistics kept
+        assert columns["leaf_weights"]["dtype"] == "<f4"
+        assert {"loss_changes", "sum_hessian"} <= set(columns)
+    else:  # a vector for every node, no statistics
+        assert not {"leaf_weights", "loss_changes", "sum_hessian"} & set(columns)
+        assert columns["base_weights"]["shape"] == [columns["left_children"]["shape"][0] * 3]
     assert loaded.predict(cases.X).shape == (400, 3)
 
 

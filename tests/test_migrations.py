@@ -22,7 +22,12 @@ from sklearn.preprocessing import StandardScaler
 
 import milo_pack
 from milo_pack import migrations
-from milo_pack.errors import ManifestError, UntrustedTypeError, VersionError
+from milo_pack.errors import (
+    InvariantError,
+    ManifestError,
+    UntrustedTypeError,
+    VersionError,
+)
 from milo_pack.migrations import (
     AddedAttr,
     AddedParam,
@@ -286,6 +291,24 @@ def test_unknown_parameter_from_a_newer_writer_names_both_versions() -> None:
     data = _as_written_by(model, READER, edit)
     with pytest.raises(ManifestError, match="not parameters of Pipeline"):
         milo_pack.loads(data)
+
+
+def test_unaccepted_value_from_a_newer_writer_names_both_versions() -> None:
+    """A newer version's value (a ``"deprecated"`` default) the installed class refuses: a
+    VersionError naming both versions; from this version, the validator's own error."""
+    model = LogisticRegression().fit(X, y)
+
+    def edit(root):
+        root["params"]["solver"] = "deprecated"
+
+    with pytest.raises(VersionError) as info:
+        milo_pack.loads(_as_written_by(model, "9.0.0", edit))
+    message = str(info.value)
+    assert "'solver'='deprecated'" in message and "LogisticRegression" in message
+    assert "9.0.0" in message and READER in message
+    assert (info.value.writer, info.value.reader) == ("9.0.0", READER)
+    with pytest.raises(InvariantError, match="solver"):
+        milo_pack.loads(_as_written_by(model, READER, edit))
 
 
 def test_unknown_sklearn_class_from_another_version_names_both_versions() -> None:

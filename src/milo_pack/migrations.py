@@ -1087,9 +1087,10 @@ def diagnose(manifest: dict, registry: Any, *, reader: str | None = None) -> Non
     XGBoost): a scikit-learn class the installed version does not have, parameters it does not
     know, and, for a file from a *newer* version, parameters the installed class needs that the
     file lacks (the newer version removed them; predicting would fail on the missing
-    attribute).  The validator would refuse most of these anyway, with a message that does not
-    say why.  Tags only select registry entries, as in validation; nothing is imported by name
-    from the file.
+    attribute) and plain parameter values the installed class's constraints refuse (a newer
+    version's ``"deprecated"`` or ``"warn"`` default).  The validator would refuse most of
+    these anyway, with a message that does not say why.  Tags only select registry entries,
+    as in validation; nothing is imported by name from the file.
     """
     pairs = _pairs(manifest, reader)
     if not pairs:
@@ -1132,6 +1133,32 @@ def diagnose(manifest: dict, registry: Any, *, reader: str | None = None) -> Non
         if missing and writer_v > reader_v and library == "scikit-learn":
             what = "is a parameter" if len(missing) == 1 else "are parameters"
             refuse(f"{quote(missing)} {what} of {cls.__name__} that the file lacks")
+        if writer_v > reader_v and library == "scikit-learn":
+            invalid = _invalid_value(cls, params)
+            if invalid is not None:
+                refuse(f"parameter {invalid[0]!r}={_show(invalid[1])} is not a value "
+                       f"{cls.__name__} accepts")
+
+
+def _invalid_value(cls: type, params: dict) -> tuple[str, Node] | None:
+    """A plain parameter value (a newer version's default such as ``"deprecated"``) that the
+    installed class's declared constraints refuse: the first one, or None.  Values that are not
+    plain JSON scalars are left to validation."""
+    from .handlers.invariants.params import _constraints
+
+    for name, value in params.items():
+        if not _plain(value):
+            continue
+        constraints = _constraints(cls, name)
+        if not constraints:
+            continue
+        try:
+            satisfied = any(c.is_satisfied_by(value) for c in constraints)
+        except Exception:  # noqa: BLE001 - a value the constraint cannot look at: refused
+            satisfied = False
+        if not satisfied:
+            return name, value
+    return None
 
 
 def _param_names(cls: type, library: str) -> frozenset[str] | None:

@@ -25,7 +25,8 @@ import numpy as np
 
 from .. import _arrays
 from ..engine import CheckContext, LoadContext, SaveContext, join_path
-from ..errors import InvariantError, ManifestError, UnsupportedTypeError, quote
+from ..errors import InvariantError, ManifestError, UnsupportedTypeError, VersionError, quote
+from ..migrations import parse_version
 from ..registry import Handler, Registry
 from .boosters import (
     check_columns,
@@ -51,6 +52,19 @@ CAT_COLUMNS = {"categories_nodes": "<i4", "categories_segments": "<i8",
 LEAF_COLUMNS = {"leaf_weights": "<f4"}
 COLUMNS = {**NODE_COLUMNS, **CAT_COLUMNS, "categories": "<i4", **LEAF_COLUMNS}
 TREE_KEYS = frozenset(COLUMNS) - frozenset(LEAF_COLUMNS) | {"id", "tree_param"}
+# Node statistics a multi-target tree only writes from XGBoost 3.2 on.
+STAT_COLUMNS = frozenset({"loss_changes", "sum_hessian"})
+# The tree layouts, by the columns they hold.  XGBoost 2.1 to 3.1 write a multi-target tree
+# without node statistics, with a weight vector for every node (base_weights) and -1 as a
+# leaf's right child; 3.2 adds the statistics and the leaves' vectors apart (leaf_weights), a
+# leaf keeping its leaf index in right_children.  Scalar trees are the same in all of them.
+SCALAR, MULTI_LEGACY, MULTI = "scalar", "multi-target (XGBoost < 3.2)", "multi-target"
+LAYOUTS = {frozenset(COLUMNS) - frozenset(LEAF_COLUMNS): SCALAR,
+           frozenset(COLUMNS) - frozenset(LEAF_COLUMNS) - STAT_COLUMNS: MULTI_LEGACY,
+           frozenset(COLUMNS): MULTI}
+LAYOUTS_DEFAULT = frozenset(COLUMNS) - frozenset(LEAF_COLUMNS)  # no trees: scalar
+# The first XGBoost release that reads and writes the MULTI layout (MULTI_LEGACY before it).
+MULTI_SINCE = (3, 2)
 TREE_PARAMS = ("num_deleted", "num_feature", "num_nodes", "size_leaf_vector")
 # Per-tree counts that cut the packed columns again.
 COUNTS = ("num_nodes", "num_cat_nodes", "num_categories")
@@ -185,15 +199,14 @@ def _tree_columns(trees: list, path: str) -> tuple[dict, dict, dict]:
     counts = {name: np.zeros(n, dtype=np.int32) for name in COUNTS}
     params = {name: np.zeros(n, dtype=np.int32) for name in TREE_PARAMS}
     parts: dict[str, list[np.ndarray]] = {name: [] for name in COLUMNS}
-    multi = False
+    layout = None
     for i, tree in enumerate(trees):
         where = f"{path}[{i}]"
-        keys = tree.keys() if isinstance(tree, dict) else ()
-        has_leaves = "leaf_weights" in keys
-        if keys != (TREE_KEYS | {"leaf_weights"} if has_leaves else TREE_KEYS) or (
-                tree["id"] != i or (i and has_leaves != multi)):
+        keys = frozenset(tree.keys()) if isinstance(tree, dict) else frozenset()
+        found = LAYOUTS.get(keys - {"id", "tree_param"}) if {"id", "tree_param"} <= keys else None
+        if found is None or tree["id"] != i or (i and found != layout):
             raise UnsupportedTypeError("unrecognised XGBoost tree layout", where)
-        multi = has_leaves
+        layout = found
         tree_param = tree["tree_param"]
         if not isinstance(tree_param, dict) or set(tree_param) != set(TREE_PARAMS):
             raise UnsupportedTypeError("unrecognised XGBoost tree_param", where)
@@ -202,9 +215,11 @@ def _tree_columns(trees: list, path: str) -> tuple[dict, dict, dict]:
         if params["num_deleted"][i]:
             raise UnsupportedTypeError("XGBoost trees with deleted nodes are not supported",
                                        where)
+        if (layout == SCALAR) != (params["size_leaf_vector"][i] == 1):
+            raise UnsupportedTypeError("unrecognised XGBoost tree layout", where)
         for name in parts:
             column = tree.get(name)
-            if column is None and name in LEAF_COLUMNS:
+            if column is None and name not in keys:
                 continue
             dtype = np.dtype(COLUMNS[name])
             if type(column) is not np.ndarray or column.dtype.newbyteorder("<") != dtype:
@@ -213,9 +228,10 @@ def _tree_columns(trees: list, path: str) -> tuple[dict, dict, dict]:
         counts["num_nodes"][i] = tree["left_children"].size
         counts["num_cat_nodes"][i] = tree["categories_nodes"].size
         counts["num_categories"][i] = tree["categories"].size
+    held = next((k for k, v in LAYOUTS.items() if v == layout), LAYOUTS_DEFAULT)
     columns = {name: np.concatenate(p).astype(COLUMNS[name]) if p
                else np.zeros(0, np.dtype(COLUMNS[name]))
-               for name, p in parts.items() if name not in LEAF_COLUMNS or multi}
+               for name, p in parts.items() if name in held}
     return counts, params, columns
 
 
@@ -292,7 +308,13 @@ def check_booster(node: dict, ctx: CheckContext, path: str) -> None:
         if any(c["shape"] != [n] for c in trees[key].values()):
             raise InvariantError(f"{key} must have num_trees entries", join_path(where, key))
     check_columns(trees["columns"], COLUMNS, ctx, join_path(where, "columns"),
-                  optional=frozenset(LEAF_COLUMNS))
+                  optional=frozenset(LEAF_COLUMNS) | STAT_COLUMNS)
+    if frozenset(trees["columns"]) not in LAYOUTS:
+        raise ManifestError("trees.columns must be one of XGBoost's tree layouts",
+                            join_path(where, "columns"))
+    import xgboost
+
+    _check_layout_supported(trees["columns"], version, xgboost.__version__, path)
 
 
 # ============================================================================================
@@ -324,8 +346,11 @@ def _check_trees(counts: dict, params: dict, columns: dict, num_feature: int,
                                 "categorical node", path),
               "categories": offsets_of(counts["num_categories"], columns["categories"].size,
                                        "category", path)}
+    layout = LAYOUTS.get(frozenset(columns))
+    if layout is None:
+        raise InvariantError("the tree columns are none of XGBoost's tree layouts", path)
     for name, kind in KIND_OF.items():
-        if name != "base_weights" and columns[name].size != bounds[kind][-1]:
+        if name in columns and name != "base_weights" and columns[name].size != bounds[kind][-1]:
             raise InvariantError(f"{name} does not match the {kind} counts", path)
     leaf_size = params["size_leaf_vector"]
     if np.any(params["num_nodes"] != n_nodes) or np.any(params["num_deleted"] != 0) or np.any(
@@ -333,7 +358,7 @@ def _check_trees(counts: dict, params: dict, columns: dict, num_feature: int,
         raise InvariantError("tree_param does not match the trees", path)
     # A tree writes size_leaf_vector outputs per row: 1 (one tree per group), or every
     # target of a multi-target model (the output has num_target columns).
-    multi = "leaf_weights" in columns
+    multi = layout != SCALAR
     if np.any(leaf_size != (num_target if multi else 1)) or (multi and num_target < 2):
         raise InvariantError("size_leaf_vector must be 1, or num_target for multi-target trees",
                              path)
@@ -341,7 +366,7 @@ def _check_trees(counts: dict, params: dict, columns: dict, num_feature: int,
     base = bounds["nodes"]
     tree_of = np.repeat(np.arange(n_nodes.size), n_nodes)
     is_leaf = left == -1
-    if multi:
+    if layout == MULTI:
         # A multi-target leaf keeps its leaf index in right_children.
         leaf_index = np.where(is_leaf, right, 0)
         right = np.where(is_leaf, -1, right).astype(np.int32)
@@ -361,7 +386,7 @@ def _check_trees(counts: dict, params: dict, columns: dict, num_feature: int,
         raise InvariantError("XGBoost split_type and default_left must be 0 or 1", path)
     n_leaves = np.bincount(tree_of[is_leaf], minlength=n_nodes.size)
     vector = leaf_size.astype(np.int64)
-    if multi:
+    if layout == MULTI:
         if np.any(leaf_index[is_leaf] < 0) or np.any(
                 leaf_index[is_leaf] >= n_leaves[tree_of[is_leaf]]):
             raise InvariantError("XGBoost leaf index outside the tree's leaves", path)
@@ -505,7 +530,7 @@ def _check_model(model: dict, n_trees: int, num_class: int, num_target: int, col
     if int_text(param["num_trees"], "num_trees", path) != n_trees:
         raise InvariantError("gbtree_model_param.num_trees must match the trees", path)
     parallel = int_text(param["num_parallel_tree"], "num_parallel_tree", path)
-    multi = "leaf_weights" in columns
+    multi = LAYOUTS.get(frozenset(columns)) != SCALAR
     groups = 1 if multi else max(num_class, num_target, 1)
     info = int_vector(model.get("tree_info"), "tree_info", path)
     indptr = int_vector(model.get("iteration_indptr"), "iteration_indptr", path)
@@ -691,6 +716,7 @@ def load_booster(node: dict, ctx: LoadContext, path: str) -> Any:
     if config is not None:
         _check_config(config, learner, path)
     if model is not None:
+        _check_layout_supported(columns, node["version"], xgboost.__version__, path)
         model["trees"] = _native_trees(params, columns, bounds)
         if isinstance(model.get("cats"), dict) and "features" in model["cats"]:
             model["cats"] = _raw_cats(model["cats"], join_path(path, "cats"))
@@ -704,6 +730,26 @@ def load_booster(node: dict, ctx: LoadContext, path: str) -> Any:
         raise InvariantError(f"XGBoost refused the model: {quote(str(exc), 200)}",
                              path) from None
     return booster
+
+
+def _check_layout_supported(columns: dict, written: list, installed: str, path: str) -> None:
+    """Multi-target trees in the layout the installed XGBoost reads, or a VersionError.
+
+    XGBoost 3.2 reads only its own layout (it would index the missing leaf_weights), earlier
+    versions only theirs; converting would invent the node statistics 2.1 to 3.1 never wrote.
+    """
+    layout = LAYOUTS.get(frozenset(columns))
+    here = parse_version(installed)
+    if layout == SCALAR or here is None:
+        return
+    wanted = MULTI if here[:2] >= MULTI_SINCE else MULTI_LEGACY
+    if layout != wanted:
+        writer = ".".join(str(v) for v in written)
+        raise VersionError(
+            f"the multi-target trees were written by XGBoost {writer} in the {layout} layout; "
+            f"XGBoost {installed} reads only the {wanted} layout (refit or load under an "
+            f"XGBoost {'>=' if layout == MULTI else '<'} 3.2)", path,
+            writer=writer, reader=installed)
 
 
 def _load_columns(node: dict, ctx: LoadContext, path: str) -> tuple[dict, dict, dict]:

@@ -461,10 +461,14 @@ def _hgb_preprocessor(env: Env) -> None:
     d = getattr(pre, "__dict__", {})
     steps: Any = d.get("transformers_")
     n_features = env.dims["F"]
-    ok = ct is not None and type(pre) is ct and isinstance(steps, list) and len(steps) == 3
+    # scikit-learn before 1.6 lists no remainder when no column is left over (the masks are
+    # complementary, so none ever is); later versions list ("remainder", "drop", []).
+    ok = ct is not None and type(pre) is ct and isinstance(steps, list) and len(steps) in (2, 3)
     if ok:
         triples: list[Any] = [s if isinstance(s, tuple) and len(s) == 3 else (None, None, None)
                               for s in steps]
+        if len(triples) == 2:
+            triples.append(("remainder", "drop", None))
         (enc_name, encoder, enc_cols), (num_name, numeric, num_cols), (rem_name, rem, _) = (
             triples)
         ordinal = loaded_class("sklearn.preprocessing._encoders", "OrdinalEncoder")
@@ -771,6 +775,8 @@ def _intercept_fits(intercept: Any, rows: int, matrix: bool) -> None:
 
 
 def _linear_classifier(env: Env) -> None:
+    if not env.has("classes_"):
+        _classes_from_label_binarizer(env)
     n_classes = env.dims["C"]
     matrix = len(env["coef_"].shape) == 2
     # A 1-D coef_ is one row: RidgeClassifier fitted on a single class leaves it raveled.
@@ -780,6 +786,23 @@ def _linear_classifier(env: Env) -> None:
     if rows != expected and not (crammer and rows == 2):
         raise Reject(f"coef_ must have {expected} rows for {n_classes} classes")
     _intercept_fits(env["intercept_"], rows, matrix=matrix)
+
+
+def _classes_from_label_binarizer(env: Env) -> None:
+    """Before scikit-learn 1.8, RidgeClassifier(CV)'s ``classes_`` is a property returning
+    ``_label_binarizer.classes_``: only such a class may leave it unstored, and then its label
+    binarizer's classes are the ones the columns index."""
+    binarizer_cls = loaded_class("sklearn.preprocessing._label", "LabelBinarizer")
+    binarizer = env.d.get("_label_binarizer")
+    classes = getattr(binarizer, "__dict__", {}).get("classes_") if (
+        binarizer_cls is not None and type(binarizer) is binarizer_cls) else None
+    if not (isinstance(getattr(type(env.obj), "classes_", None), property)
+            and isinstance(classes, np.ndarray) and classes.ndim == 1
+            and classes.dtype.kind in "biufUSO"):
+        env.fail("is missing (stored, or read by the class's property from "
+                 "_label_binarizer.classes_, as RidgeClassifier before scikit-learn 1.8)",
+                 "classes_")
+    env.bind("C", classes.size, "the number of classes")
 
 
 def _linear_regressor(env: Env) -> None:
@@ -800,14 +823,17 @@ LINEAR_CLASSIFIER = Spec(
     "columns index `classes_`",
     attrs=(
         _N_FEATURES,
-        Attr("classes_", Array("biufUSO", ("C",)), "labels the columns index", data=True),
+        Attr("classes_", Array("biufUSO", ("C",)), "labels the columns index (unstored only "
+             "where the class reads it from _label_binarizer)", optional=True, data=True),
         Attr("coef_", _COEF_CLASSIFIER, "one row per class (one for binary; a single class's "
              "row may be 1-D)"),
         Attr("intercept_", _INTERCEPT, "one per row of coef_"),
     ),
-    rules=(Rule("`coef_` has 1 row for 2 classes, else `C`; `intercept_` one value per row",
+    rules=(Rule("`classes_` is stored, or a property of the class reading "
+                "`_label_binarizer.classes_` (RidgeClassifier before 1.8); `coef_` has 1 row "
+                "for 2 classes, else `C`; `intercept_` one value per row",
                 _linear_classifier),),
-    reads=("multi_class",),
+    reads=("multi_class", "_label_binarizer"),
 )
 
 LINEAR_REGRESSORS = tuple(Spec(
