@@ -253,6 +253,15 @@ LGB_HEADERS = {
         "nthread", 10**6)),
     "best_iteration_type": ("lgb_booster", lambda n, r: n["attrs"].__setitem__(
         "best_iteration", "3")),
+    # Shapes of header lines and columns (found by the fuzzer: each reached a TypeError or
+    # AttributeError inside the loader instead of a typed refusal).
+    "list_line_as_flag": ("lgb_dart", _header("feature_names", True)),
+    "flag_inside_list": ("lgb_dart", lambda n, r: n["header"]["feature_names"].__setitem__(
+        0, True)),
+    "text_line_as_flag": ("lgb_binary", _header("num_class", True)),
+    "flag_as_text": ("lgb_binary", _header("average_output", "1")),
+    "column_not_a_node": ("lgb_dart", lambda n, r: n["trees"]["columns"].__setitem__(
+        "split_gain", None)),
 }
 
 

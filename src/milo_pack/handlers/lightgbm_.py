@@ -78,6 +78,8 @@ MAX_DECISION = 15  # bit 0 categorical, bit 1 default left, bits 2-3 missing typ
 HEADER_KEYS = ("version", "num_class", "num_tree_per_iteration", "label_index",
                "max_feature_idx", "objective", "average_output", "feature_names",
                "monotone_constraints", "feature_infos")
+LIST_KEYS = frozenset({"feature_names", "feature_infos", "monotone_constraints"})
+FLAG_KEYS = frozenset({"average_output"})
 OBJECTIVES = frozenset({
     "regression", "regression_l1", "huber", "fair", "poisson", "quantile", "mape", "gamma",
     "tweedie", "binary", "multiclass", "multiclassova", "cross_entropy",
@@ -157,11 +159,11 @@ def _parse_header(lines: list[str], path: str) -> dict[str, Any]:
     header: dict[str, Any] = {}
     for line in lines:
         key, eq, value = line.partition("=")
-        if key in header or key not in HEADER_KEYS:
+        if key in header or key not in HEADER_KEYS or (not eq) != (key in FLAG_KEYS):
             raise UnsupportedTypeError(f"unexpected LightGBM header line {quote(key)}", path)
         if not eq:
             header[key] = True  # a flag line such as average_output
-        elif key in ("feature_names", "feature_infos", "monotone_constraints"):
+        elif key in LIST_KEYS:
             header[key] = value.split(" ")
         else:
             header[key] = value
@@ -261,8 +263,8 @@ def check_booster(node: dict, ctx: CheckContext, path: str) -> None:
     if any(c["shape"] != [n] for c in trees["scalars"].values()):
         raise InvariantError("scalars must have num_trees entries", where)
     columns = trees["columns"]
-    if not isinstance(columns, dict):
-        raise ManifestError("columns must be an object", where)
+    if not isinstance(columns, dict) or not all(isinstance(c, dict) for c in columns.values()):
+        raise ManifestError("columns must be an object of array nodes", where)
     # "%g" columns may be float32 or float64 (whichever reads back exactly).
     dtypes = {name: (columns.get(name, {}).get("dtype") if spec[0] == "f" else spec[0])
               for name, spec in COLUMNS.items()}
@@ -288,12 +290,20 @@ def check_texts(node: dict, path: str) -> None:
             raise ManifestError(f"unexpected LightGBM header line {quote(key)}", path)
         if key == "objective" and value is None:
             continue  # a custom objective
-        items = value if isinstance(value, list) else [value]
-        if key == "tree_sizes" or not all(type(v) is str or v is True for v in items):
+        # Each line has one shape (as _read_header makes it): a flag, a list of words, or text.
+        if key in FLAG_KEYS:
+            if value is not True:
+                raise ManifestError(f"header {quote(key)} is a flag (true)", path)
+            continue
+        if key in LIST_KEYS:
+            if type(value) is not list or not all(type(v) is str for v in value):
+                raise ManifestError(f"header {quote(key)} must be a list of text", path)
+            for item in value:
+                _check_text(item, path, " ")
+        elif type(value) is not str:
             raise ManifestError(f"header {quote(key)} must be text", path)
-        for item in items:
-            if item is not True:
-                _check_text(item, path, " " if isinstance(value, list) else "")
+        else:
+            _check_text(value, path, "")
     for section, sep in (("feature_importances", "="), ("parameters", ":]")):
         entries = node[section]
         if not isinstance(entries, dict) or not all(type(v) is str for v in entries.values()):
