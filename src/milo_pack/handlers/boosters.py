@@ -101,7 +101,11 @@ def load_plain(node: Any, ctx: LoadContext, path: str) -> Any:
 # -- packed tree columns ----------------------------------------------------------------------
 
 
-def save_columns(columns: dict[str, np.ndarray], ctx: SaveContext, path: str, prefix: str,
+# Packed columns (or per-tree counts and parameters) by name.
+Columns = dict[str, np.ndarray]
+
+
+def save_columns(columns: Columns, ctx: SaveContext, path: str, prefix: str,
                  children: frozenset[str] = frozenset()) -> dict[str, Any]:
     """One array node per column, each packed into its own group's section.
 

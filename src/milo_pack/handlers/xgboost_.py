@@ -29,6 +29,7 @@ from ..engine import CheckContext, LoadContext, SaveContext, join_path
 from ..errors import InvariantError, ManifestError, MiloError, UnsupportedTypeError, quote
 from ..registry import Handler, Registry
 from .boosters import (
+    Columns,
     check_columns,
     check_plain,
     check_thread_entries,
@@ -66,8 +67,6 @@ FREE_FEATURES = 1 << 16
 # Numeric category encodings: XGBoost's type code -> dtype of the values.
 CAT_TYPES = {9: "|i1", 10: "|u1", 11: "<i2", 13: "<i4", 15: "<i8"}
 THREAD_KEYS = frozenset({"n_jobs", "nthread"})
-# Packed columns (or per-tree counts) by name.
-Columns = dict[str, np.ndarray]
 
 
 # -- small parsers ----------------------------------------------------------------------------
