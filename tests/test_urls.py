@@ -20,7 +20,13 @@ from sklearn.ensemble import RandomForestClassifier
 import milo_pack
 from milo_pack.blockfile import BlockFile
 from milo_pack.cli import main as cli_main
-from milo_pack.errors import ChangedError, UnsupportedTypeError, UntrustedTypeError
+from milo_pack.errors import (
+    ChangedError,
+    LimitError,
+    UnsupportedTypeError,
+    UntrustedTypeError,
+)
+from milo_pack.limits import Limits
 from milo_pack.remote_model import clear
 
 from .common import assert_same, noisy_data
@@ -170,6 +176,19 @@ def test_remote_handle_is_small_and_opens_once(forest):
     assert copy.model is handle.model
     copy.close()
     assert handle.opened() is None
+
+
+def test_remote_handle_carries_its_limits(forest):
+    url = "memory://models/forest.milo"
+    milo_pack.dump(forest, url)
+    handle = milo_pack.remote(url, limits=Limits(max_depth=150, max_tree_nodes=1 << 20))
+    assert handle.limits_changes == {"max_depth": 150, "max_tree_nodes": 1 << 20}
+    copy = pickle.loads(pickle.dumps(handle))
+    assert copy.limits_changes == handle.limits_changes
+    np.testing.assert_array_equal(copy.predict(X), forest.predict(X))
+    assert milo_pack.remote(url, limits=Limits()).limits_changes == {}
+    with pytest.raises(LimitError):
+        milo_pack.remote(url, limits=Limits(max_depth=2))
 
 
 def test_remote_handle_refuses_a_changed_object(forest):

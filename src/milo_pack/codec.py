@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zstandard
@@ -276,7 +276,7 @@ def _int_range(plan: SectionPlan) -> tuple[int, int]:
             a, b = _arrays.minmax(src)
             lo = a if lo is None else min(lo, a)
             hi = b if hi is None else max(hi, b)
-    return (0, 0) if lo is None else (int(lo), int(hi))
+    return (0, 0) if lo is None else (int(lo), int(cast("int | float", hi)))  # hi is set with lo
 
 
 def _is_monotone(plan: SectionPlan) -> bool:
@@ -293,6 +293,7 @@ def _is_monotone(plan: SectionPlan) -> bool:
 
 
 def _narrowest(lo: int, hi: int, dtype: np.dtype) -> np.dtype | None:
+    candidate: np.dtype  # INT_DTYPES (filters.py) holds dtypes that mypy sees as Any
     for candidate in INT_DTYPES:
         info = np.iinfo(candidate)
         if candidate.itemsize < dtype.itemsize and info.min <= lo and hi <= info.max:
@@ -315,10 +316,11 @@ def _whole_float_range(plan: SectionPlan) -> tuple[int, int] | None:
             return None
         lo = int(a) if lo is None else min(lo, int(a))
         hi = int(b) if hi is None else max(hi, int(b))
-    return None if lo is None else (lo, hi)
+    return None if lo is None else (lo, cast(int, hi))  # hi is set with lo
 
 
 def _smallest_int(lo: int, hi: int) -> np.dtype | None:
+    candidate: np.dtype  # INT_DTYPES (filters.py) holds dtypes that mypy sees as Any
     for candidate in INT_DTYPES:
         info = np.iinfo(candidate)
         if info.min <= lo and hi <= info.max:
@@ -385,7 +387,8 @@ def _choose_filters(plan: SectionPlan, level: int, chunk_length: int) -> list[Fi
     best, best_size = chains[0], None
     for chain in chains:
         try:
-            size = len(cctx.compress(_encode_chunk(chain, sample, 0)))
+            # zstandard reads any buffer; its stub lists only bytes, bytearray and memoryview.
+            size = len(cctx.compress(_encode_chunk(chain, sample, 0)))  # type: ignore[arg-type]
         except ArrayError:
             continue
         if best_size is None or size < best_size:
@@ -427,13 +430,15 @@ def write_section(
     def encode(k: int, arr: np.ndarray) -> tuple[bytes | memoryview, bytes]:
         data = _encode_chunk(chain, arr, k * chunk_length)
         if raw:
-            payload: bytes | memoryview = memoryview(data.reshape(-1).view(np.uint8))
+            # numpy's stub declares ndarray.__buffer__ for Python >= 3.12 only (mypy checks 3.10).
+            payload: bytes | memoryview = memoryview(
+                data.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
         else:
             cctx = getattr(cctx_local, "cctx", None)
             if cctx is None:
                 cctx = cctx_local.cctx = zstandard.ZstdCompressor(
                     level=level, write_checksum=True, write_content_size=True)
-            payload = cctx.compress(data.reshape(-1).view(np.uint8))
+            payload = cctx.compress(data.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
         return payload, hashlib.sha256(payload).digest()
 
     n_chunks = -(-plan.length // chunk_length)
@@ -451,7 +456,7 @@ def write_section(
             emit(*encode(k, gather(k)))
     else:
         window = 2 * _WORKERS
-        pending: list[Future] = []
+        pending: list[Future[tuple[bytes | memoryview, bytes]]] = []
         for k in range(n_chunks):
             pending.append(pool.submit(encode, k, gather(k)))
             if len(pending) >= window:
@@ -505,7 +510,7 @@ class _ChunkCache:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self.items: OrderedDict[tuple[int, int], tuple[Future, int]] = OrderedDict()
+        self.items: OrderedDict[tuple[int, int], tuple[Future[np.ndarray], int]] = OrderedDict()
         self.bytes = 0
         self.lock = threading.Lock()
         # Elements copied out of each cached chunk: a chunk read through once (loads walk a
@@ -516,7 +521,7 @@ class _ChunkCache:
         # a model with many sections must not decode a chunk ahead for each of them.
         self.ahead: set[tuple[int, int]] = set()
 
-    def get(self, key: tuple[int, int]) -> Future | None:
+    def get(self, key: tuple[int, int]) -> Future[np.ndarray] | None:
         with self.lock:
             item = self.items.get(key)
             if item is None:
@@ -525,7 +530,8 @@ class _ChunkCache:
             self.ahead.discard(key)
             return item[0]
 
-    def put_ahead(self, key: tuple[int, int], fut: Future, nbytes: int, limit: int) -> bool:
+    def put_ahead(self, key: tuple[int, int], fut: Future[np.ndarray], nbytes: int,
+                  limit: int) -> bool:
         """Cache a read-ahead chunk unless ``limit`` are pending already or it is cached."""
         with self.lock:
             if key in self.items or len(self.ahead) >= limit:
@@ -534,7 +540,8 @@ class _ChunkCache:
         self.put(key, fut, nbytes)
         return True
 
-    def put(self, key: tuple[int, int], fut: Future, nbytes: int) -> Future:
+    def put(self, key: tuple[int, int], fut: Future[np.ndarray], nbytes: int
+            ) -> Future[np.ndarray]:
         with self.lock:
             item = self.items.get(key)
             if item is not None:
@@ -568,6 +575,10 @@ class _ChunkCache:
             self.bytes = 0
 
 
+# ``mmap_region(member_name, offset, length)``: a view of the file's bytes, or None.
+_MmapRegion = Callable[[str, int, int], memoryview | None]
+
+
 class SectionStore:
     """Reads sections of one open container: verified, decoded, on demand.
 
@@ -593,7 +604,7 @@ class SectionStore:
         member_size: Callable[[str], int],
         limits: Limits,
         cache_bytes: int = 64 << 20,
-        mmap_region: Callable[[str, int, int], memoryview | None] | None = None,
+        mmap_region: _MmapRegion | None = None,
     ) -> None:
         self._read_at = read_at
         self._member_size = member_size
@@ -731,10 +742,12 @@ class SectionStore:
             if info.codec == "raw":
                 target.view(np.uint8)[...] = np.frombuffer(data, np.uint8)
             else:
-                self._decompress(index, k, data, memoryview(target.view(np.uint8)))
+                self._decompress(index, k, data,
+                                 memoryview(target.view(np.uint8)))  # type: ignore[arg-type]
             return target
         encoded = np.empty(count, info.encoded_dtype)
-        self._decompress(index, k, data, memoryview(encoded.view(np.uint8)))
+        self._decompress(index, k, data,
+                         memoryview(encoded.view(np.uint8)))  # type: ignore[arg-type]
         del data
         target = np.empty(count, info.dtype) if out is None else out
         try:
@@ -755,12 +768,12 @@ class SectionStore:
         info = self.infos[index]
         nbytes = info.chunk_length * info.dtype.itemsize
         for k in range(first, min(first + count, info.n_chunks)):
-            fut: Future = Future()
+            fut: Future[np.ndarray] = Future()
             if not self._cache.put_ahead((index, k), fut, nbytes, _AHEAD):
                 continue
             self._get_pool().submit(self._fulfil, fut, index, k)
 
-    def _fulfil(self, fut: Future, index: int, k: int) -> None:
+    def _fulfil(self, fut: Future[np.ndarray], index: int, k: int) -> None:
         """Decode chunk ``k`` into ``fut`` unless another thread has claimed it (one decode,
         every waiter gets its result or its error)."""
         with self._claim_lock:  # check-then-claim as one step: Future logs a double claim
@@ -845,7 +858,9 @@ class SectionStore:
         offsets, digests = self._index(index)
         name = self.member_name(index)
         for k, digest in enumerate(digests):
-            region = self._mmap_region(name, offsets[k], offsets[k + 1] - offsets[k])
+            # Only mmap() calls this, after checking that the store has a mapping.
+            region = cast(_MmapRegion, self._mmap_region)(name, offsets[k],
+                                                          offsets[k + 1] - offsets[k])
             if region is None or hashlib.sha256(region).digest() != digest:
                 raise IntegrityError(f"chunk {k} does not match its digest", name)
         with self._lock:

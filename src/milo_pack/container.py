@@ -79,7 +79,7 @@ import zlib
 from collections import namedtuple
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from .errors import ContainerError, IntegrityError, LimitError, quote
 
@@ -140,7 +140,8 @@ class _Record:
     def __init__(self, name: str, layout: str, fields: str, **canonical: int) -> None:
         self.struct = struct.Struct("<" + layout)
         self.size = self.struct.size
-        self.fields = namedtuple(name, fields)  # type: ignore[misc]
+        # A record type built at run time: its fields are attributes mypy cannot see.
+        self.fields: Any = namedtuple(name, fields)  # type: ignore[misc]
         self.canonical = canonical
 
     def pack(self, **values: int) -> bytes:
@@ -424,10 +425,10 @@ class ContainerWriter:
     b'payload'
     """
 
-    def __init__(self, out: BinaryIO, *, spool_dir: str | None = None) -> None:
+    def __init__(self, out: IO[bytes], *, spool_dir: str | None = None) -> None:
         self._out = out
         self._spool_dir = spool_dir
-        self._spool: BinaryIO | None = None
+        self._spool: io.BufferedRandom | None = None
         self._sections: list[tuple[str, int, int]] = []  # (name, size, crc) in spool order
         self._sink: SectionSink | None = None
         self._state = "open"  # -> "finished" | "aborted"
@@ -441,7 +442,7 @@ class ContainerWriter:
         if self._state != "open":
             raise ContainerError(f"container writer is {self._state}")
 
-    def _live_spool(self) -> BinaryIO:
+    def _live_spool(self) -> io.BufferedRandom:
         self._check_open()
         assert self._spool is not None
         return self._spool
@@ -546,7 +547,8 @@ class ContainerWriter:
         # Raw (unbuffered) streams may write only part of the buffer; loop until all is out.
         view = memoryview(data)
         while view.nbytes:
-            n = self._out.write(view)
+            # typeshed says int, but raw (unbuffered) streams return None when they would block.
+            n: int | None = self._out.write(view)
             if n is None:
                 # None means "would block" only for raw streams; other writers that return
                 # nothing (hashing sinks, simple wrappers) have taken everything.
@@ -612,7 +614,7 @@ class Member:
     crc32: int
 
 
-def _positional_fd(fileobj: BinaryIO, file_size: int) -> int | None:
+def _positional_fd(fileobj: IO[bytes], file_size: int) -> int | None:
     """Return a descriptor usable with ``os.pread`` for ``fileobj``, or None.
 
     Positional reads are thread-safe and leave the object's position alone, but are only safe
@@ -661,7 +663,7 @@ class ContainerReader:
 
     def __init__(
         self,
-        fileobj: BinaryIO,
+        fileobj: IO[bytes],
         *,
         max_members: int = DEFAULT_MAX_MEMBERS,
         max_manifest_bytes: int = DEFAULT_MAX_MANIFEST_BYTES,
@@ -1048,7 +1050,7 @@ class ContainerReader:
                 f"local header sizes {h.csize}/{h.usize} {disagree} (expected {size_field})",
                 path=where,
             )
-        header_end = _LOCAL.size + h.name_len + h.extra_len
+        header_end: int = _LOCAL.size + h.name_len + h.extra_len
         if header_end <= len(head):
             self._check_local_extra(head[_LOCAL.size + h.name_len : header_end], zip64, size, where)
         data_offset = header_offset + header_end

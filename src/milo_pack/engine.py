@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -104,7 +104,7 @@ class SaveContext:
         self.registry = registry
         self.level = level
         self.plans: list[SectionPlan] = []
-        self._groups: dict[tuple, int] = {}
+        self._groups: dict[tuple[str, str, str | None], int] = {}
         self._memo: dict[Any, _Memo] = {}
         self._shared_native: dict[int, int] = {}
         self._next_id = 0
@@ -128,8 +128,8 @@ class SaveContext:
                 if handler is not None:
                     break
         elif (t is list or (t is np.ndarray and obj.dtype.kind == "O")) and len(obj) > 1:
-            for resolver in self.registry.pack_resolvers:
-                handler = resolver(obj, self)
+            for pack_resolver in self.registry.pack_resolvers:
+                handler = pack_resolver(obj, self)
                 if handler is not None:
                     break
         if handler is None:
@@ -204,11 +204,11 @@ class SaveContext:
             if isinstance(node, dict):
                 if "$type" in node or "$ref" in node:
                     return {k: visit(v) for k, v in node.items()}
-                items = {k: visit(v) for k, v in node.items()}
+                entries = {k: visit(v) for k, v in node.items()}
                 if id(node) in shared:
                     return {"$type": "dict", "$id": shared[id(node)],
-                            "items": [[k, v] for k, v in items.items()]}
-                return items
+                            "items": [[k, v] for k, v in entries.items()]}
+                return entries
             return node
 
         return visit(root)
@@ -351,7 +351,8 @@ def _inline_data(arr: np.ndarray) -> list[Any]:
         return [v.decode("latin-1") for v in flat.tolist()]
     if kind in "Mm":
         return [int(v) for v in flat.view(np.int64).tolist()]
-    return flat.tolist()
+    values: list[Any] = flat.tolist()  # a 1-D array: tolist() gives a list
+    return values
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,7 +369,7 @@ class CheckContext:
     sections: list[SectionInfo]
     trusted: frozenset[str]
     writer: dict[str, Any] = field(default_factory=dict)
-    ids: dict[int, dict] = field(default_factory=dict)
+    ids: dict[int, dict[str, Any]] = field(default_factory=dict)
     refs: list[tuple[int, str]] = field(default_factory=list)
     untrusted: list[tuple[str, str]] = field(default_factory=list)
     referenced_sections: set[int] = field(default_factory=set)
@@ -379,16 +380,16 @@ class CheckContext:
     section_paths: list[str] = field(default_factory=list)
     # Array nodes already checked (handlers check their columns and the walk visits them too),
     # by id, holding the node so that its id is never reused by a temporary node.
-    checked_arrays: dict[int, dict] = field(default_factory=dict)
+    checked_arrays: dict[int, dict[str, Any]] = field(default_factory=dict)
     objects: int = 0
     total_bytes: int = 0
 
-    def check_array(self, node: dict, path: str) -> None:
+    def check_array(self, node: dict[str, Any], path: str) -> None:
         """Check a plain array node's metadata against the schema, sections and budgets."""
         check_array_node(node, path, self)
 
 
-def check_array_node(node: dict, path: str, ctx: CheckContext) -> None:
+def check_array_node(node: dict[str, Any], path: str, ctx: CheckContext) -> None:
     limits = ctx.limits
     if not isinstance(node, dict):
         raise ManifestError("expected an array node", path)
@@ -615,7 +616,7 @@ def validate_graph(root: Any, ctx: CheckContext) -> None:
             raise ManifestError(f"reference to unknown $id {ref}", path or "<root>")
 
 
-def _check_keys(node: dict, handler: Handler, where: str) -> None:
+def _check_keys(node: dict[str, Any], handler: Handler, where: str) -> None:
     keys = node.keys() - {"$type", "$id"}
     extra = keys - handler.keys
     if extra:
@@ -680,7 +681,7 @@ class LoadContext:
             self._built[ident] = obj
         return obj
 
-    def register(self, node: dict, obj: Any) -> None:
+    def register(self, node: dict[str, Any], obj: Any) -> None:
         """Record ``obj`` for its node's ``$id`` before its children are built (cycles)."""
         ident = node.get("$id")
         if ident is not None:
@@ -695,7 +696,7 @@ class LoadContext:
             built = self.decode(self._ids_nodes[ident], path)
         return built
 
-    def array(self, node: dict, path: str, out: np.ndarray | None = None) -> np.ndarray:
+    def array(self, node: dict[str, Any], path: str, out: np.ndarray | None = None) -> np.ndarray:
         """Build a plain array from a validated node, optionally decoding into ``out``."""
         dtype = np.dtype(node["dtype"])
         shape = tuple(node["shape"])
@@ -736,7 +737,7 @@ class LoadContext:
         arr = flat.reshape(stored_shape)
         return arr.T if order == "F" else arr
 
-    def array_rows(self, node: dict, start: int, stop: int, path: str) -> np.ndarray:
+    def array_rows(self, node: dict[str, Any], start: int, stop: int, path: str) -> np.ndarray:
         """Rows ``[start, stop)`` (first axis) of a validated array node, decoding only the
         chunks that hold them (a packed ensemble builds one member from its slice)."""
         shape = tuple(node["shape"])
@@ -758,8 +759,9 @@ def _inline_array(data: list[Any], dtype: np.dtype, shape: tuple[int, ...]) -> n
     if kind == "f":
         values: list[Any] = [_FLOAT_TOKENS.get(v, v) if isinstance(v, str) else v for v in data]
     elif kind == "c":
-        values = [complex(_FLOAT_TOKENS.get(re, re) if isinstance(re, str) else re,
-                          _FLOAT_TOKENS.get(im, im) if isinstance(im, str) else im)
+        # Strings here are float tokens: validation (_check_inline) refused any other.
+        values = [complex(cast(float, _FLOAT_TOKENS.get(re, re)) if isinstance(re, str) else re,
+                          cast(float, _FLOAT_TOKENS.get(im, im)) if isinstance(im, str) else im)
                   for re, im in data]
     elif kind == "S":
         values = [v.encode("latin-1") for v in data]

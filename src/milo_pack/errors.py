@@ -11,6 +11,11 @@ characters into it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .migrations import Step
+
 __all__ = [
     "MiloError",
     "ContainerError",
@@ -123,6 +128,6 @@ class MigrationWarning(UserWarning):
     "approximate" derive a value the old file did not store; see ``docs/COMPATIBILITY.md``.
     """
 
-    def __init__(self, message: str, steps: tuple = ()) -> None:
+    def __init__(self, message: str, steps: tuple[Step, ...] = ()) -> None:
         super().__init__(message)
         self.steps = steps

@@ -46,14 +46,14 @@ import types
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from .codec import SectionInfo
+from .codec import SectionInfo, SectionStore
 from .engine import CheckContext, LoadContext
 from .errors import ContainerError, ManifestError
-from .registry import Handler, Registry
+from .registry import Handler, Registry, UnpackFn
 
 __all__ = [
     "LAZY_ATTRS",
@@ -131,7 +131,7 @@ def format_path(steps: list[str | int]) -> str:
     return path
 
 
-def _follow_ref(node: Any, ids: dict[int, dict]) -> Any:
+def _follow_ref(node: Any, ids: dict[int, dict[str, Any]]) -> Any:
     if isinstance(node, dict) and "$ref" in node:
         return ids[node["$ref"]]
     return node
@@ -163,7 +163,7 @@ def _step(node: Any, step: str | int) -> Any:
     raise KeyError(step)
 
 
-def resolve_path(root: Any, path: str, ids: dict[int, dict]) -> Any:
+def resolve_path(root: Any, path: str, ids: dict[int, dict[str, Any]]) -> Any:
     """The manifest node at ``path`` (following ``$ref``); ``KeyError`` when there is none."""
     node = _follow_ref(root, ids)
     for i, step in enumerate(parse_path(path)):
@@ -179,7 +179,7 @@ def resolve_path(root: Any, path: str, ids: dict[int, dict]) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-def _array_sizes(node: dict, sections: list[SectionInfo]) -> tuple[int, int]:
+def _array_sizes(node: dict[str, Any], sections: list[SectionInfo]) -> tuple[int, int]:
     count = math.prod(node["shape"])
     decoded = count * np.dtype(node["dtype"]).itemsize
     if "section" not in node:
@@ -274,7 +274,7 @@ def summarize(node: Any, sections: list[SectionInfo], *, path: str = "", max_ite
     return entry
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -344,7 +344,7 @@ _CLOCK = itertools.count(1)
 class _Member:
     """What a proxy needs to build itself: its node, where it is, and who loads it."""
 
-    node: dict
+    node: dict[str, Any]
     path: str
     nbytes: int
     session: LazySession
@@ -371,7 +371,7 @@ class _Member:
     tick: int = 0
     ring_tick: int = 0
     # (thread id, state) while the building thread checks the owner's invariants with it.
-    pending: tuple[int, Any] | None = None
+    pending: tuple[int, object] | None = None
 
     @property
     def loaded(self) -> bool:
@@ -396,7 +396,7 @@ def is_lazy_member(obj: Any) -> bool:
     return type(obj) in _SLOTS
 
 
-def member_state(obj: Any) -> dict | None:
+def member_state(obj: Any) -> dict[str, Any] | None:
     """The attributes ``obj`` is built with, for invariant checks.
 
     ``obj.__dict__`` for an ordinary object; for a lazy member, the ``__dict__`` of its
@@ -405,7 +405,8 @@ def member_state(obj: Any) -> dict | None:
     """
     member = member_of(obj)
     if member is None:
-        return getattr(obj, "__dict__", None)
+        state: dict[str, Any] | None = getattr(obj, "__dict__", None)
+        return state
     pending = member.pending
     if pending is not None and pending[0] == threading.get_ident():
         return pending[1].__dict__
@@ -442,7 +443,7 @@ def _delegate(func: Callable[..., Any]) -> Callable[..., Any]:
     return functools.update_wrapper(method, func)
 
 
-def _proxy_methods(base: type) -> dict[str, Any]:
+def _proxy_methods(base: type[object]) -> dict[str, Any]:
     base_getattr = getattr(base, "__getattr__", None)
     base_fitted = getattr(base, "__sklearn_is_fitted__", None)
 
@@ -468,12 +469,15 @@ def _proxy_methods(base: type) -> dict[str, Any]:
         base.__delattr__(self, name)
 
     def __getstate__(self: Any) -> Any:
-        return base.__getstate__(_state_of(self))
+        # object.__getstate__ exists from Python 3.11 (mypy checks 3.10); estimators define one.
+        return base.__getstate__(_state_of(self))  # type: ignore[attr-defined]
 
     def __reduce_ex__(self: Any, protocol: int) -> Any:
         # Pickle and copy see a plain object of the original class (no milo_pack needed);
         # _reconstructor because pickle refuses __newobj__ with a class other than type(self).
-        return copyreg._reconstructor, (base, object, None), self.__getstate__()
+        # copyreg._reconstructor is private: typeshed does not list it.
+        return (copyreg._reconstructor,  # type: ignore[attr-defined]
+                (base, object, None), self.__getstate__())
 
     def __sklearn_is_fitted__(self: Any) -> bool:
         state = _state_of(self)
@@ -513,7 +517,7 @@ def _proxy_class(handler: Handler, registry: Registry) -> type | None:
     return proxy
 
 
-def _new_proxy(proxy_cls: type, member: _Member) -> Any:
+def _new_proxy(proxy_cls: type[object], member: _Member) -> Any:
     proxy = proxy_cls.__new__(proxy_cls)  # as the handlers do: no __init__ runs
     _SLOTS[proxy_cls].__set__(proxy, member)
     return proxy
@@ -638,7 +642,7 @@ def _check_owner(member: _Member, proxy: Any, memo: dict[int, Any]) -> None:
         check_member(member.owner, member.owner_path, proxy, memo)
 
 
-def _inner_ids(node: dict) -> frozenset[int]:
+def _inner_ids(node: dict[str, Any]) -> frozenset[int]:
     """``$id``s defined strictly inside a member node."""
     ids = set()
     stack: list[Any] = [v for k, v in node.items() if not k.startswith("$")]
@@ -656,7 +660,7 @@ def _inner_ids(node: dict) -> frozenset[int]:
 class LazyLoadContext(LoadContext):
     """A :class:`LoadContext` that leaves ensemble members as proxies (see the module doc)."""
 
-    def __init__(self, registry: Registry, store: Any, check: CheckContext,
+    def __init__(self, registry: Registry, store: SectionStore | None, check: CheckContext,
                  session: LazySession) -> None:
         super().__init__(registry, store, check, mmap=session.mmap)
         self.session = session
@@ -697,9 +701,10 @@ class LazyLoadContext(LoadContext):
             return result
         return None
 
-    def _unpacked(self, handler: Handler, value: dict, path: str) -> Any:
+    def _unpacked(self, handler: Handler, value: dict[str, Any], path: str) -> Any:
         """A packed ensemble (small trees): proxies, each built from its own rows of the pack."""
-        container, members = handler.unpack(value, self, path)
+        # _members() sends here only handlers that have an unpack.
+        container, members = cast(UnpackFn, handler.unpack)(value, self, path)
         self.register(value, container)
         proxy_classes: dict[str, type | None] = {}  # one class for every member, as a rule
         for packed in members:
@@ -724,7 +729,7 @@ class LazyLoadContext(LoadContext):
         proxy = self._proxy(value, path, slot) if isinstance(value, dict) else None
         return self.decode(value, path) if proxy is None else proxy
 
-    def _proxy(self, node: dict, path: str, slot: str) -> Any:
+    def _proxy(self, node: dict[str, Any], path: str, slot: str) -> Any:
         tag = node.get("$type")
         if not isinstance(tag, str) or "$ref" in node:
             return None
@@ -771,7 +776,7 @@ class _MemberContext(LazyLoadContext):
             return self.member.parent.decode(value, path)  # memoized there, built once
         return super().decode(value, path)
 
-    def register(self, node: dict, obj: Any) -> None:
+    def register(self, node: dict[str, Any], obj: Any) -> None:
         if node is not self.member.node:  # the member's own $id stays the proxy
             super().register(node, obj)
 

@@ -45,11 +45,14 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .errors import ManifestError, MigrationWarning, VersionError, quote
+
+if TYPE_CHECKING:
+    from .registry import Registry
 
 __all__ = ["Step", "plan", "apply", "diagnose", "describe", "warning_for", "RULES",
            "parse_version", "MigrationWarning"]
@@ -109,8 +112,9 @@ LIBRARIES = ("scikit-learn", "xgboost")
 
 # -- transform kinds ------------------------------------------------------------------------------
 
-# A JSON node as stored in the manifest.
+# A JSON node as stored in the manifest, and a JSON object (an estimator node, the manifest).
 Node = Any
+JsonObject = dict[str, Any]
 _MISSING = object()
 
 
@@ -122,25 +126,25 @@ class Refusal(Exception):
 class Op:
     """One kind of change to an estimator node's ``params`` and ``attrs`` (see module doc)."""
 
-    def up(self, node: dict) -> str | None:  # pragma: no cover - interface
+    def up(self, node: JsonObject) -> str | None:  # pragma: no cover - interface
         """Transform an older file's node for a newer reader; a description, or None if idle."""
         raise NotImplementedError
 
-    def down(self, node: dict) -> str | None:  # pragma: no cover - interface
+    def down(self, node: JsonObject) -> str | None:  # pragma: no cover - interface
         """Transform a newer file's node for an older reader."""
         raise NotImplementedError
 
     approximate: bool = field(default=False, init=False)
 
 
-def _params(node: dict) -> dict:
+def _params(node: JsonObject) -> JsonObject:
     params = node.get("params")
     if not isinstance(params, dict):
         raise ManifestError("params must be an object")
     return params
 
 
-def _attrs(node: dict) -> dict:
+def _attrs(node: JsonObject) -> JsonObject:
     attrs = node.get("attrs")
     if not isinstance(attrs, dict):
         raise ManifestError("attrs must be an object")
@@ -162,10 +166,10 @@ class RenamedParam(Op):
     old: str
     new: str
 
-    def up(self, node: dict) -> str | None:
+    def up(self, node: JsonObject) -> str | None:
         return _rename(_params(node), self.old, self.new, "parameter")
 
-    def down(self, node: dict) -> str | None:
+    def down(self, node: JsonObject) -> str | None:
         return _rename(_params(node), self.new, self.old, "parameter")
 
 
@@ -174,14 +178,14 @@ class RenamedAttr(Op):
     old: str
     new: str
 
-    def up(self, node: dict) -> str | None:
+    def up(self, node: JsonObject) -> str | None:
         return _rename(_attrs(node), self.old, self.new, "attribute")
 
-    def down(self, node: dict) -> str | None:
+    def down(self, node: JsonObject) -> str | None:
         return _rename(_attrs(node), self.new, self.old, "attribute")
 
 
-def _rename(table: dict, old: str, new: str, what: str) -> str | None:
+def _rename(table: JsonObject, old: str, new: str, what: str) -> str | None:
     if old not in table:
         return None
     if new in table:
@@ -210,12 +214,12 @@ class RemovedParam(Op):
     """
 
     name: str
-    faithful: tuple | str = ()
+    faithful: tuple[Node, ...] | str = ()
     restore: Node = _MISSING
     reason: str = ""
-    check: Callable[[dict, Node], str | None] | None = field(default=None, compare=False)
+    check: Callable[[JsonObject, Node], str | None] | None = field(default=None, compare=False)
 
-    def up(self, node: dict) -> str | None:
+    def up(self, node: JsonObject) -> str | None:
         params = _params(node)
         if self.name not in params:
             return None
@@ -231,7 +235,7 @@ class RemovedParam(Op):
         why = "it had no effect" if self.faithful == ANY else "today's behaviour"
         return f"dropped parameter {self.name!r}={_show(value)} ({why})"
 
-    def down(self, node: dict) -> str | None:
+    def down(self, node: JsonObject) -> str | None:
         params = _params(node)
         if self.name in params:
             return None
@@ -247,17 +251,17 @@ class RefusedValue(Op):
     """Values of ``name`` in ``values`` stopped being supported: a model using one is refused."""
 
     name: str
-    values: tuple = ()
+    values: tuple[Node, ...] = ()
     reason: str = ""
 
-    def up(self, node: dict) -> str | None:
+    def up(self, node: JsonObject) -> str | None:
         value = _params(node).get(self.name, _MISSING)
         if _plain(value) and value in self.values:
             raise Refusal(f"parameter {self.name!r}={_show(value)} has no faithful equivalent: "
                           f"{self.reason}")
         return None
 
-    def down(self, node: dict) -> str | None:
+    def down(self, node: JsonObject) -> str | None:
         return None
 
 
@@ -268,7 +272,7 @@ class ReplacedValue(Op):
     name: str
     mapping: tuple[tuple[Node, Node], ...] = ()
 
-    def up(self, node: dict) -> str | None:
+    def up(self, node: JsonObject) -> str | None:
         params = _params(node)
         value = params.get(self.name, _MISSING)
         for old, new in self.mapping:
@@ -277,7 +281,7 @@ class ReplacedValue(Op):
                 return f"parameter {self.name!r}={_show(old)} is now {_show(new)} (same meaning)"
         return None
 
-    def down(self, node: dict) -> str | None:
+    def down(self, node: JsonObject) -> str | None:
         return None
 
 
@@ -295,7 +299,7 @@ class FitOnlyValue(Op):
     new: Node = None
     given: tuple[str, tuple[Node, ...]] | None = None
 
-    def up(self, node: dict) -> str | None:
+    def up(self, node: JsonObject) -> str | None:
         params = _params(node)
         value = params.get(self.name, _MISSING)
         if not (_plain(value) and type(value) is type(self.old) and value == self.old):
@@ -310,7 +314,7 @@ class FitOnlyValue(Op):
         return (f"parameter {self.name!r}={_show(self.old)} is now {_show(self.new)} (used only "
                 "when fitting: predictions are unchanged; a refit here uses the new value)")
 
-    def down(self, node: dict) -> str | None:
+    def down(self, node: JsonObject) -> str | None:
         return None
 
 
@@ -325,15 +329,15 @@ class MergedParam(Op):
 
     old: str
     new: str
-    old_unset: tuple = ("deprecated",)
-    new_unset: tuple = (None,)
+    old_unset: tuple[Node, ...] = ("deprecated",)
+    new_unset: tuple[Node, ...] = (None,)
     default: Node = None
     restore: Node = "deprecated"
     # Whether a set ``new`` made the old value irrelevant (``alphas`` given: ``n_alphas`` was
     # ignored); otherwise both set is a conflict the old version refused to fit, refused here.
     new_wins: bool = False
 
-    def up(self, node: dict) -> str | None:
+    def up(self, node: JsonObject) -> str | None:
         params = _params(node)
         if self.old not in params:
             return None
@@ -354,7 +358,7 @@ class MergedParam(Op):
                 f"dropped unset parameter {self.old!r}; {self.new!r}={_show(self.default)} "
                 "(its behaviour)")
 
-    def down(self, node: dict) -> str | None:
+    def down(self, node: JsonObject) -> str | None:
         params = _params(node)
         if self.old in params:
             return None
@@ -368,10 +372,10 @@ class NewerOnly(Op):
 
     reason: str = ""
 
-    def up(self, node: dict) -> str | None:
+    def up(self, node: JsonObject) -> str | None:
         return None
 
-    def down(self, node: dict) -> str | None:
+    def down(self, node: JsonObject) -> str | None:
         raise Refusal(self.reason)
 
 
@@ -381,14 +385,14 @@ class AttrToParam(Op):
 
     name: str
 
-    def up(self, node: dict) -> str | None:
+    def up(self, node: JsonObject) -> str | None:
         params, attrs = _params(node), _attrs(node)
         if self.name not in attrs or self.name in params:
             return None
         params[self.name] = attrs.pop(self.name)
         return f"attribute {self.name!r} is now a parameter"
 
-    def down(self, node: dict) -> str | None:
+    def down(self, node: JsonObject) -> str | None:
         params, attrs = _params(node), _attrs(node)
         if self.name not in params or self.name in attrs:
             return None
@@ -406,7 +410,7 @@ class Superseded(Op):
     new: str
     unset: Node = "deprecated"
 
-    def up(self, node: dict) -> str | None:
+    def up(self, node: JsonObject) -> str | None:
         params = _params(node)
         if self.new in params:
             return None
@@ -415,7 +419,7 @@ class Superseded(Op):
         params[self.old] = self.unset
         return f"moved parameter {self.old!r} to {self.new!r}={_show(value)}"
 
-    def down(self, node: dict) -> str | None:
+    def down(self, node: JsonObject) -> str | None:
         params = _params(node)
         if self.new not in params:
             return None
@@ -435,19 +439,19 @@ class AddedParam(Op):
 
     name: str
     old: Node = None
-    equivalent: tuple = ()  # other values that also mean the old behaviour ("warn")
+    equivalent: tuple[Node, ...] = ()  # other values that also mean the old behaviour ("warn")
     # Only fitting reads it (the fitted state holds its effect): any value is dropped going
     # down, and the step says that refitting there uses the older behaviour.
     fit_only: bool = False
 
-    def up(self, node: dict) -> str | None:
+    def up(self, node: JsonObject) -> str | None:
         params = _params(node)
         if self.name in params:
             return None
         params[self.name] = self.old
         return f"added parameter {self.name!r}={_show(self.old)} (the old behaviour)"
 
-    def down(self, node: dict) -> str | None:
+    def down(self, node: JsonObject) -> str | None:
         params = _params(node)
         if self.name not in params:
             return None
@@ -471,14 +475,14 @@ class RemovedAttr(Op):
 
     name: str
 
-    def up(self, node: dict) -> str | None:
+    def up(self, node: JsonObject) -> str | None:
         attrs = _attrs(node)
         if self.name not in attrs:
             return None
         del attrs[self.name]
         return f"dropped attribute {self.name!r} (no longer used)"
 
-    def down(self, node: dict) -> str | None:
+    def down(self, node: JsonObject) -> str | None:
         return None
 
 
@@ -491,15 +495,17 @@ class AddedAttr(Op):
     """
 
     name: str
-    derive: Callable[[dict], Node] = field(default=lambda node: None, compare=False)
+    derive: Callable[[JsonObject], Node] = field(default=lambda node: None, compare=False)
     exact: bool = True
     how: str = ""
 
-    @property
-    def approximate(self) -> bool:  # type: ignore[override]
+    # A property over the base's field: dataclasses keep it (the field has no __init__ slot),
+    # mypy does not model that.
+    @property  # type: ignore[misc]
+    def approximate(self) -> bool:
         return not self.exact
 
-    def up(self, node: dict) -> str | None:
+    def up(self, node: JsonObject) -> str | None:
         attrs = _attrs(node)
         if self.name in attrs or not _fitted(node):
             return None  # an unfitted template (a meta-estimator's estimator=) has none
@@ -507,7 +513,7 @@ class AddedAttr(Op):
         note = "" if self.exact else " [approximate]"
         return f"added attribute {self.name!r} {self.how}{note}".rstrip()
 
-    def down(self, node: dict) -> str | None:
+    def down(self, node: JsonObject) -> str | None:
         attrs = _attrs(node)
         if self.name not in attrs:
             return None
@@ -544,11 +550,11 @@ class Replaced:
 
     tag: str
     version: str
-    convert: Callable[[dict], Node] = field(compare=False)
+    convert: Callable[[JsonObject], Node] = field(compare=False)
     how: str = ""
 
 
-def _remainder_cols_list(node: dict) -> Node:
+def _remainder_cols_list(node: JsonObject) -> Node:
     state = node.get("state")
     if not isinstance(state, dict) or not isinstance(state.get("data"), list):
         raise ManifestError("a _RemainderColsList holds its columns in state.data")
@@ -568,10 +574,10 @@ def _has_id(value: Node) -> bool:
     return False
 
 
-def _same_as(*steps: str) -> Callable[[dict], Node]:
+def _same_as(*steps: str) -> Callable[[JsonObject], Node]:
     """Derive an attribute equal to another stored value (``attrs`` steps from the node)."""
 
-    def derive(node: dict) -> Node:
+    def derive(node: JsonObject) -> Node:
         value: Node = node
         for step in steps:
             if not isinstance(value, dict) or step not in value:
@@ -588,14 +594,14 @@ def _same_as(*steps: str) -> Callable[[dict], Node]:
     return derive
 
 
-def _fitted(node: dict) -> bool:
+def _fitted(node: JsonObject) -> bool:
     """scikit-learn's convention: fitted attributes end with an underscore."""
     attrs = node.get("attrs")
     return isinstance(attrs, dict) and any(
         isinstance(k, str) and k.endswith("_") and not k.startswith("__") for k in attrs)
 
 
-def _n_classes(node: dict) -> int | None:
+def _n_classes(node: JsonObject) -> int | None:
     classes = node.get("attrs", {}).get("classes_")
     if isinstance(classes, dict) and isinstance(classes.get("shape"), list) and len(
             classes["shape"]) == 1 and type(classes["shape"][0]) is int:
@@ -603,7 +609,7 @@ def _n_classes(node: dict) -> int | None:
     return None
 
 
-def _logistic_multi_class(node: dict, value: Node) -> str | None:
+def _logistic_multi_class(node: JsonObject, value: Node) -> str | None:
     """Whether LogisticRegression's old ``multi_class`` predicts as today's (no parameter):
     binary problems use the one-vs-rest sigmoid, more classes the softmax (multinomial)."""
     if not _fitted(node):
@@ -630,7 +636,7 @@ def _logistic_multi_class(node: dict, value: Node) -> str | None:
     return "unknown value"
 
 
-def _uniform_prior(node: dict) -> Node:
+def _uniform_prior(node: JsonObject) -> Node:
     """NearestCentroid's ``class_prior_`` for ``priors="uniform"``, as 1.6's fit computes it."""
     n_classes = _n_classes(node)
     if n_classes is None or n_classes < 1:
@@ -639,11 +645,11 @@ def _uniform_prior(node: dict) -> Node:
             "data": [1 / n_classes] * n_classes}
 
 
-def _dictionary_axis(axis: int) -> Callable[[dict], Node]:
+def _dictionary_axis(axis: int) -> Callable[[JsonObject], Node]:
     """SparseCoder's ``n_components_``/``n_features_in_``: before 1.8 properties returning
     ``dictionary.shape[0]``/``[1]``."""
 
-    def derive(node: dict) -> Node:
+    def derive(node: JsonObject) -> Node:
         dictionary = node["params"].get("dictionary")
         shape = dictionary.get("shape") if isinstance(dictionary, dict) else None
         if not (isinstance(shape, list) and len(shape) == 2 and type(shape[axis]) is int):
@@ -653,7 +659,7 @@ def _dictionary_axis(axis: int) -> Callable[[dict], Node]:
     return derive
 
 
-def _empty_features(node: dict) -> Node:
+def _empty_features(node: JsonObject) -> Node:
     """IterativeImputer's ``_is_empty_feature``: before 1.6 a feature was empty when its
     initial imputer's statistic was NaN, which is what this computes (from inline data)."""
     if node["params"].get("keep_empty_features") is not False:
@@ -661,7 +667,8 @@ def _empty_features(node: dict) -> Node:
     imputer = node["attrs"].get("initial_imputer_")
     stats = imputer.get("attrs", {}).get("statistics_") if isinstance(imputer, dict) else None
     data = stats.get("data") if isinstance(stats, dict) else None
-    if not isinstance(data, list) or stats.get("dtype") not in ("<f8", "<f4"):
+    # data is a list only when stats is a dict.
+    if not isinstance(data, list) or cast(JsonObject, stats).get("dtype") not in ("<f8", "<f4"):
         raise Refusal("the initial imputer's statistics_ are not stored inline")
     return {"$type": "numpy.ndarray", "dtype": "|b1", "shape": [len(data)],
             "data": [v == "nan" for v in data]}
@@ -853,9 +860,13 @@ def _join(path: str, key: Any) -> str:
     return join_path(path, key)
 
 
-def _walk(root: Any) -> Any:
+# (container, key, value, path): the container is None for the root, else a list or an object.
+_Slot = tuple[list[Any] | JsonObject | None, Any, Any, str]
+
+
+def _walk(root: Any) -> Iterator[tuple[list[Any] | JsonObject | None, Any, JsonObject, str]]:
     """Yield ``(container, key, node, path)`` for every typed node, parents before children."""
-    stack: list[tuple[Any, Any, Any, str]] = [(None, None, root, "")]
+    stack: list[_Slot] = [(None, None, root, "")]
     while stack:
         parent, key, value, path = stack.pop()
         if isinstance(value, list):
@@ -867,7 +878,7 @@ def _walk(root: Any) -> Any:
             continue
         if isinstance(value.get("$type"), str):
             yield parent, key, value, path
-        children = []
+        children: list[_Slot] = []
         for k, item in value.items():
             if not isinstance(item, (list, dict)) or k in ("$type", "data"):
                 continue
@@ -886,7 +897,7 @@ def _walk(root: Any) -> Any:
 _Pair = tuple[str, str, Version, Version]  # writer text, reader text, parsed versions
 
 
-def _pairs(manifest: dict, reader: str | None) -> dict[str, _Pair]:
+def _pairs(manifest: JsonObject, reader: str | None) -> dict[str, _Pair]:
     """Per library of :data:`LIBRARIES`: writer and reader versions, when both are known and
     differ (``reader`` overrides the installed scikit-learn, for tests and tools)."""
     writer = manifest.get("writer")
@@ -905,11 +916,11 @@ def _pairs(manifest: dict, reader: str | None) -> dict[str, _Pair]:
     return found
 
 
-def _versions(manifest: dict, reader: str | None) -> _Pair | None:
+def _versions(manifest: JsonObject, reader: str | None) -> _Pair | None:
     return _pairs(manifest, reader).get("scikit-learn")
 
 
-def plan(manifest: dict, *, reader: str | None = None, execute: bool = False) -> list[Step]:
+def plan(manifest: JsonObject, *, reader: str | None = None, execute: bool = False) -> list[Step]:
     """The migrations ``manifest`` needs under scikit-learn ``reader`` (default: installed).
 
     With ``execute=True`` the manifest is transformed in place as the steps are found (the
@@ -1015,20 +1026,20 @@ class _Varying:
 _VARYING = _Varying()
 
 
-def _packed_members(node: dict) -> dict | None:
+def _packed_members(node: JsonObject) -> JsonObject | None:
     if (isinstance(node.get("class"), str) and isinstance(node.get("shared"), dict)
             and isinstance(node.get("varying"), dict) and isinstance(node.get("fields"), list)):
         return node
     return None
 
 
-def _packed_target(node: dict, execute: bool) -> dict:
+def _packed_target(node: JsonObject, execute: bool) -> JsonObject:
     fields = dict(node["shared"])  # value rules replace values, never change them in place
     fields.update((name, _VARYING) for name in node["varying"])
     return {"params": fields, "attrs": fields}
 
 
-def _packed_commit(node: dict, target: dict, execute: bool) -> None:
+def _packed_commit(node: JsonObject, target: JsonObject, execute: bool) -> None:
     fields = target["params"]
     varying = {name for name, value in fields.items() if value is _VARYING}
     if varying != set(node["varying"]):
@@ -1049,7 +1060,7 @@ def _key(version: str) -> tuple[int, ...]:
     return parsed
 
 
-def _shadow(node: dict) -> dict:
+def _shadow(node: JsonObject) -> JsonObject:
     """A copy of a node deep enough for a dry run (params and attrs tables are copied)."""
     copy = dict(node)
     for k in ("params", "attrs"):
@@ -1058,7 +1069,7 @@ def _shadow(node: dict) -> dict:
     return copy
 
 
-def apply(manifest: dict, *, reader: str | None = None) -> list[Step]:
+def apply(manifest: JsonObject, *, reader: str | None = None) -> list[Step]:
     """Transform ``manifest`` in place for scikit-learn ``reader``; return the steps taken."""
     return plan(manifest, reader=reader, execute=True)
 
@@ -1080,7 +1091,7 @@ def warning_for(steps: list[Step], writer: str, reader: str) -> MigrationWarning
 # -- diagnosis ------------------------------------------------------------------------------------
 
 
-def diagnose(manifest: dict, registry: Any, *, reader: str | None = None) -> None:
+def diagnose(manifest: JsonObject, registry: Registry, *, reader: str | None = None) -> None:
     """Refuse, naming both versions, what the installed libraries cannot hold.
 
     Runs before validation (after migrations), on files written by another scikit-learn (or
@@ -1099,7 +1110,9 @@ def diagnose(manifest: dict, registry: Any, *, reader: str | None = None) -> Non
         tag = node["$type"]
         library = ("scikit-learn" if tag.startswith("sklearn.") else
                    "xgboost" if tag.startswith("xgboost.") else None)
-        pair = pairs.get(library) if library is not None else None
+        if library is None:
+            continue
+        pair = pairs.get(library)
         if pair is None:
             continue
         writer_text, reader_text, writer_v, reader_v = pair
@@ -1140,7 +1153,7 @@ def diagnose(manifest: dict, registry: Any, *, reader: str | None = None) -> Non
                        f"{cls.__name__} accepts")
 
 
-def _invalid_value(cls: type, params: dict) -> tuple[str, Node] | None:
+def _invalid_value(cls: type, params: dict[str, Any]) -> tuple[str, Node] | None:
     """A plain parameter value (a newer version's default such as ``"deprecated"``) that the
     installed class's declared constraints refuse: the first one, or None.  Values that are not
     plain JSON scalars are left to validation."""

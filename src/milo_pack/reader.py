@@ -12,7 +12,7 @@ import io
 import mmap
 import os
 import warnings
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -79,7 +79,7 @@ class MiloFile:
         ``bytes_fetched``).
     """
 
-    def __init__(self, source: str | os.PathLike | IO[bytes] | bytes | memoryview, *,
+    def __init__(self, source: str | os.PathLike[str] | IO[bytes] | bytes | memoryview, *,
                  limits: Limits | None = None, migrate: bool = True,
                  storage_options: dict[str, Any] | None = None) -> None:
         self.limits = limits or DEFAULT_LIMITS
@@ -90,6 +90,8 @@ class MiloFile:
         self._mmap: mmap.mmap | None = None
         self._checked: dict[frozenset[str], CheckContext] = {}
         self.identity: dict[str, Any] | None = None
+        self._buffer: memoryview | None
+        fileobj: IO[bytes]
         if storage_options is not None and not is_url(source):
             raise TypeError("storage_options= is only for URLs (scheme://...)")
         if is_url(source):
@@ -97,9 +99,9 @@ class MiloFile:
             self._owned = True
             self._buffer = None
         elif isinstance(source, (bytes, bytearray, memoryview)):
-            self._buffer: memoryview | None = memoryview(source).cast("B")
+            buffer = self._buffer = memoryview(source).cast("B")
             # BytesIO shares an immutable bytes object but copies any other buffer.
-            fileobj: IO[bytes] = io.BytesIO(source if type(source) is bytes else self._buffer)
+            fileobj = io.BytesIO(source if type(source) is bytes else buffer)
         elif isinstance(source, (str, os.PathLike)):
             fileobj = open(source, "rb")  # noqa: SIM115 - closed by close()
             self._owned = True
@@ -225,7 +227,7 @@ class MiloFile:
         return list(self.check().untrusted)
 
     def summary(self, *, text: bool = False, max_items: int = 3,
-                max_depth: int | None = None) -> dict | str:
+                max_depth: int | None = None) -> dict[str, Any] | str:
         """Describe the stored object without building it or reading any section.
 
         Parameters
@@ -329,7 +331,8 @@ class MiloFile:
             return found
         return self._build(loader, node, path)
 
-    def _packed_member(self, loader: LoadContext, path: str, ids: dict[int, dict]) -> Any:
+    def _packed_member(self, loader: LoadContext, path: str,
+                       ids: dict[int, dict[str, Any]]) -> Any:
         """``path`` inside a packed ensemble (small trees): build that member alone, or None.
 
         A pack has no node per member, so the path is matched against the members' own paths
@@ -342,7 +345,8 @@ class MiloFile:
                 node = resolve_path(self.manifest["root"], prefix, ids)
             except KeyError:
                 continue
-            handler = (get_registry().for_tag(node.get("$type"), loader.trusted)
+            # The tag is checked a str in the condition.
+            handler = (get_registry().for_tag(cast(str, node.get("$type")), loader.trusted)
                        if isinstance(node, dict) and isinstance(node.get("$type"), str) else None)
             if handler is None or handler.unpack is None:
                 return None
@@ -363,7 +367,7 @@ class MiloFile:
         return None
 
     def read_array(self, path: str, rows: int | slice | tuple[int, int] | None = None
-                   ) -> np.ndarray:
+                   ) -> np.ndarray | np.generic:
         """Read rows of one stored array, decoding only the chunks that hold them.
 
         Parameters
@@ -378,8 +382,9 @@ class MiloFile:
 
         Returns
         -------
-        numpy.ndarray
-            A new array of shape ``(n_rows, *shape[1:])`` (or ``shape[1:]`` for an int).
+        numpy.ndarray or numpy scalar
+            A new array of shape ``(n_rows, *shape[1:])`` (or ``shape[1:]`` for an int: a numpy
+            scalar for a 1-D array).
 
         Raises
         ------
@@ -401,7 +406,8 @@ class MiloFile:
             if not isinstance(arr, np.ndarray) or arr.ndim == 0:
                 raise ArrayError("not a plain array", path) from None
             start, stop, single = _row_range(rows, arr.shape, path)
-            return arr[start] if single else arr[start:stop].copy()
+            member_rows: np.ndarray | np.generic = arr[start] if single else arr[start:stop].copy()
+            return member_rows
         if not isinstance(node, dict) or node.get("$type") != "numpy.ndarray":
             raise ArrayError("not a plain array", path)
         shape = tuple(node["shape"])
@@ -412,9 +418,10 @@ class MiloFile:
             loader = LoadContext(get_registry(), self.store, ctx)  # no mmap: a new array
             loader.prefetch = 0
             arr = loader.array_rows(node, start, stop, path)
-        return arr[0] if single else arr
+        result: np.ndarray | np.generic = arr[0] if single else arr
+        return result
 
-    def _read_f_rows(self, node: dict, shape: tuple, start: int, stop: int,
+    def _read_f_rows(self, node: dict[str, Any], shape: tuple[int, ...], start: int, stop: int,
                      path: str) -> np.ndarray:
         # Fortran order stores each column's rows together: one short read per column.
         n = shape[0]
@@ -423,7 +430,8 @@ class MiloFile:
         for c in range(columns):
             self.store.read(node["section"], node["start"] + c * n + start, stop - start,
                             out=out[c], where=path, prefetch=0)
-        return out.reshape(shape[1:][::-1] + (stop - start,)).T
+        rows: np.ndarray = out.reshape(shape[1:][::-1] + (stop - start,)).T
+        return rows
 
     def _trusted_check(self, trusted: Any) -> CheckContext:
         trusted_set = _trusted_set(trusted)
@@ -475,7 +483,9 @@ class MiloFile:
             return self._buffer[start:start + length].toreadonly()
         if self._mmap is None:
             try:
-                self._mmap = mmap.mmap(self.container._fd, 0, access=mmap.ACCESS_READ)
+                # No buffer, so _mappable() found a descriptor.
+                fd = cast(int, self.container._fd)
+                self._mmap = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
             except (OSError, ValueError):
                 return None
         return memoryview(self._mmap)[start:start + length]
@@ -496,7 +506,7 @@ class MiloFile:
         self.close()
 
 
-def _row_range(rows: Any, shape: tuple, path: str) -> tuple[int, int, bool]:
+def _row_range(rows: Any, shape: tuple[int, ...], path: str) -> tuple[int, int, bool]:
     """``(start, stop, single)`` for a rows argument of :meth:`MiloFile.read_array`."""
     if not shape:
         if rows is not None:

@@ -18,7 +18,6 @@ either differs: the object was replaced since the handle was made.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 from collections.abc import Mapping
@@ -83,8 +82,8 @@ def remote(url: str | os.PathLike[str], /, *, storage_options: Mapping[str, Any]
 def _limits_changes(limits: Limits | None) -> dict[str, int]:
     if limits is None:
         return {}
-    return {f.name: getattr(limits, f.name) for f in dataclasses.fields(Limits)
-            if getattr(limits, f.name) != getattr(DEFAULT_LIMITS, f.name)}
+    return {name: getattr(limits, name) for name in Limits.__slots__
+            if getattr(limits, name) != getattr(DEFAULT_LIMITS, name)}
 
 
 class _Opened:

@@ -22,9 +22,11 @@ them (SECURITY.md rule 8); a malformed model is an :class:`~milo_pack.errors.Inv
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ..engine import CheckContext, LoadContext, SaveContext, check_array_node, join_path
 from ..errors import InvariantError, ManifestError, UnsupportedTypeError, quote
@@ -99,8 +101,12 @@ def load_plain(node: Any, ctx: LoadContext, path: str) -> Any:
 # -- packed tree columns ----------------------------------------------------------------------
 
 
-def save_columns(columns: dict[str, np.ndarray], ctx: SaveContext, path: str, prefix: str,
-                 children: frozenset[str] = frozenset()) -> dict:
+# Packed columns (or per-tree counts and parameters) by name.
+Columns = dict[str, np.ndarray]
+
+
+def save_columns(columns: Columns, ctx: SaveContext, path: str, prefix: str,
+                 children: frozenset[str] = frozenset()) -> dict[str, Any]:
     """One array node per column, each packed into its own group's section.
 
     Empty columns (no categorical splits, no linear leaves) are written inline: the reader
@@ -125,7 +131,7 @@ def check_columns(node: Any, dtypes: dict[str, str], ctx: CheckContext, path: st
             raise InvariantError(f"column must be 1-D {dtypes[name]}", where)
 
 
-def offsets_of(counts: np.ndarray, total: int, what: str, path: str) -> np.ndarray:
+def offsets_of(counts: np.ndarray, total: int, what: str, path: str) -> npt.NDArray[np.int64]:
     """Start of each tree's slice of a packed column; the counts must add up to its length."""
     if counts.size and counts.min() < 0:
         raise InvariantError(f"negative {what} count", path)
@@ -172,8 +178,8 @@ def check_thread_entries(params: Any, keys: frozenset[str], path: str) -> None:
 # ============================================================================================
 
 
-def wrapper_handler(cls: type, tag: str, param_names: frozenset[str],
-                    check_state: Any) -> Handler:
+def wrapper_handler(cls: type[object], tag: str, param_names: frozenset[str],
+                    check_state: Callable[[dict[str, Any], str], None]) -> Handler:
     """Generic estimator state (params / attrs) for the XGBoost and LightGBM sklearn classes.
 
     Like :func:`milo_pack.handlers.sklearn._estimator_handler`, but the parameter names come
@@ -183,16 +189,16 @@ def wrapper_handler(cls: type, tag: str, param_names: frozenset[str],
     ``check_state(state, path)`` bounds what reaches native code before the object exists.
     """
 
-    def save(obj: Any, ctx: SaveContext, path: str) -> dict:
+    def save(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
         state = dict(obj.__getstate__())
         state.pop("_sklearn_version", None)
-        fields: dict[str, dict] = {"params": {}, "attrs": {}}
+        fields: dict[str, dict[str, Any]] = {"params": {}, "attrs": {}}
         for key, value in state.items():
             target = fields["params" if key in param_names else "attrs"]
             target[key] = ctx.encode(value, join_path(path, key))
         return fields
 
-    def check(node: dict, ctx: CheckContext, path: str) -> None:
+    def check(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
         params, attrs = node["params"], node["attrs"]
         if not isinstance(params, dict) or not isinstance(attrs, dict):
             raise ManifestError("params and attrs must be objects", path)
@@ -200,7 +206,7 @@ def wrapper_handler(cls: type, tag: str, param_names: frozenset[str],
             raise ManifestError(f"bad parameter names for {cls.__name__}", path)
         check_attribute_names(cls, list(params) + list(attrs), path)
 
-    def load(node: dict, ctx: LoadContext, path: str) -> Any:
+    def load(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
         obj = cls.__new__(cls)
         ctx.register(node, obj)
         state = {k: ctx.decode(v, join_path(path, k))

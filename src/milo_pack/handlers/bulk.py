@@ -19,7 +19,7 @@ Loading unpacks with strict limits (no ext or bin types, lengths bounded by the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -31,7 +31,8 @@ from ..registry import Handler, Registry
 BULK_MIN_ITEMS = 1000
 _INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1
 _SCALARS = (str, int, float, bool, type(None))
-_KINDS = {list: "list", tuple: "tuple", set: "set", frozenset: "frozenset", dict: "dict"}
+_KINDS: dict[type, str] = {list: "list", tuple: "tuple", set: "set", frozenset: "frozenset",
+                           dict: "dict"}
 
 
 def _plain(value: Any) -> bool:
@@ -39,7 +40,7 @@ def _plain(value: Any) -> bool:
     return t in _SCALARS and (t is not int or _INT_MIN <= value <= _INT_MAX)
 
 
-def _set_order(items: set | frozenset) -> list:
+def _set_order(items: set[Any] | frozenset[Any]) -> list[Any]:
     # Iteration order depends on hash seeds; sorting gives the same set the same bytes.
     try:
         return sorted(items)
@@ -47,16 +48,18 @@ def _set_order(items: set | frozenset) -> list:
         return sorted(items, key=lambda v: (type(v).__name__, repr(v)))
 
 
-def _pack(value: list) -> bytes | None:
+def _pack(value: list[Any]) -> bytes | None:
     import msgpack  # only for containers of over a thousand scalars: not a small model's cost
 
     try:
-        return msgpack.packb(value, use_bin_type=True, use_single_float=False, strict_types=True)
+        packed: bytes = msgpack.packb(value, use_bin_type=True, use_single_float=False,
+                                      strict_types=True)
+        return packed
     except (TypeError, ValueError, OverflowError, UnicodeEncodeError):
         return None
 
 
-def _value_array(values: list) -> np.ndarray | None:
+def _value_array(values: list[Any]) -> np.ndarray | None:
     """The dict values as one array when they are all numpy scalars of one plain dtype."""
     first = values[0]
     if not isinstance(first, np.generic) or first.dtype.kind not in "biuf":
@@ -67,7 +70,7 @@ def _value_array(values: list) -> np.ndarray | None:
     return np.array(values, dtype=first.dtype)
 
 
-def _split(obj: Any) -> tuple[list, np.ndarray | None] | None:
+def _split(obj: Any) -> tuple[list[Any], np.ndarray | None] | None:
     """What a bulk node stores for ``obj``: the msgpack list and a value array, or None."""
     if type(obj) is dict:
         keys = list(obj)
@@ -83,17 +86,18 @@ def _split(obj: Any) -> tuple[list, np.ndarray | None] | None:
 
 
 def _bulk_handler(kind: str) -> Handler:
-    def save(obj: Any, ctx: SaveContext, path: str) -> dict:
+    def save(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
         parts, values = _split(obj)  # type: ignore[misc]  # the resolver checked it
-        payload = _pack(parts)
-        fields = {"count": len(obj),
-                  "payload": ctx.array(np.frombuffer(payload, np.uint8),
-                                       join_path(path, "payload"), group="msgpack")}
+        payload = cast(bytes, _pack(parts))  # the resolver packed these parts
+        fields: dict[str, Any] = {
+            "count": len(obj),
+            "payload": ctx.array(np.frombuffer(payload, np.uint8), join_path(path, "payload"),
+                                 group="msgpack")}
         if values is not None:
             fields["values"] = ctx.array(values, join_path(path, "values"))
         return fields
 
-    def check(node: dict, ctx: CheckContext, path: str) -> None:
+    def check(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
         count = node["count"]
         if type(count) is not int or count < 0:
             raise ManifestError("'count' must be a non-negative int", path)
@@ -111,7 +115,7 @@ def _bulk_handler(kind: str) -> Handler:
             if node["values"].get("shape") != [count] or node["values"]["dtype"][1] not in "biuf":
                 raise ManifestError(f"'values' must be a numeric array of {count}", path)
 
-    def load(node: dict, ctx: LoadContext, path: str) -> Any:
+    def load(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
         data = ctx.array(node["payload"], join_path(path, "payload")).tobytes()
         parts = _unpack(data, ctx, path)
         count = node["count"]
@@ -161,7 +165,7 @@ def _check_parts(parts: Any, kind: str, count: int, path: str) -> None:
         raise ArrayError("msgpack items must be plain scalars", path)
 
 
-def _build(kind: str, parts: list, count: int, path: str) -> Any:
+def _build(kind: str, parts: list[Any], count: int, path: str) -> Any:
     if kind == "dict":
         result: Any = dict(zip(parts[0], parts[1], strict=True))
     elif kind == "list":

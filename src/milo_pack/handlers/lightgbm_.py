@@ -27,6 +27,7 @@ import json
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from .. import _arrays
@@ -34,6 +35,7 @@ from ..engine import CheckContext, LoadContext, SaveContext, join_path
 from ..errors import InvariantError, ManifestError, UnsupportedTypeError, quote
 from ..registry import Handler, Registry
 from .boosters import (
+    Columns,
     check_columns,
     check_plain,
     check_thread_entries,
@@ -110,7 +112,7 @@ def line_order(num_cat: int, is_linear: int) -> list[str]:
 # ============================================================================================
 
 
-def save_booster(obj: Any, ctx: SaveContext, path: str) -> dict:
+def save_booster(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
     import lightgbm
 
     ctx.versions["lightgbm"] = lightgbm.__version__
@@ -177,7 +179,7 @@ def _parse_header(lines: list[str], path: str) -> dict[str, Any]:
     return header
 
 
-def _parse_trees(blocks: list[str], path: str) -> tuple[dict, dict[str, list[str]]]:
+def _parse_trees(blocks: list[str], path: str) -> tuple[Columns, dict[str, list[str]]]:
     """Per-tree scalars and, per column, each tree's value text."""
     n = len(blocks)
     scalars = {k: np.zeros(n, dtype=np.float64 if k == "shrinkage" else np.int64)
@@ -251,7 +253,7 @@ def _parse_tail(tail: str, path: str) -> dict[str, Any]:
 # ============================================================================================
 
 
-def check_booster(node: dict, ctx: CheckContext, path: str) -> None:
+def check_booster(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     n = node["num_trees"]
     if type(n) is not int or n < 0:
         raise ManifestError("num_trees must be a non-negative int", path)
@@ -280,7 +282,7 @@ def check_booster(node: dict, ctx: CheckContext, path: str) -> None:
     check_texts(node, path)
 
 
-def check_texts(node: dict, path: str) -> None:
+def check_texts(node: dict[str, Any], path: str) -> None:
     """Strings that go into the model text must not break its line structure."""
     header = node["header"]
     if not isinstance(header, dict):
@@ -331,7 +333,7 @@ def _small_int(value: Any, what: str, path: str, low: int = 0) -> int:
     return int(value)
 
 
-def _check_header(header: dict, n_trees: int, path: str) -> int:
+def _check_header(header: dict[str, Any], n_trees: int, path: str) -> int:
     """Header fields against each other and the trees; returns the number of features."""
     if list(header) != [k for k in HEADER_KEYS if k in header]:
         raise InvariantError("header fields out of order", path)
@@ -392,7 +394,7 @@ def _check_objective(objective: Any, num_class: int, path: str) -> None:
             raise InvariantError("sigmoid must be a number", path) from None
 
 
-def _lengths(scalars: dict, columns: dict, path: str) -> dict[str, np.ndarray]:
+def _lengths(scalars: Columns, columns: Columns, path: str) -> Columns:
     """Each tree's number of values in every column, from its scalars (vectorised)."""
     leaves = scalars["num_leaves"].astype(np.int64)
     num_cat = scalars["num_cat"].astype(np.int64)
@@ -438,13 +440,13 @@ def _lengths(scalars: dict, columns: dict, path: str) -> dict[str, np.ndarray]:
     return out
 
 
-def _offsets(counts: np.ndarray) -> np.ndarray:
+def _offsets(counts: np.ndarray) -> npt.NDArray[np.int64]:
     offsets = np.zeros(counts.size + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     return offsets
 
 
-def _check_rest(rest: dict, scalars: dict, path: str) -> None:
+def _check_rest(rest: dict[str, Any], scalars: Columns, path: str) -> None:
     """The parts after the trees that LightGBM reads back.
 
     ``linear_tree`` among the parameters decides whether LightGBM treats leaves as linear
@@ -462,7 +464,8 @@ def _check_rest(rest: dict, scalars: dict, path: str) -> None:
         raise InvariantError("pandas_categorical must be null or lists of categories", path)
 
 
-def _check_model(header: dict, scalars: dict, columns: dict, path: str) -> dict[str, np.ndarray]:
+def _check_model(header: dict[str, Any], scalars: Columns, columns: Columns, path: str
+                 ) -> Columns:
     """Header and trees, every tree at once; returns each column's per-tree counts."""
     n_trees = scalars["num_leaves"].size
     n_features = _check_header(header, n_trees, path)
@@ -514,7 +517,7 @@ def _check_model(header: dict, scalars: dict, columns: dict, path: str) -> dict[
 # ============================================================================================
 
 
-def load_booster(node: dict, ctx: LoadContext, path: str) -> Any:
+def load_booster(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
     import lightgbm
 
     header = load_plain(node["header"], ctx, join_path(path, "header"))
@@ -541,7 +544,7 @@ def load_booster(node: dict, ctx: LoadContext, path: str) -> Any:
     return booster
 
 
-def _check_attrs(attrs: dict, path: str) -> None:
+def _check_attrs(attrs: dict[str, Any], path: str) -> None:
     """Types of the Python-side state, and the thread counts in its parameters."""
     kinds = {"best_iteration": int, "_train_data_name": str, "train_set_version": int,
              "_Booster__set_objective_to_none": bool}
@@ -556,7 +559,8 @@ def _check_attrs(attrs: dict, path: str) -> None:
     check_thread_entries(attrs.get("params"), THREAD_KEYS, join_path(path, "params"))
 
 
-def model_text(header: dict, scalars: dict, columns: dict, counts: dict, rest: dict) -> str:
+def model_text(header: dict[str, Any], scalars: Columns, columns: Columns, counts: Columns,
+               rest: dict[str, Any]) -> str:
     """A LightGBM text model for validated parts (numbers written by :func:`_format`)."""
     n_trees = scalars["num_leaves"].size
     formatted = {name: _format(columns[name], counts[name]) for name in COLUMNS}
@@ -620,7 +624,7 @@ def _linear_text(values: bytes, per_leaf: list[int]) -> bytes:
     return b"".join(out)
 
 
-def _header_text(header: dict, sizes: list[int]) -> str:
+def _header_text(header: dict[str, Any], sizes: list[int]) -> str:
     lines = ["tree"]
     for key, value in header.items():
         if value is None:
@@ -635,7 +639,8 @@ def _header_text(header: dict, sizes: list[int]) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def _tail_text(importances: dict, parameters: dict, pandas_categorical: Any) -> str:
+def _tail_text(importances: dict[str, str], parameters: dict[str, str],
+               pandas_categorical: Any) -> str:
     from lightgbm.basic import _json_default_with_numpy
 
     out = ["end of trees\n\nfeature_importances:\n"]
@@ -652,7 +657,7 @@ def _tail_text(importances: dict, parameters: dict, pandas_categorical: Any) -> 
 # ============================================================================================
 
 
-def _check_wrapper_state(state: dict, path: str) -> None:
+def _check_wrapper_state(state: dict[str, Any], path: str) -> None:
     """Thread counts that predict hands LightGBM: n_jobs and num_threads aliases."""
     import lightgbm
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 from ..engine import LoadContext, SaveContext
 from ..errors import ManifestError, UnsupportedTypeError
-from ..registry import Handler, Registry
+from ..registry import Handler, LoadFn, Registry
 
 # Module -> (classes by name, the bare module names its compiled classes may report).
 _TABLE: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
@@ -47,7 +48,7 @@ def _classes(module_name: str, names: tuple[str, ...]) -> list[tuple[str, type]]
     return found
 
 
-def _args(obj: Any) -> tuple | None:
+def _args(obj: Any) -> tuple[Any, ...] | None:
     """The constructor arguments of a loss object, from its pickle reduction.
 
     scikit-learn >= 1.6 reduces to ``(cls, args)``; 1.5's classes use Cython's generic
@@ -75,7 +76,7 @@ def _n_args(cls: type) -> int:
     return len(args) if args is not None else 0
 
 
-def _save(obj: Any, ctx: SaveContext, path: str) -> dict:
+def _save(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
     args = _args(obj)
     if args is None or not all(type(a) in (int, float) for a in args):
         raise UnsupportedTypeError(f"{type(obj).__name__} has non-numeric arguments", path)
@@ -85,10 +86,10 @@ def _save(obj: Any, ctx: SaveContext, path: str) -> dict:
     return {"args": list(args)}
 
 
-def _loader(cls: type):
+def _loader(cls: type[Any]) -> LoadFn:
     n_args = _n_args(cls)
 
-    def load(node: dict, ctx: LoadContext, path: str) -> Any:
+    def load(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
         args = node["args"]
         if (not isinstance(args, list) or len(args) != n_args
                 or any(type(a) not in (int, float) for a in args)):
@@ -98,7 +99,7 @@ def _loader(cls: type):
     return load
 
 
-def _module_loader(module_name: str, names: tuple[str, ...]):
+def _module_loader(module_name: str, names: tuple[str, ...]) -> Callable[[Registry], None]:
     def load(registry: Registry) -> None:
         keys = frozenset({"args"})
         for tag, cls in _classes(module_name, names):

@@ -15,12 +15,12 @@ import scipy.sparse as sp
 from .. import _arrays
 from ..engine import CheckContext, LoadContext, SaveContext, join_path
 from ..errors import InvariantError, ManifestError
-from ..registry import Handler, Registry
+from ..registry import Handler, LoadFn, Registry
 
 _COMPRESSED = ("data", "indices", "indptr")
 
 
-def _save(obj: Any, ctx: SaveContext, path: str) -> dict:
+def _save(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
     fmt = obj.format
     if fmt in ("lil", "dok"):
         obj = obj.tocsr()
@@ -33,14 +33,15 @@ def _save(obj: Any, ctx: SaveContext, path: str) -> dict:
     return fields
 
 
-def _check(node: dict, ctx: CheckContext, path: str) -> None:
+def _check(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     shape = node["shape"]
     if (not isinstance(shape, list) or len(shape) != 2
             or any(type(n) is not int or not 0 <= n <= ctx.limits.max_dim for n in shape)):
         raise ManifestError("a sparse matrix shape is two non-negative ints", path)
 
 
-def _arrays_of(node: dict, names: tuple[str, ...], ctx: LoadContext, path: str) -> list:
+def _arrays_of(node: dict[str, Any], names: tuple[str, ...], ctx: LoadContext, path: str
+               ) -> list[np.ndarray]:
     result = []
     for name in names:
         arr = ctx.decode(node[name], join_path(path, name))
@@ -58,7 +59,8 @@ def _check_index(arr: np.ndarray, upper: int, what: str, path: str) -> None:
         raise InvariantError(f"{what}[{bad}] = {arr[bad]} is outside [0, {upper})", path)
 
 
-def _check_compressed(data, indices, indptr, n_major, n_minor, nnz_blocks, path) -> None:
+def _check_compressed(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, n_major: int,
+                      n_minor: int, nnz_blocks: int, path: str) -> None:
     if indptr.dtype.kind not in "iu" or indptr.ndim != 1 or indptr.shape[0] != n_major + 1:
         raise InvariantError(f"indptr must have {n_major + 1} integer entries", path)
     if indptr[0] != 0 or indptr[-1] != indices.shape[0] or indices.shape[0] != nnz_blocks:
@@ -69,13 +71,13 @@ def _check_compressed(data, indices, indptr, n_major, n_minor, nnz_blocks, path)
     _check_index(indices, n_minor, "indices", path)
 
 
-def _loader(cls: type):
+def _loader(cls: type[Any]) -> LoadFn:
     fmt = cls((1, 1)).format
     kind = "array" if cls.__name__.endswith("_array") else "matrix"
     target = "csr" if fmt in ("lil", "dok") else fmt
     build = getattr(sp, f"{target}_{kind}")
 
-    def load(node: dict, ctx: LoadContext, path: str) -> Any:
+    def load(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
         shape = tuple(node["shape"])
         n_rows, n_cols = shape
         if target in ("csr", "csc"):

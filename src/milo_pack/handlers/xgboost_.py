@@ -19,16 +19,25 @@ UBJSON document built from the validated arrays and restores the configuration.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import _arrays
 from ..engine import CheckContext, LoadContext, SaveContext, join_path
-from ..errors import InvariantError, ManifestError, UnsupportedTypeError, VersionError, quote
+from ..errors import (
+    InvariantError,
+    ManifestError,
+    MiloError,
+    UnsupportedTypeError,
+    VersionError,
+    quote,
+)
 from ..migrations import parse_version
 from ..registry import Handler, Registry
 from .boosters import (
+    Columns,
     check_columns,
     check_plain,
     check_thread_entries,
@@ -84,7 +93,7 @@ THREAD_KEYS = frozenset({"n_jobs", "nthread"})
 # -- small parsers ----------------------------------------------------------------------------
 
 
-def int_text(value: Any, what: str, path: str, error: type = InvariantError) -> int:
+def int_text(value: Any, what: str, path: str, error: type[MiloError] = InvariantError) -> int:
     """XGBoost keeps integer parameters as decimal strings; read one strictly."""
     if type(value) is not str or not value.isdigit() or not value.isascii() or len(value) > 18:
         raise error(f"{what} must be a decimal integer string", path)
@@ -93,7 +102,7 @@ def int_text(value: Any, what: str, path: str, error: type = InvariantError) -> 
     return int(value)
 
 
-def model_of(learner: dict) -> dict | None:
+def model_of(learner: dict[str, Any]) -> dict[str, Any] | None:
     """The dict holding ``trees`` (gbtree, or dart's inner gbtree); None for gblinear."""
     booster = learner.get("gradient_booster")
     if not isinstance(booster, dict):
@@ -126,7 +135,7 @@ def int_vector(value: Any, what: str, path: str) -> np.ndarray:
 # ============================================================================================
 
 
-def save_booster(obj: Any, ctx: SaveContext, path: str) -> dict:
+def save_booster(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
     import xgboost
 
     ctx.versions["xgboost"] = xgboost.__version__
@@ -145,7 +154,9 @@ def save_booster(obj: Any, ctx: SaveContext, path: str) -> dict:
     learner = _native_order(doc["learner"])
     model = model_of(learner)
     fields: dict[str, Any] = {"version": doc["version"]}
-    counts = params = columns = None
+    counts: Columns | None = None
+    params: Columns | None = None
+    columns: Columns | None = None
     if model is not None and trees is not None:
         fields["num_trees"] = len(trees)
         counts, params, columns = _tree_columns(trees, join_path(path, "trees"))
@@ -162,8 +173,10 @@ def save_booster(obj: Any, ctx: SaveContext, path: str) -> dict:
     if columns is not None:
         where = join_path(path, "trees")
         fields["trees"] = {
-            "counts": save_columns(counts, ctx, join_path(where, "counts"), "xgboost"),
-            "tree_param": save_columns(params, ctx, join_path(where, "tree_param"),
+            # counts and params are set with columns.
+            "counts": save_columns(cast(Columns, counts), ctx, join_path(where, "counts"),
+                                   "xgboost"),
+            "tree_param": save_columns(cast(Columns, params), ctx, join_path(where, "tree_param"),
                                        "xgboost.tree_param"),
             "columns": save_columns(columns, ctx, join_path(where, "columns"), "xgboost",
                                     CHILDREN),
@@ -172,12 +185,15 @@ def save_booster(obj: Any, ctx: SaveContext, path: str) -> dict:
     return fields
 
 
-def _check_saved(learner: dict, n_trees: int | None, counts: Any, params: Any, columns: Any,
-                 config: dict, path: str) -> None:
+def _check_saved(learner: dict[str, Any], n_trees: int | None, counts: Columns | None,
+                 params: Columns | None, columns: Columns | None, config: dict[str, Any],
+                 path: str) -> None:
     """The loader's checks, on a model about to be written."""
     num_feature, _, num_target = _learner_ints(learner, path)
     if columns is not None:
-        _check_trees(counts, params, columns, num_feature, num_target, path)
+        # counts and params are set with columns.
+        _check_trees(cast(Columns, counts), cast(Columns, params), columns, num_feature,
+                     num_target, path)
     _check_learner(learner, n_trees, columns, path)
     _check_config(config, learner, path)
 
@@ -193,7 +209,7 @@ def _native_order(value: Any) -> Any:
     return value
 
 
-def _tree_columns(trees: list, path: str) -> tuple[dict, dict, dict]:
+def _tree_columns(trees: list[Any], path: str) -> tuple[Columns, Columns, Columns]:
     """Per-tree counts and tree_param, and every column concatenated across trees."""
     n = len(trees)
     counts = {name: np.zeros(n, dtype=np.int32) for name in COUNTS}
@@ -235,7 +251,7 @@ def _tree_columns(trees: list, path: str) -> tuple[dict, dict, dict]:
     return counts, params, columns
 
 
-def _readable_cats(cats: dict, path: str) -> dict:
+def _readable_cats(cats: dict[str, Any], path: str) -> dict[str, Any]:
     """XGBoost's category encodings with the string categories as strings.
 
     ``feature_segments`` (cumulative category counts) is derived at load; ``sorted_idx``
@@ -267,7 +283,7 @@ def _readable_cats(cats: dict, path: str) -> dict:
     return readable
 
 
-def _same_enc(a: dict, b: dict) -> bool:
+def _same_enc(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a.keys() == b.keys() and all(
         np.array_equal(a[k], b[k]) if isinstance(a[k], np.ndarray) else a[k] == b[k]
         for k in a)
@@ -278,7 +294,7 @@ def _same_enc(a: dict, b: dict) -> bool:
 # ============================================================================================
 
 
-def check_booster(node: dict, ctx: CheckContext, path: str) -> None:
+def check_booster(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     version = node["version"]
     if not (isinstance(version, list) and len(version) == 3
             and all(type(v) is int and 0 <= v < 1000 for v in version)):
@@ -322,7 +338,7 @@ def check_booster(node: dict, ctx: CheckContext, path: str) -> None:
 # ============================================================================================
 
 
-def _learner_ints(learner: dict, path: str) -> tuple[int, int, int]:
+def _learner_ints(learner: dict[str, Any], path: str) -> tuple[int, int, int]:
     """``num_feature``, ``num_class`` and ``num_target`` from learner_model_param."""
     param = learner.get("learner_model_param")
     if not isinstance(param, dict):
@@ -337,8 +353,8 @@ def _learner_ints(learner: dict, path: str) -> tuple[int, int, int]:
     return num_feature, num_class, num_target
 
 
-def _check_trees(counts: dict, params: dict, columns: dict, num_feature: int,
-                 num_target: int, path: str) -> dict[str, np.ndarray]:
+def _check_trees(counts: Columns, params: Columns, columns: Columns, num_feature: int,
+                 num_target: int, path: str) -> dict[str, npt.NDArray[np.int64]]:
     """Every tree's structure, in a few vectorised passes; returns the cut offsets."""
     n_nodes = counts["num_nodes"]
     bounds = {"nodes": offsets_of(n_nodes, columns["left_children"].size, "node", path),
@@ -422,7 +438,7 @@ KIND_OF = {**dict.fromkeys(NODE_COLUMNS, "nodes"), **dict.fromkeys(CAT_COLUMNS, 
            "categories": "categories"}
 
 
-def _check_learner(learner: dict, n_trees: int | None, columns: dict | None,
+def _check_learner(learner: dict[str, Any], n_trees: int | None, columns: Columns | None,
                    path: str) -> None:
     """Learner-level invariants: every field XGBoost sizes a buffer with, against the trees."""
     num_feature, num_class, num_target = _learner_ints(learner, path)
@@ -454,6 +470,7 @@ def _check_learner(learner: dict, n_trees: int | None, columns: dict | None,
         weights = model.get("weights") if isinstance(model, dict) else None
         if not isinstance(weights, np.ndarray) or weights.size != (num_feature + 1) * n_groups:
             raise InvariantError("gblinear weights must be (num_feature + 1) * groups", path)
+        model = cast(dict[str, Any], model)  # weights were found in it: a dict
         if set(model) - {"weights", "boosted_rounds"} or type(
                 model.get("boosted_rounds", 0)) is not int:
             raise InvariantError("unexpected gblinear model fields", path)
@@ -508,7 +525,7 @@ def _check_attributes(attributes: Any, path: str) -> None:
         raise InvariantError("attributes must map names to strings", path)
 
 
-def _check_best_iteration(learner: dict, n_rounds: int | None, path: str) -> None:
+def _check_best_iteration(learner: dict[str, Any], n_rounds: int | None, path: str) -> None:
     """``best_iteration`` picks the default iteration range of predict: within the rounds."""
     attributes = learner.get("attributes") or {}
     if "best_iteration" not in attributes:
@@ -518,8 +535,8 @@ def _check_best_iteration(learner: dict, n_rounds: int | None, path: str) -> Non
         raise InvariantError(f"best_iteration {best} is beyond the {n_rounds} rounds", path)
 
 
-def _check_model(model: dict, n_trees: int, num_class: int, num_target: int, columns: dict,
-                 path: str) -> None:
+def _check_model(model: dict[str, Any], n_trees: int, num_class: int, num_target: int,
+                 columns: Columns, path: str) -> None:
     """gbtree_model_param, tree_info and iteration_indptr, derived from the trees' layout."""
     if set(model) - {"gbtree_model_param", "tree_info", "iteration_indptr", "cats", "trees"}:
         raise InvariantError("unexpected gbtree model fields", path)
@@ -590,7 +607,7 @@ def _check_cats(cats: Any, path: str) -> None:
 def _enc_count(item: Any, where: str) -> int:
     if isinstance(item, dict) and set(item) == {"offsets", "values"} and all(
             isinstance(item[k], np.ndarray) for k in item):
-        offsets = item["offsets"]
+        offsets: np.ndarray = item["offsets"]  # checked an array above
         if offsets.size and (offsets.dtype.kind not in "iu" or offsets[0] != 0
                              or offsets[-1] != item["values"].size
                              or _arrays.check_monotone(offsets) != -1):
@@ -609,9 +626,9 @@ def _enc_count(item: Any, where: str) -> int:
                          where)
 
 
-def _raw_cats(readable: dict, path: str) -> dict:
+def _raw_cats(readable: dict[str, Any], path: str) -> dict[str, Any]:
     """XGBoost's category encodings rebuilt from the readable form (see _readable_cats)."""
-    enc: list[dict] = []
+    enc: list[dict[str, Any]] = []
     sizes = []
     features = readable["features"]
     if not isinstance(features, list):
@@ -639,7 +656,7 @@ def _raw_cats(readable: dict, path: str) -> dict:
             "sorted_idx": readable["sorted_idx"]}
 
 
-def _check_config(config: Any, learner: dict, path: str) -> None:
+def _check_config(config: Any, learner: dict[str, Any], path: str) -> None:
     """The training configuration must describe this model, and bound its threads.
 
     ``load_config`` restores the objective (softmax writes its ``num_class`` outputs per row)
@@ -651,7 +668,7 @@ def _check_config(config: Any, learner: dict, path: str) -> None:
     conf = config["learner"]
     if not isinstance(conf, dict):
         raise InvariantError("config.learner must be an object", where)
-    stack = [config]
+    stack: list[Any] = [config]
     while stack:  # strings, bools, lists and maps only
         value = stack.pop()
         if isinstance(value, dict):
@@ -677,7 +694,9 @@ def _check_config(config: Any, learner: dict, path: str) -> None:
     if "learner_model_param" in conf and conf["learner_model_param"] != learner.get(
             "learner_model_param"):
         raise InvariantError("config learner_model_param differs from the model's", where)
-    booster, model_booster = conf.get("gradient_booster"), learner.get("gradient_booster")
+    # _check_learner, which runs first, found the model's gradient_booster a dict.
+    booster = conf.get("gradient_booster")
+    model_booster = cast(dict[str, Any], learner.get("gradient_booster"))
     if not isinstance(booster, dict) or booster.get("name") != model_booster.get("name"):
         raise InvariantError("config gradient_booster differs from the model's", where)
     inner = booster.get("gbtree", booster)
@@ -698,7 +717,7 @@ def _check_config(config: Any, learner: dict, path: str) -> None:
 # ============================================================================================
 
 
-def load_booster(node: dict, ctx: LoadContext, path: str) -> Any:
+def load_booster(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
     import xgboost
 
     learner = load_plain(node["learner"], ctx, join_path(path, "learner"))
@@ -706,7 +725,7 @@ def load_booster(node: dict, ctx: LoadContext, path: str) -> Any:
         "config" in node) else None
     num_feature, _, num_target = _learner_ints(learner, path)
     model = model_of(learner)
-    columns = None
+    columns: Columns | None = None
     if model is not None:
         if "trees" in model:
             raise InvariantError("trees belong in the packed columns", path)
@@ -716,6 +735,7 @@ def load_booster(node: dict, ctx: LoadContext, path: str) -> Any:
     if config is not None:
         _check_config(config, learner, path)
     if model is not None:
+        columns = cast(Columns, columns)  # set above, with the model
         _check_layout_supported(columns, node["version"], xgboost.__version__, path)
         model["trees"] = _native_trees(params, columns, bounds)
         if isinstance(model.get("cats"), dict) and "features" in model["cats"]:
@@ -732,7 +752,8 @@ def load_booster(node: dict, ctx: LoadContext, path: str) -> Any:
     return booster
 
 
-def _check_layout_supported(columns: dict, written: list, installed: str, path: str) -> None:
+def _check_layout_supported(columns: Columns, written: list[int], installed: str,
+                            path: str) -> None:
     """Multi-target trees in the layout the installed XGBoost reads, or a VersionError.
 
     XGBoost 3.2 reads only its own layout (it would index the missing leaf_weights), earlier
@@ -752,7 +773,8 @@ def _check_layout_supported(columns: dict, written: list, installed: str, path: 
             writer=writer, reader=installed)
 
 
-def _load_columns(node: dict, ctx: LoadContext, path: str) -> tuple[dict, dict, dict]:
+def _load_columns(node: dict[str, Any], ctx: LoadContext, path: str
+                  ) -> tuple[Columns, Columns, Columns]:
     where = join_path(path, "trees")
     spec = node["trees"]
     counts = {k: ctx.array(v, join_path(where, k)) for k, v in spec["counts"].items()}
@@ -764,7 +786,8 @@ def _load_columns(node: dict, ctx: LoadContext, path: str) -> tuple[dict, dict, 
     return counts, params, columns
 
 
-def _native_trees(params: dict, columns: dict, bounds: dict) -> Any:
+def _native_trees(params: Columns, columns: Columns, bounds: dict[str, npt.NDArray[np.int64]]
+                  ) -> _arrays.UbjRaw:
     """XGBoost's ``trees`` list as UBJSON, written straight from the validated columns."""
     kinds = {**KIND_OF, "base_weights": "weights", "leaf_weights": "leaves"}
     big = {name: column.astype(column.dtype.newbyteorder(">")) for name, column in
@@ -780,7 +803,7 @@ def _native_trees(params: dict, columns: dict, bounds: dict) -> Any:
 # ============================================================================================
 
 
-def _check_wrapper_state(state: dict, path: str) -> None:
+def _check_wrapper_state(state: dict[str, Any], path: str) -> None:
     """Thread counts of the scikit-learn wrapper (predict builds DMatrix with n_jobs)."""
     import xgboost
 
