@@ -25,6 +25,7 @@ import numpy as np
 from .codec import Derived, SectionInfo, SectionPlan, SectionStore, check_dtype
 from .errors import (
     ArrayError,
+    InvariantError,
     LimitError,
     ManifestError,
     MiloError,
@@ -596,7 +597,15 @@ def validate_graph(root: Any, ctx: CheckContext) -> None:
         else:
             _check_keys(value, handler, where)
             if handler.check is not None:
-                handler.check(value, ctx, path)
+                try:
+                    handler.check(value, ctx, path)
+                except (MiloError, MemoryError, RecursionError):
+                    raise
+                except Exception as exc:
+                    # Fail closed: a check that cannot run on this node (a list where it
+                    # expected text, a missing key...) refuses it instead of escaping untyped.
+                    raise ManifestError(f"malformed {quote(tag)} node ({_reason(exc)})",
+                                        where) from exc
         children: list[tuple[Any, str]] = []
         for k, item in value.items():
             if not isinstance(item, (list, dict)) or (k == "data" and tag == "numpy.ndarray"):
@@ -633,6 +642,10 @@ def _check_keys(node: dict[str, Any], handler: Handler, where: str) -> None:
 
 
 _IN_PROGRESS = object()
+
+
+def _reason(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 class LoadContext:
@@ -676,7 +689,15 @@ class LoadContext:
             self._built[ident] = _IN_PROGRESS
         handler = self.registry.for_tag(tag, self.trusted)
         assert handler is not None  # validate_graph resolved every tag
-        obj = handler.load(value, self, path)
+        try:
+            obj = handler.load(value, self, path)
+        except (MiloError, MemoryError, RecursionError):
+            raise
+        except Exception as exc:
+            # Fail closed: whatever a validated node still makes a loader (or the library it
+            # calls) refuse is a typed refusal naming the node, never an untyped escape.
+            raise InvariantError(f"{quote(tag)} could not be built ({_reason(exc)})",
+                                 path or "<root>") from exc
         if ident is not None:
             self._built[ident] = obj
         return obj

@@ -197,3 +197,60 @@ def test_wrong_types_everywhere(model):
             milo_pack.loads(data)
         except MiloError:
             pass
+
+
+def _retype_first(tag: str, key: str, value):
+    def edit(doc):
+        stack = [doc["root"]]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                if node.get("$type") == tag:
+                    node[key] = value
+                    return
+                stack.extend(node.values())
+            elif isinstance(node, list):
+                stack.extend(node)
+        raise AssertionError(f"no {tag} node")
+    return edit
+
+
+def test_a_check_that_cannot_run_refuses_the_node(monkeypatch):
+    """Fail closed as a mechanism: a handler's check that raises anything on a crafted node is a
+    ManifestError at the node's path.  (Found by the predict fuzzer: a list as a GradientBoosting
+    loss's float bound made the float check's lookup raise TypeError: unhashable type.)"""
+    from milo_pack.handlers import builtins
+
+    class Unhashing(dict):  # the lookup raises as it did for a list
+        def __contains__(self, key):
+            raise TypeError("unhashable type: 'list'")
+
+    data = milo_pack.dumps({"bound": float("inf")})
+    monkeypatch.setattr(builtins, "_FLOATS", Unhashing(builtins._FLOATS))
+    with pytest.raises(ManifestError, match=r"malformed 'float' node \(TypeError") as info:
+        milo_pack.loads(data)
+    assert info.value.path == "bound"
+
+
+def test_a_list_as_a_float_value_is_refused():
+    data = manifest_edit(milo_pack.dumps({"bound": float("inf")}),
+                         _retype_first("float", "value", []))
+    with pytest.raises(ManifestError, match="'float' value must be"):
+        milo_pack.loads(data)
+
+
+def test_a_loader_that_cannot_build_refuses_the_node(monkeypatch):
+    """Whatever a validated node still makes a loader raise is an InvariantError naming the node,
+    never an untyped exception escaping ``load``."""
+    from milo_pack.handlers import builtins
+
+    class Unbuildable(dict):  # passes the check's membership test, fails the loader's lookup
+        def __getitem__(self, key):
+            raise KeyError(key)
+
+    data = milo_pack.dumps({"when": float("nan")})
+    monkeypatch.setattr(builtins, "_FLOATS", Unbuildable(builtins._FLOATS))
+    with pytest.raises(milo_pack.errors.InvariantError,
+                       match=r"'float' could not be built \(KeyError") as info:
+        milo_pack.loads(data)
+    assert info.value.path == "when"

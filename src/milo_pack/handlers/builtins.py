@@ -63,7 +63,7 @@ def _load_int(node: dict[str, Any], ctx: LoadContext, path: str) -> int:
 
 
 def _check_float(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
-    if node["value"] not in _FLOATS:
+    if type(node["value"]) is not str or node["value"] not in _FLOATS:
         raise ManifestError("'float' value must be 'nan', 'inf' or '-inf'", path)
 
 
