@@ -19,6 +19,7 @@ from ..engine import (
     LoadContext,
     SaveContext,
     check_array_node,
+    check_plain_array,
     float_token,
     join_path,
 )
@@ -37,10 +38,6 @@ _ARRAY_KEYS = frozenset({"dtype", "shape", "data", "fill", "section", "start", "
 
 def _save_plain(obj: np.ndarray, ctx: SaveContext, path: str) -> dict:
     return ctx.array_fields(obj, path)
-
-
-def _check_plain(node: dict, ctx: CheckContext, path: str) -> None:
-    check_array_node(node, path, ctx)
 
 
 def _load_plain(node: dict, ctx: LoadContext, path: str) -> np.ndarray:
@@ -506,7 +503,7 @@ def _unreachable_save(obj: Any, ctx: SaveContext, path: str) -> dict:  # pragma:
 def register(registry: Registry) -> None:
     F = frozenset
     plain = Handler("numpy.ndarray", _save_plain, _load_plain, _ARRAY_KEYS,
-                    F({"dtype", "shape"}), check=_check_plain)
+                    F({"dtype", "shape"}), check=check_plain_array)
     objects = Handler("numpy.object_array", _save_object, _load_object,
                       F({"shape", "items", "strings"}), F({"shape"}), check=_check_object)
     records = Handler("numpy.record_array", _save_record, _load_record,
