@@ -5,8 +5,9 @@ module's code, so it happens only when the file needs that tag *and* the tag can
 file needs.  Two checks run before any import (:func:`check_trusted_node`):
 
 1. The file's node must be one a trusted tag can build: an estimator node (``params`` and
-   ``attrs``) for a class tag, a bare node for a ``function:`` tag, an enum member (``name``, or ``value`` for a flag)
-   for an ``enum:`` tag (the handler then also requires an ``enum.Enum`` subclass).
+   ``attrs``) for a class tag, a bare node for a ``function:`` tag, an enum member (``name``,
+   or ``value`` for a flag) for an ``enum:`` tag (the handler then also requires an
+   ``enum.Enum`` subclass).
 2. The tag must be able to name that: a class for an estimator node, a function for a function
    node.  If its module is already imported, the object itself is looked at (nothing runs);
    otherwise the module's source is found on ``sys.path`` without executing any package and
