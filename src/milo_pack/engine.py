@@ -484,11 +484,11 @@ def check_section_layout(ctx: CheckContext, *, complete: bool = True) -> None:
     per node, turning a file of a few kB into gigabytes within the budgets.  ``complete``
     also refuses data that no array covers (relaxed while untrusted types are being listed).
     """
-    ranges = np.array(ctx.section_ranges, dtype=np.int64).reshape(-1, 3)
-    if not ranges.size:
+    if not ctx.section_ranges:  # every array inline (a small model): nothing to lay out
         if complete and ctx.sections:
             raise ManifestError("section 0 is not referenced by any array", "manifest.json")
         return
+    ranges = np.array(ctx.section_ranges, dtype=np.int64).reshape(-1, 3)
     order = np.lexsort((ranges[:, 2], ranges[:, 1], ranges[:, 0]))
     ranges = ranges[order]
     index, start, stop = ranges[:, 0], ranges[:, 1], ranges[:, 1] + ranges[:, 2]
@@ -769,7 +769,8 @@ class LoadContext:
 
     def array(self, node: dict, path: str, out: np.ndarray | None = None) -> np.ndarray:
         """Build a plain array from a validated node, optionally decoding into ``out``."""
-        dtype = np.dtype(node["dtype"])
+        text = node["dtype"]
+        dtype = _parsed_dtypes.get(text) or np.dtype(text)  # validated: a plain dtype string
         shape = tuple(node["shape"])
         if "fill" in node:
             value = _inline_array([node["fill"]], dtype, (1,))[0]

@@ -132,7 +132,7 @@ class MiloFile:
     # -- manifest ----------------------------------------------------------------------------
     def _parse_sections(self) -> list[SectionInfo]:
         doc = self.manifest
-        if set(doc) != _TOP_KEYS:
+        if doc.keys() != _TOP_KEYS:
             raise ManifestError(
                 f"manifest keys must be {sorted(_TOP_KEYS)}, got {quote(sorted(doc))}",
                 "manifest.json")
