@@ -520,6 +520,8 @@ class _ChunkCache:
         # Chunks decoded ahead that no read has touched yet, bounded apart from the LRU budget:
         # a model with many sections must not decode a chunk ahead for each of them.
         self.ahead: set[tuple[int, int]] = set()
+        # Streaming (a lazy load with cache_bytes=0): at most one chunk per section is kept.
+        self.streaming = False
 
     def get(self, key: tuple[int, int]) -> Future[np.ndarray] | None:
         with self.lock:
@@ -546,13 +548,24 @@ class _ChunkCache:
             item = self.items.get(key)
             if item is not None:
                 return item[0]
+            if self.streaming:
+                # One chunk per section: reads move forward through each section, and a
+                # reader holds the chunk it copies from (a later read of an earlier chunk
+                # decodes it again).
+                for old in [k for k in self.items if k[0] == key[0] and k not in self.ahead]:
+                    self._drop(old)
             self.items[key] = (fut, nbytes)
             self.bytes += nbytes
             while self.bytes > self.max_bytes and len(self.items) > 1:
-                old, (_, size) = self.items.popitem(last=False)
-                self.bytes -= size
-                self.ahead.discard(old)
+                self._drop(next(iter(self.items)))
             return fut
+
+    def _drop(self, key: tuple[int, int]) -> None:
+        """Forget a cached chunk and what was used of it (under the lock)."""
+        _, size = self.items.pop(key)
+        self.bytes -= size
+        self.ahead.discard(key)
+        self.consumed.pop(key, None)
 
     def consume(self, key: tuple[int, int], count: int, length: int) -> None:
         """Note ``count`` elements of chunk ``key`` were used; drop it once all ``length`` were."""
@@ -631,6 +644,11 @@ class SectionStore:
             self._pool.shutdown(wait=True)
             self._pool = None
         self._cache.clear()
+
+    def stream(self) -> None:
+        """Keep at most one decoded chunk per section from now on (what streaming through a
+        model in order needs): memory bounded by the number of sections, not the budget."""
+        self._cache.streaming = True
 
     def _get_pool(self) -> ThreadPoolExecutor:
         if self._pool is None:

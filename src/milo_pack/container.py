@@ -299,6 +299,25 @@ def _central_header(name: bytes, header_offset: int, size: int, crc: int) -> byt
     return fixed + name + extra
 
 
+_LOCAL_PLAIN = (_LOCAL_SIG, _VERSION, _FLAGS, _METHOD_STORED, _DOS_TIME, _DOS_DATE)
+_CENTRAL_PLAIN = (_CENTRAL_SIG, _HOST_UNIX | _VERSION, _VERSION, _FLAGS, _METHOD_STORED,
+                  _DOS_TIME, _DOS_DATE)
+
+
+def _plain_local_header(name: bytes, header_offset: int, size: int, crc: int) -> bytes:
+    """:func:`_local_header` of an entry that is not zip64 (the caller checks), packed directly:
+    the readers' fast path compares every header byte for byte against it."""
+    align = _alignment_record(header_offset + _LOCAL.size + len(name))
+    return _LOCAL.struct.pack(*_LOCAL_PLAIN, crc, size, size, len(name), len(align)) \
+        + name + align
+
+
+def _plain_central_header(name: bytes, header_offset: int, size: int, crc: int) -> bytes:
+    """:func:`_central_header` of an entry that is not zip64 (the caller checks)."""
+    return _CENTRAL.struct.pack(*_CENTRAL_PLAIN, crc, size, size, len(name), 0, 0, 0, 0,
+                                _EXTERNAL_ATTR, header_offset) + name
+
+
 def _needs_zip64_end(count: int, cd_offset: int, cd_size: int) -> bool:
     return count >= _ZIP64_COUNT_LIMIT or cd_size >= _ZIP64_LIMIT or cd_offset >= _ZIP64_LIMIT
 
@@ -650,6 +669,9 @@ class ContainerReader:
         is read.
     max_manifest_bytes : int, optional
         Largest manifest :meth:`read_manifest` accepts.
+    data : bytes, optional
+        The bytes ``fileobj`` reads, when it is an ``io.BytesIO`` over an immutable ``bytes``
+        object: headers and members are then sliced from them.
 
     Attributes
     ----------
@@ -667,11 +689,15 @@ class ContainerReader:
         *,
         max_members: int = DEFAULT_MAX_MEMBERS,
         max_manifest_bytes: int = DEFAULT_MAX_MANIFEST_BYTES,
+        data: bytes | None = None,
     ) -> None:
         self.fileobj = fileobj
         self.max_members = max_members
         self.max_manifest_bytes = max_manifest_bytes
         self._lock = threading.Lock()
+        # ``data``: the immutable bytes ``fileobj`` reads (an io.BytesIO over them, as loads()
+        # makes), read by slicing: no lock, seek and read per header.
+        self._data = data if type(data) is bytes else None
         try:
             fileobj.seek(0, os.SEEK_END)
             self.file_size = fileobj.tell()
@@ -686,6 +712,8 @@ class ContainerReader:
     def _read_at(self, offset: int, n: int) -> bytes:
         if offset < 0 or n < 0 or offset + n > self.file_size:
             raise ContainerError(f"read of {n} bytes at offset {offset} is outside the file")
+        if self._data is not None:
+            return self._data[offset:offset + n]
         chunks: list[bytes] = []
         got = 0
         if self._fd is not None:
@@ -766,8 +794,8 @@ class ContainerReader:
         next_header = 0
         for index in range(count):
             pos, name, header_offset, size, crc = self._parse_central(cd, pos, index, seen)
-            where = quote(name)
             if header_offset != next_header:
+                where = quote(name)
                 if header_offset < next_header:
                     problem = "overlaps the previous member"
                 elif index == 0:
@@ -872,6 +900,17 @@ class ContainerReader:
         """
         if pos + _CENTRAL.size > len(cd):
             raise ContainerError(f"central directory ends inside entry {index}")
+        # Fast path: an entry that is byte for byte the canonical one for its name, offset, size
+        # and CRC passes every field check below (the canonical entry is what they check for);
+        # anything else takes the field-by-field path, which names the first difference.
+        fields = _CENTRAL.struct.unpack_from(cd, pos)
+        crc, usize, name_len, header_offset = fields[7], fields[9], fields[10], fields[16]
+        end = pos + _CENTRAL.size + name_len
+        if (not fields[11] and not fields[12] and end <= len(cd) and usize <= self.file_size
+                and usize < _ZIP64_LIMIT and header_offset < _ZIP64_LIMIT):
+            raw_name = cd[pos + _CENTRAL.size:end]
+            if cd[pos:end] == _plain_central_header(raw_name, header_offset, usize, crc):
+                return end, self._check_name(raw_name, index, seen), header_offset, usize, crc
         c = _CENTRAL.unpack(cd, pos)
         if c.sig != _CENTRAL_SIG:
             raise ContainerError(f"bad signature 0x{c.sig:08x} in central directory entry {index}")
@@ -940,22 +979,22 @@ class ContainerReader:
             name = raw.decode("ascii")
         except UnicodeDecodeError:
             raise ContainerError("member name is not ASCII", path=_quote_bytes(raw)) from None
-        where = quote(name)
         folded = name.casefold()
         if folded in seen:
             if seen[folded] == name:
-                raise ContainerError("duplicate member name", path=where)
+                raise ContainerError("duplicate member name", path=quote(name))
             raise ContainerError(
-                f"member name duplicates {quote(seen[folded])} ignoring case", path=where
+                f"member name duplicates {quote(seen[folded])} ignoring case", path=quote(name)
             )
         seen[folded] = name
         if not _NAME_RE.fullmatch(name):
             raise ContainerError(
                 "invalid member name (expected 'manifest.json' or 'sections/NNNNNN.bin')",
-                path=where,
+                path=quote(name),
             )
         expected = _expected_name(index)
         if name != expected:
+            where = quote(name)
             # A later manifest.json is already reported as a duplicate above.
             if index == 0:
                 raise ContainerError("the first member must be 'manifest.json'", path=where)
@@ -1008,15 +1047,23 @@ class ContainerReader:
 
         ``limit`` is the central directory offset, which no member may reach into.
         """
-        where = quote(name)
         raw_name = name.encode("ascii")
         available = limit - header_offset
         if available < _LOCAL.size:
             raise ContainerError(
                 f"local header at offset {header_offset} runs into the central directory",
-                path=where,
+                path=quote(name),
             )
         head = self._read_at(header_offset, min(available, _MAX_LOCAL_HEADER))
+        if not _is_zip64_entry(header_offset, size):
+            # Fast path, as for central entries: the canonical header byte for byte passes
+            # every check below; any other takes them one by one for a precise message.
+            expected = _plain_local_header(raw_name, header_offset, size, crc)
+            data_offset = header_offset + len(expected)
+            if (head[:len(expected)] == expected and not data_offset % ALIGNMENT
+                    and data_offset + size <= limit):
+                return data_offset
+        where = quote(name)
         h = _LOCAL.unpack(head)
         if h.sig != _LOCAL_SIG:
             raise ContainerError(

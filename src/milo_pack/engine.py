@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from .codec import Derived, SectionInfo, SectionPlan, SectionStore, check_dtype
+from .codec import Derived, SectionInfo, SectionPlan, SectionStore, _parsed_dtypes, check_dtype
 from .errors import (
     ArrayError,
     InvariantError,
@@ -390,29 +390,42 @@ class CheckContext:
         check_array_node(node, path, self)
 
 
+_INLINE_KEYS = frozenset({"$type", "$id", "dtype", "shape", "data", "order"})
+_FILL_KEYS = frozenset({"$type", "$id", "dtype", "shape", "fill"})
+_SECTION_KEYS = frozenset({"$type", "$id", "dtype", "shape", "section", "start", "order"})
+
+
 def check_array_node(node: dict[str, Any], path: str, ctx: CheckContext) -> None:
     limits = ctx.limits
     if not isinstance(node, dict):
         raise ManifestError("expected an array node", path)
-    if ctx.checked_arrays.get(id(node)) is node:
+    checked = ctx.checked_arrays
+    if checked.get(id(node)) is node:
         return  # the same node (a handler checked it, then the walk reached it): done
-    ctx.checked_arrays[id(node)] = node
-    dtype = check_dtype(node.get("dtype"), join_path(path, "dtype"))
+    checked[id(node)] = node
+    text = node.get("dtype")
+    # A dtype string seen before was parsed and allowed then (a fact about numpy, by its text).
+    dtype = _parsed_dtypes.get(text) if type(text) is str else None
+    if dtype is None:
+        dtype = check_dtype(text, join_path(path, "dtype"))
     shape = node.get("shape")
     if not isinstance(shape, list) or len(shape) > limits.max_ndim:
         raise ArrayError(f"shape must be a list of at most {limits.max_ndim} ints", path)
     count = 1
+    max_dim = limits.max_dim
     for n in shape:
         if type(n) is not int or n < 0:
             raise ArrayError("shape entries must be non-negative ints", path)
-        if n > limits.max_dim:
-            raise LimitError(f"dimension {n} exceeds max_dim ({limits.max_dim})", path)
+        if n > max_dim:
+            raise LimitError(f"dimension {n} exceeds max_dim ({max_dim})", path)
         count *= n
     nbytes = count * dtype.itemsize
     # Zero dimensions do not make the other dimensions safe: numpy still refuses shapes whose
-    # non-zero product overflows, so bound that product as well.
-    if nbytes > limits.max_array_bytes or math.prod(max(n, 1) for n in shape) * dtype.itemsize \
-            > limits.max_array_bytes:
+    # non-zero product overflows, so bound that product as well (it is the count when no
+    # dimension is zero).
+    if nbytes > limits.max_array_bytes or (
+            not count and math.prod(max(n, 1) for n in shape) * dtype.itemsize
+            > limits.max_array_bytes):
         raise LimitError(
             f"array of shape {shape[:8]} exceeds max_array_bytes ({limits.max_array_bytes})",
             path)
@@ -422,19 +435,21 @@ def check_array_node(node: dict[str, Any], path: str, ctx: CheckContext) -> None
     if ctx.total_bytes > limits.max_total_bytes:
         raise LimitError(f"arrays add up to more than max_total_bytes "
                          f"({limits.max_total_bytes})", path)
-    if node.get("order", "C") not in ("C", "F"):
+    order = node.get("order", "C")
+    if order != "C" and order != "F":
         raise ManifestError("order must be 'C' or 'F'", path)
+    keys = node.keys()
     if "data" in node:
-        if set(node) - {"$type", "$id", "dtype", "shape", "data", "order"}:
+        if not keys <= _INLINE_KEYS:
             raise ManifestError("an inline array has only dtype, shape, data and order", path)
         _check_inline(node["data"], dtype, count, path)
         return
     if "fill" in node:
-        if set(node) - {"$type", "$id", "dtype", "shape", "fill"}:
+        if not keys <= _FILL_KEYS:
             raise ManifestError("a filled array has only dtype, shape and fill", path)
         _check_inline([node["fill"]], dtype, 1, path)
         return
-    if set(node) - {"$type", "$id", "dtype", "shape", "section", "start", "order"}:
+    if not keys <= _SECTION_KEYS:
         raise ManifestError(
             f"unexpected keys {quote(sorted(set(node) - {'$type', '$id'}))} in an array", path)
     index, start = node.get("section"), node.get("start")
@@ -453,6 +468,15 @@ def check_array_node(node: dict[str, Any], path: str, ctx: CheckContext) -> None
     ctx.section_paths.append(path)
 
 
+def check_plain_array(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
+    """The ``check`` of the plain array handler (``numpy.ndarray``): :func:`check_array_node`.
+
+    A node it accepts holds no nested node (its lists are the shape and inline scalars), so
+    :func:`validate_graph` does not walk into it.
+    """
+    check_array_node(node, path, ctx)
+
+
 def check_section_layout(ctx: CheckContext, *, complete: bool = True) -> None:
     """Every element of every section belongs to exactly one array node, as the writer lays
     them out.
@@ -462,11 +486,11 @@ def check_section_layout(ctx: CheckContext, *, complete: bool = True) -> None:
     per node, turning a file of a few kB into gigabytes within the budgets.  ``complete``
     also refuses data that no array covers (relaxed while untrusted types are being listed).
     """
-    ranges = np.array(ctx.section_ranges, dtype=np.int64).reshape(-1, 3)
-    if not ranges.size:
+    if not ctx.section_ranges:  # every array inline (a small model): nothing to lay out
         if complete and ctx.sections:
             raise ManifestError("section 0 is not referenced by any array", "manifest.json")
         return
+    ranges = np.array(ctx.section_ranges, dtype=np.int64).reshape(-1, 3)
     order = np.lexsort((ranges[:, 2], ranges[:, 1], ranges[:, 0]))
     ranges = ranges[order]
     index, start, stop = ranges[:, 0], ranges[:, 1], ranges[:, 1] + ranges[:, 2]
@@ -505,20 +529,35 @@ def _is_float(value: Any) -> bool:
 _MAX_FLOAT_INT = int(np.finfo(np.float64).max)
 
 
+# The integer range of each integer dtype, by dtype (a fact about numpy).
+_INT_RANGES: dict[np.dtype, tuple[int, int]] = {}
+_INT_TYPES = frozenset({int})
+_FLOAT_TYPES = frozenset({float})
+_BOOL_TYPES = frozenset({bool})
+
+
+def _int_range(dtype: np.dtype) -> tuple[int, int]:
+    found = _INT_RANGES.get(dtype)
+    if found is None:
+        info = np.iinfo(np.int64 if dtype.kind in "Mm" else dtype)
+        found = _INT_RANGES[dtype] = (int(info.min), int(info.max))
+    return found
+
+
 def _check_inline(data: Any, dtype: np.dtype, count: int, path: str) -> None:
     if not isinstance(data, list) or len(data) != count:
         raise ArrayError(f"inline data must be a list of {count} values", path)
     kind = dtype.kind
     if kind == "b":
-        ok = all(type(v) is bool for v in data)
+        ok = set(map(type, data)) <= _BOOL_TYPES
     elif kind in "iuMm":
-        if kind in "Mm":
-            info = np.iinfo(np.int64)
-        else:
-            info = np.iinfo(dtype)
-        ok = all(type(v) is int and info.min <= v <= info.max for v in data)
+        low, high = _int_range(dtype)
+        # Types first (a bool is not an int here), then the range from the extremes.
+        ok = set(map(type, data)) <= _INT_TYPES and (
+            not data or (low <= min(data) and max(data) <= high))
     elif kind == "f":
-        ok = all(_is_float(v) for v in data)
+        # Plain floats (the common case) are checked by their types alone.
+        ok = set(map(type, data)) <= _FLOAT_TYPES or all(_is_float(v) for v in data)
     elif kind == "c":
         ok = all(isinstance(v, list) and len(v) == 2 and all(_is_float(x) for x in v)
                  for v in data)
@@ -542,14 +581,17 @@ def validate_graph(root: Any, ctx: CheckContext) -> None:
     untrusted tags are collected and reported together with their paths.
     """
     registry, limits = ctx.registry, ctx.limits
+    max_objects = limits.max_objects
+    by_tag = registry.by_tag
     stack: list[tuple[Any, str]] = [(root, "")]
+    pop, push = stack.pop, stack.append
     while stack:
-        value, path = stack.pop()
+        value, path = pop()
         if isinstance(value, list):
             for i in range(len(value) - 1, -1, -1):
                 item = value[i]
                 if isinstance(item, (list, dict)):
-                    stack.append((item, f"{path}[{i}]"))
+                    push((item, f"{path}[{i}]"))
             continue
         if not isinstance(value, dict):
             continue
@@ -567,15 +609,15 @@ def validate_graph(root: Any, ctx: CheckContext) -> None:
             for k in reversed(list(value)):
                 item = value[k]
                 if isinstance(item, (list, dict)):
-                    stack.append((item, join_path(path, k)))
+                    push((item, join_path(path, k)))
             continue
         where = path or "<root>"
-        if not isinstance(tag, str):
+        if type(tag) is not str:
             raise ManifestError("$type must be a string", where)
         ctx.objects += 1
-        if ctx.objects > limits.max_objects:
-            raise LimitError(f"more than max_objects ({limits.max_objects}) objects", where)
-        handler = registry.for_tag(tag)
+        if ctx.objects > max_objects:
+            raise LimitError(f"more than max_objects ({max_objects}) objects", where)
+        handler = by_tag.get(tag) or registry.for_tag(tag)
         if handler is None and tag in ctx.trusted:
             # A tag the caller trusted by name: its module is imported only if the tag can
             # build this node (see trust.py), never to find out.
@@ -596,9 +638,10 @@ def validate_graph(root: Any, ctx: CheckContext) -> None:
             ctx.untrusted.append((tag, where))
         else:
             _check_keys(value, handler, where)
-            if handler.check is not None:
+            check = handler.check
+            if check is not None:
                 try:
-                    handler.check(value, ctx, path)
+                    check(value, ctx, path)
                 except (MiloError, MemoryError, RecursionError):
                     raise
                 except Exception as exc:
@@ -606,27 +649,52 @@ def validate_graph(root: Any, ctx: CheckContext) -> None:
                     # expected text, a missing key...) refuses it instead of escaping untyped.
                     raise ManifestError(f"malformed {quote(tag)} node ({_reason(exc)})",
                                         where) from exc
+                if check is check_plain_array:
+                    continue  # an accepted plain array holds no nested node
         children: list[tuple[Any, str]] = []
+        add = children.append
         for k, item in value.items():
             if not isinstance(item, (list, dict)) or (k == "data" and tag == "numpy.ndarray"):
                 continue
             if k in _TRANSPARENT:
                 if isinstance(item, dict):
-                    children.extend((v, join_path(path, kk)) for kk, v in item.items()
-                                    if isinstance(v, (list, dict)))
+                    for kk, v in item.items():
+                        if isinstance(v, (list, dict)):
+                            add((v, _join_key(path, kk)))
                 else:
-                    children.extend((v, f"{path}[{i}]") for i, v in enumerate(item)
-                                    if isinstance(v, (list, dict)))
+                    for i, v in enumerate(item):
+                        if isinstance(v, (list, dict)):
+                            add((v, f"{path}[{i}]"))
             else:
-                children.append((item, join_path(path, k)))
-        stack.extend(reversed(children))
+                add((item, join_path(path, k)))
+        children.reverse()
+        stack.extend(children)
     for ref, path in ctx.refs:
         if ref not in ctx.ids:
             raise ManifestError(f"reference to unknown $id {ref}", path or "<root>")
 
 
+def _join_key(path: str, key: Any) -> str:
+    """:func:`join_path` for a dict key (a str from JSON), its common case first."""
+    if type(key) is str and len(key) <= 80 and key.isidentifier():
+        return f"{path}.{key}" if path else key
+    return join_path(path, key)
+
+
+# Per handler (code, not files): the keys a node of it may have, ``$type`` and ``$id`` included.
+_ALLOWED_KEYS: dict[Handler, frozenset[str]] = {}
+
+
 def _check_keys(node: dict[str, Any], handler: Handler, where: str) -> None:
-    keys = node.keys() - {"$type", "$id"}
+    allowed = _ALLOWED_KEYS.get(handler)
+    if allowed is None:
+        if len(_ALLOWED_KEYS) >= 4096:  # handlers made for trusted tags come and go
+            _ALLOWED_KEYS.clear()
+        allowed = _ALLOWED_KEYS[handler] = handler.keys | {"$type", "$id"}
+    present = node.keys()
+    if present <= allowed and handler.required <= present:
+        return
+    keys = present - {"$type", "$id"}
     extra = keys - handler.keys
     if extra:
         raise ManifestError(
@@ -654,6 +722,7 @@ class LoadContext:
     def __init__(self, registry: Registry, store: SectionStore | None, check: CheckContext,
                  *, mmap: bool = False) -> None:
         self.registry = registry
+        self._by_tag = registry.by_tag
         self.store = store
         self.trusted = check.trusted
         self.limits = check.limits
@@ -670,14 +739,17 @@ class LoadContext:
     def decode(self, value: Any, path: str) -> Any:
         """Build the Python object for a (validated) node."""
         if isinstance(value, list):
-            return [self.decode(v, f"{path}[{i}]") for i, v in enumerate(value)]
+            # Scalars stand for themselves: only containers are decoded (and get a path).
+            return [self.decode(v, f"{path}[{i}]") if isinstance(v, (list, dict)) else v
+                    for i, v in enumerate(value)]
         if not isinstance(value, dict):
             return value
         if "$ref" in value:
             return self._resolve(value["$ref"], path)
         tag = value.get("$type")
         if tag is None:
-            return {k: self.decode(v, join_path(path, k)) for k, v in value.items()}
+            return {k: self.decode(v, join_path(path, k)) if isinstance(v, (list, dict)) else v
+                    for k, v in value.items()}
         ident = value.get("$id")
         if ident is not None:
             built = self._built.get(ident)
@@ -687,7 +759,7 @@ class LoadContext:
             if built is not None:
                 return built
             self._built[ident] = _IN_PROGRESS
-        handler = self.registry.for_tag(tag, self.trusted)
+        handler = self._by_tag.get(tag) or self.registry.for_tag(tag, self.trusted)
         assert handler is not None  # validate_graph resolved every tag
         try:
             obj = handler.load(value, self, path)
@@ -719,7 +791,8 @@ class LoadContext:
 
     def array(self, node: dict[str, Any], path: str, out: np.ndarray | None = None) -> np.ndarray:
         """Build a plain array from a validated node, optionally decoding into ``out``."""
-        dtype = np.dtype(node["dtype"])
+        text = node["dtype"]
+        dtype = _parsed_dtypes.get(text) or np.dtype(text)  # validated: a plain dtype string
         shape = tuple(node["shape"])
         if "fill" in node:
             value = _inline_array([node["fill"]], dtype, (1,))[0]
@@ -778,7 +851,8 @@ class LoadContext:
 def _inline_array(data: list[Any], dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
     kind = dtype.kind
     if kind == "f":
-        values: list[Any] = [_FLOAT_TOKENS.get(v, v) if isinstance(v, str) else v for v in data]
+        values: list[Any] = data if set(map(type, data)) <= _FLOAT_TYPES else [
+            _FLOAT_TOKENS.get(v, v) if isinstance(v, str) else v for v in data]
     elif kind == "c":
         # Strings here are float tokens: validation (_check_inline) refused any other.
         values = [complex(cast(float, _FLOAT_TOKENS.get(re, re)) if isinstance(re, str) else re,

@@ -569,6 +569,10 @@ class LazySession:
         self.cache_bytes = cache_bytes
         self.resident_bytes = 0
         self.ring = _Ring(_KEEP)
+        if cache_bytes == 0:
+            store = getattr(handle, "store", None)
+            if store is not None:
+                store.stream()  # least memory: one decoded chunk per section at most
         self.builds = 0
         self.checked: dict[int, Any] = {}  # invariants.check_member's memo (under self.lock)
         # $id -> graph paths of the $refs to it: decides which members may be lazy.

@@ -165,6 +165,11 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+# Built once (json.loads with hooks builds a decoder per call); it holds no state between calls.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_pairs,
+                            parse_float=_finite_float)
+
+
 def loads_json(data: bytes, limits: Limits) -> dict[str, Any]:
     """Parse and budget-check manifest bytes; return the document object."""
     if len(data) > limits.max_manifest_bytes:
@@ -176,8 +181,7 @@ def loads_json(data: bytes, limits: Limits) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ManifestError("manifest is not valid UTF-8", "manifest.json") from None
     try:
-        document = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_pairs,
-                              parse_float=_finite_float)
+        document = _DECODER.decode(text)
     except ManifestError:
         raise
     except RecursionError:
@@ -187,8 +191,23 @@ def loads_json(data: bytes, limits: Limits) -> dict[str, Any]:
                             "manifest.json") from None
     if not isinstance(document, dict):
         raise ManifestError("manifest must be a JSON object", "manifest.json")
-    _check_budgets(document, limits)
+    if not _within_budgets_by_size(data, len(text), limits):
+        _check_budgets(document, limits)
     return document
+
+
+def _within_budgets_by_size(data: bytes, chars: int, limits: Limits) -> bool:
+    """Whether the text's size alone proves every budget :func:`_check_budgets` walks for.
+
+    Every value :func:`_check_budgets` counts (a container, a key, a scalar) starts at a
+    character of its own, so there are at most ``chars`` of them and no string is longer than
+    ``chars``; nesting is at most the number of ``{`` and ``[`` bytes (those inside strings
+    only raise the bound).  When these bounds are within the budgets (any manifest of a small
+    model), the walk could not fail and is skipped; otherwise it runs and counts exactly.
+    """
+    return (chars <= limits.max_nodes and chars <= limits.max_string_length
+            and (chars <= limits.max_depth
+                 or data.count(b"{") + data.count(b"[") <= limits.max_depth))
 
 
 def _check_budgets(document: Any, limits: Limits) -> None:

@@ -65,9 +65,26 @@ def parse_version(text: Any) -> Version | None:
     """``"1.5.2" -> (1, 5, 2)``; ``"1.6.dev0" -> (1, 6, 0)``; None when it is not a version."""
     if not isinstance(text, str) or len(text) > 40:
         return None
+    if type(text) is not str:
+        return _parse(str(text)) or None
+    found = _PARSED.get(text)
+    if found is None:
+        found = _parse(text)
+        if len(_PARSED) >= 256:  # keys come from files: bounded
+            _PARSED.clear()
+        _PARSED[text] = found
+    return found or None
+
+
+# parse_version's results by the exact text (a pure function of it): every load compares the
+# writer's versions with the installed ones, twice (plan and diagnose).
+_PARSED: dict[str, Version | tuple[()]] = {}
+
+
+def _parse(text: str) -> Version | tuple[()]:
     match = _VERSION_RE.match(text)
     if match is None:
-        return None
+        return ()
     return tuple(int(g) if g is not None else 0 for g in match.groups())
 
 

@@ -87,7 +87,6 @@ class MiloFile:
         self._migrated: list[migrations.Step] | None = None
         self._owned = False
         self.closed = False
-        self._mmap: mmap.mmap | None = None
         self._checked: dict[frozenset[str], CheckContext] = {}
         self.identity: dict[str, Any] | None = None
         self._buffer: memoryview | None
@@ -114,7 +113,8 @@ class MiloFile:
             try:
                 self.container = ContainerReader(
                     fileobj, max_members=self.limits.max_members,
-                    max_manifest_bytes=self.limits.max_manifest_bytes)
+                    max_manifest_bytes=self.limits.max_manifest_bytes,
+                    data=source if type(source) is bytes else None)
             except ContainerError as exc:
                 raise identify_error(fileobj, source, exc) from None
             self.manifest = loads_json(self.container.read_manifest(), self.limits)
@@ -124,13 +124,17 @@ class MiloFile:
         except BaseException:
             self.close()
             raise
-        self.store = SectionStore(self._read_member, self.sections, self._member_size,
-                                  self.limits, mmap_region=self._region)
+        # The store's callbacks reach the container and the mapping, never this handle: a
+        # handle and its store in a reference cycle would be freed by the garbage collector
+        # only, and every load would leave its handle to a collection.
+        self._regions = _Regions(self.container, self._buffer)
+        self.store = SectionStore(self.container.read, self.sections, self._regions.member_size,
+                                  self.limits, mmap_region=self._regions.region)
 
     # -- manifest ----------------------------------------------------------------------------
     def _parse_sections(self) -> list[SectionInfo]:
         doc = self.manifest
-        if set(doc) != _TOP_KEYS:
+        if doc.keys() != _TOP_KEYS:
             raise ManifestError(
                 f"manifest keys must be {sorted(_TOP_KEYS)}, got {quote(sorted(doc))}",
                 "manifest.json")
@@ -463,32 +467,8 @@ class MiloFile:
                                                                    "<metadata>")
 
     # -- plumbing ----------------------------------------------------------------------------
-    def _read_member(self, name: str, offset: int, length: int) -> bytes:
-        return self.container.read(name, offset, length)
-
-    def _member_size(self, name: str) -> int:
-        return self.container.member(name).size
-
     def _mappable(self) -> bool:
-        # Only a plain regular file (the container reads it with pread) is mapped: a wrapper
-        # showing a slice of a file would have other offsets than the file descriptor.
-        return self._buffer is not None or self.container._fd is not None
-
-    def _region(self, name: str, offset: int, length: int) -> memoryview | None:
-        if not self._mappable():
-            return None
-        member = self.container.member(name)
-        start = member.data_offset + offset
-        if self._buffer is not None:
-            return self._buffer[start:start + length].toreadonly()
-        if self._mmap is None:
-            try:
-                # No buffer, so _mappable() found a descriptor.
-                fd = cast(int, self.container._fd)
-                self._mmap = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-            except (OSError, ValueError):
-                return None
-        return memoryview(self._mmap)[start:start + length]
+        return self._regions.mappable()
 
     def close(self) -> None:
         """Close the handle (and the file, if it opened it).  Mapped arrays stay valid."""
@@ -504,6 +484,39 @@ class MiloFile:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class _Regions:
+    """Member sizes and read-only mapped regions of an open container, for its SectionStore."""
+
+    def __init__(self, container: ContainerReader, buffer: memoryview | None) -> None:
+        self.container = container
+        self.buffer = buffer
+        self.mmap: mmap.mmap | None = None
+
+    def member_size(self, name: str) -> int:
+        return self.container.member(name).size
+
+    def mappable(self) -> bool:
+        # Only a plain regular file (the container reads it with pread) is mapped: a wrapper
+        # showing a slice of a file would have other offsets than the file descriptor.
+        return self.buffer is not None or self.container._fd is not None
+
+    def region(self, name: str, offset: int, length: int) -> memoryview | None:
+        if not self.mappable():
+            return None
+        member = self.container.member(name)
+        start = member.data_offset + offset
+        if self.buffer is not None:
+            return self.buffer[start:start + length].toreadonly()
+        if self.mmap is None:
+            try:
+                # No buffer, so mappable() found a descriptor.
+                fd = cast(int, self.container._fd)
+                self.mmap = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError):
+                return None
+        return memoryview(self.mmap)[start:start + length]
 
 
 def _row_range(rows: Any, shape: tuple[int, ...], path: str) -> tuple[int, int, bool]:

@@ -20,6 +20,7 @@ from ..engine import (
     LoadContext,
     SaveContext,
     check_array_node,
+    check_plain_array,
     float_token,
     join_path,
 )
@@ -44,10 +45,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def _save_plain(obj: np.ndarray, ctx: SaveContext, path: str) -> dict[str, Any]:
     return ctx.array_fields(obj, path)
-
-
-def _check_plain(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
-    check_array_node(node, path, ctx)
 
 
 def _load_plain(node: dict[str, Any], ctx: LoadContext, path: str) -> np.ndarray:
@@ -523,7 +520,7 @@ def _unreachable_save(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]: 
 def register(registry: Registry) -> None:
     F = frozenset
     plain = Handler("numpy.ndarray", _save_plain, _load_plain, _ARRAY_KEYS,
-                    F({"dtype", "shape"}), check=_check_plain)
+                    F({"dtype", "shape"}), check=check_plain_array)
     objects = Handler("numpy.object_array", _save_object, _load_object,
                       F({"shape", "items", "strings"}), F({"shape"}), check=_check_object)
     records = Handler("numpy.record_array", _save_record, _load_record,

@@ -30,6 +30,7 @@ import warnings
 from typing import Any, Literal, cast
 
 import numpy as np
+import sklearn
 from sklearn.base import BaseEstimator
 
 from ..engine import CheckContext, LoadContext, SaveContext, join_path
@@ -39,6 +40,8 @@ from . import sklearn_tables as tables
 from .invariants import check_fitted, check_state
 
 _PATH_PARAMS = frozenset({"memory"})
+_BASE_SETSTATE = BaseEstimator.__setstate__
+_SKLEARN_VERSION = sklearn.__version__
 
 
 _DESCRIPTORS: dict[type, frozenset[str]] = {}
@@ -74,13 +77,17 @@ _MAX_CLEAN = 4096
 
 def check_attribute_names(cls: type, names: Any, path: str) -> None:
     """Refuse attribute names that are not plain data: dunders, methods, properties."""
-    names = list(names)
-    if all(type(name) is str for name in names):
+    key: Any
+    try:
+        # A set of names that passed once passes again: a warm load of the same model checks
+        # one lookup.  (Only names that all passed the loop below are ever added.)
         key = (cls, frozenset(names))
+    except TypeError:  # an unhashable name: the loop refuses it
+        key = None
+    else:
         if key in _CLEAN:
             return
-    else:
-        key = None
+    names = list(names)
     descriptors = descriptor_names(cls)
     for name in names:
         if not isinstance(name, str) or not name.isidentifier():
@@ -339,6 +346,7 @@ def _estimator_handler(cls: type[object], tag: str, trusted: bool) -> Handler:
         return names[0]
 
     sklearn_class = _is_sklearn_class(cls)
+    quiet_setstate = _quiet_setstate(cls)
 
     def save(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
         param_names = params_of()
@@ -353,31 +361,37 @@ def _estimator_handler(cls: type[object], tag: str, trusted: bool) -> Handler:
         params, attrs = node["params"], node["attrs"]
         if not isinstance(params, dict) or not isinstance(attrs, dict):
             raise ManifestError("params and attrs must be objects", path)
-        unknown = set(params) - params_of()
-        if unknown:
+        if not params.keys() <= params_of():
+            unknown = set(params) - params_of()
             raise ManifestError(
                 f"{quote(sorted(unknown))} are not parameters of {cls.__name__}", path)
-        overlap = set(params) & set(attrs)
-        if overlap:
+        if not params.keys().isdisjoint(attrs):
+            overlap = set(params) & set(attrs)
             raise ManifestError(f"{quote(sorted(overlap))} are both params and attrs", path)
         check_attribute_names(cls, attrs, path)
         check_attribute_names(cls, params, path)
-        for name in _PATH_PARAMS & set(params):
-            if params[name] is not None:
+        for name in _PATH_PARAMS:
+            if name in params and params[name] is not None:
                 raise ManifestError(
                     f"parameter {name!r} names a path or cache; refused on load", path)
 
     def load(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
         obj: Any = cls.__new__(cls)
         ctx.register(node, obj)
-        state = {k: ctx.decode(v, join_path(path, k)) for k, v in node["params"].items()}
-        state.update((k, ctx.decode(v, join_path(path, k))) for k, v in node["attrs"].items())
+        state = decode_state(node["params"], ctx, path)
+        state.update(decode_state(node["attrs"], ctx, path))
         version = ctx.writer.get("scikit-learn")
         if version is not None and sklearn_class:
             state["_sklearn_version"] = version
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")
+        if version == _SKLEARN_VERSION and quiet_setstate:
+            # scikit-learn's own __setstate__ warns only about another version: nothing to
+            # show, so the warning filters are left alone (saving and restoring them costs
+            # more than the rest of a small estimator's load).
             obj.__setstate__(state)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("default")
+                obj.__setstate__(state)
         check_fitted(obj, path)
         return obj
 
@@ -387,6 +401,23 @@ def _estimator_handler(cls: type[object], tag: str, trusted: bool) -> Handler:
 
 
 # -- plain internal objects -------------------------------------------------------------------
+
+
+def _quiet_setstate(cls: type[object]) -> bool:
+    """Whether ``cls.__setstate__`` is scikit-learn's own and nothing after it in the MRO has
+    one: then it warns only when the state's version differs from the installed one."""
+    mro = cls.__mro__
+    own = getattr(cls, "__setstate__", None)
+    return (own is _BASE_SETSTATE and BaseEstimator in mro and not any(
+        "__setstate__" in vars(klass) for klass in mro[mro.index(BaseEstimator) + 1:]))
+
+
+def decode_state(fields: dict[str, Any], ctx: LoadContext, path: str) -> dict[str, Any]:
+    """Decode the values of a validated ``params``/``attrs``/``state`` object: scalars stand
+    for themselves, containers go through ``ctx.decode`` with their path."""
+    decode = ctx.decode
+    return {k: decode(v, join_path(path, k)) if isinstance(v, (list, dict)) else v
+            for k, v in fields.items()}
 
 
 def _object_handler(cls: type[object], tag: str, trusted: bool = True) -> Handler:
@@ -408,7 +439,7 @@ def _object_handler(cls: type[object], tag: str, trusted: bool = True) -> Handle
     def load(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
         obj: Any = cls.__new__(cls)
         ctx.register(node, obj)
-        state = {k: ctx.decode(v, join_path(path, k)) for k, v in node["state"].items()}
+        state = decode_state(node["state"], ctx, path)
         check_state(cls, state, path)
         if custom_setstate:
             obj.__setstate__(state)
