@@ -836,12 +836,109 @@ class _PackedPredictors:
         predictor.__setstate__(state)
         return predictor
 
+    def build_all(self) -> list[Any] | None:
+        """Every predictor, from one record array checked in one pass, or None where that pass
+        refuses (then :meth:`build`, predictor by predictor, raises the precise error)."""
+        from sklearn.ensemble._hist_gradient_boosting.common import (
+            PREDICTOR_RECORD_DTYPE,
+            X_BITSET_INNER_DTYPE,
+        )
+
+        whole = self.whole
+        if whole is None or self.dtype != PREDICTOR_RECORD_DTYPE:
+            return None
+        bitsets = {name: whole[name] for name in _BITSETS}
+        if any(b.ndim != 2 or b.dtype != X_BITSET_INNER_DTYPE or b.shape[1] != 8
+               for b in bitsets.values()):
+            return None
+        bitsets = {name: np.ascontiguousarray(b) for name, b in bitsets.items()}
+        names = cast("tuple[str, ...]", self.dtype.names)  # a structured dtype
+        records = np.zeros(whole[f"nodes.{names[0]}"].shape[0], dtype=self.dtype)
+        for name in names:
+            records[name] = whole[f"nodes.{name}"]
+        counts = self.counts
+        if not packed_predictors_pass(records, counts["nodes"], counts[_BITSETS[0]],
+                                      counts[_BITSETS[1]]):
+            return None
+        cls = _predictor_class()
+        new = cls.__new__
+        node_ends = self.ends["nodes"].tolist()
+        ends = [self.ends[name].tolist() for name in _BITSETS]
+        binned, raw = bitsets[_BITSETS[0]], bitsets[_BITSETS[1]]
+        result: list[Any] = []
+        start, b_start, r_start = 0, 0, 0
+        for stop, b_stop, r_stop in zip(node_ends, *ends, strict=True):
+            predictor: Any = new(cls)
+            predictor.__setstate__({"nodes": records[start:stop],
+                                    _BITSETS[0]: binned[b_start:b_stop],
+                                    _BITSETS[1]: raw[r_start:r_stop]})
+            result.append(predictor)
+            start, b_start, r_start = stop, b_stop, r_stop
+        return result
+
+
+def packed_predictors_pass(records: np.ndarray, node_counts: np.ndarray,
+                           binned_rows: np.ndarray, raw_rows: np.ndarray) -> bool:
+    """True only if every predictor of a packed node passes the per-predictor state check.
+
+    ``records`` holds the nodes of every predictor, concatenated (``node_counts`` of each, child
+    indices local to the predictor); ``binned_rows`` and ``raw_rows`` count each predictor's
+    bitset rows.  One vectorised pass over all predictors instead of one check each: it accepts
+    a subset of what ``_check_tree_predictor`` (``invariants/state.py``) accepts, so anything it
+    refuses is checked again predictor by predictor, which raises the precise error (or
+    accepts).  It accepts when, in every predictor of ``n >= 1`` nodes,
+
+    - every internal node (``is_leaf == 0``) has both children in ``(node, n)`` and a feature in
+      ``[0, 2**62)``, and every node but the root is the child of exactly one internal node:
+      parents then precede their children, so walking from the root reaches every node exactly
+      once (by induction on the index) - what ``check_hist_predictor`` walks for;
+    - every internal categorical node's ``bitset_idx`` is below both bitset row counts.
+
+    scikit-learn numbers a predictor's nodes depth-first from the root, so its own predictors
+    take this path.
+    """
+    from .invariants.state import _ANY_FEATURE
+
+    n_pred = node_counts.shape[0]
+    total = records.shape[0]
+    if (n_pred == 0 or binned_rows.shape[0] != n_pred or raw_rows.shape[0] != n_pred
+            or int(node_counts.min()) < 1 or int(node_counts.sum()) != total):
+        return False
+    starts = np.cumsum(node_counts) - node_counts
+    owner = np.repeat(np.arange(n_pred), node_counts)
+    local = np.arange(total, dtype=np.int64) - starts[owner]
+    inner = records["is_leaf"] == 0
+    size = node_counts[owner][inner]
+    here = local[inner]
+    left = records["left"][inner].astype(np.int64)
+    right = records["right"][inner].astype(np.int64)
+    feature = records["feature_idx"][inner]
+    if (np.any(left <= here) or np.any(right <= here) or np.any(left >= size)
+            or np.any(right >= size) or np.any(feature < 0) or np.any(feature >= _ANY_FEATURE)):
+        return False
+    base = starts[owner][inner]
+    parents = np.bincount(np.concatenate([left + base, right + base]), minlength=total)
+    # Every node has one parent, but each predictor's root has none.
+    parents[starts] += 1
+    if not bool(np.all(parents == 1)):
+        return False
+    categorical = inner & (records["is_categorical"] != 0)
+    if categorical.any():
+        rows = np.minimum(binned_rows, raw_rows)[owner][categorical]
+        if bool(np.any(records["bitset_idx"][categorical].astype(np.int64) >= rows)):
+            return False
+    return True
+
 
 def _load_predictors(node: dict[str, Any], ctx: LoadContext, path: str) -> list[list[Any]]:
     packed = _PackedPredictors(node, ctx, path, whole=True)
     result: list[list[Any]] = []
     ctx.register(node, result)
     n_rows, width = node["shape"]
+    fast = packed.build_all()
+    if fast is not None:
+        result.extend(fast[r * width:(r + 1) * width] for r in range(n_rows))
+        return result
     for r in range(n_rows):
         result.append([packed.build(r * width + c, ctx) for c in range(width)])
     return result
