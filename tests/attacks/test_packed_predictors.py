@@ -242,3 +242,45 @@ def test_loads_refuse_alike_with_and_without_the_one_pass(name, monkeypatch):
     assert fast == each
     if name not in VALID:
         assert isinstance(fast, tuple) and fast[0] in ("InvariantError", "ArrayError"), fast
+
+
+# The estimator's rule on every member (``specs._hgb_members``): one pass over the members'
+# shared record array, or over their concatenated columns, else member by member.
+SPLIT_CASES = {
+    "feature_at_n_features": lambda p: _set("feature_idx", _second_inner(p), 4)(p),
+    "feature_far_past": lambda p: _set("feature_idx", _inner(p), 1 << 40)(p),
+    "categorical_on_numeric_feature": lambda p: (
+        _set("is_categorical", _second_inner(p), 1)(p),
+        _set("feature_idx", _second_inner(p), 2)(p),
+        _set("bitset_idx", _second_inner(p), 0)(p)),
+    "numeric_on_categorical_feature": lambda p: _set("is_categorical", _categorical(p), 0)(p),
+}
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+@pytest.mark.parametrize("name", sorted(SPLIT_CASES))
+def test_member_rule_refuses_alike_with_and_without_the_one_pass(name, lazy, monkeypatch):
+    from milo_pack.handlers.invariants import specs
+
+    _, X, _ = _model_and_data()
+    p = _packed()
+    SPLIT_CASES[name](p)
+    assert _each(p)  # the predictors' own check cannot tell: the estimator's rule must
+    crafted = _crafted(p)
+
+    def outcome() -> object:
+        if not lazy:
+            return _outcome(crafted, X)
+        try:
+            with milo_pack.open(crafted) as handle:
+                return handle.load(lazy=True, cache_bytes=0).predict_proba(X).tolist()
+        except MiloError as exc:
+            return type(exc).__name__, str(exc)
+
+    fast = outcome()
+    monkeypatch.setattr(specs, "_hgb_splits_pass", lambda *args: False)
+    monkeypatch.setattr(trees._PackedPredictors, "build_all", lambda self: None)
+    each = outcome()
+    assert fast == each
+    if name != "numeric_on_categorical_feature":  # a numeric split may use any feature
+        assert isinstance(fast, tuple) and fast[0] == "InvariantError", fast

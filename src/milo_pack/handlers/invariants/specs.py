@@ -497,10 +497,44 @@ def _is_check_array(func: Any) -> bool:
     return type(func) is functools.partial and func.func is check_array and not func.args
 
 
+def _hgb_splits_pass(nodes: list[np.ndarray], n_features: int, is_cat: np.ndarray) -> bool:
+    """True if no split of any of ``nodes`` (1-D arrays of one record dtype) breaks
+    :func:`_hgb_members`' rules; False: a break, or not known.
+
+    Members loaded together are views of one record array: that array, a superset of their
+    nodes, is checked whole (the rules are per node).
+    """
+    base = nodes[0].base
+    if (isinstance(base, np.ndarray) and base.dtype == nodes[0].dtype and base.ndim == 1
+            and all(n.base is base for n in nodes)):
+        is_leaf, feature, categorical = base["is_leaf"], base["feature_idx"], base["is_categorical"]
+    else:
+        is_leaf, feature, categorical = (np.concatenate([n[name] for n in nodes])
+                                         for name in ("is_leaf", "feature_idx", "is_categorical"))
+    inner = is_leaf == 0
+    features = feature[inner]
+    if features.size and int(features.max()) >= n_features:
+        return False
+    cat = feature[inner & (categorical != 0)]
+    return not cat.size or bool(np.all(is_cat[cat] != 0))
+
+
 def _hgb_members(env: Env) -> None:
     n_features = env.dims["F"]
     is_cat = env["_bin_mapper"].__dict__["is_categorical_"]
-    for _, d in env.members("_predictors"):
+    members = [d for _, d in env.members("_predictors")]
+    # One pass over every member's nodes at once; where it finds a break (or cannot run), the
+    # members are checked one by one below, which names the first break.
+    first = members[0].get("nodes") if members else None
+    if isinstance(first, np.ndarray) and first.dtype.names is not None and first.ndim == 1 and all(
+            isinstance(n, np.ndarray) and n.dtype == first.dtype and n.ndim == 1
+            for n in (d.get("nodes") for d in members)):
+        try:
+            if _hgb_splits_pass([d["nodes"] for d in members], n_features, is_cat):
+                return
+        except (IndexError, ValueError, TypeError):
+            pass
+    for d in members:
         nodes = d.get("nodes")
         if not isinstance(nodes, np.ndarray) or nodes.dtype.names is None:
             raise Reject("a predictor has no nodes")  # pragma: no cover - state check
