@@ -531,9 +531,9 @@ def _check_packed(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
 class _PackedTrees:
     """Builds the trees of a packed node one at a time.
 
-    Whole: the columns are decoded once and sliced (an eager load).  Not whole: each tree reads
-    only its own rows (a lazy load's member, built on first use).  Both check the pack's counts
-    first and each tree's structure as it is built.
+    Whole: the columns are decoded once into one record array and sliced (an eager load).  Not
+    whole: each tree reads only its own rows (a lazy load's member, built on first use).  Both
+    check the pack's counts first and each tree's structure as it is built.
     """
 
     def __init__(self, node: dict[str, Any], ctx: LoadContext, path: str, whole: bool) -> None:
@@ -554,23 +554,27 @@ class _PackedTrees:
             raise InvariantError("values' last dimension must be the largest n_classes", where)
         self.ends = np.cumsum(self.counts)
         self.version = ctx.writer.get("scikit-learn")
-        self.columns: dict[str, np.ndarray] | None = None
         self.values: np.ndarray | None = None
+        self.records: np.ndarray | None = None
         if whole:
-            self.columns = {name: ctx.array(col, join_path(where, name))
-                            for name, col in trees["nodes"].items()}
-            self.values = ctx.array(trees["values"], join_path(where, "values"))
+            self.values = np.ascontiguousarray(
+                ctx.array(trees["values"], join_path(where, "values")))
+            # Every tree's nodes as one record array, filled once (columns of one length),
+            # each column dropped once copied.
+            self.records = np.empty(total, dtype=NODE_DTYPE)
+            for name, column in trees["nodes"].items():
+                self.records[name] = ctx.array(column, join_path(where, name))
 
     def nbytes(self, i: int) -> int:
         row: int = NODE_DTYPE.itemsize + 8 * int(self.n_classes.max()) * len(self.n_classes)
         return int(self.counts[i]) * row
 
     def _rows(self, ctx: LoadContext, name: str, start: int, stop: int) -> np.ndarray:
+        # Whole, node columns are read from ``records`` (see build): only values are sliced.
         if name == "values":
             whole, node = self.values, self.node["trees"]["values"]
         else:
-            whole = None if self.columns is None else self.columns[name]
-            node = self.node["trees"]["nodes"][name]
+            whole, node = None, self.node["trees"]["nodes"][name]
         if whole is not None:
             return whole[start:stop]
         return ctx.array_rows(node, start, stop, join_path(self.where, name))
@@ -581,9 +585,13 @@ class _PackedTrees:
         trees, node = self.node["trees"], self.node
         n_features, n_outputs = trees["n_features"], trees["n_outputs"]
         start, stop = int(self.ends[i] - self.counts[i]), int(self.ends[i])
-        nodes = np.empty(stop - start, dtype=NODE_DTYPE)
-        for name in NODE_DTYPE.names:
-            nodes[name] = self._rows(ctx, name, start, stop)
+        if self.records is not None:
+            # Tree.__setstate__ copies the nodes: a view of the pack's records will do.
+            nodes = self.records[start:stop]
+        else:
+            nodes = np.empty(stop - start, dtype=NODE_DTYPE)
+            for name in NODE_DTYPE.names:
+                nodes[name] = self._rows(ctx, name, start, stop)
         left, right = nodes["left_child"], nodes["right_child"]
         code, bad, reason = _arrays.check_binary_tree(left, right, nodes["feature"], n_features)
         if code:
@@ -596,13 +604,15 @@ class _PackedTrees:
         tree.__setstate__({"max_depth": depth, "node_count": stop - start, "nodes": nodes,
                            "values": np.ascontiguousarray(self._rows(ctx, "values", start, stop))})
         state: dict[str, Any] = {}
+        shared, varying = node["shared"], node["varying"]
         for name in node["fields"]:
             if name == "tree_":
                 state[name] = tree
-            elif name in node["shared"]:
-                state[name] = ctx.decode(node["shared"][name], join_path(at, name))
-            else:
-                state[name] = ctx.decode(node["varying"][name][i], join_path(at, name))
+                continue
+            value = shared[name] if name in shared else varying[name][i]
+            # Scalars stand for themselves (as in LoadContext.decode): no path to build.
+            state[name] = (ctx.decode(value, join_path(at, name))
+                           if isinstance(value, (list, dict)) else value)
         if self.version is not None:
             state["_sklearn_version"] = self.version
         estimator: Any = self.cls.__new__(self.cls)
