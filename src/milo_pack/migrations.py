@@ -1174,19 +1174,10 @@ def _invalid_value(cls: type, params: dict[str, Any]) -> tuple[str, Node] | None
     """A plain parameter value (a newer version's default such as ``"deprecated"``) that the
     installed class's declared constraints refuse: the first one, or None.  Values that are not
     plain JSON scalars are left to validation."""
-    from .handlers.invariants.params import _constraints
+    from .handlers.invariants.params import satisfies
 
     for name, value in params.items():
-        if not _plain(value):
-            continue
-        constraints = _constraints(cls, name)
-        if not constraints:
-            continue
-        try:
-            satisfied = any(c.is_satisfied_by(value) for c in constraints)
-        except Exception:  # noqa: BLE001 - a value the constraint cannot look at: refused
-            satisfied = False
-        if not satisfied:
+        if _plain(value) and satisfies(cls, name, value) is False:
             return name, value
     return None
 

@@ -58,6 +58,18 @@ def _constraints(cls: type, name: str) -> list[Any] | None:
     return compiled
 
 
+def satisfies(cls: type, name: str, value: Any) -> bool | None:
+    """Whether ``value`` meets parameter ``name``'s declared constraints (None when it has
+    none); a value a constraint cannot even look at does not."""
+    constraints = _constraints(cls, name)
+    if constraints is None:
+        return None
+    try:
+        return any(c.is_satisfied_by(value) for c in constraints)
+    except Exception:  # noqa: BLE001 - fail closed
+        return False
+
+
 def _raw_constraints(cls: type) -> dict[str, Any]:
     """The class's ``_parameter_constraints`` (inherited through the MRO, never the
     instance's)."""
@@ -113,13 +125,9 @@ def check_params(cls: type, state: dict[str, Any], names: frozenset[str], path: 
                     continue
             elif known.get(id(value)) is value:
                 continue
-        constraints = _constraints(cls, name)
-        if constraints is None:
+        satisfied = satisfies(cls, name, value)
+        if satisfied is None:
             continue
-        try:
-            satisfied = any(c.is_satisfied_by(value) for c in constraints)
-        except Exception:  # noqa: BLE001 - a value the constraint cannot even look at
-            satisfied = False
         if not satisfied:
             _raise(cls, name, value, path)
         with _lock:
