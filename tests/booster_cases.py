@@ -31,6 +31,12 @@ Y_NOISE = RNG.randint(0, 2, 100)  # validation labels unrelated to X: early stop
 X_CAT = np.c_[X[:, :4], RNG.randint(0, 6, 400)]
 
 
+def version_at_least(library: str, wanted: tuple[int, int]) -> bool:
+    """Whether the installed XGBoost or LightGBM is at least ``wanted`` (major, minor)."""
+    version = {"xgboost": xgb, "lightgbm": lgb}[library].__version__
+    return tuple(int(p) for p in version.split(".")[:2]) >= wanted
+
+
 def _frame() -> pd.DataFrame:
     df = pd.DataFrame(X[:, :4], columns=list("abcd"))
     df["cat"] = pd.Categorical(RNG.choice(["u", "v", "w", "x", "y"], 400))

@@ -179,7 +179,7 @@ def _internal_objects() -> dict[str, object]:
     from sklearn.impute import IterativeImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, get_scorer, make_scorer
-    from sklearn.metrics._scorer import _CurveScorer, _MultimetricScorer, _PassthroughScorer
+    from sklearn.metrics._scorer import _MultimetricScorer, _PassthroughScorer
     from sklearn.model_selection import HalvingGridSearchCV, HalvingRandomSearchCV, _split
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.neural_network import MLPClassifier
@@ -211,8 +211,18 @@ def _internal_objects() -> dict[str, object]:
     add("sklearn.metrics._scorer._PassthroughScorer", _PassthroughScorer(LogisticRegression()))
     add("sklearn.metrics._scorer._MultimetricScorer",
         _MultimetricScorer(scorers={"a": get_scorer("accuracy")}))
-    add("sklearn.metrics._scorer._CurveScorer",
+    # Where the installed version defines them: _CurveScorer moved to metrics._scorer in 1.6,
+    # _RemainderColsList exists in 1.5 and 1.6 only (sklearn_tables.INTERNAL lists both places).
+    try:
+        from sklearn.metrics._scorer import _CurveScorer
+    except ImportError:  # scikit-learn 1.5
+        from sklearn.model_selection._classification_threshold import _CurveScorer
+    add(f"{_CurveScorer.__module__}._CurveScorer",
         _CurveScorer.from_scorer(get_scorer("balanced_accuracy"), "auto", 5))
+    from sklearn.compose import _column_transformer
+    remainder = getattr(_column_transformer, "_RemainderColsList", None)
+    if remainder is not None:
+        add("sklearn.compose._column_transformer._RemainderColsList", remainder([0, 2]))
     add("sklearn.compose.make_column_selector", make_column_selector(dtype_include=np.number))
     kernel = K.ConstantKernel() * K.RBF() + K.WhiteKernel()
     simple = {"ConstantKernel": K.ConstantKernel(), "DotProduct": K.DotProduct(),

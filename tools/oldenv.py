@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 # What every environment needs to build and test milo_pack (and to write skops files for the
 # comparison in tests/compat/measure.py).
 COMMON = ["Cython>=3.0", "setuptools>=77", "wheel", "pytest>=8", "hypothesis>=6.100",
-          "joblib", "threadpoolctl"]
+          "threadpoolctl"]
 
 # One environment per supported scikit-learn minor, with the numpy/scipy/pandas/XGBoost/LightGBM
 # of its time.  "sk15" is also the *oldest* environment: every floor pyproject.toml declares
@@ -46,13 +46,23 @@ ENVS: dict[str, list[str]] = {
              "xgboost-cpu==2.1.4", "lightgbm==4.6.0", "zstandard==0.22.0", "msgpack==1.0.8",
              "orjson==3.8.3", "skops==0.16.0"],
     "sk16": ["scikit-learn==1.6.1", "numpy==2.1.3", "scipy==1.14.1", "pandas==2.2.3",
-             "xgboost==2.1.4", "lightgbm==4.5.0", "zstandard", "msgpack", "orjson", "skops==0.16.0"],
+             "xgboost==2.1.4", "lightgbm==4.5.0", "zstandard", "msgpack", "orjson",
+             "skops==0.16.0"],
     "sk17": ["scikit-learn==1.7.2", "numpy==2.2.6", "scipy==1.15.3", "pandas==2.3.3",
-             "xgboost==3.0.5", "lightgbm==4.6.0", "zstandard", "msgpack", "orjson", "skops==0.16.0"],
+             "xgboost==3.0.5", "lightgbm==4.6.0", "zstandard", "msgpack", "orjson",
+             "skops==0.16.0"],
     "sk18": ["scikit-learn==1.8.0", "numpy==2.3.5", "scipy==1.16.3", "pandas==2.3.3",
-             "xgboost==3.1.3", "lightgbm==4.6.0", "zstandard", "msgpack", "orjson", "skops==0.16.0"],
+             "xgboost==3.1.3", "lightgbm==4.6.0", "zstandard", "msgpack", "orjson",
+             "skops==0.16.0"],
 }
 OLDEST = "sk15"
+
+# The floors of the ``dev`` extra (pyproject.toml), installed in the oldest environment so that
+# the whole test suite runs there: URLs and the loopback S3 server (fsspec, s3fs, moto and its
+# threaded server's flask), the bench's comparisons and plot (joblib, matplotlib).  fsspec and
+# s3fs ">=2024.1": 2024.2.0 is the first 2024 release.
+DEV_FLOORS = ["fsspec==2024.2.0", "s3fs==2024.2.0", "moto[s3]==5.0.13", "flask==2.3.3",
+              "flask-cors==4.0.0", "joblib==1.3.2", "matplotlib==3.7.5"]
 
 
 def root_dir(arg: str | None) -> Path:
@@ -76,7 +86,8 @@ def create(root: Path, name: str, *, quiet: bool = True) -> Path:
     if quiet:
         pip.append("-q")
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, *ENVS[name], *COMMON], check=True)
+    extra = DEV_FLOORS if name == OLDEST else []
+    subprocess.run([*pip, *ENVS[name], *extra, *COMMON], check=True)
     return venv
 
 

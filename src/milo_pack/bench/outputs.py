@@ -121,8 +121,13 @@ def compute_outputs(
 
 def save_outputs(outputs: dict[str, np.ndarray], path: Path) -> None:
     """Write outputs to an ``.npz`` file (no pickled objects)."""
+    # Object arrays are the only ones .npz would pickle; refuse them here.  (numpy < 2.1's
+    # savez has no allow_pickle argument: it would store the keyword as an array.)
+    for name, array in outputs.items():
+        if array.dtype.hasobject:
+            raise TypeError(f"output {name!r} is an object array; it would be pickled")
     with open(path, "wb") as f:
-        np.savez(f, allow_pickle=False, **outputs)
+        np.savez(f, **outputs)
 
 
 def load_outputs(path: Path) -> dict[str, np.ndarray]:
