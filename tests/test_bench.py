@@ -91,7 +91,7 @@ def test_milo_methods(document: dict[str, Any]) -> None:
         assert row["identical"] is True
         assert row["inspect_s"] > 0
         assert {t["key"] for t in row["targets"]} == {"small-save", "small-load",
-                                                      "first-load", "warm-load"}
+                                                      "first-load", "warm-load", "open"}
 
 
 def test_user_model(tmp_path: Path) -> None:
@@ -113,7 +113,36 @@ def test_targets_are_annotated() -> None:
     milo.ratios = {"size": 0.11, "save": 6.0, "load": 1.5}
     evaluate(milo, "forest", pickle_row, joblib_c3)
     verdicts = {t.key: t.passed for t in milo.targets}
-    assert verdicts == {"size": True, "save": False, "load": False}
+    assert verdicts == {"size": True, "save": False, "load": False, "forest-mem": None}
+
+
+def test_issue13_targets_are_annotated() -> None:
+    """Boosted ensembles: load <= 2x pickle, save <= 1.0x joblib-c3; forests: eager peak memory
+    <= 0.55x pickle's; every milo_pack file: open() + manifest <= 20 ms."""
+    pickle_row = Result("m", "pickle", size_bytes=2_000_000, save_s=0.01, load_s=0.01)
+    joblib_c3 = Result("m", "joblib-c3", size_bytes=600_000, save_s=0.02, load_s=0.02)
+
+    def verdicts(model: str, family: str, method: str, load: float, save_s: float,
+                 mem: float, open_s: float) -> dict[str, bool | None]:
+        row = Result(model, method, size_bytes=500_000, save_s=save_s, load_s=0.01 * load,
+                     inspect_s=open_s)
+        row.ratios = {"size": 0.25, "load": load, "peak_mem": mem}
+        evaluate(row, family, pickle_row, joblib_c3)
+        return {t.key: t.passed for t in row.targets
+                if t.key in ("boost-load", "boost-save", "forest-mem", "open")}
+
+    assert verdicts("xgboost", "booster", "milo_pack", 1.9, 0.019, 1.0, 0.001) == {
+        "boost-load": True, "boost-save": True, "open": True}
+    assert verdicts("gradient_boosting", "other", "milo_pack", 2.1, 0.021, 1.0, 0.021) == {
+        "boost-load": False, "boost-save": False, "open": False}
+    assert verdicts("random_forest", "forest", "milo_pack", 0.5, 0.001, 0.5, 0.001) == {
+        "forest-mem": True, "open": True}
+    assert verdicts("random_forest", "forest", "milo_pack-raw", 0.5, 0.001, 0.6, 0.001) == {
+        "forest-mem": False, "open": True}
+    assert verdicts("random_forest", "forest", "milo_pack-lazy", 0.5, 0.001, 0.6, 0.001) == {
+        "open": True}
+    assert verdicts("tiny_logreg", "other", "milo_pack", 9.0, 0.001, 9.0, 0.001) == {
+        "open": True}
 
 
 def test_summary_and_both_load_modes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
