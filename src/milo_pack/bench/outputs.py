@@ -126,8 +126,9 @@ def save_outputs(outputs: dict[str, np.ndarray], path: Path) -> None:
     for name, array in outputs.items():
         if array.dtype.hasobject:
             raise TypeError(f"output {name!r} is an object array; it would be pickled")
+    savez: Any = np.savez  # numpy >= 2.1's stubs read **outputs as its allow_pickle flag
     with open(path, "wb") as f:
-        np.savez(f, **outputs)
+        savez(f, **outputs)
 
 
 def load_outputs(path: Path) -> dict[str, np.ndarray]:
