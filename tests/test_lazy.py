@@ -495,6 +495,59 @@ def test_two_processes_share_mapped_pages(tmp_path, big_arrays):
     del mine
 
 
+_RELEASE_CHILD = textwrap.dedent("""
+    import pickle, sys, milo_pack
+    from sklearn.neighbors import KNeighborsClassifier
+    path, sample = sys.argv[1], sys.argv[2]
+
+    def resident():
+        # Resident bytes of the model file's mapping(s) in this process.
+        total, in_file = 0, False
+        with open("/proc/self/smaps") as f:
+            for line in f:
+                if "-" in line.split()[0] and ":" not in line.split()[0]:
+                    in_file = line.rstrip().endswith(path)
+                elif in_file and line.startswith("Rss:"):
+                    total += int(line.split()[1]) * 1024
+        return total
+
+    with milo_pack.open(path) as handle:
+        model = handle.load()
+    after_load = resident()
+    X = pickle.loads(open(sample, "rb").read())
+    proba = model["forest"].predict_proba(X)
+    distances, _ = model["knn"].kneighbors(X)   # its data is a view of the mapping
+    print(after_load, model["knn"]._fit_X.flags.writeable, resident(), flush=True)
+    sys.stdout.buffer.write(pickle.dumps((proba, distances)))
+""")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux smaps")
+def test_level0_load_leaves_no_mapped_page_resident(tmp_path):
+    """Issue 13: once the trees copied their nodes, no page of a level-0 file stays in the
+    loading process; the arrays scikit-learn keeps as given (KNN data) stay mapped, and fault
+    their pages back in from the page cache when used."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X, y = make_classification(4000, 10, random_state=0)
+    model = {"forest": RandomForestClassifier(30, random_state=0).fit(X, y),
+             "knn": KNeighborsClassifier(algorithm="brute").fit(X, y)}
+    path = tmp_path / "raw.milo"
+    milo_pack.dump(model, path, level=0)
+    (tmp_path / "X.pkl").write_bytes(pickle.dumps(X[:300]))
+    out = subprocess.run([sys.executable, "-c", _RELEASE_CHILD, str(path),
+                          str(tmp_path / "X.pkl")], check=True, capture_output=True).stdout
+    head, _, payload = out.partition(b"\n")
+    after_load, writeable, after_use = head.decode().split()
+    assert int(after_load) == 0, "mapped pages stayed resident after the load"
+    assert writeable == "False"  # still a view of the file, not a copy
+    assert int(after_use) >= X.nbytes // 2  # the KNN data came back from the file when used
+    proba, distances = pickle.loads(payload)
+    np.testing.assert_array_equal(proba, model["forest"].predict_proba(X[:300]))
+    np.testing.assert_array_equal(distances, model["knn"].kneighbors(X[:300])[0])
+
+
 # -- object storage ---------------------------------------------------------------------------
 
 

@@ -590,6 +590,9 @@ class _ChunkCache:
 
 # ``mmap_region(member_name, offset, length)``: a view of the file's bytes, or None.
 _MmapRegion = Callable[[str, int, int], memoryview | None]
+# ``release_region(member_name, offset, length)``: drop those mapped pages from this process
+# (they are read again from the file, if ever touched again).
+_ReleaseRegion = Callable[[str, int, int], None]
 
 
 class SectionStore:
@@ -618,10 +621,12 @@ class SectionStore:
         limits: Limits,
         cache_bytes: int = 64 << 20,
         mmap_region: _MmapRegion | None = None,
+        release_region: _ReleaseRegion | None = None,
     ) -> None:
         self._read_at = read_at
         self._member_size = member_size
         self._mmap_region = mmap_region
+        self._release_region = release_region
         self.infos = infos
         self.limits = limits
         self._lock = threading.Lock()
@@ -881,8 +886,24 @@ class SectionStore:
                                                           offsets[k + 1] - offsets[k])
             if region is None or hashlib.sha256(region).digest() != digest:
                 raise IntegrityError(f"chunk {k} does not match its digest", name)
+            del region
+            # Hashing touched these pages; only the arrays that view them need them resident.
+            self._release(name, offsets[k], offsets[k + 1] - offsets[k])
         with self._lock:
             self._mapped_ok.add(index)
+
+    def _release(self, name: str, offset: int, length: int) -> None:
+        if self._release_region is not None:
+            self._release_region(name, offset, length)
+
+    def release(self, index: int, start: int, count: int) -> None:
+        """Drop the mapped pages of items ``[start, start + count)`` of a raw section from this
+        process once their only user copied them (level 0: issue 13).  Arrays still viewing
+        them stay valid: the pages are read again from the file if touched."""
+        info = self.infos[index]
+        if info.codec == "raw" and index in self._mapped_ok:
+            itemsize = info.dtype.itemsize
+            self._release(self.member_name(index), start * itemsize, count * itemsize)
 
     def verify(self, index: int) -> None:
         """Check every chunk of a section against its digest (no decompression)."""

@@ -831,6 +831,12 @@ class LoadContext:
         arr = flat.reshape(stored_shape)
         return arr.T if order == "F" else arr
 
+    def release(self, node: dict[str, Any]) -> None:
+        """Say that the array of a validated node was copied by its consumer and is no longer
+        viewed: at level 0 its mapped pages leave this process (issue 13).  No-op otherwise."""
+        if self.mmap and "section" in node and self.store is not None:
+            self.store.release(node["section"], node["start"], math.prod(node["shape"]))
+
     def array_rows(self, node: dict[str, Any], start: int, stop: int, path: str) -> np.ndarray:
         """Rows ``[start, stop)`` (first axis) of a validated array node, decoding only the
         chunks that hold them (a packed ensemble builds one member from its slice)."""

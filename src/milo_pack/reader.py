@@ -129,7 +129,8 @@ class MiloFile:
         # only, and every load would leave its handle to a collection.
         self._regions = _Regions(self.container, self._buffer)
         self.store = SectionStore(self.container.read, self.sections, self._regions.member_size,
-                                  self.limits, mmap_region=self._regions.region)
+                                  self.limits, mmap_region=self._regions.region,
+                                  release_region=self._regions.release)
 
     # -- manifest ----------------------------------------------------------------------------
     def _parse_sections(self) -> list[SectionInfo]:
@@ -298,6 +299,12 @@ class MiloFile:
         else:
             loader = LoadContext(get_registry(), self.store, ctx, mmap=mapped)
         result = self._build(loader, self.manifest["root"], "")
+        if mapped and not lazy:
+            # The model is built: what it copied needs no page of the file any more, and the
+            # arrays it keeps as views (KNN data...) fault theirs back in from the page cache,
+            # shared with every process mapping the file.  Page faults read around the page
+            # asked for, so releasing each copied array's own pages is not enough.
+            self._regions.release_all()
         self._warn_migrated()
         return result
 
@@ -486,6 +493,10 @@ class MiloFile:
         self.close()
 
 
+_DONTNEED: int | None = getattr(mmap, "MADV_DONTNEED", None)
+_WINDOW = max(64 << 10, mmap.PAGESIZE)
+
+
 class _Regions:
     """Member sizes and read-only mapped regions of an open container, for its SectionStore."""
 
@@ -517,6 +528,35 @@ class _Regions:
             except (OSError, ValueError):
                 return None
         return memoryview(self.mmap)[start:start + length]
+
+    def release_all(self) -> None:
+        """Drop every mapped page from this process (see :meth:`release`)."""
+        if self.mmap is not None and _DONTNEED is not None and len(self.mmap):
+            try:
+                self.mmap.madvise(_DONTNEED, 0, len(self.mmap))
+            except (OSError, ValueError):  # pragma: no cover - a platform without it
+                pass
+
+    def release(self, name: str, offset: int, length: int) -> None:
+        """``madvise(MADV_DONTNEED)`` the pages holding a member's byte range.
+
+        The mapping is read-only and shared with the file, so a dropped page is only read again
+        from the page cache if something touches it: never a change of content.  Pages at the
+        range's ends go too, with the rest of their fault-around windows (small arrays are
+        mostly such pages); a neighbouring array still viewing one faults it back in from the
+        page cache."""
+        if self.mmap is None or _DONTNEED is None or length <= 0:
+            return
+        start = self.container.member(name).data_offset + offset
+        # Whole fault-around windows: touching one page maps the cached pages of its aligned
+        # 64 KiB window (Linux's fault_around_bytes), so that is what a touch left behind.
+        first = start // _WINDOW * _WINDOW
+        stop = min(-(-(start + length) // _WINDOW) * _WINDOW, len(self.mmap))
+        if stop > first:
+            try:
+                self.mmap.madvise(_DONTNEED, first, stop - first)
+            except (OSError, ValueError):  # pragma: no cover - a platform without it
+                pass
 
 
 def _row_range(rows: Any, shape: tuple[int, ...], path: str) -> tuple[int, int, bool]:

@@ -161,6 +161,8 @@ def _load_parts(parts: dict[str, Any], ctx: LoadContext, leaf: np.ndarray, n_lea
                              path)
     _arrays.scatter_rows(ctx.array(splits, join_path(path, "splits")),
                          ctx.array(leaves, join_path(path, "leaves")), leaf, out)
+    ctx.release(splits)  # copied into the tree's own records: level 0's pages may go
+    ctx.release(leaves)
 
 
 def _load_tree(node: dict[str, Any], ctx: LoadContext, path: str) -> Tree:
