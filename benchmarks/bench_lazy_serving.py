@@ -129,9 +129,26 @@ def child_batches(path: str, rows: int, features: int, batches: int) -> dict:
                 expected = proba
             elif not np.array_equal(proba, expected):
                 raise AssertionError(f"{name}: predictions differ from the eager model's")
+    out = {name: [statistics.median(t[i] for t in ts) for i in (0, 1)]
+           for name, ts in times.items()}
+    # The same number of fresh batches through map_batches (one call scores them all): the
+    # cost per batch, against eager scoring them one by one in the same way.
+    from milo_pack.remote_model import map_batches
+
+    group = [rng.normal(size=(rows, features)) for _ in range(batches)]
+    expected = [eager.predict_proba(b) for b in group]
+    for name, model in (("eager", eager), ("eagerg", eager), ("lazy0", lazy0), ("fits", fits)):
+        w, c = _clock()
+        if name == "eager":
+            got = [model.predict_proba(b) for b in group]
+        else:
+            got = list(map_batches(model, "predict_proba", group, rows=rows * batches))
+        w2, c2 = _clock()
+        out[f"{name}_grouped"] = [(w2 - w) / batches, (c2 - c) / batches]
+        if not all(np.array_equal(g, e) for g, e in zip(got, expected, strict=True)):
+            raise AssertionError(f"{name}: map_batches predictions differ from eager's")
     handle.close()
-    return {name: [statistics.median(t[i] for t in ts) for i in (0, 1)]
-            for name, ts in times.items()}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,6 +215,15 @@ def main(argv: list[str] | None = None) -> int:
                      f"{b[name][1] / b['eager'][1]:.2f}x CPU   target <= {target}"
                      if target else "")
             print(f"  {label:16s} {ms(b[name])}{ratio}")
+        print(f"map_batches: the same {args.batches} batches in one call, per batch")
+        for name, label in (("eager", "eager, one by one"), ("eagerg", "eager"),
+                            ("lazy0", "lazy cache=0"), ("fits", "lazy cache fits")):
+            g = b[f"{name}_grouped"]
+            ratio = (f": {g[0] / b['eager_grouped'][0]:.2f}x eager wall, "
+                     f"{g[1] / b['eager_grouped'][1]:.2f}x CPU" if name != "eager" else "")
+            print(f"  {label:17s} {ms(g)}{ratio}")
+        print("  (ratios to eager one by one: what a task per batch does with the scatter "
+              "approach)")
         print(json.dumps(b))
     return 0
 
