@@ -14,9 +14,11 @@ Targets (issue 13, lazy part; CPU time beside wall, medians of ``--repeat``):
 
 Batches (issue 14, in-process stand-in for ``bench_remote.py``): ``--batches N`` rounds, each
 scoring one fresh ``--predict-rows`` batch with the eager model, a lazy one with
-``cache_bytes=0`` and a lazy one whose cache fits (after its first call), in turn, so that the
-machine's load hits all three alike; medians of wall and CPU and their ratios to eager in the
-same run.  Targets: cache=0 <= 1.1x eager wall, cache fits <= 1.0x.
+``cache_bytes=0`` and a lazy one whose cache fits (after its first call), in turn (the order
+turning every round), so that the machine's load hits all three alike; medians of wall and CPU
+and their ratios to eager in the same run.  Targets: cache=0 <= 1.1x eager wall, cache fits
+<= 1.0x.  Then the same number of batches through ``map_batches`` (one call for all of them),
+per batch, against eager scoring them one by one and eager through ``map_batches``.
 
 Each figure runs in a fresh subprocess.  This is a benchmark, not a test.
 """
@@ -117,10 +119,13 @@ def child_batches(path: str, rows: int, features: int, batches: int) -> dict:
     for model in (eager, lazy0, fits):  # warm; the cache-fits model builds every member here
         model.predict_proba(X)
     times: dict[str, list[tuple[float, float]]] = {"eager": [], "lazy0": [], "fits": []}
-    for _ in range(batches):
+    models = [("eager", eager), ("lazy0", lazy0), ("fits", fits)]
+    for r in range(batches):
         X = rng.normal(size=(rows, features))
         expected = None
-        for name, model in (("eager", eager), ("lazy0", lazy0), ("fits", fits)):
+        # The order turns every round: what one model leaves behind (a streaming model frees
+        # ~300 members) lands on each of the others alike.
+        for name, model in models[r % 3:] + models[:r % 3]:
             w, c = _clock()
             proba = model.predict_proba(X)
             w2, c2 = _clock()
