@@ -655,3 +655,45 @@ def test_map_batches_keeps_frames_and_refuses_bad_arguments():
         list(map_batches(lazy, "_validate_X_predict", parts))
     with pytest.raises(ValueError, match="rows"):
         list(map_batches(lazy, "predict", parts, rows=0))
+
+
+def test_streaming_predict_holds_the_members_in_use_not_the_model():
+    # Issue 14's memory bound: a cache_bytes=0 predict holds the members in use (and the few
+    # the ring keeps) plus about 8 MB of decoded chunks, whatever the model's size.  Tree nodes
+    # live in scikit-learn's own C allocations, which tracemalloc does not see: members held
+    # are counted by their decoded sizes at every build, the rest (chunks, a build's
+    # temporaries, numpy arrays) traced.
+    Xn, Yn = noisy_data(20000, 8)
+    forest = RandomForestClassifier(80, random_state=0, n_jobs=2).fit(Xn, Yn)
+    forest.n_jobs = None
+    batch = Xn[:2000]
+    data = milo_pack.dumps(forest)
+    for cache_bytes in (0, None):
+        with milo_pack.open(data) as handle:
+            lazy = handle.load(lazy=True, cache_bytes=cache_bytes)
+            members = [member_of(m) for m in lazy.estimators_]
+            sizes = [m.nbytes for m in members]
+            session = members[0].session
+            held: list[int] = []
+            build = session._build
+
+            def counting(proxy, member, build=build, members=members, held=held):
+                state = build(proxy, member)
+                held.append(sum(m.nbytes for m in members if m.loaded))
+                return state
+
+            session._build = counting
+            tracemalloc.start()
+            try:
+                base = tracemalloc.get_traced_memory()[0]
+                proba = lazy.predict_proba(batch)
+                traced = tracemalloc.get_traced_memory()[1] - base
+            finally:
+                tracemalloc.stop()
+            np.testing.assert_array_equal(proba, forest.predict_proba(batch))
+        assert len(held) == len(members)
+        if cache_bytes is None:  # the bound below would catch a model kept whole
+            assert max(held) == sum(sizes) > 2 * ((_KEEP + 1) * max(sizes))
+            continue
+        assert max(held) <= _KEEP * max(sizes), (max(held), max(sizes))
+        assert traced < (8 << 20) + 2 * max(sizes) + 4 * batch.nbytes, (traced, max(sizes))
