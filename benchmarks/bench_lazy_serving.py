@@ -12,6 +12,14 @@ Targets (issue 13, lazy part; CPU time beside wall, medians of ``--repeat``):
 - a lazy predict with ``cache_bytes=0`` holds at most the member in use + 8 MB (here: its peak
   traced memory above what the open model held before, against the largest member's size).
 
+Batches (issue 14, in-process stand-in for ``bench_remote.py``): ``--batches N`` rounds, each
+scoring one fresh ``--predict-rows`` batch with the eager model, a lazy one with
+``cache_bytes=0`` and a lazy one whose cache fits (after its first call), in turn (the order
+turning every round), so that the machine's load hits all three alike; medians of wall and CPU
+and their ratios to eager in the same run.  Targets: cache=0 <= 1.1x eager wall, cache fits
+<= 1.0x.  Then the same number of batches through ``map_batches`` (one call for all of them),
+per batch, against eager scoring them one by one and eager through ``map_batches``.
+
 Each figure runs in a fresh subprocess.  This is a benchmark, not a test.
 """
 
@@ -97,6 +105,57 @@ def child(path: str, rows: int, features: int, repeat: int) -> dict:
     return out
 
 
+def child_batches(path: str, rows: int, features: int, batches: int) -> dict:
+    import numpy as np
+
+    import milo_pack
+
+    rng = np.random.default_rng(2)
+    eager = milo_pack.load(path)
+    handle = milo_pack.open(path)
+    lazy0 = handle.load(lazy=True, cache_bytes=0)
+    fits = handle.load(lazy=True, cache_bytes=None)
+    X = rng.normal(size=(rows, features))
+    for model in (eager, lazy0, fits):  # warm; the cache-fits model builds every member here
+        model.predict_proba(X)
+    times: dict[str, list[tuple[float, float]]] = {"eager": [], "lazy0": [], "fits": []}
+    models = [("eager", eager), ("lazy0", lazy0), ("fits", fits)]
+    for r in range(batches):
+        X = rng.normal(size=(rows, features))
+        expected = None
+        # The order turns every round: what one model leaves behind (a streaming model frees
+        # ~300 members) lands on each of the others alike.
+        for name, model in models[r % 3:] + models[:r % 3]:
+            w, c = _clock()
+            proba = model.predict_proba(X)
+            w2, c2 = _clock()
+            times[name].append((w2 - w, c2 - c))
+            if expected is None:
+                expected = proba
+            elif not np.array_equal(proba, expected):
+                raise AssertionError(f"{name}: predictions differ from the eager model's")
+    out = {name: [statistics.median(t[i] for t in ts) for i in (0, 1)]
+           for name, ts in times.items()}
+    # The same number of fresh batches through map_batches (one call scores them all): the
+    # cost per batch, against eager scoring them one by one in the same way.
+    from milo_pack.remote_model import map_batches
+
+    group = [rng.normal(size=(rows, features)) for _ in range(batches)]
+    expected = [eager.predict_proba(b) for b in group]
+    for name, model in (("eager", eager), ("eagerg", eager), ("lazy0", lazy0), ("fits", fits)):
+        w, c = _clock()
+        if name == "eager":
+            got = [model.predict_proba(b) for b in group]
+        else:
+            got = list(map_batches(model, "predict_proba", group, rows=rows * batches))
+        w2, c2 = _clock()
+        out[f"{name}_grouped"] = [(w2 - w) / batches, (c2 - c) / batches]
+        if not all(np.array_equal(g, e) for g, e in zip(got, expected, strict=True)):
+            raise AssertionError(f"{name}: map_batches predictions differ from eager's")
+    handle.close()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trees", type=int, default=300)
@@ -104,13 +163,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--features", type=int, default=20)
     parser.add_argument("--predict-rows", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--batches", type=int, default=0,
+                        help="also score this many batches with eager, cache=0, cache fits")
     parser.add_argument("--dir")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     d = args.dir or tempfile.mkdtemp(prefix="milo-bench-serving-")
     path = os.path.join(d, "model.milo")
     if args.child:
-        print(json.dumps(child(path, args.predict_rows, args.features, args.repeat)))
+        if args.batches:
+            print(json.dumps(child_batches(path, args.predict_rows, args.features,
+                                           args.batches)))
+        else:
+            print(json.dumps(child(path, args.predict_rows, args.features, args.repeat)))
         return 0
     if not os.path.exists(path):
         import bench_lazy
@@ -141,6 +206,30 @@ def main(argv: list[str] | None = None) -> int:
           f"open model; largest member {r['largest_member'] / 1e6:.2f} MB; beyond it "
           f"{extra / 1e6:.1f} MB   target <= 8 MB")
     print(json.dumps(r))
+    if args.batches:
+        proc = subprocess.run([sys.executable, __file__, "--child", "--dir", d, "--features",
+                               str(args.features), "--predict-rows", str(args.predict_rows),
+                               "--batches", str(args.batches)], capture_output=True, text=True)
+        if proc.returncode:
+            raise RuntimeError(proc.stderr)
+        b = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"batches: {args.batches} x {args.predict_rows} rows, medians")
+        for name, label, target in (("eager", "eager", ""), ("lazy0", "lazy cache=0", "1.1x"),
+                                    ("fits", "lazy cache fits", "1.0x")):
+            ratio = (f": {b[name][0] / b['eager'][0]:.2f}x eager wall, "
+                     f"{b[name][1] / b['eager'][1]:.2f}x CPU   target <= {target}"
+                     if target else "")
+            print(f"  {label:16s} {ms(b[name])}{ratio}")
+        print(f"map_batches: the same {args.batches} batches in one call, per batch")
+        for name, label in (("eager", "eager, one by one"), ("eagerg", "eager"),
+                            ("lazy0", "lazy cache=0"), ("fits", "lazy cache fits")):
+            g = b[f"{name}_grouped"]
+            ratio = (f": {g[0] / b['eager_grouped'][0]:.2f}x eager wall, "
+                     f"{g[1] / b['eager_grouped'][1]:.2f}x CPU" if name != "eager" else "")
+            print(f"  {label:17s} {ms(g)}{ratio}")
+        print("  (ratios to eager one by one: what a task per batch does with the scatter "
+              "approach)")
+        print(json.dumps(b))
     return 0
 
 

@@ -654,3 +654,99 @@ def test_lazy_models_are_freed(forest_bytes):
     del lazy
     gc.collect()
     assert ref() is None  # nothing global keeps a lazily loaded model (or its file) alive
+
+
+# -- scoring many batches per member build (issue 14) ------------------------------------------
+
+
+def test_map_batches_builds_each_member_once_per_call():
+    from milo_pack.remote_model import map_batches
+
+    forest = RandomForestClassifier(12, random_state=0).fit(X, Y)
+    batches = [X[i:i + 40] for i in range(0, 300, 40)]  # 8 batches, the last of 20 rows
+    with milo_pack.open(milo_pack.dumps(forest)) as handle:
+        lazy = handle.load(lazy=True, cache_bytes=0)
+        session = member_of(lazy.estimators_[0]).session
+        got = list(map_batches(lazy, "predict_proba", batches, rows=120))
+        # Groups of at most 120 rows: 3 + 3 + 2 batches, each member built once per group.
+        assert session.builds == 3 * 12
+        assert len(got) == len(batches)
+        for batch, proba in zip(batches, got, strict=True):
+            assert proba.shape == (len(batch), 3)
+            np.testing.assert_array_equal(proba, forest.predict_proba(batch))
+        # One by one: a build per member per batch.
+        for batch in batches:
+            lazy.predict_proba(batch)
+        assert session.builds == 3 * 12 + 8 * 12
+        # A batch larger than rows is scored alone; predict's labels come back per batch.
+        labels = list(map_batches(lazy, "predict", [X[:10], X[10:300], X[:5]], rows=100))
+        assert [len(x) for x in labels] == [10, 290, 5]
+        np.testing.assert_array_equal(np.concatenate(labels),
+                                      forest.predict(np.concatenate([X[:10], X[10:300], X[:5]])))
+
+
+def test_map_batches_keeps_frames_and_refuses_bad_arguments():
+    import pandas as pd
+    from sklearn.preprocessing import StandardScaler
+
+    from milo_pack.remote_model import map_batches
+
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    scaler = StandardScaler().set_output(transform="pandas").fit(frame)
+    parts = [frame.iloc[:100], frame.iloc[100:130], frame.iloc[130:]]
+    out = list(map_batches(scaler, "transform", parts))
+    for part, got in zip(parts, out, strict=True):
+        pd.testing.assert_frame_equal(got, scaler.transform(part))
+    forest = RandomForestClassifier(5, random_state=0).fit(frame, Y)
+    lazy = milo_pack.open(milo_pack.dumps(forest)).load(lazy=True, cache_bytes=0)
+    got = list(map_batches(lazy, "predict_proba", iter(parts)))
+    np.testing.assert_array_equal(np.concatenate(got), forest.predict_proba(frame))
+    assert list(map_batches(lazy, "predict", [])) == []
+    with pytest.raises(ValueError, match="no method"):
+        list(map_batches(lazy, "fit_transform_nothing", parts))
+    with pytest.raises(ValueError, match="no method"):
+        list(map_batches(lazy, "_validate_X_predict", parts))
+    with pytest.raises(ValueError, match="rows"):
+        list(map_batches(lazy, "predict", parts, rows=0))
+
+
+def test_streaming_predict_holds_the_members_in_use_not_the_model():
+    # Issue 14's memory bound: a cache_bytes=0 predict holds the members in use (and the few
+    # the ring keeps) plus about 8 MB of decoded chunks, whatever the model's size.  Tree nodes
+    # live in scikit-learn's own C allocations, which tracemalloc does not see: members held
+    # are counted by their decoded sizes at every build, the rest (chunks, a build's
+    # temporaries, numpy arrays) traced.
+    Xn, Yn = noisy_data(20000, 8)
+    forest = RandomForestClassifier(80, random_state=0, n_jobs=2).fit(Xn, Yn)
+    forest.n_jobs = None
+    batch = Xn[:2000]
+    data = milo_pack.dumps(forest)
+    for cache_bytes in (0, None):
+        with milo_pack.open(data) as handle:
+            lazy = handle.load(lazy=True, cache_bytes=cache_bytes)
+            members = [member_of(m) for m in lazy.estimators_]
+            sizes = [m.nbytes for m in members]
+            session = members[0].session
+            held: list[int] = []
+            build = session._build
+
+            def counting(proxy, member, build=build, members=members, held=held):
+                state = build(proxy, member)
+                held.append(sum(m.nbytes for m in members if m.loaded))
+                return state
+
+            session._build = counting
+            tracemalloc.start()
+            try:
+                base = tracemalloc.get_traced_memory()[0]
+                proba = lazy.predict_proba(batch)
+                traced = tracemalloc.get_traced_memory()[1] - base
+            finally:
+                tracemalloc.stop()
+            np.testing.assert_array_equal(proba, forest.predict_proba(batch))
+        assert len(held) == len(members)
+        if cache_bytes is None:  # the bound below would catch a model kept whole
+            assert max(held) == sum(sizes) > 2 * ((_KEEP + 1) * max(sizes))
+            continue
+        assert max(held) <= _KEEP * max(sizes), (max(held), max(sizes))
+        assert traced < (8 << 20) + 2 * max(sizes) + 4 * batch.nbytes, (traced, max(sizes))

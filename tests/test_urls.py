@@ -178,6 +178,17 @@ def test_remote_handle_is_small_and_opens_once(forest):
     assert handle.opened() is None
 
 
+def test_remote_handle_scores_batches_together(forest):
+    url = "memory://models/forest.milo"
+    milo_pack.dump(forest, url)
+    handle = pickle.loads(pickle.dumps(milo_pack.remote(url, cache_bytes=0)))
+    batches = [X[i:i + 300] for i in range(0, 2000, 300)]
+    got = list(handle.map_batches("predict_proba", batches, rows=900))
+    assert len(got) == len(batches)
+    for batch, proba in zip(batches, got, strict=True):
+        np.testing.assert_array_equal(proba, forest.predict_proba(batch))
+
+
 def test_remote_handle_carries_its_limits(forest):
     url = "memory://models/forest.milo"
     milo_pack.dump(forest, url)

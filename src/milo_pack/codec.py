@@ -783,8 +783,9 @@ class SectionStore:
         if fut is None:
             info = self.infos[index]
             fut = self._cache.put((index, k), Future(), info.chunk_length * info.dtype.itemsize)
-        # A chunk queued for read-ahead but not started yet is decoded here, not waited for.
-        self._fulfil(fut, index, k)
+        if not fut.done():
+            # A chunk queued for read-ahead but not started yet is decoded here, not waited for.
+            self._fulfil(fut, index, k)
         return fut.result()
 
     def _prefetch(self, index: int, first: int, count: int) -> None:
