@@ -876,6 +876,7 @@ class LoadContext:
             self.store.read(index, node["start"], count, out=flat_out, where=path,
                             prefetch=self.prefetch)
             return out
+        flat: np.ndarray
         if whole is not None:
             flat = self._take_small(index, whole, node["start"], count).copy()
         else:

@@ -169,6 +169,7 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_pairs,
                             parse_float=_finite_float)
 
+_orjson: Any
 try:  # optional (the boost extra installs it): a faster parser, used only where it agrees
     import orjson as _orjson
 except ImportError:  # pragma: no cover - depends on the environment
