@@ -86,6 +86,7 @@ def check_dtype(text: Any, where: str) -> np.dtype:
 
 
 _parsed_dtypes: dict[str, np.dtype] = {}
+_HEX_DIGITS = frozenset("0123456789abcdef")
 
 
 def _parse_dtype(text: str, where: str) -> np.dtype:
@@ -182,7 +183,7 @@ class SectionInfo:
             raise ManifestError("raw sections take no filters", where)
         digest = entry["digest"]
         if (not isinstance(digest, str) or not digest.startswith("sha256:") or len(digest) != 71
-                or any(c not in "0123456789abcdef" for c in digest[7:])):
+                or not _HEX_DIGITS.issuperset(digest[7:])):
             raise ManifestError(f"bad digest {quote(digest)}", where)
         info = cls(dtype, length, filters, codec, entry["level"], chunk_length, nbytes, digest)
         table = info.n_chunks * _ENTRY.size + len(INDEX_MAGIC)

@@ -97,6 +97,8 @@ __all__ = [
 ]
 
 ALIGNMENT = 64
+# Regular files up to this size are read whole when opened (see ContainerReader).
+_WHOLE_FILE = 256 << 10
 MANIFEST_NAME = "manifest.json"
 MAX_SECTIONS = 1_000_000
 DEFAULT_MAX_MEMBERS = 100_000
@@ -704,6 +706,13 @@ class ContainerReader:
         except (AttributeError, OSError) as exc:  # io.UnsupportedOperation is an OSError
             raise ContainerError(f"the container file object must be seekable ({exc})") from None
         self._fd = _positional_fd(fileobj, self.file_size)
+        # A small regular file (a linear model, a short pipeline) is read in one call when
+        # opened, and its headers and manifest are sliced from that copy instead of a read
+        # each: the same checks run on the same bytes.  Section data is still read from the
+        # file when used (and verified then).
+        self._head: bytes | None = None
+        if self._data is None and self._fd is not None and self.file_size <= _WHOLE_FILE:
+            self._head = self._read_at(0, self.file_size)
         self.members: list[Member] = self._parse()
         self._by_name = {m.name: m for m in self.members}
 
@@ -714,6 +723,11 @@ class ContainerReader:
             raise ContainerError(f"read of {n} bytes at offset {offset} is outside the file")
         if self._data is not None:
             return self._data[offset:offset + n]
+        if self._head is not None:
+            return self._head[offset:offset + n]
+        return self._read_file(offset, n)
+
+    def _read_file(self, offset: int, n: int) -> bytes:
         chunks: list[bytes] = []
         got = 0
         if self._fd is not None:
@@ -1183,7 +1197,13 @@ class ContainerReader:
             If the range is outside the member or the file is shorter than declared.
         """
         m, length = self._span(name, start, length)
-        return self._read_at(m.data_offset + start, length)
+        return self._read_member(m, m.data_offset + start, length)
+
+    def _read_member(self, m: Member, offset: int, n: int) -> bytes:
+        # Section data comes from the file when used, even where the opening read kept a copy.
+        if self._head is not None and m is not self.members[0]:
+            return self._read_file(offset, n)
+        return self._read_at(offset, n)
 
     def readinto(self, name: str, start: int, buf: bytearray | memoryview) -> None:
         """Fill the writable C-contiguous buffer ``buf`` with member bytes from ``start``."""
@@ -1223,7 +1243,7 @@ class ContainerReader:
         pos = 0
         while pos < m.size:
             n = min(_CRC_CHUNK, m.size - pos)
-            crc = zlib.crc32(self._read_at(m.data_offset + pos, n), crc)
+            crc = zlib.crc32(self._read_member(m, m.data_offset + pos, n), crc)
             pos += n
         if crc != m.crc32:
             raise IntegrityError(

@@ -490,6 +490,9 @@ def check_section_layout(ctx: CheckContext, *, complete: bool = True) -> None:
         if complete and ctx.sections:
             raise ManifestError("section 0 is not referenced by any array", "manifest.json")
         return
+    if len(ctx.section_ranges) <= 3 * _SMALL_LAYOUT:
+        _check_small_layout(ctx, complete)
+        return
     ranges = np.array(ctx.section_ranges, dtype=np.int64).reshape(-1, 3)
     order = np.lexsort((ranges[:, 2], ranges[:, 1], ranges[:, 0]))
     ranges = ranges[order]
@@ -512,6 +515,38 @@ def check_section_layout(ctx: CheckContext, *, complete: bool = True) -> None:
                          f"element {start[gap[0]]}", ctx.section_paths[k] or "<root>")
     last = np.flatnonzero(np.concatenate((~same, [True])))
     covered = dict(zip(index[last].tolist(), stop[last].tolist(), strict=True))
+    for i, info in enumerate(ctx.sections):
+        if covered.get(i, 0) != info.length:
+            raise ManifestError(f"section {i} is not entirely covered by arrays "
+                                f"(first uncovered element {covered.get(i, 0)})",
+                                "manifest.json")
+
+
+# One-chunk sections up to this many decoded bytes are decoded whole by an eager load.
+_SMALL_SECTION = 1 << 20
+# Up to this many sectioned array nodes, check_section_layout sorts them in plain Python: a
+# small model's handful of ranges costs less than the numpy calls would.
+_SMALL_LAYOUT = 64
+
+
+def _check_small_layout(ctx: CheckContext, complete: bool) -> None:
+    """:func:`check_section_layout` for a few ranges: the same rules, the same first error."""
+    flat = ctx.section_ranges
+    # (section, start, count, node number), in the order np.lexsort gives (a stable sort).
+    ranges = sorted((flat[i], flat[i + 1], flat[i + 2], i // 3) for i in range(0, len(flat), 3))
+    for (index0, start0, count0, _), (index, start, count, k) in zip(
+            ranges, ranges[1:], strict=False):
+        if index == index0 and start < start0 + count0:
+            raise ArrayError(f"array data [{start}, +{count}) of section {index} overlaps "
+                             "another array's", ctx.section_paths[k] or "<root>")
+    if not complete:
+        return
+    covered: dict[int, int] = {}
+    for index, start, count, k in ranges:
+        if start != covered.get(index, 0):
+            raise ArrayError(f"section {index} has data that no array covers before "
+                             f"element {start}", ctx.section_paths[k] or "<root>")
+        covered[index] = start + count
     for i, info in enumerate(ctx.sections):
         if covered.get(i, 0) != info.length:
             raise ManifestError(f"section {i} is not entirely covered by arrays "
@@ -735,6 +770,11 @@ class LoadContext:
         # (more only holds more memory: a forest has ~15 sections); one object alone
         # (MiloFile.get) or a streaming lazy load sets 0.
         self.prefetch = 1
+        # Small one-chunk sections decoded whole, by index (see _read_small): eager loads
+        # only, which take every array of a section once; a lazy load's members are built
+        # later, from any thread, under the store's own memory budget.
+        self._small_sections: dict[int, list[Any]] | None = (
+            {} if type(self) is LoadContext else None)
 
     def decode(self, value: Any, path: str) -> Any:
         """Build the Python object for a (validated) node."""
@@ -812,22 +852,36 @@ class LoadContext:
         order = node.get("order", "C")
         stored_shape = shape[::-1] if order == "F" else shape
         assert self.store is not None
+        index = node["section"]
         if out is None and self.mmap:
-            mapped = self.store.mmap(node["section"], node["start"], count)
+            mapped = self.store.mmap(index, node["start"], count)
             if mapped is not None:
                 arr = mapped.reshape(stored_shape)
                 return arr.T if order == "F" else arr
+        small = self._small_sections
+        whole = None
+        if small is not None:
+            whole = small.get(index)
+            if whole is None and count < self.store.infos[index].length:
+                whole = self._read_small(index, path)
         if out is not None:
             if out.shape != shape or out.dtype != dtype:
                 raise ArrayError("array does not match its destination", path)
             flat_out = out.T.reshape(-1) if order == "F" else out.reshape(-1)
             if not np.shares_memory(flat_out, out) and out.size:
                 raise ArrayError("destination is not contiguous", path)
-            self.store.read(node["section"], node["start"], count, out=flat_out, where=path,
+            if whole is not None:
+                flat_out[...] = self._take_small(index, whole, node["start"], count)
+                return out
+            self.store.read(index, node["start"], count, out=flat_out, where=path,
                             prefetch=self.prefetch)
             return out
-        flat = self.store.read(node["section"], node["start"], count, where=path,
-                               prefetch=self.prefetch)
+        flat: np.ndarray
+        if whole is not None:
+            flat = self._take_small(index, whole, node["start"], count).copy()
+        else:
+            flat = self.store.read(index, node["start"], count, where=path,
+                                   prefetch=self.prefetch)
         arr = flat.reshape(stored_shape)
         return arr.T if order == "F" else arr
 
@@ -836,6 +890,32 @@ class LoadContext:
         viewed: at level 0 its mapped pages leave this process (issue 13).  No-op otherwise."""
         if self.mmap and "section" in node and self.store is not None:
             self.store.release(node["section"], node["start"], math.prod(node["shape"]))
+
+    def _read_small(self, index: int, path: str) -> list[Any] | None:
+        """A small one-chunk section decoded whole, once (``[array, elements not yet
+        taken]``), or None for any other section.
+
+        Its arrays are then copied out of it: the chunk is decoded and verified once, as the
+        store would do, without a cached chunk and its bookkeeping per array.  Dropped as soon
+        as every element was taken (validation made the arrays tile the section exactly).
+        """
+        assert self.store is not None and self._small_sections is not None
+        info = self.store.infos[index]
+        if (info.chunk_length < info.length
+                or info.length * info.dtype.itemsize > _SMALL_SECTION):
+            return None
+        whole = [self.store.read(index, 0, info.length, where=path, prefetch=0), info.length]
+        self._small_sections[index] = whole
+        return whole
+
+    def _take_small(self, index: int, whole: list[Any], start: int, count: int) -> np.ndarray:
+        arr: np.ndarray = whole[0]
+        if start + count > arr.shape[0]:  # pragma: no cover - validated against the section
+            raise ArrayError("array lies outside its section", f"section {index}")
+        whole[1] -= count
+        if whole[1] <= 0:
+            del cast(dict[int, Any], self._small_sections)[index]
+        return arr[start:start + count]
 
     def array_rows(self, node: dict[str, Any], start: int, stop: int, path: str) -> np.ndarray:
         """Rows ``[start, stop)`` (first axis) of a validated array node, decoding only the

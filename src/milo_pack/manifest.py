@@ -169,6 +169,20 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_pairs,
                             parse_float=_finite_float)
 
+_orjson: Any
+try:  # optional (the boost extra installs it): a faster parser, used only where it agrees
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None
+
+# Bytes mapped for _fast_parse's integer check: digits to "0", "." and "e"/"E" kept, the rest
+# to a space.
+_DIGIT_RUNS = bytes(
+    0x30 if 0x30 <= b <= 0x39 else b if b in b".eE" else 0x20 for b in range(256))
+# orjson keeps integers exact in the int64 and uint64 ranges (every one of up to 18 digits);
+# others become floats where the standard parser keeps them ints.
+_LONG_INT = b" " + b"0" * 19
+
 
 def loads_json(data: bytes, limits: Limits) -> dict[str, Any]:
     """Parse and budget-check manifest bytes; return the document object."""
@@ -176,6 +190,12 @@ def loads_json(data: bytes, limits: Limits) -> dict[str, Any]:
         raise LimitError(
             f"manifest of {len(data)} bytes exceeds max_manifest_bytes "
             f"({limits.max_manifest_bytes})", "manifest.json")
+    document = _fast_parse(data)
+    if document is not None:
+        # At most len(data) characters: a bound as good as the exact count below.
+        if not _within_budgets_by_size(data, len(data), limits):
+            _check_budgets(document, limits)
+        return document
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -193,6 +213,39 @@ def loads_json(data: bytes, limits: Limits) -> dict[str, Any]:
         raise ManifestError("manifest must be a JSON object", "manifest.json")
     if not _within_budgets_by_size(data, len(text), limits):
         _check_budgets(document, limits)
+    return document
+
+
+def _fast_parse(data: bytes) -> dict[str, Any] | None:
+    """The document, parsed by orjson when it is installed and provably gives what the strict
+    parser above would; None for anything else (the strict parser then decides, with its own
+    errors).
+
+    orjson refuses everything the strict parser refuses here (invalid UTF-8, lone surrogates,
+    ``NaN``/``Infinity``, numbers that overflow to infinity, bad syntax) and parses the rest to
+    the same values, except two things checked around it:
+
+    - integers beyond 64 bits become floats: a run of 19 or more digits that does not follow
+      a decimal point or an exponent sends the file to the strict parser;
+    - duplicate keys keep the last value: serialising the result back counts one ``:`` per
+      key plus those inside strings.  A colon in the text is a key's separator or a literal
+      character of a string (written ``\\u003a`` it is not counted, so such files go to the
+      strict parser), so a document with a duplicate key, which loses that key and its value's
+      strings, always counts fewer colons than its text.
+    """
+    if _orjson is None or b"\\u003" in data:
+        return None
+    digits = data.translate(_DIGIT_RUNS)
+    if _LONG_INT in digits or digits.startswith(_LONG_INT[1:]):
+        return None
+    del digits
+    try:
+        document = _orjson.loads(data)
+        if type(document) is not dict or _orjson.dumps(document).count(b":") != data.count(
+                b":"):
+            return None
+    except Exception:  # noqa: BLE001 - anything orjson refuses, the strict parser explains
+        return None
     return document
 
 

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from .registry import Registry
 
 __all__ = ["Step", "plan", "apply", "diagnose", "describe", "warning_for", "RULES",
-           "parse_version", "MigrationWarning"]
+           "parse_version", "version_pairs", "MigrationWarning"]
 
 Version = tuple[int, ...]
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?")
@@ -931,6 +931,12 @@ def _pairs(manifest: JsonObject, reader: str | None) -> dict[str, _Pair]:
         if writer_v is not None and reader_v is not None and writer_v != reader_v:
             found[library] = (str(writer_text), str(reader_text), writer_v, reader_v)
     return found
+
+
+def version_pairs(manifest: JsonObject) -> dict[str, _Pair]:
+    """The libraries whose writer and installed versions differ (empty: :func:`plan` finds
+    nothing and :func:`diagnose` refuses nothing, so a reader need not call them)."""
+    return _pairs(manifest, None)
 
 
 def _versions(manifest: JsonObject, reader: str | None) -> _Pair | None:

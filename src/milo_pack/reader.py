@@ -85,6 +85,7 @@ class MiloFile:
         self.limits = limits or DEFAULT_LIMITS
         self.migrate = migrate
         self._migrated: list[migrations.Step] | None = None
+        self._versions_differ = True
         self._owned = False
         self.closed = False
         self._checked: dict[frozenset[str], CheckContext] = {}
@@ -102,7 +103,9 @@ class MiloFile:
             # BytesIO shares an immutable bytes object but copies any other buffer.
             fileobj = io.BytesIO(source if type(source) is bytes else buffer)
         elif isinstance(source, (str, os.PathLike)):
-            fileobj = open(source, "rb")  # noqa: SIM115 - closed by close()
+            # Unbuffered: the container reads with pread (or whole, for a small file), so a
+            # buffer would only be allocated and filled for nothing.
+            fileobj = io.FileIO(source, "r")
             self._owned = True
             self._buffer = None
         else:
@@ -120,7 +123,11 @@ class MiloFile:
             self.manifest = loads_json(self.container.read_manifest(), self.limits)
             self.sections = self._parse_sections()
             # A dry run (nothing changes yet): what the file needs, for inspect and verify.
-            self.migrations = migrations.plan(self.manifest)
+            # Written by the installed versions (the common case), it needs nothing: no plan,
+            # and nothing to diagnose before validation.
+            self._versions_differ = bool(migrations.version_pairs(self.manifest))
+            self.migrations = (migrations.plan(self.manifest) if self._versions_differ
+                               else [])
         except BaseException:
             self.close()
             raise
@@ -195,9 +202,10 @@ class MiloFile:
         if self._migrated is not None:
             return
         steps: list[migrations.Step] = []
-        if self.migrate and self.migrations:
-            steps = migrations.apply(self.manifest)
-        migrations.diagnose(self.manifest, get_registry())
+        if self._versions_differ:
+            if self.migrate and self.migrations:
+                steps = migrations.apply(self.manifest)
+            migrations.diagnose(self.manifest, get_registry())
         self._migrated = steps
 
     def _warn_migrated(self) -> None:

@@ -59,7 +59,12 @@ def _param_names(cls: type) -> frozenset[str]:
     if found is None:
         get = getattr(cls, "_get_param_names", None)
         try:
-            found = frozenset(get()) if callable(get) else frozenset()
+            # The estimator handler's reading of the same names (``__init__``'s code when it
+            # is a plain function, else ``_get_param_names``): no inspect.signature on a
+            # first load.
+            from ..sklearn import param_names
+
+            found = param_names(cls) if callable(get) else frozenset()
         except (TypeError, ValueError, RuntimeError):  # pragma: no cover - odd signatures
             found = frozenset()
         with _lock:
