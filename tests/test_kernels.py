@@ -1429,3 +1429,67 @@ def test_scatter_rows_errors():
         K.scatter_rows(np.zeros(2), np.zeros(2), mask[:3], out)  # mask length
     with pytest.raises(ArrayError):
         K.scatter_rows(np.zeros(2), np.zeros(2), mask.astype(np.int64), out)  # mask dtype
+
+
+# -- ubjson_tree_list ---------------------------------------------------------------------------
+
+_TREE_DTYPES = {"a": ">i4", "b": ">f4", "c": "|u1", "d": ">i8", "e": ">f8", "f": "|i1"}
+
+
+@FEW
+@given(counts=st.lists(st.lists(st.integers(0, 40), min_size=6, max_size=6), min_size=1,
+                       max_size=30),
+       params=st.lists(st.integers(0, 2**62), min_size=2, max_size=2))
+def test_ubjson_tree_list_matches_encoding_each_tree(counts, params):
+    """The packed writer gives the bytes of ubjson_encode over one dict per tree."""
+    rng = np.random.default_rng(len(counts))
+    names = sorted(_TREE_DTYPES)
+    cuts = np.array(counts, dtype=np.int64).T  # column -> per-tree counts
+    columns, offsets = {}, {}
+    for name, per_tree in zip(names, cuts, strict=True):
+        total = int(per_tree.sum())
+        raw = rng.integers(-(2**31), 2**31, size=total * 8, dtype=np.int64).view(np.uint8)
+        columns[name] = np.frombuffer(raw[:total * np.dtype(_TREE_DTYPES[name]).itemsize],
+                                      dtype=_TREE_DTYPES[name]).copy()
+        offsets[name] = np.concatenate([[0], np.cumsum(per_tree)]).astype(np.int64)
+    n = len(counts)
+    tree_params = {"zeta": np.full(n, params[0], np.int64),
+                   "alpha": (np.arange(n, dtype=np.int64) * 7 + params[1]) % (2**62)}
+    keys = sorted([*names, "id", "tree_param"])
+    expected = []
+    for i in range(n):
+        tree: dict[str, object] = {}
+        for key in keys:
+            if key == "id":
+                tree[key] = i
+            elif key == "tree_param":
+                tree[key] = {k: str(int(v[i])) for k, v in tree_params.items()}
+            else:
+                tree[key] = columns[key][offsets[key][i]:offsets[key][i + 1]]
+        expected.append(tree)
+    got = K.ubjson_tree_list(keys, columns, offsets, tree_params)
+    assert got == bytes(K.ubjson_encode(expected))
+    assert bytes(K.ubjson_encode({"t": K.UbjRaw(got)})) == bytes(K.ubjson_encode(
+        {"t": expected}))
+
+
+def test_ubjson_tree_list_refuses_unusable_arguments():
+    col = np.arange(6, dtype=">i4")
+    cut = np.array([0, 2, 6], dtype=np.int64)
+    par = {"p": np.array([1, 2], dtype=np.int64)}
+    assert K.ubjson_tree_list(["x", "id"], {"x": col}, {"x": cut}, par)
+    bad_cases = [
+        ({"x": col.astype("<i8")}, {"x": cut}, par),  # not a UBJSON dtype (little-endian)
+        ({"x": col[::2]}, {"x": np.array([0, 1, 3], np.int64)}, par),  # not contiguous
+        ({"x": col}, {"x": np.array([0, 2, 7], np.int64)}, par),  # offsets past the end
+        ({"x": col}, {"x": np.array([0, 4, 2, 6], np.int64)}, {}),  # offsets decrease
+        ({"x": col}, {"x": np.array([1, 2, 6], np.int64)}, par),  # offsets not from 0
+        ({"x": col}, {"x": cut}, {"p": np.array([1], np.int64)}),  # params of other length
+        ({"x": col}, {"x": cut}, {"p": np.array([1, -2], np.int64)}),  # negative param
+        ({"x": col}, {"x": cut}, {"p": np.array([1, 2], np.int32)}),  # param dtype
+    ]
+    for columns, offsets, params in bad_cases:
+        with pytest.raises(ArrayError):
+            K.ubjson_tree_list(["x", "id", "tree_param"], columns, offsets, params)
+    with pytest.raises(ArrayError):
+        K.ubjson_tree_list(["id"], {}, {}, {})  # nothing to count trees by
