@@ -1493,3 +1493,103 @@ def test_ubjson_tree_list_refuses_unusable_arguments():
             K.ubjson_tree_list(["x", "id", "tree_param"], columns, offsets, params)
     with pytest.raises(ArrayError):
         K.ubjson_tree_list(["id"], {}, {}, {})  # nothing to count trees by
+
+
+# -- lightgbm_model_text ------------------------------------------------------------------------
+
+
+def ref_lightgbm_text(head, items, n_trees, tail):
+    """The model text written token by token (what LightGBM's own writer lays out)."""
+    blocks = []
+    for i in range(n_trees):
+        lines = [f"Tree={i}".encode()]
+        for prefix, values, offsets, present, groups, group_offsets in items:
+            tokens = values.split(b",") if values else []
+            mine = tokens[offsets[i]:offsets[i + 1]]
+            if present is not None and not present[i]:
+                assert not mine
+                continue
+            if groups is None:
+                lines.append(prefix + b" ".join(mine))
+            else:
+                text, at = b"", 0
+                for count in groups[group_offsets[i]:group_offsets[i + 1]]:
+                    text += b"".join(t + b" " for t in mine[at:at + count]) + b" "
+                    at += count
+                assert at == len(mine)
+                lines.append(prefix + text)
+        blocks.append(b"".join(lines) + b"\n\n\n")
+    sizes = " ".join(str(len(b)) for b in blocks)
+    return head + f"tree_sizes={sizes}\n\n" + b"".join(blocks).decode() + tail
+
+
+@FEW
+@given(per_tree=st.lists(st.tuples(st.integers(0, 6), st.integers(0, 3), st.booleans(),
+                                   st.booleans()), max_size=25),
+       head=st.sampled_from(["tree\nversion=v4\n", "tree\nfeature_names=é ü\n"]),
+       tail=st.sampled_from(["end of trees\n", "end of trees\n\nfeature_importances:\nα=1\n"]))
+def test_lightgbm_model_text_matches_reference(per_tree, head, tail):
+    rng = random.Random(len(per_tree))
+    n = len(per_tree)
+
+    def tokens(count):
+        pool = [b"0", b"-1", b"12", b"3.25", b"-0.001", b"1e-07", b"inf", b"nan", b"123456789"]
+        return b",".join(rng.choice(pool) for _ in range(count))
+
+    def offsets(counts):
+        return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    leaves = [t[0] for t in per_tree]
+    cats = [t[1] if t[2] else 0 for t in per_tree]
+    linear = np.array([t[3] for t in per_tree], dtype=np.uint8)
+    has_cat = np.array([c > 0 for c in cats], dtype=np.uint8)
+    groups = np.array([rng.randint(0, 3) for _ in range(sum(leaves))], dtype=np.int64)
+    leaf_offsets = offsets(leaves)
+    per_tree_linear = [int(groups[leaf_offsets[i]:leaf_offsets[i + 1]].sum()) if linear[i]
+                       else 0 for i in range(n)]
+    groups_used = np.concatenate([groups[leaf_offsets[i]:leaf_offsets[i + 1]]
+                                  for i in range(n) if linear[i]] or [np.zeros(0, np.int64)])
+    group_counts = [leaves[i] if linear[i] else 0 for i in range(n)]
+    one = np.arange(n + 1, dtype=np.int64)
+    items = [
+        (b"\nnum_leaves=", b",".join(str(v).encode() for v in leaves), one, None, None, None),
+        (b"\nsplit=", tokens(sum(leaves)), offsets(leaves), None, None, None),
+        (b"\ncat=", tokens(sum(cats)), offsets(cats), has_cat, None, None),
+        (b"\nlinear=", tokens(sum(per_tree_linear)), offsets(per_tree_linear), linear,
+         groups_used.astype(np.int64), offsets(group_counts)),
+        (b"\nshrinkage=", tokens(n), one, None, None, None),
+    ]
+    expected = ref_lightgbm_text(head, items, n, tail)
+    assert K.lightgbm_model_text(head, items, n, tail) == expected
+
+
+def test_lightgbm_model_text_refuses_unusable_arguments():
+    one = np.arange(3, dtype=np.int64)
+    good = (b"\nx=", b"1,2", one, None, None, None)
+    assert K.lightgbm_model_text("", [good], 2, "") == "tree_sizes=13 13\n\nTree=0\nx=1\n\n\n" \
+        "Tree=1\nx=2\n\n\n"
+    bad_items = [
+        (b"\nx=", b"1,,2", np.array([0, 1, 3]), None, None, None),  # empty token
+        (b"\nx=", b",1", one, None, None, None),  # leading comma
+        (b"\nx=", b"1,", one, None, None, None),  # trailing comma
+        (b"\nx=", b"1,2,3", one, None, None, None),  # more tokens than the offsets count
+        (b"\nx=", b"1", one, None, None, None),  # fewer
+        (b"\nx=", b"1,2", np.array([0, 2, 1]), None, None, None),  # offsets decrease
+        (b"\nx=", b"1,2", np.array([1, 1, 2]), None, None, None),  # not from 0
+        (b"\nx=", b"1,2", np.array([0, 2]), None, None, None),  # wrong length
+        (b"\nx=", b"1,2", one.astype(np.int32), None, None, None),  # dtype
+        (b"\nx=", "1,2", one, None, None, None),  # values not bytes
+        (b"\nx=", "é,2".encode(), one, None, None, None),  # not ASCII
+        ("\nx=", b"1,2", one, None, None, None),  # prefix not bytes
+        (b"\nx=", b"1,2", one, np.array([1, 0], np.uint8), None, None),  # absent with values
+        (b"\nx=", b"1,2", one, np.array([1], np.uint8), None, None),  # present's length
+        (b"\nx=", b"1,2", one, None, np.array([2, 0], np.int64), one),  # group beyond tree
+        (b"\nx=", b"1,2", one, None, np.array([0, 0], np.int64), one),  # groups cover less
+    ]
+    for item in bad_items:
+        with pytest.raises(ArrayError):
+            K.lightgbm_model_text("", [item], 2, "")
+    with pytest.raises(ArrayError):
+        K.lightgbm_model_text("", [good], -1, "")
+    with pytest.raises(ArrayError):
+        K.lightgbm_model_text(b"", [good], 2, "")

@@ -130,3 +130,11 @@ def ubjson_tree_list(
     offsets: dict[str, npt.NDArray[np.int64]],
     params: dict[str, npt.NDArray[np.int64]],
 ) -> bytes: ...
+
+# LightGBM's model text from formatted number columns.
+def lightgbm_model_text(
+    head: str,
+    items: list[tuple[Any, ...]],
+    n_trees: int,
+    tail: str,
+) -> str: ...

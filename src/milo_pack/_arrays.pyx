@@ -82,6 +82,7 @@ __all__ = [
     "TREE_LEAF_OUT_OF_RANGE",
     "TREE_LEAF_REACHED_TWICE",
     "TREE_LEAF_COUNT_MISMATCH",
+    "lightgbm_model_text",
 ]
 
 ctypedef fused uint_t:
@@ -2508,7 +2509,7 @@ cdef int _ubj_write_length(_UbjBuf* b, Py_ssize_t n) except -1:
     return _ubj_write(b, buf, 9)
 
 
-cdef const void* _data_of(object arr) except NULL:
+cdef const void* _data_of(object arr) except? NULL:
     """The data pointer of a numpy array (kept alive by the caller)."""
     return <const void*><uintptr_t>arr.__array_interface__["data"][0]
 
@@ -2735,3 +2736,312 @@ cdef class UbjRaw:
 
     def __init__(self, bytes data):
         self.data = data
+
+
+# -- LightGBM model text ----------------------------------------------------------------------
+
+cdef extern from "Python.h":
+    # A new str of ``size`` code points up to ``maxchar`` (127: ASCII, one byte each), to be
+    # filled through PyUnicode_DATA before anything else sees it.
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    void* PyUnicode_DATA(object o)
+
+
+cdef struct _LgbItem:
+    const char* prefix          # "\nname="
+    Py_ssize_t prefix_len
+    const char* text            # the tokens, separated by single commas
+    const Py_ssize_t* cut       # tree i's tokens start at text[cut[i]] and end before
+                                # text[cut[i + 1] - 1]
+    const Py_ssize_t* starts    # linear lines: token k is text[starts[k]:starts[k + 1] - 1]
+    const int64_t* offsets      # tree i holds tokens [offsets[i], offsets[i + 1])
+    const uint8_t* present      # the line is written for tree i when present[i] (NULL: always)
+    const int64_t* groups       # linear lines: tokens per leaf (NULL: space-separated)
+    const int64_t* group_offsets
+
+
+cdef inline int _dec_len(int64_t v) noexcept nogil:
+    # v >= 0
+    cdef uint64_t u = <uint64_t>v
+    cdef int n = 1
+    while u >= 10:
+        u //= 10
+        n += 1
+    return n
+
+
+cdef inline Py_ssize_t _dec_put(char* out, int64_t v) noexcept nogil:
+    # v >= 0
+    cdef char tmp[24]
+    cdef int k = 0
+    cdef Py_ssize_t n = 0
+    cdef uint64_t u = <uint64_t>v
+    while True:
+        tmp[k] = <char>(c'0' + <int>(u % 10))
+        k += 1
+        u //= 10
+        if u == 0:
+            break
+    while k > 0:
+        k -= 1
+        out[n] = tmp[k]
+        n += 1
+    return n
+
+
+cdef inline void _lgb_copy_spaced(char* out, const char* src, Py_ssize_t n) noexcept nogil:
+    """Copy ``n`` bytes, commas becoming spaces."""
+    cdef Py_ssize_t q
+    cdef char c
+    for q in range(n):
+        c = src[q]
+        out[q] = c' ' if c == c',' else c
+
+
+cdef Py_ssize_t _lgb_cuts(const char* text, Py_ssize_t length, const int64_t* offsets,
+                          Py_ssize_t n, Py_ssize_t* cut) noexcept nogil:
+    """``cut[t]``: where token ``offsets[t]`` starts (``length + 1`` past the last token), for
+    ``offsets`` non-decreasing from 0.  Returns the token count, or -1 on an empty token or
+    an offset past the tokens."""
+    cdef Py_ssize_t i, k = 0, t = 0, want
+    cdef int c, pairs = 0, previous = 1  # a leading comma counts as an empty token
+    while t <= n and offsets[t] == 0:
+        cut[t] = 0
+        t += 1
+    if length == 0:
+        return 0 if t == n + 1 else -1
+    want = offsets[t] if t <= n else -1
+    for i in range(length):
+        c = text[i] == c','
+        pairs |= previous & c  # two commas in a row
+        previous = c
+        k += c
+        if k == want:  # the comma before token `want` (rare: once per tree)
+            while t <= n and offsets[t] == k:
+                cut[t] = i + 1
+                t += 1
+            want = offsets[t] if t <= n else -1
+    if pairs or previous:  # an empty token, or a trailing comma
+        return -1
+    k += 1  # the token count
+    while t <= n and offsets[t] == k:
+        cut[t] = length + 1
+        t += 1
+    return k if t == n + 1 else -1
+
+
+cdef Py_ssize_t _lgb_block(const _LgbItem* items, Py_ssize_t n_items, Py_ssize_t tree,
+                           char* out) noexcept nogil:
+    """Size of tree ``tree``'s block, written to ``out`` unless it is NULL; -1 when a line's
+    tokens do not fit its presence or its groups."""
+    cdef Py_ssize_t size = 5 + _dec_len(tree), j, k, a, b, g, m, n, p
+    cdef const _LgbItem* it
+    if out != NULL:
+        memcpy(out, b"Tree=", 5)
+        _dec_put(out + 5, tree)
+    for j in range(n_items):
+        it = &items[j]
+        a = it.offsets[tree]
+        b = it.offsets[tree + 1]
+        if it.present != NULL and not it.present[tree]:
+            if b != a:
+                return -1
+            continue
+        if out != NULL:
+            memcpy(out + size, it.prefix, it.prefix_len)
+        size += it.prefix_len
+        if it.groups == NULL:
+            # The tree's tokens and the separators between them, as one range.
+            if b > a:
+                n = it.cut[tree + 1] - 1 - it.cut[tree]
+                if out != NULL:
+                    _lgb_copy_spaced(out + size, it.text + it.cut[tree], n)
+                size += n
+            continue
+        # Linear leaves: each token then a space, each leaf then one more space.
+        k = a
+        for g in range(it.group_offsets[tree], it.group_offsets[tree + 1]):
+            m = it.groups[g]
+            if m < 0 or m > b - k:
+                return -1
+            # m tokens, each followed by a space: starts[k + m] - starts[k] bytes.
+            n = it.starts[k + m] - it.starts[k]
+            if out != NULL and m > 0:
+                _lgb_copy_spaced(out + size, it.text + it.starts[k], n - 1)
+                out[size + n - 1] = c' '
+            if out != NULL:
+                out[size + n] = c' '
+            size += n + 1
+            k += m
+        if k != b:
+            return -1
+    if out != NULL:
+        memcpy(out + size, b"\n\n\n", 3)
+    return size + 3
+
+
+def lightgbm_model_text(head, items, n_trees, tail):
+    """A LightGBM text model: ``head``, the ``tree_sizes`` line, the tree blocks, ``tail``.
+
+    Each tree block is ``Tree=i``, one line per item, then two empty lines; ``tree_sizes``
+    lists the blocks' byte lengths.  Writing the blocks tree by tree in Python cost 8 ms on a
+    500-tree model; this copies each tree's range of already formatted numbers, in one pass
+    that measures and one that writes.
+
+    Parameters
+    ----------
+    head : str
+        The header lines before ``tree_sizes``, each ending with a newline.
+    items : list of tuple
+        Each ``(prefix, values, offsets, present, groups, group_offsets)``, in line order.
+        ``prefix`` is the line's start (``b"\\nthreshold="``); ``values`` is ``bytes`` of
+        tokens separated by single commas (e.g. orjson's numbers without their brackets),
+        written as they are; ``offsets`` contiguous int64 ``n_trees + 1`` boundaries from 0 to
+        the number of tokens; ``present`` None (every tree) or a uint8 array of ``n_trees``
+        (the line is written only where nonzero, and a tree without the line must have no
+        tokens); ``groups`` None (tokens separated by single spaces) or, for linear leaves, an
+        int64 array of the tokens per leaf with ``group_offsets`` (``n_trees + 1`` boundaries
+        into ``groups``): each token is followed by a space and each leaf by one more.
+    n_trees : int
+    tail : str
+        What follows the trees (``end of trees``...).
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ArrayError
+        On unusable arguments, empty tokens, offsets outside the tokens, or tokens that do
+        not fit a tree's presence or leaf groups.
+
+    Examples
+    --------
+    >>> one = np.arange(3, dtype=np.int64)
+    >>> print(lightgbm_model_text("tree\\n", [(b"\\nx=", b"1,2.5,3", np.array([0, 2, 3]),
+    ...                                        None, None, None),
+    ...                                       (b"\\nk=", b"7,8", one, None, None, None)],
+    ...                           2, "end of trees\\n"), end="")
+    tree
+    tree_sizes=21 17
+    <BLANKLINE>
+    Tree=0
+    x=1 2.5
+    k=7
+    <BLANKLINE>
+    <BLANKLINE>
+    Tree=1
+    x=3
+    k=8
+    <BLANKLINE>
+    <BLANKLINE>
+    end of trees
+    """
+    cdef Py_ssize_t n, n_items = len(items), j, i, size, total = 0, count, pos
+    cdef _LgbItem* c_items = NULL
+    cdef char* out
+    cdef bint bad = False
+    cdef Py_ssize_t[::1] cut
+    if type(n_trees) is not int or n_trees < 0:
+        raise ArrayError("n_trees must be a non-negative int")
+    if type(head) is not str or type(tail) is not str:
+        raise ArrayError("head and tail must be str")
+    n = n_trees
+    keep = []
+    sizes = np.zeros(n, dtype=np.int64)
+    cdef int64_t[::1] sizes_view = sizes
+    try:
+        c_items = <_LgbItem*>PyMem_Malloc(max(n_items, 1) * sizeof(_LgbItem))
+        if c_items == NULL:
+            raise MemoryError()
+        for j in range(n_items):
+            prefix, values, offsets, present, groups, group_offsets = items[j]
+            if type(prefix) is not bytes or type(values) is not bytes:
+                raise ArrayError("a line's prefix and values must be bytes")
+            if not prefix.isascii() or not values.isascii():
+                raise ArrayError("a line's prefix and values must be ASCII")
+            keep.append(prefix)
+            keep.append(values)
+            c_items[j].prefix = PyBytes_AS_STRING(prefix)
+            c_items[j].prefix_len = len(prefix)
+            c_items[j].text = PyBytes_AS_STRING(values)
+            c_items[j].cut = NULL
+            c_items[j].starts = NULL
+            c_items[j].present = NULL
+            c_items[j].groups = NULL
+            c_items[j].group_offsets = NULL
+            o = _in_array(offsets, "offsets")
+            if o.dtype != np.int64 or o.shape[0] != n + 1 or not o.flags.c_contiguous:
+                raise ArrayError("offsets must be contiguous int64 of n_trees + 1 entries")
+            if o[0] != 0 or (n and np.diff(o).min() < 0):
+                raise ArrayError("offsets must rise from 0")
+            keep.append(o)
+            c_items[j].offsets = <const int64_t*>_data_of(o)
+            cuts = np.empty(n + 1, dtype=np.intp)
+            cut = cuts
+            # The token count, checked to be where the offsets end.
+            count = _lgb_cuts(c_items[j].text, len(values), c_items[j].offsets, n, &cut[0])
+            if count < 0 or o[n] != count:
+                raise ArrayError("a line's values hold an empty token, or not the tokens its "
+                                 "offsets count")
+            keep.append(cuts)
+            c_items[j].cut = &cut[0]
+            if present is not None:
+                p = _in_array(present, "present")
+                if p.dtype != np.uint8 or p.shape[0] != n or not p.flags.c_contiguous:
+                    raise ArrayError("present must be a contiguous uint8 array of n_trees")
+                keep.append(p)
+                c_items[j].present = <const uint8_t*>_data_of(p)
+            if groups is not None:
+                g = _in_array(groups, "groups")
+                if g.dtype != np.int64 or not g.flags.c_contiguous:
+                    raise ArrayError("groups must be a contiguous int64 array")
+                go, _ = _forest_offsets(group_offsets, g.shape[0])
+                if go.shape[0] != n + 1:
+                    raise ArrayError("group_offsets must have n_trees + 1 entries")
+                # Every token's start: 0, one past each comma, one past the end.
+                commas = np.flatnonzero(np.frombuffer(values, dtype=np.uint8) == 44)
+                bounds = np.empty(count + 1, dtype=np.intp)
+                bounds[0] = 0
+                bounds[1:count] = commas + 1
+                bounds[count] = len(values) + 1
+                keep.append(g)
+                keep.append(go)
+                keep.append(bounds)
+                c_items[j].groups = <const int64_t*>_data_of(g)
+                c_items[j].group_offsets = <const int64_t*>_data_of(go)
+                c_items[j].starts = <const Py_ssize_t*>_data_of(bounds)
+        # Sizes first, then the text into a str of exactly that size.  The inputs are
+        # immutable bytes and arrays kept here, read under the GIL in both passes.
+        for i in range(n):
+            size = _lgb_block(c_items, n_items, i, NULL)
+            if size < 0:
+                bad = True
+                break
+            sizes_view[i] = size
+            total += size
+        if bad:
+            raise ArrayError(f"tree {i}: line values do not fit the tree's lines or leaves")
+        head_bytes = head.encode("utf-8")
+        tail_bytes = tail.encode("utf-8")
+        sizes_line = ("tree_sizes=" + " ".join(map(str, sizes.tolist())) + "\n\n").encode()
+        total += len(head_bytes) + len(sizes_line) + len(tail_bytes)
+        ascii = PyUnicode_IS_ASCII(head) and PyUnicode_IS_ASCII(tail)
+        if ascii:
+            result = PyUnicode_New(total, 127)
+            out = <char*>PyUnicode_DATA(result)
+        else:  # UTF-8 names: written as bytes, decoded once
+            result = PyBytes_FromStringAndSize(NULL, total)
+            out = PyBytes_AS_STRING(result)
+        memcpy(out, PyBytes_AS_STRING(head_bytes), len(head_bytes))
+        pos = len(head_bytes)
+        memcpy(out + pos, PyBytes_AS_STRING(sizes_line), len(sizes_line))
+        pos += len(sizes_line)
+        for i in range(n):
+            _lgb_block(c_items, n_items, i, out + pos)
+            pos += sizes_view[i]
+        memcpy(out + pos, PyBytes_AS_STRING(tail_bytes), len(tail_bytes))
+        return result if ascii else result.decode("utf-8")
+    finally:
+        PyMem_Free(c_items)
