@@ -1593,3 +1593,81 @@ def test_lightgbm_model_text_refuses_unusable_arguments():
         K.lightgbm_model_text("", [good], -1, "")
     with pytest.raises(ArrayError):
         K.lightgbm_model_text(b"", [good], 2, "")
+
+
+# -- ubjson_decode_packed -----------------------------------------------------------------------
+
+
+def _packed_reference(trees):
+    """What ubjson_decode_packed gathers from a list of tree dicts (decoded the plain way)."""
+    keys = list(trees[0])
+    arrays = {k: (np.concatenate([t[k] for t in trees]), [t[k].size for t in trees])
+              for k in keys if isinstance(trees[0][k], np.ndarray)}
+    ints = {k: [t[k] for t in trees] for k in keys if type(trees[0][k]) is int}
+    objects = {k: {s: [t[k][s] for t in trees] for s in trees[0][k]}
+               for k in keys if isinstance(trees[0][k], dict)}
+    return keys, arrays, ints, objects
+
+
+@FEW
+@given(sizes=st.lists(st.tuples(st.integers(0, 30), st.integers(0, 5)), min_size=1,
+                      max_size=20),
+       dtypes=st.tuples(st.sampled_from([">i4", ">f4", ">i8", ">f8", "|u1", "|i1", ">i2"]),
+                        st.sampled_from([">i4", ">f4", "|u1"])))
+def test_ubjson_decode_packed_gathers_what_ubjson_decode_reads(sizes, dtypes):
+    rng = np.random.default_rng(len(sizes))
+    trees = []
+    for i, (a, b) in enumerate(sizes):
+        trees.append({
+            "alpha": rng.integers(-100, 100, a).astype(dtypes[0]),
+            "id": i * 1000 - 5,
+            "param": {"x": str(a), "y": "é" * b},
+            "beta": rng.integers(0, 100, b).astype(dtypes[1]),
+        })
+    raw = bytes(K.ubjson_encode({"learner": {"model": {"trees": trees}, "n": 1}}))
+    plain = K.ubjson_decode(raw)
+    packed = K.ubjson_decode_packed(raw)
+    got = packed["learner"]["model"].pop("trees")
+    expected = plain["learner"]["model"].pop("trees")
+    assert packed == plain  # everything but the trees is decoded alike
+    assert isinstance(got, K.UbjTrees)
+    keys, arrays, ints, objects = _packed_reference(expected)
+    assert got.packed["count"] == len(trees) and got.packed["keys"] == keys
+    assert set(got.packed["arrays"]) == set(arrays)
+    for k, (values, lengths) in arrays.items():
+        column, counts = got.packed["arrays"][k]
+        assert column.dtype == expected[0][k].dtype  # the typed arrays' own (big-endian)
+        assert column.tobytes() == values.astype(column.dtype).tobytes()
+        assert counts.dtype == np.int64 and counts.tolist() == lengths
+    assert {k: v.tolist() for k, v in got.packed["ints"].items()} == ints
+    assert got.packed["objects"] == objects
+
+
+def test_ubjson_decode_packed_falls_back_to_plain_values():
+    a = np.arange(3, dtype=">i4")
+    cases = [
+        [{"a": a, "id": 0}, {"id": 1, "a": a}],  # keys in another order
+        [{"a": a, "id": 0}, {"a": a}],  # a key missing
+        [{"a": a}, {"a": a, "id": 1}],  # a key more
+        [{"a": a}, {"a": a.astype(">f4")}],  # arrays of other types
+        [{"a": a}, {"a": [1, 2]}],  # an untyped array
+        [{"a": "text"}],  # a string value
+        [{"a": {"s": 1}}],  # an object of non-strings
+        [{"a": {"s": "x"}}, {"a": {"t": "x"}}],  # objects with other keys
+        [1, 2],  # not objects
+        [],  # no trees
+    ]
+    for trees in cases:
+        raw = bytes(K.ubjson_encode({"trees": trees}))
+        got = K.ubjson_decode_packed(raw)
+        if trees:
+            assert repr(got) == repr(K.ubjson_decode(raw))
+        else:
+            assert isinstance(got["trees"], K.UbjTrees) and got["trees"].packed["count"] == 0
+    # Malformed documents are refused as ubjson_decode refuses them.
+    raw = bytes(K.ubjson_encode({"trees": [{"a": a, "id": 0}]}))
+    for bad in (raw[:-3], raw + b"}", raw.replace(b"$l", b"$q")):
+        with pytest.raises(ValueError):
+            K.ubjson_decode(bad)
+        with pytest.raises(ValueError):
+            K.ubjson_decode_packed(bad)

@@ -138,3 +138,12 @@ def lightgbm_model_text(
     n_trees: int,
     tail: str,
 ) -> str: ...
+
+# XGBoost's tree list decoded packed.
+class UbjTrees:
+    """XGBoost's tree list decoded by ``ubjson_decode_packed``, its values per key."""
+
+    packed: dict[str, Any]
+    def __init__(self, packed: dict[str, Any]) -> None: ...
+
+def ubjson_decode_packed(data: bytes) -> Any: ...

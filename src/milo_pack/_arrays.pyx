@@ -83,6 +83,8 @@ __all__ = [
     "TREE_LEAF_REACHED_TWICE",
     "TREE_LEAF_COUNT_MISMATCH",
     "lightgbm_model_text",
+    "ubjson_decode_packed",
+    "UbjTrees",
 ]
 
 ctypedef fused uint_t:
@@ -3045,3 +3047,229 @@ def lightgbm_model_text(head, items, n_trees, tail):
         return result if ascii else result.decode("utf-8")
     finally:
         PyMem_Free(c_items)
+
+
+# -- XGBoost's tree list, decoded into packed columns -------------------------------------------
+
+from libc.string cimport memcmp
+
+
+cdef object _ubj_trees_packed(_UbjReader* r, object data):
+    """The tree list at ``r`` (``[#`` count, then objects with the same keys in the same
+    order), its values gathered per key; ValueError on anything else (the caller rewinds and
+    decodes it as plain values)."""
+    cdef Py_ssize_t count, i, k, j, n_keys = 0, length, key_at, total, width, at = 0
+    cdef const uint8_t* p
+    cdef uint8_t marker
+    cdef int64_t[:, ::1] where
+    cdef int64_t[:, ::1] sizes
+    cdef int64_t[:, ::1] ints
+    if _ubj_take(r, 1)[0] != c'[' or _ubj_take(r, 1)[0] != c'#':
+        raise ValueError("not a counted array")
+    count = _ubj_length(r)
+    keys = []        # str, from the first tree
+    raw_keys = []    # (position, length) of each key's bytes in the first tree
+    kinds = []       # 0: typed array (its marker), 1: int, 2: object of strings
+    markers = []
+    sub_keys = []    # per object key: its keys (str), and their raw bytes
+    sub_raw = []
+    strings = []     # per object key: per sub key, a list of one str per tree
+    where_arr = sizes_arr = ints_arr = None
+    for i in range(count):
+        if _ubj_take(r, 1)[0] != c'{':
+            raise ValueError("not an object")
+        k = 0
+        while True:
+            if r.pos < r.n and r.p[r.pos] == c'}':
+                r.pos += 1
+                break
+            length = _ubj_length(r)
+            key_at = r.pos
+            p = _ubj_take(r, length)
+            if i == 0:
+                keys.append(PyUnicode_DecodeUTF8(<const char*>p, length, "strict"))
+                raw_keys.append((key_at, length))
+            elif k >= n_keys or raw_keys[k][1] != length or memcmp(
+                    r.p + <Py_ssize_t>raw_keys[k][0], p, length) != 0:
+                raise ValueError("trees with different keys")
+            marker = _ubj_take(r, 1)[0]
+            if i == 0:
+                if marker == c'[':
+                    kinds.append(0)
+                elif marker in (c'i', c'U', c'I', c'l', c'L'):
+                    kinds.append(1)
+                elif marker == c'{':
+                    kinds.append(2)
+                else:
+                    raise ValueError("unexpected tree value")
+                markers.append(0)
+                sub_keys.append([])
+                sub_raw.append([])
+                strings.append([])
+            elif k >= n_keys:
+                raise ValueError("trees with different keys")
+            if kinds[k] == 0:
+                if marker != c'[' or _ubj_take(r, 1)[0] != c'$':
+                    raise ValueError("not a typed array")
+                marker = _ubj_take(r, 1)[0]
+                if marker not in _UBJ_DTYPES or _ubj_take(r, 1)[0] != c'#':
+                    raise ValueError("unsupported typed array")
+                if i == 0:
+                    markers[k] = marker
+                elif markers[k] != marker:
+                    raise ValueError("typed arrays of different types")
+                length = _ubj_length(r)
+                width = (<object>_UBJ_DTYPES[marker]).itemsize
+                at = r.pos
+                _ubj_take(r, length * width)
+            elif kinds[k] == 1:
+                value = _ubj_int(r, marker)
+            else:
+                if marker != c'{':
+                    raise ValueError("not an object")
+                j = 0
+                while True:
+                    if r.pos < r.n and r.p[r.pos] == c'}':
+                        r.pos += 1
+                        break
+                    length = _ubj_length(r)
+                    key_at = r.pos
+                    p = _ubj_take(r, length)
+                    if i == 0:
+                        sub_keys[k].append(PyUnicode_DecodeUTF8(<const char*>p, length,
+                                                                "strict"))
+                        sub_raw[k].append((key_at, length))
+                        strings[k].append([])
+                    elif j >= len(sub_raw[k]) or sub_raw[k][j][1] != length or memcmp(
+                            r.p + <Py_ssize_t>sub_raw[k][j][0], p, length) != 0:
+                        raise ValueError("tree objects with different keys")
+                    if _ubj_take(r, 1)[0] != c'S':
+                        raise ValueError("tree object values must be strings")
+                    strings[k][j].append(_ubj_text(r))
+                    j += 1
+                if j != len(sub_raw[k]):
+                    raise ValueError("tree objects with different keys")
+            if i == 0:
+                # Storage grows with the first tree's keys; later trees fill row i.
+                if where_arr is None:
+                    where_arr = np.zeros((count, 64), dtype=np.int64)
+                    sizes_arr = np.zeros((count, 64), dtype=np.int64)
+                    ints_arr = np.zeros((count, 64), dtype=np.int64)
+                    where = where_arr
+                    sizes = sizes_arr
+                    ints = ints_arr
+                if k >= 64:
+                    raise ValueError("too many tree keys")
+            if kinds[k] == 0:
+                where[i, k] = at
+                sizes[i, k] = length
+            elif kinds[k] == 1:
+                ints[i, k] = value
+            k += 1
+        if i == 0:
+            n_keys = k
+        elif k != n_keys:
+            raise ValueError("trees with different keys")
+    arrays, numbers, objects = {}, {}, {}
+    for k in range(n_keys):
+        if kinds[k] == 0:
+            dtype = _UBJ_DTYPES[markers[k]]
+            width = dtype.itemsize
+            counts = sizes_arr[:, k].copy()
+            total = int(counts.sum()) * width
+            out = np.empty(total, dtype=np.uint8)
+            _ubj_gather(r.p, where_arr[:, k].copy(), counts, width, out)
+            arrays[keys[k]] = (out.view(dtype), counts)
+        elif kinds[k] == 1:
+            numbers[keys[k]] = ints_arr[:, k].copy()
+        else:
+            objects[keys[k]] = dict(zip(sub_keys[k], strings[k]))
+    return {"count": count, "keys": keys, "arrays": arrays, "ints": numbers,
+            "objects": objects}
+
+
+cdef void _ubj_gather(const uint8_t* base, const int64_t[::1] where, const int64_t[::1] counts,
+                      Py_ssize_t width, uint8_t[::1] out) noexcept:
+    cdef Py_ssize_t i, at = 0
+    for i in range(where.shape[0]):
+        memcpy(&out[0] + at, base + where[i], counts[i] * width)
+        at += counts[i] * width
+
+
+cdef object _ubj_value_packed(_UbjReader* r, uint8_t marker, object data, int depth):
+    """:func:`_ubj_value`, with a ``trees`` list of objects decoded packed when it can be."""
+    cdef Py_ssize_t start
+    if marker != c'{':
+        return _ubj_value(r, marker, data, depth)
+    if depth >= _UBJ_MAX_DEPTH:
+        raise ValueError("UBJSON document nested too deeply")
+    out = {}
+    while True:
+        if r.pos < r.n and r.p[r.pos] == c'}':
+            r.pos += 1
+            return out
+        key = _ubj_text(r)
+        if key == "trees":
+            start = r.pos
+            try:
+                out[key] = UbjTrees(_ubj_trees_packed(r, data))
+                continue
+            except ValueError:
+                r.pos = start
+        out[key] = _ubj_value_packed(r, _ubj_take(r, 1)[0], data, depth + 1)
+
+
+class UbjTrees:
+    """XGBoost's tree list decoded by :func:`ubjson_decode_packed`, its values per key.
+
+    ``packed`` holds ``count`` (trees), ``keys`` (each tree's keys, in order), ``arrays``
+    (key -> (every tree's typed array one after another, big-endian, and each tree's length
+    as int64)), ``ints`` (key -> int64 array of one value per tree) and ``objects`` (key ->
+    sub key -> list of one str per tree).
+    """
+
+    def __init__(self, packed):
+        self.packed = packed
+
+
+def ubjson_decode_packed(data):
+    """:func:`ubjson_decode`, with XGBoost's tree lists decoded packed.
+
+    A ``trees`` value that is a counted list of objects with the same keys in the same order,
+    each value a typed array, an integer or an object of strings, becomes a :class:`UbjTrees`
+    (one array per key for every tree, instead of a numpy view per tree and key); any other
+    ``trees`` value is decoded as :func:`ubjson_decode` does.
+
+    Parameters
+    ----------
+    data : bytes
+
+    Returns
+    -------
+    object
+
+    Raises
+    ------
+    ValueError
+        As :func:`ubjson_decode`.
+
+    Examples
+    --------
+    >>> doc = ubjson_encode({"trees": [{"a": np.arange(2, dtype=">i4"), "id": 0},
+    ...                                {"a": np.arange(3, dtype=">i4"), "id": 1}]})
+    >>> packed = ubjson_decode_packed(bytes(doc))["trees"].packed
+    >>> packed["arrays"]["a"][0].tolist(), packed["arrays"]["a"][1].tolist()
+    ([0, 1, 0, 1, 2], [2, 3])
+    >>> packed["ints"]["id"].tolist()
+    [0, 1]
+    """
+    if type(data) is not bytes:
+        raise TypeError("data must be bytes")
+    cdef _UbjReader r
+    r.p = <const uint8_t*>PyBytes_AS_STRING(data)
+    r.pos = 0
+    r.n = len(data)
+    value = _ubj_value_packed(&r, _ubj_take(&r, 1)[0], data, 0)
+    if r.pos != r.n:
+        raise ValueError("trailing bytes after the UBJSON document")
+    return value
