@@ -305,3 +305,26 @@ def test_ubjson_kernel_refuses_malformed_documents():
                 b"{L\x00\x00\x00\x00\x00\x00\x00\x05ab"):
         with pytest.raises(ValueError):
             _arrays.ubjson_decode(bad)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in cases.CASES if n.startswith("xgb")))
+def test_packed_tree_decoding_gives_the_columns_of_the_tree_list(name):
+    """Saving decodes XGBoost's trees packed; the columns equal those read tree by tree."""
+    from milo_pack.handlers import xgboost_
+
+    model = cases.model(name)
+    booster = model.get_booster() if hasattr(model, "get_booster") else model
+    raw = bytes(booster.save_raw("ubj"))
+    plain, packed = _arrays.ubjson_decode(raw), _arrays.ubjson_decode_packed(raw)
+    listed, gathered = xgboost_.model_of(plain["learner"]), xgboost_.model_of(packed["learner"])
+    if listed is None:  # gblinear
+        assert gathered is None
+        return
+    trees = gathered.pop("trees")
+    assert isinstance(trees, _arrays.UbjTrees)
+    expected = xgboost_._listed_tree_columns(listed.pop("trees"), "trees")
+    for want, got in zip(expected, xgboost_._tree_columns(trees, "trees"), strict=True):
+        assert list(want) == list(got)
+        for key in want:
+            assert want[key].dtype == got[key].dtype and np.array_equal(want[key], got[key])
+    assert repr(plain) == repr(packed)

@@ -1429,3 +1429,245 @@ def test_scatter_rows_errors():
         K.scatter_rows(np.zeros(2), np.zeros(2), mask[:3], out)  # mask length
     with pytest.raises(ArrayError):
         K.scatter_rows(np.zeros(2), np.zeros(2), mask.astype(np.int64), out)  # mask dtype
+
+
+# -- ubjson_tree_list ---------------------------------------------------------------------------
+
+_TREE_DTYPES = {"a": ">i4", "b": ">f4", "c": "|u1", "d": ">i8", "e": ">f8", "f": "|i1"}
+
+
+@FEW
+@given(counts=st.lists(st.lists(st.integers(0, 40), min_size=6, max_size=6), min_size=1,
+                       max_size=30),
+       params=st.lists(st.integers(0, 2**62), min_size=2, max_size=2))
+def test_ubjson_tree_list_matches_encoding_each_tree(counts, params):
+    """The packed writer gives the bytes of ubjson_encode over one dict per tree."""
+    rng = np.random.default_rng(len(counts))
+    names = sorted(_TREE_DTYPES)
+    cuts = np.array(counts, dtype=np.int64).T  # column -> per-tree counts
+    columns, offsets = {}, {}
+    for name, per_tree in zip(names, cuts, strict=True):
+        total = int(per_tree.sum())
+        raw = rng.integers(-(2**31), 2**31, size=total * 8, dtype=np.int64).view(np.uint8)
+        columns[name] = np.frombuffer(raw[:total * np.dtype(_TREE_DTYPES[name]).itemsize],
+                                      dtype=_TREE_DTYPES[name]).copy()
+        offsets[name] = np.concatenate([[0], np.cumsum(per_tree)]).astype(np.int64)
+    n = len(counts)
+    tree_params = {"zeta": np.full(n, params[0], np.int64),
+                   "alpha": (np.arange(n, dtype=np.int64) * 7 + params[1]) % (2**62)}
+    keys = sorted([*names, "id", "tree_param"])
+    expected = []
+    for i in range(n):
+        tree: dict[str, object] = {}
+        for key in keys:
+            if key == "id":
+                tree[key] = i
+            elif key == "tree_param":
+                tree[key] = {k: str(int(v[i])) for k, v in tree_params.items()}
+            else:
+                tree[key] = columns[key][offsets[key][i]:offsets[key][i + 1]]
+        expected.append(tree)
+    got = K.ubjson_tree_list(keys, columns, offsets, tree_params)
+    assert got == bytes(K.ubjson_encode(expected))
+    assert bytes(K.ubjson_encode({"t": K.UbjRaw(got)})) == bytes(K.ubjson_encode(
+        {"t": expected}))
+
+
+def test_ubjson_tree_list_refuses_unusable_arguments():
+    col = np.arange(6, dtype=">i4")
+    cut = np.array([0, 2, 6], dtype=np.int64)
+    par = {"p": np.array([1, 2], dtype=np.int64)}
+    assert K.ubjson_tree_list(["x", "id"], {"x": col}, {"x": cut}, par)
+    bad_cases = [
+        ({"x": col.astype("<i8")}, {"x": cut}, par),  # not a UBJSON dtype (little-endian)
+        ({"x": col[::2]}, {"x": np.array([0, 1, 3], np.int64)}, par),  # not contiguous
+        ({"x": col}, {"x": np.array([0, 2, 7], np.int64)}, par),  # offsets past the end
+        ({"x": col}, {"x": np.array([0, 4, 2, 6], np.int64)}, {}),  # offsets decrease
+        ({"x": col}, {"x": np.array([1, 2, 6], np.int64)}, par),  # offsets not from 0
+        ({"x": col}, {"x": cut}, {"p": np.array([1], np.int64)}),  # params of other length
+        ({"x": col}, {"x": cut}, {"p": np.array([1, -2], np.int64)}),  # negative param
+        ({"x": col}, {"x": cut}, {"p": np.array([1, 2], np.int32)}),  # param dtype
+    ]
+    for columns, offsets, params in bad_cases:
+        with pytest.raises(ArrayError):
+            K.ubjson_tree_list(["x", "id", "tree_param"], columns, offsets, params)
+    with pytest.raises(ArrayError):
+        K.ubjson_tree_list(["id"], {}, {}, {})  # nothing to count trees by
+
+
+# -- lightgbm_model_text ------------------------------------------------------------------------
+
+
+def ref_lightgbm_text(head, items, n_trees, tail):
+    """The model text written token by token (what LightGBM's own writer lays out)."""
+    blocks = []
+    for i in range(n_trees):
+        lines = [f"Tree={i}".encode()]
+        for prefix, values, offsets, present, groups, group_offsets in items:
+            tokens = values.split(b",") if values else []
+            mine = tokens[offsets[i]:offsets[i + 1]]
+            if present is not None and not present[i]:
+                assert not mine
+                continue
+            if groups is None:
+                lines.append(prefix + b" ".join(mine))
+            else:
+                text, at = b"", 0
+                for count in groups[group_offsets[i]:group_offsets[i + 1]]:
+                    text += b"".join(t + b" " for t in mine[at:at + count]) + b" "
+                    at += count
+                assert at == len(mine)
+                lines.append(prefix + text)
+        blocks.append(b"".join(lines) + b"\n\n\n")
+    sizes = " ".join(str(len(b)) for b in blocks)
+    return head + f"tree_sizes={sizes}\n\n" + b"".join(blocks).decode() + tail
+
+
+@FEW
+@given(per_tree=st.lists(st.tuples(st.integers(0, 6), st.integers(0, 3), st.booleans(),
+                                   st.booleans()), max_size=25),
+       head=st.sampled_from(["tree\nversion=v4\n", "tree\nfeature_names=é ü\n"]),
+       tail=st.sampled_from(["end of trees\n", "end of trees\n\nfeature_importances:\nα=1\n"]))
+def test_lightgbm_model_text_matches_reference(per_tree, head, tail):
+    rng = random.Random(len(per_tree))
+    n = len(per_tree)
+
+    def tokens(count):
+        pool = [b"0", b"-1", b"12", b"3.25", b"-0.001", b"1e-07", b"inf", b"nan", b"123456789"]
+        return b",".join(rng.choice(pool) for _ in range(count))
+
+    def offsets(counts):
+        return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    leaves = [t[0] for t in per_tree]
+    cats = [t[1] if t[2] else 0 for t in per_tree]
+    linear = np.array([t[3] for t in per_tree], dtype=np.uint8)
+    has_cat = np.array([c > 0 for c in cats], dtype=np.uint8)
+    groups = np.array([rng.randint(0, 3) for _ in range(sum(leaves))], dtype=np.int64)
+    leaf_offsets = offsets(leaves)
+    per_tree_linear = [int(groups[leaf_offsets[i]:leaf_offsets[i + 1]].sum()) if linear[i]
+                       else 0 for i in range(n)]
+    groups_used = np.concatenate([groups[leaf_offsets[i]:leaf_offsets[i + 1]]
+                                  for i in range(n) if linear[i]] or [np.zeros(0, np.int64)])
+    group_counts = [leaves[i] if linear[i] else 0 for i in range(n)]
+    one = np.arange(n + 1, dtype=np.int64)
+    items = [
+        (b"\nnum_leaves=", b",".join(str(v).encode() for v in leaves), one, None, None, None),
+        (b"\nsplit=", tokens(sum(leaves)), offsets(leaves), None, None, None),
+        (b"\ncat=", tokens(sum(cats)), offsets(cats), has_cat, None, None),
+        (b"\nlinear=", tokens(sum(per_tree_linear)), offsets(per_tree_linear), linear,
+         groups_used.astype(np.int64), offsets(group_counts)),
+        (b"\nshrinkage=", tokens(n), one, None, None, None),
+    ]
+    expected = ref_lightgbm_text(head, items, n, tail)
+    assert K.lightgbm_model_text(head, items, n, tail) == expected
+
+
+def test_lightgbm_model_text_refuses_unusable_arguments():
+    one = np.arange(3, dtype=np.int64)
+    good = (b"\nx=", b"1,2", one, None, None, None)
+    assert K.lightgbm_model_text("", [good], 2, "") == "tree_sizes=13 13\n\nTree=0\nx=1\n\n\n" \
+        "Tree=1\nx=2\n\n\n"
+    bad_items = [
+        (b"\nx=", b"1,,2", np.array([0, 1, 3]), None, None, None),  # empty token
+        (b"\nx=", b",1", one, None, None, None),  # leading comma
+        (b"\nx=", b"1,", one, None, None, None),  # trailing comma
+        (b"\nx=", b"1,2,3", one, None, None, None),  # more tokens than the offsets count
+        (b"\nx=", b"1", one, None, None, None),  # fewer
+        (b"\nx=", b"1,2", np.array([0, 2, 1]), None, None, None),  # offsets decrease
+        (b"\nx=", b"1,2", np.array([1, 1, 2]), None, None, None),  # not from 0
+        (b"\nx=", b"1,2", np.array([0, 2]), None, None, None),  # wrong length
+        (b"\nx=", b"1,2", one.astype(np.int32), None, None, None),  # dtype
+        (b"\nx=", "1,2", one, None, None, None),  # values not bytes
+        (b"\nx=", "é,2".encode(), one, None, None, None),  # not ASCII
+        ("\nx=", b"1,2", one, None, None, None),  # prefix not bytes
+        (b"\nx=", b"1,2", one, np.array([1, 0], np.uint8), None, None),  # absent with values
+        (b"\nx=", b"1,2", one, np.array([1], np.uint8), None, None),  # present's length
+        (b"\nx=", b"1,2", one, None, np.array([2, 0], np.int64), one),  # group beyond tree
+        (b"\nx=", b"1,2", one, None, np.array([0, 0], np.int64), one),  # groups cover less
+    ]
+    for item in bad_items:
+        with pytest.raises(ArrayError):
+            K.lightgbm_model_text("", [item], 2, "")
+    with pytest.raises(ArrayError):
+        K.lightgbm_model_text("", [good], -1, "")
+    with pytest.raises(ArrayError):
+        K.lightgbm_model_text(b"", [good], 2, "")
+
+
+# -- ubjson_decode_packed -----------------------------------------------------------------------
+
+
+def _packed_reference(trees):
+    """What ubjson_decode_packed gathers from a list of tree dicts (decoded the plain way)."""
+    keys = list(trees[0])
+    arrays = {k: (np.concatenate([t[k] for t in trees]), [t[k].size for t in trees])
+              for k in keys if isinstance(trees[0][k], np.ndarray)}
+    ints = {k: [t[k] for t in trees] for k in keys if type(trees[0][k]) is int}
+    objects = {k: {s: [t[k][s] for t in trees] for s in trees[0][k]}
+               for k in keys if isinstance(trees[0][k], dict)}
+    return keys, arrays, ints, objects
+
+
+@FEW
+@given(sizes=st.lists(st.tuples(st.integers(0, 30), st.integers(0, 5)), min_size=1,
+                      max_size=20),
+       dtypes=st.tuples(st.sampled_from([">i4", ">f4", ">i8", ">f8", "|u1", "|i1", ">i2"]),
+                        st.sampled_from([">i4", ">f4", "|u1"])))
+def test_ubjson_decode_packed_gathers_what_ubjson_decode_reads(sizes, dtypes):
+    rng = np.random.default_rng(len(sizes))
+    trees = []
+    for i, (a, b) in enumerate(sizes):
+        trees.append({
+            "alpha": rng.integers(-100, 100, a).astype(dtypes[0]),
+            "id": i * 1000 - 5,
+            "param": {"x": str(a), "y": "é" * b},
+            "beta": rng.integers(0, 100, b).astype(dtypes[1]),
+        })
+    raw = bytes(K.ubjson_encode({"learner": {"model": {"trees": trees}, "n": 1}}))
+    plain = K.ubjson_decode(raw)
+    packed = K.ubjson_decode_packed(raw)
+    got = packed["learner"]["model"].pop("trees")
+    expected = plain["learner"]["model"].pop("trees")
+    assert packed == plain  # everything but the trees is decoded alike
+    assert isinstance(got, K.UbjTrees)
+    keys, arrays, ints, objects = _packed_reference(expected)
+    assert got.packed["count"] == len(trees) and got.packed["keys"] == keys
+    assert set(got.packed["arrays"]) == set(arrays)
+    for k, (values, lengths) in arrays.items():
+        column, counts = got.packed["arrays"][k]
+        assert column.dtype == expected[0][k].dtype  # the typed arrays' own (big-endian)
+        assert column.tobytes() == values.astype(column.dtype).tobytes()
+        assert counts.dtype == np.int64 and counts.tolist() == lengths
+    assert {k: v.tolist() for k, v in got.packed["ints"].items()} == ints
+    assert got.packed["objects"] == objects
+
+
+def test_ubjson_decode_packed_falls_back_to_plain_values():
+    a = np.arange(3, dtype=">i4")
+    cases = [
+        [{"a": a, "id": 0}, {"id": 1, "a": a}],  # keys in another order
+        [{"a": a, "id": 0}, {"a": a}],  # a key missing
+        [{"a": a}, {"a": a, "id": 1}],  # a key more
+        [{"a": a}, {"a": a.astype(">f4")}],  # arrays of other types
+        [{"a": a}, {"a": [1, 2]}],  # an untyped array
+        [{"a": "text"}],  # a string value
+        [{"a": {"s": 1}}],  # an object of non-strings
+        [{"a": {"s": "x"}}, {"a": {"t": "x"}}],  # objects with other keys
+        [1, 2],  # not objects
+        [],  # no trees
+    ]
+    for trees in cases:
+        raw = bytes(K.ubjson_encode({"trees": trees}))
+        got = K.ubjson_decode_packed(raw)
+        if trees:
+            assert repr(got) == repr(K.ubjson_decode(raw))
+        else:
+            assert isinstance(got["trees"], K.UbjTrees) and got["trees"].packed["count"] == 0
+    # Malformed documents are refused as ubjson_decode refuses them.
+    raw = bytes(K.ubjson_encode({"trees": [{"a": a, "id": 0}]}))
+    for bad in (raw[:-3], raw + b"}", raw.replace(b"$l", b"$q")):
+        with pytest.raises(ValueError):
+            K.ubjson_decode(bad)
+        with pytest.raises(ValueError):
+            K.ubjson_decode_packed(bad)

@@ -130,3 +130,20 @@ def ubjson_tree_list(
     offsets: dict[str, npt.NDArray[np.int64]],
     params: dict[str, npt.NDArray[np.int64]],
 ) -> bytes: ...
+
+# LightGBM's model text from formatted number columns.
+def lightgbm_model_text(
+    head: str,
+    items: list[tuple[Any, ...]],
+    n_trees: int,
+    tail: str,
+) -> str: ...
+
+# XGBoost's tree list decoded packed.
+class UbjTrees:
+    """XGBoost's tree list decoded by ``ubjson_decode_packed``, its values per key."""
+
+    packed: dict[str, Any]
+    def __init__(self, packed: dict[str, Any]) -> None: ...
+
+def ubjson_decode_packed(data: bytes) -> Any: ...

@@ -30,6 +30,7 @@ from libc.stdint cimport (
     uint16_t,
     uint32_t,
     uint64_t,
+    uintptr_t,
 )
 from libc.stdio cimport snprintf
 from libc.string cimport memcpy
@@ -81,6 +82,9 @@ __all__ = [
     "TREE_LEAF_OUT_OF_RANGE",
     "TREE_LEAF_REACHED_TWICE",
     "TREE_LEAF_COUNT_MISMATCH",
+    "lightgbm_model_text",
+    "ubjson_decode_packed",
+    "UbjTrees",
 ]
 
 ctypedef fused uint_t:
@@ -2507,29 +2511,47 @@ cdef int _ubj_write_length(_UbjBuf* b, Py_ssize_t n) except -1:
     return _ubj_write(b, buf, 9)
 
 
-cdef int _ubj_write_int(_UbjBuf* b, int64_t v) except -1:
+cdef const void* _data_of(object arr) except? NULL:
+    """The data pointer of a numpy array (kept alive by the caller)."""
+    return <const void*><uintptr_t>arr.__array_interface__["data"][0]
+
+
+cdef inline void _ubj_put_raw(_UbjBuf* b, const void* src, Py_ssize_t n) noexcept nogil:
+    # Into a buffer sized beforehand; never past its end: an overrun marks the buffer (size
+    # beyond cap) and writes nothing more, and the caller refuses it.
+    if b.size > b.cap or n > b.cap - b.size:
+        b.size = b.cap + 1
+        return
+    memcpy(b.data + b.size, src, n)
+    b.size += n
+
+
+cdef inline void _ubj_put_raw_length(_UbjBuf* b, Py_ssize_t n) noexcept nogil:
+    cdef uint8_t buf[9]
+    buf[0] = c'L'
+    _ubj_put_be(&buf[1], <uint64_t>n, 8)
+    _ubj_put_raw(b, buf, 9)
+
+
+cdef inline void _ubj_put_raw_int(_UbjBuf* b, int64_t v) noexcept nogil:
     # XGBoost's integer widths (see _ubj_put_int).
     cdef uint8_t buf[9]
     if -128 < v < 127:
         buf[0] = c'i'
         buf[1] = <uint8_t>(<int8_t>v)
-        return _ubj_write(b, buf, 2)
-    if -32768 < v < 32767:
+        _ubj_put_raw(b, buf, 2)
+    elif -32768 < v < 32767:
         buf[0] = c'I'
         _ubj_put_be(&buf[1], <uint64_t>v, 2)
-        return _ubj_write(b, buf, 3)
-    if INT32_MIN < v < INT32_MAX:
+        _ubj_put_raw(b, buf, 3)
+    elif INT32_MIN < v < INT32_MAX:
         buf[0] = c'l'
         _ubj_put_be(&buf[1], <uint64_t>v, 4)
-        return _ubj_write(b, buf, 5)
-    buf[0] = c'L'
-    _ubj_put_be(&buf[1], <uint64_t>v, 8)
-    return _ubj_write(b, buf, 9)
-
-
-cdef int _ubj_write_key(_UbjBuf* b, bytes key) except -1:
-    _ubj_write_length(b, len(key))
-    return _ubj_write(b, PyBytes_AS_STRING(key), len(key))
+        _ubj_put_raw(b, buf, 5)
+    else:
+        buf[0] = c'L'
+        _ubj_put_be(&buf[1], <uint64_t>v, 8)
+        _ubj_put_raw(b, buf, 9)
 
 
 def ubjson_tree_list(keys, columns, offsets, params):
@@ -2562,87 +2584,151 @@ def ubjson_tree_list(keys, columns, offsets, params):
     ArrayError
         On unusable arguments (dtypes, lengths, offsets).
     """
-    cdef Py_ssize_t n = -1, i, k, item, width
+    cdef Py_ssize_t n = -1, i, k, j, count, width, total, n_keys, n_params
     cdef _UbjBuf b
     cdef uint8_t head[4]
-    cdef const int64_t[::1] cut
-    cdef const int64_t[::1] value
-    cdef const uint8_t[::1] raw
     cdef char digits[24]
     cdef int length
+    cdef int64_t v
+    # Everything the per-tree loop reads, as C arrays (acquiring a typed memoryview per tree and
+    # column cost 4 ms on a 500-tree model): per key its kind (0 column, 1 id, 2 tree_param),
+    # its encoded name, and for columns the data, cut offsets, item width and marker.
+    cdef int* kind = NULL
+    cdef const uint8_t** key_ptr = NULL
+    cdef Py_ssize_t* key_len = NULL
+    cdef const uint8_t** data_ptr = NULL
+    cdef const int64_t** cut_ptr = NULL
+    cdef Py_ssize_t* item_width = NULL
+    cdef uint8_t* item_marker = NULL
+    cdef const int64_t** param_ptr = NULL
+    cdef const uint8_t** param_key_ptr = NULL
+    cdef Py_ssize_t* param_key_len = NULL
     names = [str(key) for key in keys]
-    kinds, datas, cuts, widths, markers = [], [], [], [], []
-    for name in names:
-        if name == "id" or name == "tree_param":
-            continue
-        column = columns[name]
-        marker = _UBJ_MARKER_OF.get(column.dtype) if type(column) is np.ndarray else None
-        if marker is None or column.ndim != 1 or not column.flags.c_contiguous:
-            raise ArrayError(f"{name} must be a contiguous big-endian UBJSON array")
-        o, _ = _forest_offsets(offsets[name], column.shape[0])
-        if n == -1:
-            n = o.shape[0] - 1
-        elif o.shape[0] - 1 != n:
-            raise ArrayError("every column needs the same number of trees")
-        datas.append(column.view(np.uint8))
-        cuts.append(o)
-        widths.append(column.dtype.itemsize)
-        markers.append(marker)
-    param_names = list(params)
-    param_values = []
-    for name in param_names:
-        p = _in_array(params[name], name)
-        if p.dtype != np.int64 or not p.flags.c_contiguous or (n != -1 and p.shape[0] != n):
-            raise ArrayError(f"tree_param {name} must be contiguous int64 of n_trees")
-        if p.shape[0] and p.min() < 0:
-            raise ArrayError(f"tree_param {name} must be non-negative")
-        n = p.shape[0] if n == -1 else n
-        param_values.append(p)
-    if n == -1:
-        raise ArrayError("no column to count the trees by")
     encoded = [name.encode("utf-8") for name in names]
+    param_names = [str(name) for name in params]
     param_keys = [name.encode("utf-8") for name in param_names]
+    keep = []  # the arrays the pointers point into, alive until the end
+    n_keys = len(names)
+    n_params = len(param_names)
     b.data = NULL
     b.size = 0
     b.cap = 0
     try:
+        kind = <int*>PyMem_Malloc(max(n_keys, 1) * sizeof(int))
+        key_ptr = <const uint8_t**>PyMem_Malloc(max(n_keys, 1) * sizeof(void*))
+        key_len = <Py_ssize_t*>PyMem_Malloc(max(n_keys, 1) * sizeof(Py_ssize_t))
+        data_ptr = <const uint8_t**>PyMem_Malloc(max(n_keys, 1) * sizeof(void*))
+        cut_ptr = <const int64_t**>PyMem_Malloc(max(n_keys, 1) * sizeof(void*))
+        item_width = <Py_ssize_t*>PyMem_Malloc(max(n_keys, 1) * sizeof(Py_ssize_t))
+        item_marker = <uint8_t*>PyMem_Malloc(max(n_keys, 1))
+        param_ptr = <const int64_t**>PyMem_Malloc(max(n_params, 1) * sizeof(void*))
+        param_key_ptr = <const uint8_t**>PyMem_Malloc(max(n_params, 1) * sizeof(void*))
+        param_key_len = <Py_ssize_t*>PyMem_Malloc(max(n_params, 1) * sizeof(Py_ssize_t))
+        if (kind == NULL or key_ptr == NULL or key_len == NULL or data_ptr == NULL
+                or cut_ptr == NULL or item_width == NULL or item_marker == NULL
+                or param_ptr == NULL or param_key_ptr == NULL or param_key_len == NULL):
+            raise MemoryError()
+        total = 11
+        for k in range(n_keys):
+            name = names[k]
+            key_ptr[k] = <const uint8_t*>PyBytes_AS_STRING(encoded[k])
+            key_len[k] = len(encoded[k])
+            if name == "id":
+                kind[k] = 1
+                continue
+            if name == "tree_param":
+                kind[k] = 2
+                continue
+            kind[k] = 0
+            column = columns[name]
+            marker = _UBJ_MARKER_OF.get(column.dtype) if type(column) is np.ndarray else None
+            if marker is None or column.ndim != 1 or not column.flags.c_contiguous:
+                raise ArrayError(f"{name} must be a contiguous big-endian UBJSON array")
+            o, _ = _forest_offsets(offsets[name], column.shape[0])
+            if n == -1:
+                n = o.shape[0] - 1
+            elif o.shape[0] - 1 != n:
+                raise ArrayError("every column needs the same number of trees")
+            raw = column.view(np.uint8)
+            keep.append(raw)
+            keep.append(o)
+            data_ptr[k] = <const uint8_t*>_data_of(raw)
+            cut_ptr[k] = <const int64_t*>_data_of(o)
+            item_width[k] = column.dtype.itemsize
+            item_marker[k] = <uint8_t>marker
+            total += column.shape[0] * item_width[k]
+        for j in range(n_params):
+            name = param_names[j]
+            p = _in_array(params[name], name)
+            if p.dtype != np.int64 or not p.flags.c_contiguous or (n != -1 and p.shape[0] != n):
+                raise ArrayError(f"tree_param {name} must be contiguous int64 of n_trees")
+            if p.shape[0] and p.min() < 0:
+                raise ArrayError(f"tree_param {name} must be non-negative")
+            n = p.shape[0] if n == -1 else n
+            keep.append(p)
+            param_ptr[j] = <const int64_t*>_data_of(p)
+            param_key_ptr[j] = <const uint8_t*>PyBytes_AS_STRING(param_keys[j])
+            param_key_len[j] = len(param_keys[j])
+        if n == -1:
+            raise ArrayError("no column to count the trees by")
+        # An upper bound of the fixed parts per tree: braces, every key and its header, an id,
+        # every tree_param entry with up to 20 digits.
+        width = 2
+        for k in range(n_keys):
+            width += 9 + key_len[k] + 13
+        for j in range(n_params):
+            width += 9 + param_key_len[j] + 10 + 20
+        total += n * width
+        _ubj_grow(&b, total)
         head[0] = c'['
         head[1] = c'#'
         _ubj_write(&b, head, 2)
         _ubj_write_length(&b, n)
-        for i in range(n):
-            _ubj_write(&b, b"{", 1)
-            item = 0
-            for k in range(len(names)):
-                _ubj_write_key(&b, encoded[k])
-                if names[k] == "id":
-                    _ubj_write_int(&b, i)
-                elif names[k] == "tree_param":
-                    _ubj_write(&b, b"{", 1)
-                    for j in range(len(param_names)):
-                        _ubj_write_key(&b, param_keys[j])
-                        value = param_values[j]
-                        length = snprintf(digits, 24, "%lld", <long long>value[i])
-                        _ubj_write(&b, b"S", 1)
-                        _ubj_write_length(&b, length)
-                        _ubj_write(&b, digits, length)
-                    _ubj_write(&b, b"}", 1)
-                else:
-                    cut = cuts[item]
-                    raw = datas[item]
-                    width = widths[item]
-                    head[0] = c'['
-                    head[1] = c'$'
-                    head[2] = <uint8_t>markers[item]
-                    head[3] = c'#'
-                    _ubj_write(&b, head, 4)
-                    _ubj_write_length(&b, cut[i + 1] - cut[i])
-                    _ubj_write(&b, &raw[0] + cut[i] * width, (cut[i + 1] - cut[i]) * width)
-                    item += 1
-            _ubj_write(&b, b"}", 1)
+        with nogil:
+            for i in range(n):
+                _ubj_put_raw(&b, b"{", 1)
+                for k in range(n_keys):
+                    _ubj_put_raw_length(&b, key_len[k])
+                    _ubj_put_raw(&b, key_ptr[k], key_len[k])
+                    if kind[k] == 1:
+                        _ubj_put_raw_int(&b, i)
+                    elif kind[k] == 2:
+                        _ubj_put_raw(&b, b"{", 1)
+                        for j in range(n_params):
+                            _ubj_put_raw_length(&b, param_key_len[j])
+                            _ubj_put_raw(&b, param_key_ptr[j], param_key_len[j])
+                            v = param_ptr[j][i]
+                            length = snprintf(digits, 24, "%lld", <long long>v)
+                            _ubj_put_raw(&b, b"S", 1)
+                            _ubj_put_raw_length(&b, length)
+                            _ubj_put_raw(&b, digits, length)
+                        _ubj_put_raw(&b, b"}", 1)
+                    else:
+                        count = cut_ptr[k][i + 1] - cut_ptr[k][i]
+                        width = item_width[k]
+                        head[0] = c'['
+                        head[1] = c'$'
+                        head[2] = item_marker[k]
+                        head[3] = c'#'
+                        _ubj_put_raw(&b, head, 4)
+                        _ubj_put_raw_length(&b, count)
+                        _ubj_put_raw(&b, data_ptr[k] + cut_ptr[k][i] * width, count * width)
+                _ubj_put_raw(&b, b"}", 1)
+        if b.size > b.cap:  # the bound above is exact enough never to get here
+            raise AssertionError("ubjson_tree_list overran its buffer")
         return PyBytes_FromStringAndSize(<char*>b.data, b.size)
     finally:
         PyMem_Free(b.data)
+        PyMem_Free(kind)
+        PyMem_Free(key_ptr)
+        PyMem_Free(key_len)
+        PyMem_Free(data_ptr)
+        PyMem_Free(cut_ptr)
+        PyMem_Free(item_width)
+        PyMem_Free(item_marker)
+        PyMem_Free(param_ptr)
+        PyMem_Free(param_key_ptr)
+        PyMem_Free(param_key_len)
 
 
 cdef class UbjRaw:
@@ -2652,3 +2738,538 @@ cdef class UbjRaw:
 
     def __init__(self, bytes data):
         self.data = data
+
+
+# -- LightGBM model text ----------------------------------------------------------------------
+
+cdef extern from "Python.h":
+    # A new str of ``size`` code points up to ``maxchar`` (127: ASCII, one byte each), to be
+    # filled through PyUnicode_DATA before anything else sees it.
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    void* PyUnicode_DATA(object o)
+
+
+cdef struct _LgbItem:
+    const char* prefix          # "\nname="
+    Py_ssize_t prefix_len
+    const char* text            # the tokens, separated by single commas
+    const Py_ssize_t* cut       # tree i's tokens start at text[cut[i]] and end before
+                                # text[cut[i + 1] - 1]
+    const Py_ssize_t* starts    # linear lines: token k is text[starts[k]:starts[k + 1] - 1]
+    const int64_t* offsets      # tree i holds tokens [offsets[i], offsets[i + 1])
+    const uint8_t* present      # the line is written for tree i when present[i] (NULL: always)
+    const int64_t* groups       # linear lines: tokens per leaf (NULL: space-separated)
+    const int64_t* group_offsets
+
+
+cdef inline int _dec_len(int64_t v) noexcept nogil:
+    # v >= 0
+    cdef uint64_t u = <uint64_t>v
+    cdef int n = 1
+    while u >= 10:
+        u //= 10
+        n += 1
+    return n
+
+
+cdef inline Py_ssize_t _dec_put(char* out, int64_t v) noexcept nogil:
+    # v >= 0
+    cdef char tmp[24]
+    cdef int k = 0
+    cdef Py_ssize_t n = 0
+    cdef uint64_t u = <uint64_t>v
+    while True:
+        tmp[k] = <char>(c'0' + <int>(u % 10))
+        k += 1
+        u //= 10
+        if u == 0:
+            break
+    while k > 0:
+        k -= 1
+        out[n] = tmp[k]
+        n += 1
+    return n
+
+
+cdef inline void _lgb_copy_spaced(char* out, const char* src, Py_ssize_t n) noexcept nogil:
+    """Copy ``n`` bytes, commas becoming spaces."""
+    cdef Py_ssize_t q
+    cdef char c
+    for q in range(n):
+        c = src[q]
+        out[q] = c' ' if c == c',' else c
+
+
+cdef Py_ssize_t _lgb_cuts(const char* text, Py_ssize_t length, const int64_t* offsets,
+                          Py_ssize_t n, Py_ssize_t* cut) noexcept nogil:
+    """``cut[t]``: where token ``offsets[t]`` starts (``length + 1`` past the last token), for
+    ``offsets`` non-decreasing from 0.  Returns the token count, or -1 on an empty token or
+    an offset past the tokens."""
+    cdef Py_ssize_t i, k = 0, t = 0, want
+    cdef int c, pairs = 0, previous = 1  # a leading comma counts as an empty token
+    while t <= n and offsets[t] == 0:
+        cut[t] = 0
+        t += 1
+    if length == 0:
+        return 0 if t == n + 1 else -1
+    want = offsets[t] if t <= n else -1
+    for i in range(length):
+        c = text[i] == c','
+        pairs |= previous & c  # two commas in a row
+        previous = c
+        k += c
+        if k == want:  # the comma before token `want` (rare: once per tree)
+            while t <= n and offsets[t] == k:
+                cut[t] = i + 1
+                t += 1
+            want = offsets[t] if t <= n else -1
+    if pairs or previous:  # an empty token, or a trailing comma
+        return -1
+    k += 1  # the token count
+    while t <= n and offsets[t] == k:
+        cut[t] = length + 1
+        t += 1
+    return k if t == n + 1 else -1
+
+
+cdef Py_ssize_t _lgb_block(const _LgbItem* items, Py_ssize_t n_items, Py_ssize_t tree,
+                           char* out) noexcept nogil:
+    """Size of tree ``tree``'s block, written to ``out`` unless it is NULL; -1 when a line's
+    tokens do not fit its presence or its groups."""
+    cdef Py_ssize_t size = 5 + _dec_len(tree), j, k, a, b, g, m, n, p
+    cdef const _LgbItem* it
+    if out != NULL:
+        memcpy(out, b"Tree=", 5)
+        _dec_put(out + 5, tree)
+    for j in range(n_items):
+        it = &items[j]
+        a = it.offsets[tree]
+        b = it.offsets[tree + 1]
+        if it.present != NULL and not it.present[tree]:
+            if b != a:
+                return -1
+            continue
+        if out != NULL:
+            memcpy(out + size, it.prefix, it.prefix_len)
+        size += it.prefix_len
+        if it.groups == NULL:
+            # The tree's tokens and the separators between them, as one range.
+            if b > a:
+                n = it.cut[tree + 1] - 1 - it.cut[tree]
+                if out != NULL:
+                    _lgb_copy_spaced(out + size, it.text + it.cut[tree], n)
+                size += n
+            continue
+        # Linear leaves: each token then a space, each leaf then one more space.
+        k = a
+        for g in range(it.group_offsets[tree], it.group_offsets[tree + 1]):
+            m = it.groups[g]
+            if m < 0 or m > b - k:
+                return -1
+            # m tokens, each followed by a space: starts[k + m] - starts[k] bytes.
+            n = it.starts[k + m] - it.starts[k]
+            if out != NULL and m > 0:
+                _lgb_copy_spaced(out + size, it.text + it.starts[k], n - 1)
+                out[size + n - 1] = c' '
+            if out != NULL:
+                out[size + n] = c' '
+            size += n + 1
+            k += m
+        if k != b:
+            return -1
+    if out != NULL:
+        memcpy(out + size, b"\n\n\n", 3)
+    return size + 3
+
+
+def lightgbm_model_text(head, items, n_trees, tail):
+    """A LightGBM text model: ``head``, the ``tree_sizes`` line, the tree blocks, ``tail``.
+
+    Each tree block is ``Tree=i``, one line per item, then two empty lines; ``tree_sizes``
+    lists the blocks' byte lengths.  Writing the blocks tree by tree in Python cost 8 ms on a
+    500-tree model; this copies each tree's range of already formatted numbers, in one pass
+    that measures and one that writes.
+
+    Parameters
+    ----------
+    head : str
+        The header lines before ``tree_sizes``, each ending with a newline.
+    items : list of tuple
+        Each ``(prefix, values, offsets, present, groups, group_offsets)``, in line order.
+        ``prefix`` is the line's start (``b"\\nthreshold="``); ``values`` is ``bytes`` of
+        tokens separated by single commas (e.g. orjson's numbers without their brackets),
+        written as they are; ``offsets`` contiguous int64 ``n_trees + 1`` boundaries from 0 to
+        the number of tokens; ``present`` None (every tree) or a uint8 array of ``n_trees``
+        (the line is written only where nonzero, and a tree without the line must have no
+        tokens); ``groups`` None (tokens separated by single spaces) or, for linear leaves, an
+        int64 array of the tokens per leaf with ``group_offsets`` (``n_trees + 1`` boundaries
+        into ``groups``): each token is followed by a space and each leaf by one more.
+    n_trees : int
+    tail : str
+        What follows the trees (``end of trees``...).
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ArrayError
+        On unusable arguments, empty tokens, offsets outside the tokens, or tokens that do
+        not fit a tree's presence or leaf groups.
+
+    Examples
+    --------
+    >>> one = np.arange(3, dtype=np.int64)
+    >>> print(lightgbm_model_text("tree\\n", [(b"\\nx=", b"1,2.5,3", np.array([0, 2, 3]),
+    ...                                        None, None, None),
+    ...                                       (b"\\nk=", b"7,8", one, None, None, None)],
+    ...                           2, "end of trees\\n"), end="")
+    tree
+    tree_sizes=21 17
+    <BLANKLINE>
+    Tree=0
+    x=1 2.5
+    k=7
+    <BLANKLINE>
+    <BLANKLINE>
+    Tree=1
+    x=3
+    k=8
+    <BLANKLINE>
+    <BLANKLINE>
+    end of trees
+    """
+    cdef Py_ssize_t n, n_items = len(items), j, i, size, total = 0, count, pos
+    cdef _LgbItem* c_items = NULL
+    cdef char* out
+    cdef bint bad = False
+    cdef Py_ssize_t[::1] cut
+    if type(n_trees) is not int or n_trees < 0:
+        raise ArrayError("n_trees must be a non-negative int")
+    if type(head) is not str or type(tail) is not str:
+        raise ArrayError("head and tail must be str")
+    n = n_trees
+    keep = []
+    sizes = np.zeros(n, dtype=np.int64)
+    cdef int64_t[::1] sizes_view = sizes
+    try:
+        c_items = <_LgbItem*>PyMem_Malloc(max(n_items, 1) * sizeof(_LgbItem))
+        if c_items == NULL:
+            raise MemoryError()
+        for j in range(n_items):
+            prefix, values, offsets, present, groups, group_offsets = items[j]
+            if type(prefix) is not bytes or type(values) is not bytes:
+                raise ArrayError("a line's prefix and values must be bytes")
+            if not prefix.isascii() or not values.isascii():
+                raise ArrayError("a line's prefix and values must be ASCII")
+            keep.append(prefix)
+            keep.append(values)
+            c_items[j].prefix = PyBytes_AS_STRING(prefix)
+            c_items[j].prefix_len = len(prefix)
+            c_items[j].text = PyBytes_AS_STRING(values)
+            c_items[j].cut = NULL
+            c_items[j].starts = NULL
+            c_items[j].present = NULL
+            c_items[j].groups = NULL
+            c_items[j].group_offsets = NULL
+            o = _in_array(offsets, "offsets")
+            if o.dtype != np.int64 or o.shape[0] != n + 1 or not o.flags.c_contiguous:
+                raise ArrayError("offsets must be contiguous int64 of n_trees + 1 entries")
+            if o[0] != 0 or (n and np.diff(o).min() < 0):
+                raise ArrayError("offsets must rise from 0")
+            keep.append(o)
+            c_items[j].offsets = <const int64_t*>_data_of(o)
+            cuts = np.empty(n + 1, dtype=np.intp)
+            cut = cuts
+            # The token count, checked to be where the offsets end.
+            count = _lgb_cuts(c_items[j].text, len(values), c_items[j].offsets, n, &cut[0])
+            if count < 0 or o[n] != count:
+                raise ArrayError("a line's values hold an empty token, or not the tokens its "
+                                 "offsets count")
+            keep.append(cuts)
+            c_items[j].cut = &cut[0]
+            if present is not None:
+                p = _in_array(present, "present")
+                if p.dtype != np.uint8 or p.shape[0] != n or not p.flags.c_contiguous:
+                    raise ArrayError("present must be a contiguous uint8 array of n_trees")
+                keep.append(p)
+                c_items[j].present = <const uint8_t*>_data_of(p)
+            if groups is not None:
+                g = _in_array(groups, "groups")
+                if g.dtype != np.int64 or not g.flags.c_contiguous:
+                    raise ArrayError("groups must be a contiguous int64 array")
+                go, _ = _forest_offsets(group_offsets, g.shape[0])
+                if go.shape[0] != n + 1:
+                    raise ArrayError("group_offsets must have n_trees + 1 entries")
+                # Every token's start: 0, one past each comma, one past the end.
+                commas = np.flatnonzero(np.frombuffer(values, dtype=np.uint8) == 44)
+                bounds = np.empty(count + 1, dtype=np.intp)
+                bounds[0] = 0
+                bounds[1:count] = commas + 1
+                bounds[count] = len(values) + 1
+                keep.append(g)
+                keep.append(go)
+                keep.append(bounds)
+                c_items[j].groups = <const int64_t*>_data_of(g)
+                c_items[j].group_offsets = <const int64_t*>_data_of(go)
+                c_items[j].starts = <const Py_ssize_t*>_data_of(bounds)
+        # Sizes first, then the text into a str of exactly that size.  The inputs are
+        # immutable bytes and arrays kept here, read under the GIL in both passes.
+        for i in range(n):
+            size = _lgb_block(c_items, n_items, i, NULL)
+            if size < 0:
+                bad = True
+                break
+            sizes_view[i] = size
+            total += size
+        if bad:
+            raise ArrayError(f"tree {i}: line values do not fit the tree's lines or leaves")
+        head_bytes = head.encode("utf-8")
+        tail_bytes = tail.encode("utf-8")
+        sizes_line = ("tree_sizes=" + " ".join(map(str, sizes.tolist())) + "\n\n").encode()
+        total += len(head_bytes) + len(sizes_line) + len(tail_bytes)
+        ascii = PyUnicode_IS_ASCII(head) and PyUnicode_IS_ASCII(tail)
+        if ascii:
+            result = PyUnicode_New(total, 127)
+            out = <char*>PyUnicode_DATA(result)
+        else:  # UTF-8 names: written as bytes, decoded once
+            result = PyBytes_FromStringAndSize(NULL, total)
+            out = PyBytes_AS_STRING(result)
+        memcpy(out, PyBytes_AS_STRING(head_bytes), len(head_bytes))
+        pos = len(head_bytes)
+        memcpy(out + pos, PyBytes_AS_STRING(sizes_line), len(sizes_line))
+        pos += len(sizes_line)
+        for i in range(n):
+            _lgb_block(c_items, n_items, i, out + pos)
+            pos += sizes_view[i]
+        memcpy(out + pos, PyBytes_AS_STRING(tail_bytes), len(tail_bytes))
+        return result if ascii else result.decode("utf-8")
+    finally:
+        PyMem_Free(c_items)
+
+
+# -- XGBoost's tree list, decoded into packed columns -------------------------------------------
+
+from libc.string cimport memcmp
+
+
+cdef object _ubj_trees_packed(_UbjReader* r, object data):
+    """The tree list at ``r`` (``[#`` count, then objects with the same keys in the same
+    order), its values gathered per key; ValueError on anything else (the caller rewinds and
+    decodes it as plain values)."""
+    cdef Py_ssize_t count, i, k, j, n_keys = 0, length, key_at, total, width, at = 0
+    cdef const uint8_t* p
+    cdef uint8_t marker
+    cdef int64_t[:, ::1] where
+    cdef int64_t[:, ::1] sizes
+    cdef int64_t[:, ::1] ints
+    if _ubj_take(r, 1)[0] != c'[' or _ubj_take(r, 1)[0] != c'#':
+        raise ValueError("not a counted array")
+    count = _ubj_length(r)
+    keys = []        # str, from the first tree
+    raw_keys = []    # (position, length) of each key's bytes in the first tree
+    kinds = []       # 0: typed array (its marker), 1: int, 2: object of strings
+    markers = []
+    sub_keys = []    # per object key: its keys (str), and their raw bytes
+    sub_raw = []
+    strings = []     # per object key: per sub key, a list of one str per tree
+    where_arr = sizes_arr = ints_arr = None
+    for i in range(count):
+        if _ubj_take(r, 1)[0] != c'{':
+            raise ValueError("not an object")
+        k = 0
+        while True:
+            if r.pos < r.n and r.p[r.pos] == c'}':
+                r.pos += 1
+                break
+            length = _ubj_length(r)
+            key_at = r.pos
+            p = _ubj_take(r, length)
+            if i == 0:
+                keys.append(PyUnicode_DecodeUTF8(<const char*>p, length, "strict"))
+                raw_keys.append((key_at, length))
+            elif k >= n_keys or raw_keys[k][1] != length or memcmp(
+                    r.p + <Py_ssize_t>raw_keys[k][0], p, length) != 0:
+                raise ValueError("trees with different keys")
+            marker = _ubj_take(r, 1)[0]
+            if i == 0:
+                if marker == c'[':
+                    kinds.append(0)
+                elif marker in (c'i', c'U', c'I', c'l', c'L'):
+                    kinds.append(1)
+                elif marker == c'{':
+                    kinds.append(2)
+                else:
+                    raise ValueError("unexpected tree value")
+                markers.append(0)
+                sub_keys.append([])
+                sub_raw.append([])
+                strings.append([])
+            elif k >= n_keys:
+                raise ValueError("trees with different keys")
+            if kinds[k] == 0:
+                if marker != c'[' or _ubj_take(r, 1)[0] != c'$':
+                    raise ValueError("not a typed array")
+                marker = _ubj_take(r, 1)[0]
+                if marker not in _UBJ_DTYPES or _ubj_take(r, 1)[0] != c'#':
+                    raise ValueError("unsupported typed array")
+                if i == 0:
+                    markers[k] = marker
+                elif markers[k] != marker:
+                    raise ValueError("typed arrays of different types")
+                length = _ubj_length(r)
+                width = (<object>_UBJ_DTYPES[marker]).itemsize
+                at = r.pos
+                _ubj_take(r, length * width)
+            elif kinds[k] == 1:
+                value = _ubj_int(r, marker)
+            else:
+                if marker != c'{':
+                    raise ValueError("not an object")
+                j = 0
+                while True:
+                    if r.pos < r.n and r.p[r.pos] == c'}':
+                        r.pos += 1
+                        break
+                    length = _ubj_length(r)
+                    key_at = r.pos
+                    p = _ubj_take(r, length)
+                    if i == 0:
+                        sub_keys[k].append(PyUnicode_DecodeUTF8(<const char*>p, length,
+                                                                "strict"))
+                        sub_raw[k].append((key_at, length))
+                        strings[k].append([])
+                    elif j >= len(sub_raw[k]) or sub_raw[k][j][1] != length or memcmp(
+                            r.p + <Py_ssize_t>sub_raw[k][j][0], p, length) != 0:
+                        raise ValueError("tree objects with different keys")
+                    if _ubj_take(r, 1)[0] != c'S':
+                        raise ValueError("tree object values must be strings")
+                    strings[k][j].append(_ubj_text(r))
+                    j += 1
+                if j != len(sub_raw[k]):
+                    raise ValueError("tree objects with different keys")
+            if i == 0:
+                # Storage grows with the first tree's keys; later trees fill row i.
+                if where_arr is None:
+                    where_arr = np.zeros((count, 64), dtype=np.int64)
+                    sizes_arr = np.zeros((count, 64), dtype=np.int64)
+                    ints_arr = np.zeros((count, 64), dtype=np.int64)
+                    where = where_arr
+                    sizes = sizes_arr
+                    ints = ints_arr
+                if k >= 64:
+                    raise ValueError("too many tree keys")
+            if kinds[k] == 0:
+                where[i, k] = at
+                sizes[i, k] = length
+            elif kinds[k] == 1:
+                ints[i, k] = value
+            k += 1
+        if i == 0:
+            n_keys = k
+        elif k != n_keys:
+            raise ValueError("trees with different keys")
+    arrays, numbers, objects = {}, {}, {}
+    for k in range(n_keys):
+        if kinds[k] == 0:
+            dtype = _UBJ_DTYPES[markers[k]]
+            width = dtype.itemsize
+            counts = sizes_arr[:, k].copy()
+            total = int(counts.sum()) * width
+            out = np.empty(total, dtype=np.uint8)
+            _ubj_gather(r.p, where_arr[:, k].copy(), counts, width, out)
+            arrays[keys[k]] = (out.view(dtype), counts)
+        elif kinds[k] == 1:
+            numbers[keys[k]] = ints_arr[:, k].copy()
+        else:
+            objects[keys[k]] = dict(zip(sub_keys[k], strings[k]))
+    return {"count": count, "keys": keys, "arrays": arrays, "ints": numbers,
+            "objects": objects}
+
+
+cdef void _ubj_gather(const uint8_t* base, const int64_t[::1] where, const int64_t[::1] counts,
+                      Py_ssize_t width, uint8_t[::1] out) noexcept:
+    cdef Py_ssize_t i, at = 0
+    for i in range(where.shape[0]):
+        memcpy(&out[0] + at, base + where[i], counts[i] * width)
+        at += counts[i] * width
+
+
+cdef object _ubj_value_packed(_UbjReader* r, uint8_t marker, object data, int depth):
+    """:func:`_ubj_value`, with a ``trees`` list of objects decoded packed when it can be."""
+    cdef Py_ssize_t start
+    if marker != c'{':
+        return _ubj_value(r, marker, data, depth)
+    if depth >= _UBJ_MAX_DEPTH:
+        raise ValueError("UBJSON document nested too deeply")
+    out = {}
+    while True:
+        if r.pos < r.n and r.p[r.pos] == c'}':
+            r.pos += 1
+            return out
+        key = _ubj_text(r)
+        if key == "trees":
+            start = r.pos
+            try:
+                out[key] = UbjTrees(_ubj_trees_packed(r, data))
+                continue
+            except ValueError:
+                r.pos = start
+        out[key] = _ubj_value_packed(r, _ubj_take(r, 1)[0], data, depth + 1)
+
+
+class UbjTrees:
+    """XGBoost's tree list decoded by :func:`ubjson_decode_packed`, its values per key.
+
+    ``packed`` holds ``count`` (trees), ``keys`` (each tree's keys, in order), ``arrays``
+    (key -> (every tree's typed array one after another, big-endian, and each tree's length
+    as int64)), ``ints`` (key -> int64 array of one value per tree) and ``objects`` (key ->
+    sub key -> list of one str per tree).
+    """
+
+    def __init__(self, packed):
+        self.packed = packed
+
+
+def ubjson_decode_packed(data):
+    """:func:`ubjson_decode`, with XGBoost's tree lists decoded packed.
+
+    A ``trees`` value that is a counted list of objects with the same keys in the same order,
+    each value a typed array, an integer or an object of strings, becomes a :class:`UbjTrees`
+    (one array per key for every tree, instead of a numpy view per tree and key); any other
+    ``trees`` value is decoded as :func:`ubjson_decode` does.
+
+    Parameters
+    ----------
+    data : bytes
+
+    Returns
+    -------
+    object
+
+    Raises
+    ------
+    ValueError
+        As :func:`ubjson_decode`.
+
+    Examples
+    --------
+    >>> doc = ubjson_encode({"trees": [{"a": np.arange(2, dtype=">i4"), "id": 0},
+    ...                                {"a": np.arange(3, dtype=">i4"), "id": 1}]})
+    >>> packed = ubjson_decode_packed(bytes(doc))["trees"].packed
+    >>> packed["arrays"]["a"][0].tolist(), packed["arrays"]["a"][1].tolist()
+    ([0, 1, 0, 1, 2], [2, 3])
+    >>> packed["ints"]["id"].tolist()
+    [0, 1]
+    """
+    if type(data) is not bytes:
+        raise TypeError("data must be bytes")
+    cdef _UbjReader r
+    r.p = <const uint8_t*>PyBytes_AS_STRING(data)
+    r.pos = 0
+    r.n = len(data)
+    value = _ubj_value_packed(&r, _ubj_take(&r, 1)[0], data, 0)
+    if r.pos != r.n:
+        raise ValueError("trailing bytes after the UBJSON document")
+    return value

@@ -40,6 +40,8 @@ from .sklearn import check_attribute_names
 # non-finite float is refused, so nothing but data can reach the native document.
 
 PLAIN_DTYPES = frozenset({"|i1", "|u1", "<i2", "<i4", "<i8", "<f4", "<f8"})
+# JSON scalars: a plain value stands for itself (check_plain has nothing to look at).
+_SCALARS = frozenset({int, float, str, bool, type(None)})
 
 
 def save_plain(value: Any, ctx: SaveContext, path: str) -> Any:
@@ -68,13 +70,17 @@ def check_plain(node: Any, ctx: CheckContext, path: str) -> None:
     while stack:
         value, where = stack.pop()
         if isinstance(value, list):
-            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value))
+            # Lists of plain scalars (XGBoost's tree_info, iteration_indptr: one entry per
+            # tree) need no walk; only containers and typed nodes are looked into.
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value)
+                         if type(v) not in _SCALARS)
         elif isinstance(value, dict):
             tag = value.get("$type")
             if tag is None:
                 if "$ref" in value or "$id" in value:
                     raise ManifestError("references are not allowed here", where)
-                stack.extend((v, join_path(where, k)) for k, v in value.items())
+                stack.extend((v, join_path(where, k)) for k, v in value.items()
+                             if type(v) not in _SCALARS)
             elif tag == "numpy.ndarray":
                 check_array_node(value, where, ctx)
                 if value["dtype"] not in PLAIN_DTYPES or len(value["shape"]) != 1:
@@ -87,14 +93,16 @@ def check_plain(node: Any, ctx: CheckContext, path: str) -> None:
 def load_plain(node: Any, ctx: LoadContext, path: str) -> Any:
     """Rebuild a value that passed :func:`check_plain`."""
     if isinstance(node, list):
-        return [load_plain(v, ctx, f"{path}[{i}]") for i, v in enumerate(node)]
+        return [v if type(v) in _SCALARS else load_plain(v, ctx, f"{path}[{i}]")
+                for i, v in enumerate(node)]
     if isinstance(node, dict):
         tag = node.get("$type")
         if tag == "numpy.ndarray":
             return ctx.array(node, path)
         if tag == "float":
             return {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}[node["value"]]
-        return {k: load_plain(v, ctx, join_path(path, k)) for k, v in node.items()}
+        return {k: v if type(v) in _SCALARS else load_plain(v, ctx, join_path(path, k))
+                for k, v in node.items()}
     return node
 
 

@@ -227,7 +227,7 @@ def _parse_column(name: str, parts: list[str], path: str) -> np.ndarray:
 
 
 def _float_values(column: np.ndarray) -> np.ndarray:
-    """The doubles LightGBM reads from the text :func:`_format` writes for ``column``."""
+    """The doubles LightGBM reads from the text :func:`_number_text` writes for ``column``."""
     return np.array(orjson.loads(orjson.dumps(column, option=_NUMPY)), dtype=np.float64)
 
 
@@ -561,70 +561,49 @@ def _check_attrs(attrs: dict[str, Any], path: str) -> None:
 
 def model_text(header: dict[str, Any], scalars: Columns, columns: Columns, counts: Columns,
                rest: dict[str, Any]) -> str:
-    """A LightGBM text model for validated parts (numbers written by :func:`_format`)."""
+    """A LightGBM text model for validated parts.
+
+    Numbers are written by orjson, a column at a time (:func:`_number_text`), and the tree
+    blocks cut from them by :func:`milo_pack._arrays.lightgbm_model_text` in one pass.
+    """
     n_trees = scalars["num_leaves"].size
-    formatted = {name: _format(columns[name], counts[name]) for name in COLUMNS}
-    leaves = scalars["num_leaves"].tolist()
-    num_cat = scalars["num_cat"].tolist()
-    linear = scalars["is_linear"].tolist()
-    shrinkage = [orjson.dumps(v) for v in scalars["shrinkage"].tolist()]
-    basic = [(f"\n{name}=".encode(), formatted[name]) for name in BASIC]
-    leaf_starts = _offsets(counts["num_features"]).tolist()
-    blocks = []
-    for i in range(n_trees):
-        parts = [b"Tree=%d\nnum_leaves=%d\nnum_cat=%d" % (i, leaves[i], num_cat[i])]
-        for key, values in basic:
-            parts += (key, values[i])
-        if num_cat[i] > 0:
-            parts += (b"\ncat_boundaries=", formatted["cat_boundaries"][i],
-                      b"\ncat_threshold=", formatted["cat_threshold"][i])
-        parts.append(b"\nis_linear=%d" % linear[i])
-        if linear[i]:
-            parts += (b"\nleaf_const=", formatted["leaf_const"][i],
-                      b"\nnum_features=", formatted["num_features"][i])
-            a, b = leaf_starts[i], leaf_starts[i + 1]
-            per_leaf = columns["num_features"][a:b].tolist()
-            for name in ("leaf_features", "leaf_coeff"):
-                parts += (f"\n{name}=".encode(), _linear_text(formatted[name][i], per_leaf))
-        parts += (b"\nshrinkage=", shrinkage[i], b"\n\n\n")
-        blocks.append(b"".join(parts))
-    head = _header_text(header, [len(b) for b in blocks])
+    one = np.arange(n_trees + 1, dtype=np.int64)  # one value per tree
+    has_cat = (scalars["num_cat"] > 0).astype(np.uint8)
+    linear = (scalars["is_linear"] != 0).astype(np.uint8)
+    leaf_groups = _offsets(counts["num_features"])
+    per_leaf = columns["num_features"].astype(np.int64)
+    items: list[tuple[Any, ...]] = [
+        (b"\nnum_leaves=", _number_text(scalars["num_leaves"]), one, None, None, None),
+        (b"\nnum_cat=", _number_text(scalars["num_cat"]), one, None, None, None)]
+    for name in COLUMNS:
+        if name == "leaf_const":  # the first linear line comes after is_linear
+            items.append((b"\nis_linear=", _number_text(scalars["is_linear"]), one, None,
+                          None, None))
+        present = has_cat if name in CAT_COLUMNS else linear if name in LINEAR else None
+        groups = (per_leaf, leaf_groups) if name in ("leaf_features", "leaf_coeff") else (
+            None, None)
+        items.append((f"\n{name}=".encode(), _number_text(columns[name]),
+                      _offsets(counts[name]), present, *groups))
+    items.append((b"\nshrinkage=", _number_text(scalars["shrinkage"]), one, None, None, None))
     tail = _tail_text(rest["feature_importances"], rest["parameters"],
                       rest["pandas_categorical"])
-    return head + b"".join(blocks).decode("utf-8") + tail
+    return _arrays.lightgbm_model_text(_header_text(header), items, n_trees, tail)
 
 
-def _format(column: np.ndarray, counts: np.ndarray) -> list[bytes]:
-    """Each tree's values as space-separated text: one orjson call for the whole column."""
+def _number_text(column: np.ndarray) -> bytes:
+    """A column's values as comma-separated text (one orjson call).
+
+    Integers in decimal; floats as the shortest decimals that read back as the same value (a
+    ``%g`` column stored as float32: the float32's, which LightGBM reads as the 6-digit double
+    it wrote), or ``repr`` for a column holding inf or nan (rare; strtod reads them).
+    """
     if column.dtype.kind == "f" and not np.isfinite(column).all():
-        tokens = [repr(v).encode() for v in column.tolist()]  # inf/nan (rare): strtod reads
-        text = b" ".join(tokens)
-        ends = np.cumsum([len(t) + 1 for t in tokens]) - 1
-    else:
-        text = orjson.dumps(column, option=_NUMPY)[1:-1]
-        ends = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 44)  # the commas
-        ends = np.append(ends, len(text))
-        text = text.replace(b",", b" ")
-    stops = np.cumsum(counts)
-    starts = stops - counts
-    if column.size == 0:
-        return [b""] * counts.size
-    begin = np.where(starts > 0, ends[np.maximum(starts, 1) - 1] + 1, 0).tolist()
-    end = np.where(counts > 0, ends[np.maximum(stops, 1) - 1], begin).tolist()
-    return [text[a:b] for a, b in zip(begin, end, strict=True)]
+        return ",".join(repr(v) for v in column.tolist()).encode()
+    return orjson.dumps(column, option=_NUMPY)[1:-1]
 
 
-def _linear_text(values: bytes, per_leaf: list[int]) -> bytes:
-    """LightGBM's layout of linear leaves: each value then a space, each leaf one more."""
-    tokens = values.split(b" ") if values else []
-    out, at = [], 0
-    for count in per_leaf:
-        out.append(b"".join(t + b" " for t in tokens[at:at + count]) + b" ")
-        at += count
-    return b"".join(out)
-
-
-def _header_text(header: dict[str, Any], sizes: list[int]) -> str:
+def _header_text(header: dict[str, Any]) -> str:
+    """The header lines before ``tree_sizes`` (which the tree writer adds)."""
     lines = ["tree"]
     for key, value in header.items():
         if value is None:
@@ -635,8 +614,7 @@ def _header_text(header: dict[str, Any], sizes: list[int]) -> str:
             lines.append(f"{key}={' '.join(value)}")
         else:
             lines.append(f"{key}={value}")
-    lines.append("tree_sizes=" + " ".join(str(s) for s in sizes))
-    return "\n".join(lines) + "\n\n"
+    return "\n".join(lines) + "\n"
 
 
 def _tail_text(importances: dict[str, str], parameters: dict[str, str],

@@ -140,7 +140,9 @@ def save_booster(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
 
     ctx.versions["xgboost"] = xgboost.__version__
     try:
-        doc = _arrays.ubjson_decode(bytes(obj.save_raw("ubj")))
+        # The tree list comes back packed (one array per key for every tree) when its trees
+        # all have the same keys, else as plain values.
+        doc = _arrays.ubjson_decode_packed(bytes(obj.save_raw("ubj")))
     except ValueError as exc:
         raise UnsupportedTypeError(f"unreadable XGBoost model: {exc}", path) from None
     if not isinstance(doc, dict) or set(doc) != {"learner", "version"}:
@@ -149,7 +151,7 @@ def save_booster(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
     model = model_of(doc["learner"])
     if model is not None:
         trees = model.pop("trees", None)
-        if not isinstance(trees, list):
+        if not isinstance(trees, (list, _arrays.UbjTrees)):
             raise UnsupportedTypeError("XGBoost model without a tree list", path)
     learner = _native_order(doc["learner"])
     model = model_of(learner)
@@ -158,7 +160,8 @@ def save_booster(obj: Any, ctx: SaveContext, path: str) -> dict[str, Any]:
     params: Columns | None = None
     columns: Columns | None = None
     if model is not None and trees is not None:
-        fields["num_trees"] = len(trees)
+        fields["num_trees"] = trees.packed["count"] if isinstance(
+            trees, _arrays.UbjTrees) else len(trees)
         counts, params, columns = _tree_columns(trees, join_path(path, "trees"))
         if isinstance(model.get("cats"), dict):
             model["cats"] = _readable_cats(model["cats"], join_path(path, "cats"))
@@ -202,15 +205,23 @@ def _native_order(value: Any) -> Any:
     """The decoded learner with its (big-endian) typed arrays in native byte order."""
     if type(value) is dict:
         return {k: _native_order(v) for k, v in value.items()}
-    if type(value) is list:
-        return [_native_order(v) for v in value]
+    if type(value) is list:  # lists of ints (tree_info...) are returned as they are
+        return [v if type(v) is int else _native_order(v) for v in value]
     if type(value) is np.ndarray:
         return value.astype(value.dtype.newbyteorder("="))
     return value
 
 
-def _tree_columns(trees: list[Any], path: str) -> tuple[Columns, Columns, Columns]:
+def _tree_columns(trees: list[Any] | _arrays.UbjTrees, path: str
+                  ) -> tuple[Columns, Columns, Columns]:
     """Per-tree counts and tree_param, and every column concatenated across trees."""
+    if isinstance(trees, _arrays.UbjTrees):
+        return _packed_tree_columns(trees.packed, path)
+    return _listed_tree_columns(trees, path)
+
+
+def _listed_tree_columns(trees: list[Any], path: str) -> tuple[Columns, Columns, Columns]:
+    """:func:`_tree_columns` of a tree list decoded as plain values, a tree at a time."""
     n = len(trees)
     counts = {name: np.zeros(n, dtype=np.int32) for name in COUNTS}
     params = {name: np.zeros(n, dtype=np.int32) for name in TREE_PARAMS}
@@ -248,6 +259,53 @@ def _tree_columns(trees: list[Any], path: str) -> tuple[Columns, Columns, Column
     columns = {name: np.concatenate(p).astype(COLUMNS[name]) if p
                else np.zeros(0, np.dtype(COLUMNS[name]))
                for name, p in parts.items() if name in held}
+    return counts, params, columns
+
+
+def _packed_tree_columns(packed: dict[str, Any], path: str) -> tuple[Columns, Columns, Columns]:
+    """:func:`_tree_columns` for a tree list decoded packed (``_arrays.UbjTrees``): the same
+    checks and the same columns, a key at a time instead of a tree at a time."""
+    n = packed["count"]
+    keys = frozenset(packed["keys"])
+    arrays, ints, objects = packed["arrays"], packed["ints"], packed["objects"]
+    found = LAYOUTS.get(keys - {"id", "tree_param"}) if {"id", "tree_param"} <= keys else None
+    if n and (found is None or set(ints) != {"id"} or set(objects) != {"tree_param"}
+              or set(arrays) != keys - {"id", "tree_param"}):
+        raise UnsupportedTypeError("unrecognised XGBoost tree layout", path)
+    if n and np.any(ints["id"] != np.arange(n)):
+        raise UnsupportedTypeError("unrecognised XGBoost tree layout", f"{path}[0]")
+    params = {name: np.zeros(n, dtype=np.int32) for name in TREE_PARAMS}
+    if n:
+        tree_param = objects["tree_param"]
+        if set(tree_param) != set(TREE_PARAMS):
+            raise UnsupportedTypeError("unrecognised XGBoost tree_param", path)
+        for name in TREE_PARAMS:
+            texts = tree_param[name]
+            # Few distinct values: each is read strictly once.
+            value_of = {text: int_text(text, name, path, UnsupportedTypeError)
+                        for text in set(texts)}
+            params[name][:] = np.array([value_of[t] for t in texts], dtype=np.int64)
+        if np.any(params["num_deleted"] != 0):
+            raise UnsupportedTypeError("XGBoost trees with deleted nodes are not supported", path)
+        if np.any((params["size_leaf_vector"] == 1) != (found == SCALAR)):
+            raise UnsupportedTypeError("unrecognised XGBoost tree layout", path)
+    counts = {name: np.zeros(n, dtype=np.int32) for name in COUNTS}
+    columns: Columns = {}
+    held = next((k for k, v in LAYOUTS.items() if v == found), LAYOUTS_DEFAULT)
+    for name in (name for name in COLUMNS if name in held):  # in the listed path's order
+        dtype = np.dtype(COLUMNS[name])
+        if name not in arrays:
+            columns[name] = np.zeros(0, dtype)
+            continue
+        column, lengths = arrays[name]
+        if column.dtype.newbyteorder("<") != dtype:
+            raise UnsupportedTypeError(f"{name} is not a {dtype.str} array", path)
+        columns[name] = column.astype(dtype)
+        for count, source in (("num_nodes", "left_children"),
+                              ("num_cat_nodes", "categories_nodes"),
+                              ("num_categories", "categories")):
+            if name == source:
+                counts[count][:] = lengths
     return counts, params, columns
 
 
