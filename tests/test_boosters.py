@@ -326,5 +326,7 @@ def test_packed_tree_decoding_gives_the_columns_of_the_tree_list(name):
     for want, got in zip(expected, xgboost_._tree_columns(trees, "trees"), strict=True):
         assert list(want) == list(got)
         for key in want:
-            assert want[key].dtype == got[key].dtype and np.array_equal(want[key], got[key])
+            # Bit for bit (XGBoost 2.1 stores NaN base weights in some trees).
+            assert want[key].dtype == got[key].dtype and want[key].shape == got[key].shape
+            assert want[key].tobytes() == got[key].tobytes(), key
     assert repr(plain) == repr(packed)
