@@ -107,6 +107,12 @@ def check_binary_forest(
     n_features: int,
     leaf: int = -1,
 ) -> _ForestCheck: ...
+def binary_forest_depths(
+    left: _IntArray,
+    right: _IntArray,
+    offsets: npt.NDArray[np.int64],
+    leaf: int = -1,
+) -> npt.NDArray[np.int64]: ...
 def check_leaf_coded_forest(
     left: _IntArray,
     right: _IntArray,

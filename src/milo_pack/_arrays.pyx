@@ -2406,6 +2406,76 @@ def check_binary_forest(left, right, feature, offsets, n_features, leaf=-1):
     return code, tree, where, _TREE_REASONS[code]
 
 
+cdef void _binary_forest_depths_walk(const child_t[:] left, const child_t[:] right,
+                                     const int64_t[::1] offsets, int64_t leaf,
+                                     Py_ssize_t[::1] stack, int64_t[::1] depths,
+                                     int64_t[::1] out) noexcept nogil:
+    cdef Py_ssize_t t, a, b
+    for t in range(offsets.shape[0] - 1):
+        a = offsets[t]
+        b = offsets[t + 1]
+        if b == a:
+            out[t] = -1
+        else:
+            out[t] = _depth_walk(left[a:b], right[a:b], leaf, stack, depths)
+
+
+def _binary_forest_depths_run(const child_t[:] left, const child_t[:] right,
+                              const int64_t[::1] offsets, int64_t leaf, Py_ssize_t widest):
+    cdef Py_ssize_t[::1] stack = np.empty(max(widest, 1), dtype=np.intp)
+    cdef int64_t[::1] depths = np.empty(max(widest, 1), dtype=np.int64)
+    result = np.empty(offsets.shape[0] - 1, dtype=np.int64)
+    cdef int64_t[::1] out = result
+    with nogil:
+        _binary_forest_depths_walk(left, right, offsets, leaf, stack, depths, out)
+    return result
+
+
+def binary_forest_depths(left, right, offsets, leaf=-1):
+    """:func:`binary_tree_depth` for every tree of packed node columns, in one call.
+
+    Tree ``i`` is rows ``[offsets[i], offsets[i + 1])`` of the columns, its child indices local
+    to the tree (0 is its root).  Meant for forests that passed :func:`check_binary_forest`; on
+    anything else it still stops within each tree's length and stays in bounds.
+
+    Parameters
+    ----------
+    left, right : numpy.ndarray
+        1-D int32 or int64 arrays (same dtype, same length); may be strided views.
+    offsets : numpy.ndarray
+        As for :func:`check_binary_forest`.
+    leaf : int, default -1
+        Child value that marks a leaf.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, one depth per tree (root at depth 0); -1 for an empty tree or one whose arrays
+        do not form a tree.
+
+    Raises
+    ------
+    ArrayError
+        On unusable arguments (dtypes, lengths, offsets).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> left, right = np.array([1, -1, -1, -1]), np.array([2, -1, -1, -1])
+    >>> binary_forest_depths(left, right, np.array([0, 3, 4])).tolist()
+    [1, 0]
+    """
+    l = _in_array(left, "left")
+    r = _in_array(right, "right")
+    if l.shape[0] != r.shape[0] or l.dtype != r.dtype or l.dtype not in (np.int32, np.int64):
+        raise ArrayError("left and right must be int32 or int64 arrays of equal length")
+    leaf_value = _int_arg(leaf, "leaf")
+    if not -2 ** 63 <= leaf_value < 2 ** 63:
+        raise ArrayError(f"leaf must fit int64, got {leaf_value}")
+    o, widest = _forest_offsets(offsets, l.shape[0])
+    return _binary_forest_depths_run(l, r, o, leaf_value, widest)
+
+
 cdef int _leaf_coded_forest_walk(const child_t[:] left, const child_t[:] right,
                                  const feature_t[:] feature, const int64_t[::1] offsets,
                                  int64_t n_features, uint8_t[::1] seen,

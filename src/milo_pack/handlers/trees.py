@@ -20,7 +20,7 @@ from sklearn.tree._tree import NODE_DTYPE, Tree
 
 from .. import _arrays
 from ..engine import CheckContext, LoadContext, SaveContext, check_array_node, join_path
-from ..errors import InvariantError, LimitError, ManifestError, quote
+from ..errors import ArrayError, InvariantError, LimitError, ManifestError, quote
 from ..lazy import plain_type
 from ..registry import Handler, LoadFn, PackedMember, Registry
 
@@ -582,8 +582,7 @@ class _PackedTrees:
     def build(self, i: int, ctx: LoadContext, at: str) -> Any:
         from .invariants import check_fitted
 
-        trees, node = self.node["trees"], self.node
-        n_features, n_outputs = trees["n_features"], trees["n_outputs"]
+        n_features = self.node["trees"]["n_features"]
         start, stop = int(self.ends[i] - self.counts[i]), int(self.ends[i])
         if self.records is not None:
             # Tree.__setstate__ copies the nodes: a view of the pack's records will do.
@@ -600,9 +599,19 @@ class _PackedTrees:
         if depth != self.depths[i]:
             raise InvariantError(f"max_depth is {self.depths[i]} but the tree is {depth} deep",
                                  join_path(at, "tree_"))
-        tree = Tree(n_features, self.n_classes.astype(np.intp, copy=False), n_outputs)
-        tree.__setstate__({"max_depth": depth, "node_count": stop - start, "nodes": nodes,
-                           "values": np.ascontiguousarray(self._rows(ctx, "values", start, stop))})
+        estimator = self._estimator(i, ctx, at, nodes, depth,
+                                    self._rows(ctx, "values", start, stop))
+        check_fitted(estimator, at)
+        return estimator
+
+    def _estimator(self, i: int, ctx: LoadContext, at: str, nodes: np.ndarray, depth: int,
+                   values: np.ndarray) -> Any:
+        """Member ``i`` built from its checked nodes (its fitted checks are the caller's)."""
+        trees, node = self.node["trees"], self.node
+        tree = Tree(trees["n_features"], self.n_classes.astype(np.intp, copy=False),
+                    trees["n_outputs"])
+        tree.__setstate__({"max_depth": depth, "node_count": nodes.shape[0], "nodes": nodes,
+                           "values": np.ascontiguousarray(values)})
         state: dict[str, Any] = {}
         shared, varying = node["shared"], node["varying"]
         for name in node["fields"]:
@@ -617,8 +626,57 @@ class _PackedTrees:
             state["_sklearn_version"] = self.version
         estimator: Any = self.cls.__new__(self.cls)
         estimator.__setstate__(state)
-        check_fitted(estimator, at)
         return estimator
+
+    def build_all(self, ctx: LoadContext, paths: list[str]) -> list[Any] | None:
+        """Every member of an eager load, checked in one pass each: one structure check over
+        every tree of the pack's record array (``check_binary_forest``: the per-tree kernel on
+        each tree's rows), one depth walk (``binary_forest_depths``), the fitted checks of the
+        members at once (``check_fitted_alike``).  None where a pass refuses, or cannot prove:
+        then :meth:`build`, member by member, raises the precise error (or builds)."""
+        from .invariants import check_fitted, check_fitted_alike
+
+        records, values = self.records, self.values
+        if records is None or values is None:
+            return None
+        if not packed_trees_pass(records, self.counts, self.depths,
+                                 self.node["trees"]["n_features"]):
+            return None
+        bounds = [0, *self.ends.tolist()]
+        depth_list = self.depths.tolist()
+        members = [self._estimator(i, ctx, at, records[bounds[i]:bounds[i + 1]], depth_list[i],
+                                   values[bounds[i]:bounds[i + 1]])
+                   for i, at in enumerate(paths)]
+        if not check_fitted_alike(members, paths.__getitem__):
+            for member, at in zip(members, paths, strict=True):
+                check_fitted(member, at)
+        return members
+
+
+def packed_trees_pass(records: np.ndarray, counts: np.ndarray, depths: np.ndarray,
+                      n_features: int) -> bool:
+    """True exactly when every tree of a packed node passes the per-tree checks of
+    :meth:`_PackedTrees.build`: ``check_binary_tree`` on its rows, and ``binary_tree_depth``
+    equal to its declared depth.
+
+    ``records`` holds the nodes of every tree (``NODE_DTYPE``), concatenated, ``counts[i]`` of
+    tree ``i`` (positive, adding up to the records, as the load checks first), child indices
+    local to the tree; ``depths`` the declared depths.  The same kernels walk each tree's
+    rows, in one call each (``check_binary_forest``, ``binary_forest_depths``) instead of two
+    calls a tree.
+    """
+    if counts.shape != depths.shape or counts.shape[0] == 0:
+        return False
+    offsets = np.zeros(counts.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    left, right = records["left_child"], records["right_child"]
+    try:
+        code = _arrays.check_binary_forest(left, right, records["feature"], offsets,
+                                           n_features)[0]
+        found = _arrays.binary_forest_depths(left, right, offsets) if not code else None
+    except ArrayError:  # arguments the kernels refuse: the per-tree checks decide
+        return False
+    return found is not None and bool(np.array_equal(found, depths))
 
 
 def _packed_container(node: dict[str, Any]) -> tuple[Any, Any]:
@@ -634,8 +692,10 @@ def _load_packed(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
     result, flat = _packed_container(node)
     ctx.register(node, result)
     packed = _PackedTrees(node, ctx, path, whole=True)
-    for i in range(len(flat)):
-        flat[i] = packed.build(i, ctx, f"{path}[{i}]")
+    paths = [f"{path}[{i}]" for i in range(len(flat))]
+    members = packed.build_all(ctx, paths)
+    for i, at in enumerate(paths):
+        flat[i] = members[i] if members is not None else packed.build(i, ctx, at)
     return result
 
 

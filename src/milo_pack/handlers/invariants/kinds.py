@@ -587,6 +587,11 @@ class Spec:
         the documentation and the differential tests know every input of the checks.
     exclude : tuple of (module, class name)
         Subclasses of ``base`` that another spec covers instead.
+    alike : tuple of (attribute, function)
+        For checking many instances at once (``check_fitted_alike``): the attribute's value
+        enters this spec's kinds and rules only through what the function returns, so two
+        instances whose values give equal results, and whose other attributes are the same
+        objects, pass or fail this spec alike.
     """
 
     title: str
@@ -596,6 +601,7 @@ class Spec:
     rules: tuple[Rule, ...] = ()
     reads: tuple[str, ...] = ()
     exclude: tuple[tuple[str, str], ...] = ()
+    alike: tuple[tuple[str, Callable[[Any], Any]], ...] = ()
 
     def base_class(self) -> type | None:
         return loaded_class(*self.base)

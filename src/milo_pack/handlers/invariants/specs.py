@@ -103,6 +103,16 @@ def _tree_classes(env: Env) -> None:
         raise Reject(f"n_classes_ and classes_ must match the tree's classes {expected}")
 
 
+def _tree_alike(tree: Any) -> tuple[Any, ...]:
+    """What the kind and the rules of :data:`TREE` read of ``tree_``: its type and counts (a
+    value of another type is alike to nothing, its properties are not read)."""
+    cls = loaded_class(*_TREE)
+    if cls is None or type(tree) is not cls:
+        return (type(tree), id(tree))
+    found: Any = tree  # a class of an untyped module
+    return (cls, found.n_features, found.n_outputs, tuple(found.n_classes.tolist()))
+
+
 _CLASS_COUNTS = OneOf((Int(lo=1), Array("iu", (None,))))
 _CLASS_LABELS = OneOf((Array("biufUSO", (None,)), Seq(Array("biufUSO", (None,)))))
 
@@ -123,7 +133,9 @@ TREE = Spec(
         Rule("classifiers have `n_classes_` and `classes_`, equal to the tree's class counts",
              _tree_classes),
     ),
+    alike=(("tree_", _tree_alike),),
 )
+
 
 
 # -- forests -------------------------------------------------------------------------------------
