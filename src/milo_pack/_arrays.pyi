@@ -113,6 +113,14 @@ def binary_forest_depths(
     offsets: npt.NDArray[np.int64],
     leaf: int = -1,
 ) -> npt.NDArray[np.int64]: ...
+def check_hist_forest(
+    nodes_left: _IntArray,
+    nodes_right: _IntArray,
+    is_leaf: npt.NDArray[np.uint8] | npt.NDArray[np.bool_],
+    feature_idx: _IntArray,
+    offsets: npt.NDArray[np.int64],
+    n_features: int,
+) -> _ForestCheck: ...
 def check_leaf_coded_forest(
     left: _IntArray,
     right: _IntArray,

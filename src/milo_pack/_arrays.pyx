@@ -2476,6 +2476,96 @@ def binary_forest_depths(left, right, offsets, leaf=-1):
     return _binary_forest_depths_run(l, r, o, leaf_value, widest)
 
 
+cdef int _hist_forest_walk(const child_t[:] left, const child_t[:] right,
+                           const uint8_t[:] is_leaf, const feature_t[:] feature,
+                           const int64_t[::1] offsets, int64_t n_features, uint8_t[::1] seen,
+                           Py_ssize_t[::1] stack, Py_ssize_t* tree,
+                           Py_ssize_t* where) noexcept nogil:
+    cdef Py_ssize_t t, a, b
+    cdef int code
+    for t in range(offsets.shape[0] - 1):
+        a = offsets[t]
+        b = offsets[t + 1]
+        tree[0] = t
+        if b == a:
+            where[0] = -1
+            return _TREE_EMPTY
+        seen[:b - a] = 0
+        code = _walk_hist(left[a:b], right[a:b], is_leaf[a:b], feature[a:b], n_features,
+                          seen[:b - a], stack, where)
+        if code != _TREE_OK:
+            return code
+    return _TREE_OK
+
+
+def _hist_forest_run(const child_t[:] left, const child_t[:] right, const uint8_t[:] is_leaf,
+                     const feature_t[:] feature, const int64_t[::1] offsets,
+                     int64_t n_features, Py_ssize_t widest):
+    cdef Py_ssize_t tree = -1, where = -1
+    cdef uint8_t[::1] seen = np.zeros(max(widest, 1), dtype=np.uint8)
+    cdef Py_ssize_t[::1] stack = np.empty(max(widest, 1), dtype=np.intp)
+    cdef int code
+    with nogil:
+        code = _hist_forest_walk(left, right, is_leaf, feature, offsets, n_features, seen,
+                                 stack, &tree, &where)
+    return code, tree, where
+
+
+def check_hist_forest(nodes_left, nodes_right, is_leaf, feature_idx, offsets, n_features):
+    """:func:`check_hist_predictor` for every predictor of packed node columns, in one call.
+
+    Predictor ``i`` is rows ``[offsets[i], offsets[i + 1])`` of the columns, its child indices
+    local to it (0 is its root).  An empty predictor is invalid.
+
+    Parameters
+    ----------
+    nodes_left, nodes_right, is_leaf, feature_idx : numpy.ndarray
+        As for :func:`check_hist_predictor`, covering every predictor one after another.
+    offsets : numpy.ndarray
+        Contiguous int64, ``n_predictors + 1`` entries from 0 to ``len(nodes_left)``, never
+        decreasing.
+    n_features : int
+        Number of input features.
+
+    Returns
+    -------
+    tuple of (int, int, int, str)
+        As for :func:`check_binary_forest`.
+
+    Raises
+    ------
+    ArrayError
+        On unusable arguments (dtypes, lengths, offsets), never for malformed nodes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> left, right = np.array([1, 0, 0, 0], np.uint32), np.array([2, 0, 0, 0], np.uint32)
+    >>> leaf, feature = np.array([0, 1, 1, 1], np.uint8), np.zeros(4, np.int64)
+    >>> check_hist_forest(left, right, leaf, feature, np.array([0, 3, 4]), 1)
+    (0, -1, -1, '')
+    >>> check_hist_forest(left, right, leaf, feature, np.array([0, 1, 4]), 1)[:3]
+    (2, 0, 0)
+    """
+    l, r, f = _tree_arrays(
+        nodes_left, nodes_right, feature_idx,
+        (np.dtype("u4"), np.dtype("i4"), np.dtype("i8")),
+        ("nodes_left", "nodes_right", "feature_idx"),
+    )
+    leaf_flags = _in_array(is_leaf, "is_leaf")
+    if leaf_flags.dtype not in (np.dtype(np.uint8), np.dtype(np.bool_)):
+        raise ArrayError(f"is_leaf must have dtype uint8 or bool, got {leaf_flags.dtype}")
+    _check_same_length(l, "nodes_left", leaf_flags, "is_leaf")
+    n_feat = _n_features_arg(n_features)
+    o, widest = _forest_offsets(offsets, l.shape[0])
+    if o.shape[0] == 1:
+        return TREE_OK, -1, -1, ""
+    code, tree, where = _hist_forest_run(l, r, leaf_flags.view(np.uint8), f, o, n_feat, widest)
+    if code == _TREE_OK:
+        return TREE_OK, -1, -1, ""
+    return code, tree, where, _TREE_REASONS[code]
+
+
 cdef int _leaf_coded_forest_walk(const child_t[:] left, const child_t[:] right,
                                  const feature_t[:] feature, const int64_t[::1] offsets,
                                  int64_t n_features, uint8_t[::1] seen,

@@ -874,8 +874,26 @@ class _PackedPredictors:
                 raise InvariantError(
                     f"counts.{name} must be non-negative and add up to {total}", path)
             self.ends[name] = np.cumsum(count)
-        self.whole = ({key: ctx.array(arr, join_path(path, key))
-                       for key, arr in self.arrays.items()} if whole else None)
+        self.records: np.ndarray | None = None
+        self.whole: dict[str, np.ndarray] | None = None
+        if whole:
+            from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
+
+            # Every predictor's nodes as one record array, filled once (each column dropped
+            # once copied: decoding straight into a strided field would go through the chunk
+            # cache).  scikit-learn's own dtype object where the file's equals it: the
+            # predictors' dtype checks (TreePredictor.__setstate__, the member rule) then
+            # compare by identity.
+            dtype = PREDICTOR_RECORD_DTYPE if self.dtype == PREDICTOR_RECORD_DTYPE else self.dtype
+            self.records = np.zeros(self.arrays[f"nodes.{names[0]}"]["shape"][0], dtype=dtype)
+            self.whole = {}
+            for key, arr in self.arrays.items():
+                if key.startswith("nodes."):
+                    field = self.records[key[len("nodes."):]]
+                    field[...] = ctx.array(arr, join_path(path, key))
+                    self.whole[key] = field
+                else:
+                    self.whole[key] = ctx.array(arr, join_path(path, key))
 
     def member_path(self, i: int) -> str:
         return f"{self.path}[{i // self.width}][{i % self.width}]"
@@ -914,18 +932,14 @@ class _PackedPredictors:
             X_BITSET_INNER_DTYPE,
         )
 
-        whole = self.whole
-        if whole is None or self.dtype != PREDICTOR_RECORD_DTYPE:
+        whole, records = self.whole, self.records
+        if whole is None or records is None or records.dtype is not PREDICTOR_RECORD_DTYPE:
             return None
         bitsets = {name: whole[name] for name in _BITSETS}
         if any(b.ndim != 2 or b.dtype != X_BITSET_INNER_DTYPE or b.shape[1] != 8
                for b in bitsets.values()):
             return None
         bitsets = {name: np.ascontiguousarray(b) for name, b in bitsets.items()}
-        names = cast("tuple[str, ...]", self.dtype.names)  # a structured dtype
-        records = np.zeros(whole[f"nodes.{names[0]}"].shape[0], dtype=self.dtype)
-        for name in names:
-            records[name] = whole[f"nodes.{name}"]
         counts = self.counts
         if not packed_predictors_pass(records, counts["nodes"], counts[_BITSETS[0]],
                                       counts[_BITSETS[1]]):
@@ -949,23 +963,18 @@ class _PackedPredictors:
 
 def packed_predictors_pass(records: np.ndarray, node_counts: np.ndarray,
                            binned_rows: np.ndarray, raw_rows: np.ndarray) -> bool:
-    """True only if every predictor of a packed node passes the per-predictor state check.
+    """True exactly when every predictor of a packed node passes the per-predictor state check
+    on its nodes and bitset row counts.
 
-    ``records`` holds the nodes of every predictor, concatenated (``node_counts`` of each, child
-    indices local to the predictor); ``binned_rows`` and ``raw_rows`` count each predictor's
-    bitset rows.  One vectorised pass over all predictors instead of one check each: it accepts
-    a subset of what ``_check_tree_predictor`` (``invariants/state.py``) accepts, so anything it
-    refuses is checked again predictor by predictor, which raises the precise error (or
-    accepts).  It accepts when, in every predictor of ``n >= 1`` nodes,
-
-    - every internal node (``is_leaf == 0``) has both children in ``(node, n)`` and a feature in
-      ``[0, 2**62)``, and every node but the root is the child of exactly one internal node:
-      parents then precede their children, so walking from the root reaches every node exactly
-      once (by induction on the index) - what ``check_hist_predictor`` walks for;
-    - every internal categorical node's ``bitset_idx`` is below both bitset row counts.
-
-    scikit-learn numbers a predictor's nodes depth-first from the root, so its own predictors
-    take this path.
+    ``records`` holds the nodes of every predictor (``PREDICTOR_RECORD_DTYPE``), concatenated
+    (``node_counts`` of each, child indices local to the predictor); ``binned_rows`` and
+    ``raw_rows`` count each predictor's bitset rows.  One call instead of one check each: the
+    walk of ``check_hist_predictor`` on every predictor's rows (``check_hist_forest``: children
+    in range, every node reached once from the root, features in ``[0, 2**62)``), then every
+    internal categorical node's ``bitset_idx`` below both of its predictor's bitset row counts,
+    as ``_check_tree_predictor`` (``invariants/state.py``) requires of each predictor; the
+    caller checks the rest of that check (dtypes, bitset shapes) for the whole arrays.  Where
+    it refuses, the load checks predictor by predictor, which raises the precise error.
     """
     from .invariants.state import _ANY_FEATURE
 
@@ -974,27 +983,19 @@ def packed_predictors_pass(records: np.ndarray, node_counts: np.ndarray,
     if (n_pred == 0 or binned_rows.shape[0] != n_pred or raw_rows.shape[0] != n_pred
             or int(node_counts.min()) < 1 or int(node_counts.sum()) != total):
         return False
-    starts = np.cumsum(node_counts) - node_counts
-    owner = np.repeat(np.arange(n_pred), node_counts)
-    local = np.arange(total, dtype=np.int64) - starts[owner]
-    inner = records["is_leaf"] == 0
-    size = node_counts[owner][inner]
-    here = local[inner]
-    left = records["left"][inner].astype(np.int64)
-    right = records["right"][inner].astype(np.int64)
-    feature = records["feature_idx"][inner]
-    if (np.any(left <= here) or np.any(right <= here) or np.any(left >= size)
-            or np.any(right >= size) or np.any(feature < 0) or np.any(feature >= _ANY_FEATURE)):
+    offsets = np.zeros(n_pred + 1, dtype=np.int64)
+    np.cumsum(node_counts, out=offsets[1:])
+    try:
+        code = _arrays.check_hist_forest(records["left"], records["right"], records["is_leaf"],
+                                         records["feature_idx"], offsets, _ANY_FEATURE)[0]
+    except ArrayError:  # arguments the kernel refuses: the per-predictor checks decide
         return False
-    base = starts[owner][inner]
-    parents = np.bincount(np.concatenate([left + base, right + base]), minlength=total)
-    # Every node has one parent, but each predictor's root has none.
-    parents[starts] += 1
-    if not bool(np.all(parents == 1)):
+    if code:
         return False
-    categorical = inner & (records["is_categorical"] != 0)
+    categorical = (records["is_leaf"] == 0) & (records["is_categorical"] != 0)
     if categorical.any():
-        rows = np.minimum(binned_rows, raw_rows)[owner][categorical]
+        owner = np.repeat(np.arange(n_pred), node_counts)[categorical]
+        rows = np.minimum(binned_rows, raw_rows)[owner]
         if bool(np.any(records["bitset_idx"][categorical].astype(np.int64) >= rows)):
             return False
     return True

@@ -15,7 +15,8 @@ on its own: where scikit-learn sizes a buffer from an attribute (``n_trees_per_i
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from operator import attrgetter
+from typing import Any, cast
 
 import numpy as np
 
@@ -509,6 +510,9 @@ def _is_check_array(func: Any) -> bool:
     return type(func) is functools.partial and func.func is check_array and not func.args
 
 
+_BASE, _NDIM, _DTYPE = attrgetter("base"), attrgetter("ndim"), attrgetter("dtype")
+
+
 def _hgb_splits_pass(nodes: list[np.ndarray], n_features: int, is_cat: np.ndarray) -> bool:
     """True if no split of any of ``nodes`` (1-D arrays of one record dtype) breaks
     :func:`_hgb_members`' rules; False: a break, or not known.
@@ -518,7 +522,7 @@ def _hgb_splits_pass(nodes: list[np.ndarray], n_features: int, is_cat: np.ndarra
     """
     base = nodes[0].base
     if (isinstance(base, np.ndarray) and base.dtype == nodes[0].dtype and base.ndim == 1
-            and all(n.base is base for n in nodes)):
+            and len(set(map(id, map(_BASE, nodes)))) == 1):
         is_leaf, feature, categorical = base["is_leaf"], base["feature_idx"], base["is_categorical"]
     else:
         is_leaf, feature, categorical = (np.concatenate([n[name] for n in nodes])
@@ -537,12 +541,17 @@ def _hgb_members(env: Env) -> None:
     members = [d for _, d in env.members("_predictors")]
     # One pass over every member's nodes at once; where it finds a break (or cannot run), the
     # members are checked one by one below, which names the first break.
-    first = members[0].get("nodes") if members else None
-    if isinstance(first, np.ndarray) and first.dtype.names is not None and first.ndim == 1 and all(
-            isinstance(n, np.ndarray) and n.dtype == first.dtype and n.ndim == 1
-            for n in (d.get("nodes") for d in members)):
+    all_nodes = [d.get("nodes") for d in members]
+    first = all_nodes[0] if all_nodes else None
+    if isinstance(first, np.ndarray) and first.dtype.names is not None and first.ndim == 1 and (
+            # Members loaded together: exact arrays of one dtype object (so equal dtypes) ...
+            (set(map(type, all_nodes)) == {np.ndarray} and set(map(_NDIM, all_nodes)) == {1}
+             and len(set(map(id, map(_DTYPE, all_nodes)))) == 1)
+            # ... else each compared.
+            or all(isinstance(n, np.ndarray) and n.dtype == first.dtype and n.ndim == 1
+                   for n in all_nodes)):
         try:
-            if _hgb_splits_pass([d["nodes"] for d in members], n_features, is_cat):
+            if _hgb_splits_pass(cast("list[np.ndarray]", all_nodes), n_features, is_cat):
                 return
         except (IndexError, ValueError, TypeError):
             pass
