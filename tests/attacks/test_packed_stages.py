@@ -370,3 +370,39 @@ def test_members_not_alike_are_checked_each(lazy, monkeypatch):
     assert "estimators_[3]" in fast_bad[1] and "min_weight_fraction_leaf" in fast_bad[1]
     monkeypatch.setattr(trees._PackedTrees, "build_all", lambda self, ctx, paths: None)
     assert _outcome(bad, lazy) == fast_bad
+
+
+# -- lists of members checked at once (the kinds' check_all) --------------------------------------
+
+
+def test_list_kinds_check_at_once_as_the_loop_does():
+    """``Seq``/``Instance`` answer for whole member lists in one pass: each case gets the
+    loop's answer (acceptance and bound dimensions, or the loop's message)."""
+    from milo_pack.handlers.invariants.kinds import Env, Instance, Kind, Reject, Seq
+
+    model, _ = _model_and_data()
+    good, other = list(model.estimators_.reshape(-1)), model.init_
+    grid = Seq(Seq(Instance("sklearn.tree._classes", "DecisionTreeRegressor"), length="K"),
+               length="S", min_length=1)
+    cases = {
+        "valid": [good[:2], good[2:4], good[4:6]],
+        "one_short": [good[:2], good[2:3], good[4:6]],
+        "first_short": [good[:1], good[2:4], good[4:6]],
+        "not_a_list": [good[:2], tuple(good[2:4]), good[4:6]],
+        "not_a_tree": [good[:2], [good[2], other], good[4:6]],
+        "first_not_a_tree": [[other, good[1]], good[2:4]],
+        "empty_rows": [[], []],
+    }
+    for name, value in cases.items():
+        outcomes = []
+        for check in (grid.item.check_all, lambda v, env: Kind.check_all(grid.item, v, env)):
+            env = Env(None, {}, "x")
+            try:
+                check(value, env)
+                outcomes.append(("ok", dict(env.dims)))
+            except Reject as exc:
+                outcomes.append(("refused", str(exc)))
+        fast, loop = outcomes
+        assert fast == loop, name
+        assert (fast[0] == "ok") == (name in ("valid", "empty_rows")), name
+    assert Seq.check_all is not Kind.check_all and Instance.check_all is not Kind.check_all
