@@ -406,3 +406,39 @@ def test_list_kinds_check_at_once_as_the_loop_does():
         assert fast == loop, name
         assert (fast[0] == "ok") == (name in ("valid", "empty_rows")), name
     assert Seq.check_all is not Kind.check_all and Instance.check_all is not Kind.check_all
+
+
+GB_MEMBER_CASES = {
+    "valid": lambda s: None,
+    "numpy_feature_count": lambda s: s.__dict__.__setitem__("n_features_in_", np.int64(N_FEATURES)),
+    "other_feature_count": lambda s: s.__dict__.__setitem__("n_features_in_", N_FEATURES + 1),
+    "tree_more_features": lambda s: s.__dict__.__setitem__("tree_", _other_tree(N_FEATURES + 2)),
+    "tree_two_outputs": lambda s: s.__dict__.__setitem__("tree_", _other_tree(n_outputs=2)),
+    "tree_classes": lambda s: s.__dict__.__setitem__("tree_", _other_tree(n_classes=3)),
+    "tree_missing": lambda s: s.__dict__.pop("tree_"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GB_MEMBER_CASES))
+def test_gb_member_rule_decides_alike_with_and_without_the_pass(name, monkeypatch):
+    """The ensemble's rule on every stage (``specs._gb_members``): one pass over all stages,
+    else stage by stage; both decide alike (and name the same stage)."""
+    from milo_pack.handlers.invariants import specs
+
+    model, _ = _model_and_data()
+    model = copy.deepcopy(model)
+    GB_MEMBER_CASES[name](model.estimators_.reshape(-1)[4])
+
+    def outcome() -> object:
+        try:
+            check_fitted(model, "")
+        except InvariantError as exc:
+            return str(exc)
+        return True
+
+    fast = outcome()
+    monkeypatch.setattr(specs, "_gb_members_pass", lambda *args: False)
+    assert outcome() == fast
+    assert (fast is True) == (name in ("valid", "numpy_feature_count")), fast
+    if fast is not True:
+        assert "estimators_[4]" in fast, fast

@@ -15,7 +15,7 @@ on its own: where scikit-learn sizes a buffer from an attribute (``n_trees_per_i
 from __future__ import annotations
 
 import warnings
-from operator import attrgetter
+from operator import attrgetter, methodcaller
 from typing import Any, cast
 
 import numpy as np
@@ -376,8 +376,37 @@ def _gb_init_width(env: Env) -> None:
                      f"the stages need (1, {stages})")
 
 
+_ONE_CLASS = np.array([1], dtype=np.intp).tobytes()
+_TREE_OF, _N_IN = methodcaller("get", "tree_"), methodcaller("get", "n_features_in_")
+
+
+def _gb_members_pass(members: list[dict[str, Any]], n_features: int) -> bool:
+    """True only if every member passes :func:`_gb_members`' loop: one C loop per property
+    over all members (exactly scikit-learn's ``Tree``, exactly ``int`` feature counts); False
+    where one differs or the pass cannot tell (then the loop decides and names the member)."""
+    cls = loaded_class(*_TREE)
+    trees = list(map(_TREE_OF, members))
+    n_in = list(map(_N_IN, members))
+    return (cls is not None and set(map(type, trees)) == {cls}
+            and set(map(type, n_in)) == {int} and set(n_in) == {n_features}
+            and set(map(_N_FEATURES_OF, trees)) == {n_features}
+            and set(map(_N_OUTPUTS_OF, trees)) == {1}
+            # n_classes: scikit-learn's intp array of n_outputs (1) counts.
+            and set(map(bytes, map(_N_CLASSES_OF, trees))) == {_ONE_CLASS})
+
+
+_N_FEATURES_OF, _N_OUTPUTS_OF, _N_CLASSES_OF = (
+    attrgetter("n_features"), attrgetter("n_outputs"), attrgetter("n_classes"))
+
+
 def _gb_members(env: Env) -> None:
-    for i, d in env.members("estimators_"):
+    members = list(env.members("estimators_"))
+    try:
+        if members and _gb_members_pass([d for _, d in members], env.dims["F"]):
+            return
+    except Exception:  # noqa: BLE001 - the pass cannot tell: the loop decides
+        pass
+    for i, d in members:
         _same_counts(d, env, i, "estimators_")
         tree = _tree_of(d)
         if tree.n_outputs != 1 or [int(c) for c in tree.n_classes] != [1]:
