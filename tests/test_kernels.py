@@ -1386,6 +1386,79 @@ def test_binary_tree_depth_of_a_deep_chain():
     assert K.binary_tree_depth(left, right) == n_internal
 
 
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32), sizes=st.lists(st.integers(0, 30), min_size=1, max_size=8),
+       dtype=st.sampled_from(["i4", "i8"]), corrupt=st.booleans())
+def test_binary_forest_depths_match_each_tree(seed, sizes, dtype, corrupt):
+    rnd = random.Random(seed)
+    forest = [random_tree(rnd, n, rnd.random() < 0.5) for n in sizes]
+    left = np.array([c for lt, _ in forest for c in lt], dtype)
+    right = np.array([c for _, rt in forest for c in rt], dtype)
+    if corrupt:  # any child anywhere: each tree's answer is still its own walk's
+        at = rnd.randrange(left.shape[0])
+        (left if rnd.random() < 0.5 else right)[at] = rnd.randrange(-2, 8)
+    offsets = np.cumsum([0] + [len(lt) for lt, _ in forest]).astype(np.int64)
+    expected = [K.binary_tree_depth(left[a:b], right[a:b])
+                for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    assert K.binary_forest_depths(left, right, offsets).tolist() == expected
+
+
+def test_binary_forest_depths_edges():
+    left, right = np.array([1, -1, -1, -1]), np.array([2, -1, -1, -1])
+    assert K.binary_forest_depths(left, right, np.array([0, 3, 3, 4])).tolist() == [1, -1, 0]
+    # An unreached node is the structure check's to refuse; the walk measures what it reaches.
+    assert K.binary_forest_depths(left, right, np.array([0, 4])).tolist() == [1]
+    assert K.binary_forest_depths(np.array([1, 0, -1]), np.array([2, 0, -1]),
+                                  np.array([0, 3])).tolist() == [-1]  # a cycle
+    assert K.binary_forest_depths(left[:0], right[:0], np.array([0])).tolist() == []
+    for offsets in (np.array([0, 5]), np.array([1, 4]), np.array([0, 3, 2, 4]),
+                    np.array([0.0, 4.0])):
+        with pytest.raises(ArrayError):
+            K.binary_forest_depths(left, right, offsets)
+    with pytest.raises(ArrayError):
+        K.binary_forest_depths(left, right.astype(np.int32), np.array([0, 4]))
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32), sizes=st.lists(st.integers(0, 30), min_size=1, max_size=8),
+       dtype=st.sampled_from(["u4", "i4", "i8"]), corrupt=st.integers(0, 3))
+def test_check_hist_forest_matches_each_predictor(seed, sizes, dtype, corrupt):
+    rnd = random.Random(seed)
+    forest = [random_tree(rnd, n, rnd.random() < 0.5) for n in sizes]
+    # HistGradientBoosting layout: leaves flagged, their children 0.
+    left = np.array([max(c, 0) for lt, _ in forest for c in lt], dtype)
+    right = np.array([max(c, 0) for _, rt in forest for c in rt], dtype)
+    is_leaf = np.array([c == -1 for lt, _ in forest for c in lt], np.uint8)
+    feature = np.array([rnd.randrange(3) for _ in range(left.shape[0])], np.int64)
+    offsets = np.cumsum([0] + [len(lt) for lt, _ in forest]).astype(np.int64)
+    for _ in range(corrupt):
+        at = rnd.randrange(left.shape[0])
+        column = rnd.choice([left, right, is_leaf, feature])
+        column[at] = rnd.randrange(0, 4) if column is not feature else rnd.randrange(-1, 5)
+    found = K.check_hist_forest(left, right, is_leaf, feature, offsets, 3)
+    expected = (0, -1, -1, "")
+    for t, (a, b) in enumerate(zip(offsets[:-1], offsets[1:], strict=True)):
+        code, node, reason = K.check_hist_predictor(left[a:b], right[a:b], is_leaf[a:b],
+                                                    feature[a:b], 3)
+        if code:
+            expected = (code, t, node, reason)
+            break
+    assert found == expected
+
+
+def test_check_hist_forest_arguments():
+    left = right = np.zeros(3, np.uint32)
+    leaf, feature = np.ones(3, np.uint8), np.zeros(3, np.int64)
+    assert K.check_hist_forest(left, right, leaf, feature, np.array([0, 1, 2, 3]), 1)[0] == 0
+    assert K.check_hist_forest(left, right, leaf, feature, np.array([0, 0, 3]), 1)[:3] == (
+        K.TREE_EMPTY, 0, -1)
+    for bad in (np.array([0, 2]), np.array([0.0, 3.0])):
+        with pytest.raises(ArrayError):
+            K.check_hist_forest(left, right, leaf, feature, bad, 1)
+    with pytest.raises(ArrayError):
+        K.check_hist_forest(left, right, leaf.astype(np.int64), feature, np.array([0, 3]), 1)
+
 def ref_scatter(splits, leaves, is_leaf):
     out, s, k = [], 0, 0
     for flag in is_leaf:

@@ -107,6 +107,20 @@ def check_binary_forest(
     n_features: int,
     leaf: int = -1,
 ) -> _ForestCheck: ...
+def binary_forest_depths(
+    left: _IntArray,
+    right: _IntArray,
+    offsets: npt.NDArray[np.int64],
+    leaf: int = -1,
+) -> npt.NDArray[np.int64]: ...
+def check_hist_forest(
+    nodes_left: _IntArray,
+    nodes_right: _IntArray,
+    is_leaf: npt.NDArray[np.uint8] | npt.NDArray[np.bool_],
+    feature_idx: _IntArray,
+    offsets: npt.NDArray[np.int64],
+    n_features: int,
+) -> _ForestCheck: ...
 def check_leaf_coded_forest(
     left: _IntArray,
     right: _IntArray,

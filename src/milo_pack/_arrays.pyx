@@ -2410,6 +2410,166 @@ def check_binary_forest(left, right, feature, offsets, n_features, leaf=-1):
     return code, tree, where, _TREE_REASONS[code]
 
 
+cdef void _binary_forest_depths_walk(const child_t[:] left, const child_t[:] right,
+                                     const int64_t[::1] offsets, int64_t leaf,
+                                     Py_ssize_t[::1] stack, int64_t[::1] depths,
+                                     int64_t[::1] out) noexcept nogil:
+    cdef Py_ssize_t t, a, b
+    for t in range(offsets.shape[0] - 1):
+        a = offsets[t]
+        b = offsets[t + 1]
+        if b == a:
+            out[t] = -1
+        else:
+            out[t] = _depth_walk(left[a:b], right[a:b], leaf, stack, depths)
+
+
+def _binary_forest_depths_run(const child_t[:] left, const child_t[:] right,
+                              const int64_t[::1] offsets, int64_t leaf, Py_ssize_t widest):
+    cdef Py_ssize_t[::1] stack = np.empty(max(widest, 1), dtype=np.intp)
+    cdef int64_t[::1] depths = np.empty(max(widest, 1), dtype=np.int64)
+    result = np.empty(offsets.shape[0] - 1, dtype=np.int64)
+    cdef int64_t[::1] out = result
+    with nogil:
+        _binary_forest_depths_walk(left, right, offsets, leaf, stack, depths, out)
+    return result
+
+
+def binary_forest_depths(left, right, offsets, leaf=-1):
+    """:func:`binary_tree_depth` for every tree of packed node columns, in one call.
+
+    Tree ``i`` is rows ``[offsets[i], offsets[i + 1])`` of the columns, its child indices local
+    to the tree (0 is its root).  Meant for forests that passed :func:`check_binary_forest`; on
+    anything else it still stops within each tree's length and stays in bounds.
+
+    Parameters
+    ----------
+    left, right : numpy.ndarray
+        1-D int32 or int64 arrays (same dtype, same length); may be strided views.
+    offsets : numpy.ndarray
+        As for :func:`check_binary_forest`.
+    leaf : int, default -1
+        Child value that marks a leaf.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, one depth per tree (root at depth 0); -1 for an empty tree or one whose arrays
+        do not form a tree.
+
+    Raises
+    ------
+    ArrayError
+        On unusable arguments (dtypes, lengths, offsets).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> left, right = np.array([1, -1, -1, -1]), np.array([2, -1, -1, -1])
+    >>> binary_forest_depths(left, right, np.array([0, 3, 4])).tolist()
+    [1, 0]
+    """
+    l = _in_array(left, "left")
+    r = _in_array(right, "right")
+    if l.shape[0] != r.shape[0] or l.dtype != r.dtype or l.dtype not in (np.int32, np.int64):
+        raise ArrayError("left and right must be int32 or int64 arrays of equal length")
+    leaf_value = _int_arg(leaf, "leaf")
+    if not -2 ** 63 <= leaf_value < 2 ** 63:
+        raise ArrayError(f"leaf must fit int64, got {leaf_value}")
+    o, widest = _forest_offsets(offsets, l.shape[0])
+    return _binary_forest_depths_run(l, r, o, leaf_value, widest)
+
+
+cdef int _hist_forest_walk(const child_t[:] left, const child_t[:] right,
+                           const uint8_t[:] is_leaf, const feature_t[:] feature,
+                           const int64_t[::1] offsets, int64_t n_features, uint8_t[::1] seen,
+                           Py_ssize_t[::1] stack, Py_ssize_t* tree,
+                           Py_ssize_t* where) noexcept nogil:
+    cdef Py_ssize_t t, a, b
+    cdef int code
+    for t in range(offsets.shape[0] - 1):
+        a = offsets[t]
+        b = offsets[t + 1]
+        tree[0] = t
+        if b == a:
+            where[0] = -1
+            return _TREE_EMPTY
+        seen[:b - a] = 0
+        code = _walk_hist(left[a:b], right[a:b], is_leaf[a:b], feature[a:b], n_features,
+                          seen[:b - a], stack, where)
+        if code != _TREE_OK:
+            return code
+    return _TREE_OK
+
+
+def _hist_forest_run(const child_t[:] left, const child_t[:] right, const uint8_t[:] is_leaf,
+                     const feature_t[:] feature, const int64_t[::1] offsets,
+                     int64_t n_features, Py_ssize_t widest):
+    cdef Py_ssize_t tree = -1, where = -1
+    cdef uint8_t[::1] seen = np.zeros(max(widest, 1), dtype=np.uint8)
+    cdef Py_ssize_t[::1] stack = np.empty(max(widest, 1), dtype=np.intp)
+    cdef int code
+    with nogil:
+        code = _hist_forest_walk(left, right, is_leaf, feature, offsets, n_features, seen,
+                                 stack, &tree, &where)
+    return code, tree, where
+
+
+def check_hist_forest(nodes_left, nodes_right, is_leaf, feature_idx, offsets, n_features):
+    """:func:`check_hist_predictor` for every predictor of packed node columns, in one call.
+
+    Predictor ``i`` is rows ``[offsets[i], offsets[i + 1])`` of the columns, its child indices
+    local to it (0 is its root).  An empty predictor is invalid.
+
+    Parameters
+    ----------
+    nodes_left, nodes_right, is_leaf, feature_idx : numpy.ndarray
+        As for :func:`check_hist_predictor`, covering every predictor one after another.
+    offsets : numpy.ndarray
+        Contiguous int64, ``n_predictors + 1`` entries from 0 to ``len(nodes_left)``, never
+        decreasing.
+    n_features : int
+        Number of input features.
+
+    Returns
+    -------
+    tuple of (int, int, int, str)
+        As for :func:`check_binary_forest`.
+
+    Raises
+    ------
+    ArrayError
+        On unusable arguments (dtypes, lengths, offsets), never for malformed nodes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> left, right = np.array([1, 0, 0, 0], np.uint32), np.array([2, 0, 0, 0], np.uint32)
+    >>> leaf, feature = np.array([0, 1, 1, 1], np.uint8), np.zeros(4, np.int64)
+    >>> check_hist_forest(left, right, leaf, feature, np.array([0, 3, 4]), 1)
+    (0, -1, -1, '')
+    >>> check_hist_forest(left, right, leaf, feature, np.array([0, 1, 4]), 1)[:3]
+    (2, 0, 0)
+    """
+    l, r, f = _tree_arrays(
+        nodes_left, nodes_right, feature_idx,
+        (np.dtype("u4"), np.dtype("i4"), np.dtype("i8")),
+        ("nodes_left", "nodes_right", "feature_idx"),
+    )
+    leaf_flags = _in_array(is_leaf, "is_leaf")
+    if leaf_flags.dtype not in (np.dtype(np.uint8), np.dtype(np.bool_)):
+        raise ArrayError(f"is_leaf must have dtype uint8 or bool, got {leaf_flags.dtype}")
+    _check_same_length(l, "nodes_left", leaf_flags, "is_leaf")
+    n_feat = _n_features_arg(n_features)
+    o, widest = _forest_offsets(offsets, l.shape[0])
+    if o.shape[0] == 1:
+        return TREE_OK, -1, -1, ""
+    code, tree, where = _hist_forest_run(l, r, leaf_flags.view(np.uint8), f, o, n_feat, widest)
+    if code == _TREE_OK:
+        return TREE_OK, -1, -1, ""
+    return code, tree, where, _TREE_REASONS[code]
+
+
 cdef int _leaf_coded_forest_walk(const child_t[:] left, const child_t[:] right,
                                  const feature_t[:] feature, const int64_t[::1] offsets,
                                  int64_t n_features, uint8_t[::1] seen,

@@ -20,7 +20,7 @@ from sklearn.tree._tree import NODE_DTYPE, Tree
 
 from .. import _arrays
 from ..engine import CheckContext, LoadContext, SaveContext, check_array_node, join_path
-from ..errors import InvariantError, LimitError, ManifestError, quote
+from ..errors import ArrayError, InvariantError, LimitError, ManifestError, quote
 from ..lazy import plain_type
 from ..registry import Handler, LoadFn, PackedMember, Registry
 
@@ -584,8 +584,7 @@ class _PackedTrees:
     def build(self, i: int, ctx: LoadContext, at: str) -> Any:
         from .invariants import check_fitted
 
-        trees, node = self.node["trees"], self.node
-        n_features, n_outputs = trees["n_features"], trees["n_outputs"]
+        n_features = self.node["trees"]["n_features"]
         start, stop = int(self.ends[i] - self.counts[i]), int(self.ends[i])
         if self.records is not None:
             # Tree.__setstate__ copies the nodes: a view of the pack's records will do.
@@ -602,9 +601,19 @@ class _PackedTrees:
         if depth != self.depths[i]:
             raise InvariantError(f"max_depth is {self.depths[i]} but the tree is {depth} deep",
                                  join_path(at, "tree_"))
-        tree = Tree(n_features, self.n_classes.astype(np.intp, copy=False), n_outputs)
-        tree.__setstate__({"max_depth": depth, "node_count": stop - start, "nodes": nodes,
-                           "values": np.ascontiguousarray(self._rows(ctx, "values", start, stop))})
+        estimator = self._estimator(i, ctx, at, nodes, depth,
+                                    self._rows(ctx, "values", start, stop))
+        check_fitted(estimator, at)
+        return estimator
+
+    def _estimator(self, i: int, ctx: LoadContext, at: str, nodes: np.ndarray, depth: int,
+                   values: np.ndarray) -> Any:
+        """Member ``i`` built from its checked nodes (its fitted checks are the caller's)."""
+        trees, node = self.node["trees"], self.node
+        tree = Tree(trees["n_features"], self.n_classes.astype(np.intp, copy=False),
+                    trees["n_outputs"])
+        tree.__setstate__({"max_depth": depth, "node_count": nodes.shape[0], "nodes": nodes,
+                           "values": np.ascontiguousarray(values)})
         state: dict[str, Any] = {}
         shared, varying = node["shared"], node["varying"]
         for name in node["fields"]:
@@ -619,8 +628,57 @@ class _PackedTrees:
             state["_sklearn_version"] = self.version
         estimator: Any = self.cls.__new__(self.cls)
         estimator.__setstate__(state)
-        check_fitted(estimator, at)
         return estimator
+
+    def build_all(self, ctx: LoadContext, paths: list[str]) -> list[Any] | None:
+        """Every member of an eager load, checked in one pass each: one structure check over
+        every tree of the pack's record array (``check_binary_forest``: the per-tree kernel on
+        each tree's rows), one depth walk (``binary_forest_depths``), the fitted checks of the
+        members at once (``check_fitted_alike``).  None where a pass refuses, or cannot prove:
+        then :meth:`build`, member by member, raises the precise error (or builds)."""
+        from .invariants import check_fitted, check_fitted_alike
+
+        records, values = self.records, self.values
+        if records is None or values is None:
+            return None
+        if not packed_trees_pass(records, self.counts, self.depths,
+                                 self.node["trees"]["n_features"]):
+            return None
+        bounds = [0, *self.ends.tolist()]
+        depth_list = self.depths.tolist()
+        members = [self._estimator(i, ctx, at, records[bounds[i]:bounds[i + 1]], depth_list[i],
+                                   values[bounds[i]:bounds[i + 1]])
+                   for i, at in enumerate(paths)]
+        if not check_fitted_alike(members, paths.__getitem__):
+            for member, at in zip(members, paths, strict=True):
+                check_fitted(member, at)
+        return members
+
+
+def packed_trees_pass(records: np.ndarray, counts: np.ndarray, depths: np.ndarray,
+                      n_features: int) -> bool:
+    """True exactly when every tree of a packed node passes the per-tree checks of
+    :meth:`_PackedTrees.build`: ``check_binary_tree`` on its rows, and ``binary_tree_depth``
+    equal to its declared depth.
+
+    ``records`` holds the nodes of every tree (``NODE_DTYPE``), concatenated, ``counts[i]`` of
+    tree ``i`` (positive, adding up to the records, as the load checks first), child indices
+    local to the tree; ``depths`` the declared depths.  The same kernels walk each tree's
+    rows, in one call each (``check_binary_forest``, ``binary_forest_depths``) instead of two
+    calls a tree.
+    """
+    if counts.shape != depths.shape or counts.shape[0] == 0:
+        return False
+    offsets = np.zeros(counts.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    left, right = records["left_child"], records["right_child"]
+    try:
+        code = _arrays.check_binary_forest(left, right, records["feature"], offsets,
+                                           n_features)[0]
+        found = _arrays.binary_forest_depths(left, right, offsets) if not code else None
+    except ArrayError:  # arguments the kernels refuse: the per-tree checks decide
+        return False
+    return found is not None and bool(np.array_equal(found, depths))
 
 
 def _packed_container(node: dict[str, Any]) -> tuple[Any, Any]:
@@ -636,8 +694,10 @@ def _load_packed(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
     result, flat = _packed_container(node)
     ctx.register(node, result)
     packed = _PackedTrees(node, ctx, path, whole=True)
-    for i in range(len(flat)):
-        flat[i] = packed.build(i, ctx, f"{path}[{i}]")
+    paths = [f"{path}[{i}]" for i in range(len(flat))]
+    members = packed.build_all(ctx, paths)
+    for i, at in enumerate(paths):
+        flat[i] = members[i] if members is not None else packed.build(i, ctx, at)
     return result
 
 
@@ -816,8 +876,26 @@ class _PackedPredictors:
                 raise InvariantError(
                     f"counts.{name} must be non-negative and add up to {total}", path)
             self.ends[name] = np.cumsum(count)
-        self.whole = ({key: ctx.array(arr, join_path(path, key))
-                       for key, arr in self.arrays.items()} if whole else None)
+        self.records: np.ndarray | None = None
+        self.whole: dict[str, np.ndarray] | None = None
+        if whole:
+            from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
+
+            # Every predictor's nodes as one record array, filled once (each column dropped
+            # once copied: decoding straight into a strided field would go through the chunk
+            # cache).  scikit-learn's own dtype object where the file's equals it: the
+            # predictors' dtype checks (TreePredictor.__setstate__, the member rule) then
+            # compare by identity.
+            dtype = PREDICTOR_RECORD_DTYPE if self.dtype == PREDICTOR_RECORD_DTYPE else self.dtype
+            self.records = np.zeros(self.arrays[f"nodes.{names[0]}"]["shape"][0], dtype=dtype)
+            self.whole = {}
+            for key, arr in self.arrays.items():
+                if key.startswith("nodes."):
+                    field = self.records[key[len("nodes."):]]
+                    field[...] = ctx.array(arr, join_path(path, key))
+                    self.whole[key] = field
+                else:
+                    self.whole[key] = ctx.array(arr, join_path(path, key))
 
     def member_path(self, i: int) -> str:
         return f"{self.path}[{i // self.width}][{i % self.width}]"
@@ -856,18 +934,14 @@ class _PackedPredictors:
             X_BITSET_INNER_DTYPE,
         )
 
-        whole = self.whole
-        if whole is None or self.dtype != PREDICTOR_RECORD_DTYPE:
+        whole, records = self.whole, self.records
+        if whole is None or records is None or records.dtype is not PREDICTOR_RECORD_DTYPE:
             return None
         bitsets = {name: whole[name] for name in _BITSETS}
         if any(b.ndim != 2 or b.dtype != X_BITSET_INNER_DTYPE or b.shape[1] != 8
                for b in bitsets.values()):
             return None
         bitsets = {name: np.ascontiguousarray(b) for name, b in bitsets.items()}
-        names = cast("tuple[str, ...]", self.dtype.names)  # a structured dtype
-        records = np.zeros(whole[f"nodes.{names[0]}"].shape[0], dtype=self.dtype)
-        for name in names:
-            records[name] = whole[f"nodes.{name}"]
         counts = self.counts
         if not packed_predictors_pass(records, counts["nodes"], counts[_BITSETS[0]],
                                       counts[_BITSETS[1]]):
@@ -891,23 +965,18 @@ class _PackedPredictors:
 
 def packed_predictors_pass(records: np.ndarray, node_counts: np.ndarray,
                            binned_rows: np.ndarray, raw_rows: np.ndarray) -> bool:
-    """True only if every predictor of a packed node passes the per-predictor state check.
+    """True exactly when every predictor of a packed node passes the per-predictor state check
+    on its nodes and bitset row counts.
 
-    ``records`` holds the nodes of every predictor, concatenated (``node_counts`` of each, child
-    indices local to the predictor); ``binned_rows`` and ``raw_rows`` count each predictor's
-    bitset rows.  One vectorised pass over all predictors instead of one check each: it accepts
-    a subset of what ``_check_tree_predictor`` (``invariants/state.py``) accepts, so anything it
-    refuses is checked again predictor by predictor, which raises the precise error (or
-    accepts).  It accepts when, in every predictor of ``n >= 1`` nodes,
-
-    - every internal node (``is_leaf == 0``) has both children in ``(node, n)`` and a feature in
-      ``[0, 2**62)``, and every node but the root is the child of exactly one internal node:
-      parents then precede their children, so walking from the root reaches every node exactly
-      once (by induction on the index) - what ``check_hist_predictor`` walks for;
-    - every internal categorical node's ``bitset_idx`` is below both bitset row counts.
-
-    scikit-learn numbers a predictor's nodes depth-first from the root, so its own predictors
-    take this path.
+    ``records`` holds the nodes of every predictor (``PREDICTOR_RECORD_DTYPE``), concatenated
+    (``node_counts`` of each, child indices local to the predictor); ``binned_rows`` and
+    ``raw_rows`` count each predictor's bitset rows.  One call instead of one check each: the
+    walk of ``check_hist_predictor`` on every predictor's rows (``check_hist_forest``: children
+    in range, every node reached once from the root, features in ``[0, 2**62)``), then every
+    internal categorical node's ``bitset_idx`` below both of its predictor's bitset row counts,
+    as ``_check_tree_predictor`` (``invariants/state.py``) requires of each predictor; the
+    caller checks the rest of that check (dtypes, bitset shapes) for the whole arrays.  Where
+    it refuses, the load checks predictor by predictor, which raises the precise error.
     """
     from .invariants.state import _ANY_FEATURE
 
@@ -916,27 +985,19 @@ def packed_predictors_pass(records: np.ndarray, node_counts: np.ndarray,
     if (n_pred == 0 or binned_rows.shape[0] != n_pred or raw_rows.shape[0] != n_pred
             or int(node_counts.min()) < 1 or int(node_counts.sum()) != total):
         return False
-    starts = np.cumsum(node_counts) - node_counts
-    owner = np.repeat(np.arange(n_pred), node_counts)
-    local = np.arange(total, dtype=np.int64) - starts[owner]
-    inner = records["is_leaf"] == 0
-    size = node_counts[owner][inner]
-    here = local[inner]
-    left = records["left"][inner].astype(np.int64)
-    right = records["right"][inner].astype(np.int64)
-    feature = records["feature_idx"][inner]
-    if (np.any(left <= here) or np.any(right <= here) or np.any(left >= size)
-            or np.any(right >= size) or np.any(feature < 0) or np.any(feature >= _ANY_FEATURE)):
+    offsets = np.zeros(n_pred + 1, dtype=np.int64)
+    np.cumsum(node_counts, out=offsets[1:])
+    try:
+        code = _arrays.check_hist_forest(records["left"], records["right"], records["is_leaf"],
+                                         records["feature_idx"], offsets, _ANY_FEATURE)[0]
+    except ArrayError:  # arguments the kernel refuses: the per-predictor checks decide
         return False
-    base = starts[owner][inner]
-    parents = np.bincount(np.concatenate([left + base, right + base]), minlength=total)
-    # Every node has one parent, but each predictor's root has none.
-    parents[starts] += 1
-    if not bool(np.all(parents == 1)):
+    if code:
         return False
-    categorical = inner & (records["is_categorical"] != 0)
+    categorical = (records["is_leaf"] == 0) & (records["is_categorical"] != 0)
     if categorical.any():
-        rows = np.minimum(binned_rows, raw_rows)[owner][categorical]
+        owner = np.repeat(np.arange(n_pred), node_counts)[categorical]
+        rows = np.minimum(binned_rows, raw_rows)[owner]
         if bool(np.any(records["bitset_idx"][categorical].astype(np.int64) >= rows)):
             return False
     return True

@@ -21,17 +21,19 @@ no state for native code to read.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 from ...errors import InvariantError, quote
-from ...lazy import is_unbuilt_member
+from ...lazy import is_unbuilt_member, member_of
 from .kinds import MAX_THREADS, Env, Reject, Spec
 from .params import check_params
 from .specs import SPECS, STATELESS, STRUCTURES
 from .state import STATE_CHECKS, check_state
 
-__all__ = ["check_state", "check_fitted", "check_member", "specs_for", "STATE_CHECKS", "SPECS",
-           "STRUCTURES", "MAX_THREADS"]
+__all__ = ["check_state", "check_fitted", "check_fitted_alike", "check_member", "specs_for",
+           "STATE_CHECKS", "SPECS", "STRUCTURES", "MAX_THREADS"]
 
 _BY_TYPE: dict[type, tuple[Spec, ...]] = {}
 _PARAMS: dict[type, frozenset[str]] = {}
@@ -153,6 +155,73 @@ def _check_fitted(obj: Any, path: str) -> _Checked:
             if any(rule.members for rule in spec.rules):
                 checked.append((spec, env.values, env.dims))
     return checked
+
+
+def check_fitted_alike(objs: list[Any], path_of: Callable[[int], str]) -> bool:
+    """:func:`check_fitted` for many estimators built alike (the members of a pack), in one pass.
+
+    The first is checked whole (its error, if any, is raised).  Each other one is then proven
+    to pass exactly as the first does: the same class (not a lazy member), the same attribute
+    names in the same order (so the same shadowing and fitted answers), every attribute the
+    same object as the first's (so the same parameter checks, kinds and rules), except
+    attributes a spec declares ``alike`` (a member's own tree), whose declared properties must
+    equal the first's.  Everything :func:`check_fitted` reads is then what it read for the
+    first, so it passes for every member.
+
+    Parameters
+    ----------
+    objs : list
+        The estimators, state set.
+    path_of : callable
+        The graph path of the estimator at an index, for the first one's errors.
+
+    Returns
+    -------
+    bool
+        True when every estimator passes; False when the proof does not hold for one (then
+        call :func:`check_fitted` on each: it names the estimator and the failing check).
+
+    Raises
+    ------
+    milo_pack.errors.InvariantError
+        The first estimator fails :func:`check_fitted`.
+    """
+    if not objs:
+        return True
+    first = objs[0]
+    cls = type(first)
+    d0 = getattr(first, "__dict__", None)
+    if not isinstance(d0, dict) or member_of(first) is not None:
+        return False
+    _check_fitted(first, path_of(0))
+    # An attribute is compared through the specs' declared properties only where every spec
+    # covering the class declares it so (another spec may read more of it) and it is not a
+    # parameter (checked against scikit-learn's constraints by identity).
+    specs = specs_for(cls)
+    keyed: dict[str, list[Callable[[Any], Any]]] = {}
+    for spec in specs:
+        for name, key in spec.alike:
+            keyed.setdefault(name, []).append(key)
+    params = _param_names(cls)
+    keyed = {name: keys for name, keys in keyed.items()
+             if len(keys) == len(specs) and name not in params}
+    names = tuple(d0)
+    try:
+        dicts = [o.__dict__ for o in objs if type(o) is cls]
+        if len(dicts) != len(objs) or any(tuple(d) != names for d in dicts):
+            return False
+        for name, value in d0.items():
+            column = list(map(itemgetter(name), dicts))
+            if name in keyed:
+                for key in keyed[name]:
+                    want = key(value)
+                    if not all(key(v) == want for v in column):
+                        return False
+            elif len(set(map(id, column))) != 1:
+                return False
+    except Exception:  # noqa: BLE001 - not proven: each is checked instead
+        return False
+    return True
 
 
 def _snapshot(d: dict[str, Any]) -> tuple[int, ...]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
+from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 if TYPE_CHECKING:  # typing has it from Python 3.11 only; the checker's stubs know both
@@ -30,7 +31,7 @@ else:
 import numpy as np
 
 from ...errors import InvariantError, quote
-from ...lazy import member_state
+from ...lazy import is_lazy_member, member_state
 
 __all__ = [
     "Reject", "Env", "Kind", "Int", "Real", "Flag", "Choice", "Array", "Shape", "Sparse",
@@ -161,6 +162,14 @@ class Env:
         items = value.reshape(-1) if isinstance(value, np.ndarray) else value
         if len(items) and isinstance(items[0], list):  # HistGradientBoosting: a list per stage
             items = [item for stage in items for item in stage]
+        if self.focus is None and not any(map(is_lazy_member, {type(item): item
+                                                               for item in items}.values())):
+            # No lazy member among them (one of each type asked): their own __dict__.
+            for i, item in enumerate(items):
+                state = getattr(item, "__dict__", None)
+                if state is not None:
+                    yield i, state
+            return
         for i, item in enumerate(items):
             # A lazy member's state is its published (or, in the thread building it, pending)
             # state; None: not built yet, checked against this container when it is.
@@ -179,6 +188,17 @@ class Kind:
 
     def check(self, value: Any, env: Env) -> Any:
         raise NotImplementedError
+
+    def check_all(self, values: list[Any], env: Env) -> None:
+        """:meth:`check` on every item of ``values`` in order; the first refusal is raised as
+        ``item {i} {reason}``.  Kinds may answer for a whole list at once where that is
+        cheaper, provided they accept exactly what the loop accepts (and, refusing, let the
+        loop name the item)."""
+        for i, item in enumerate(values):
+            try:
+                self.check(item, env)
+            except Reject as exc:
+                raise Reject(f"item {i} {exc}") from None
 
     def describe(self) -> str:
         raise NotImplementedError
@@ -390,6 +410,12 @@ class Instance(Kind):
             raise Reject(f"must be a {self.name}, not {type(value).__name__}")
         return value
 
+    def check_all(self, values: list[Any], env: Env) -> None:
+        # isinstance on every item in one C loop; the loop names the first that is not one.
+        cls = loaded_class(self.module, self.name)
+        if cls is None or not all(map(isinstance, values, repeat(cls))):
+            super().check_all(values, env)
+
     def describe(self) -> str:
         return f"`{self.name}`"
 
@@ -479,12 +505,25 @@ class Seq(Kind):
             raise Reject(f"must have at least {self.min_length} items")
         if self.length is not None:
             _check_dims((len(value),), (self.length,), env)
-        for i, item in enumerate(value):
-            try:
-                self.item.check(item, env)
-            except Reject as exc:
-                raise Reject(f"item {i} {exc}") from None
+        self.item.check_all(value, env)
         return value
+
+    def check_all(self, values: list[Any], env: Env) -> None:
+        # Lists of one length (a HistGradientBoosting model's stages): the length checked
+        # once, as the first list's check would, and their items as one list.  Anything else,
+        # or any refusal, goes through the loop, which names the list and the reason.
+        saved = dict(env.dims)
+        try:
+            if values and set(map(type, values)) == {list}:
+                lengths = set(map(len, values))
+                if len(lengths) == 1:
+                    self.check(values[0], env)  # checks the shared length (and first items)
+                    self.item.check_all(list(chain.from_iterable(values[1:])), env)
+                    return
+        except Reject:
+            env.dims.clear()
+            env.dims.update(saved)
+        super().check_all(values, env)
 
     def describe(self) -> str:
         length = "" if self.length is None else f" of {self.length}"
@@ -504,11 +543,7 @@ class Objects(Kind):
         if value.ndim != len(self.dims):
             raise Reject(f"must have {len(self.dims)} dimensions, not {value.ndim}")
         _check_dims(value.shape, self.dims, env)
-        for i, item in enumerate(value.reshape(-1)):
-            try:
-                self.item.check(item, env)
-            except Reject as exc:
-                raise Reject(f"item {i} {exc}") from None
+        self.item.check_all(value.reshape(-1).tolist(), env)
         return value
 
     def describe(self) -> str:
@@ -587,6 +622,11 @@ class Spec:
         the documentation and the differential tests know every input of the checks.
     exclude : tuple of (module, class name)
         Subclasses of ``base`` that another spec covers instead.
+    alike : tuple of (attribute, function)
+        For checking many instances at once (``check_fitted_alike``): the attribute's value
+        enters this spec's kinds and rules only through what the function returns, so two
+        instances whose values give equal results, and whose other attributes are the same
+        objects, pass or fail this spec alike.
     """
 
     title: str
@@ -596,6 +636,7 @@ class Spec:
     rules: tuple[Rule, ...] = ()
     reads: tuple[str, ...] = ()
     exclude: tuple[tuple[str, str], ...] = ()
+    alike: tuple[tuple[str, Callable[[Any], Any]], ...] = ()
 
     def base_class(self) -> type | None:
         return loaded_class(*self.base)

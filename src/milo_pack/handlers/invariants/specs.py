@@ -15,7 +15,8 @@ on its own: where scikit-learn sizes a buffer from an attribute (``n_trees_per_i
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from operator import attrgetter, methodcaller
+from typing import Any, cast
 
 import numpy as np
 
@@ -103,6 +104,16 @@ def _tree_classes(env: Env) -> None:
         raise Reject(f"n_classes_ and classes_ must match the tree's classes {expected}")
 
 
+def _tree_alike(tree: Any) -> tuple[Any, ...]:
+    """What the kind and the rules of :data:`TREE` read of ``tree_``: its type and counts (a
+    value of another type is alike to nothing, its properties are not read)."""
+    cls = loaded_class(*_TREE)
+    if cls is None or type(tree) is not cls:
+        return (type(tree), id(tree))
+    found: Any = tree  # a class of an untyped module
+    return (cls, found.n_features, found.n_outputs, tuple(found.n_classes.tolist()))
+
+
 _CLASS_COUNTS = OneOf((Int(lo=1), Array("iu", (None,))))
 _CLASS_LABELS = OneOf((Array("biufUSO", (None,)), Seq(Array("biufUSO", (None,)))))
 
@@ -123,7 +134,9 @@ TREE = Spec(
         Rule("classifiers have `n_classes_` and `classes_`, equal to the tree's class counts",
              _tree_classes),
     ),
+    alike=(("tree_", _tree_alike),),
 )
+
 
 
 # -- forests -------------------------------------------------------------------------------------
@@ -363,8 +376,37 @@ def _gb_init_width(env: Env) -> None:
                      f"the stages need (1, {stages})")
 
 
+_ONE_CLASS = np.array([1], dtype=np.intp).tobytes()
+_TREE_OF, _N_IN = methodcaller("get", "tree_"), methodcaller("get", "n_features_in_")
+
+
+def _gb_members_pass(members: list[dict[str, Any]], n_features: int) -> bool:
+    """True only if every member passes :func:`_gb_members`' loop: one C loop per property
+    over all members (exactly scikit-learn's ``Tree``, exactly ``int`` feature counts); False
+    where one differs or the pass cannot tell (then the loop decides and names the member)."""
+    cls = loaded_class(*_TREE)
+    trees = list(map(_TREE_OF, members))
+    n_in = list(map(_N_IN, members))
+    return (cls is not None and set(map(type, trees)) == {cls}
+            and set(map(type, n_in)) == {int} and set(n_in) == {n_features}
+            and set(map(_N_FEATURES_OF, trees)) == {n_features}
+            and set(map(_N_OUTPUTS_OF, trees)) == {1}
+            # n_classes: scikit-learn's intp array of n_outputs (1) counts.
+            and set(map(bytes, map(_N_CLASSES_OF, trees))) == {_ONE_CLASS})
+
+
+_N_FEATURES_OF, _N_OUTPUTS_OF, _N_CLASSES_OF = (
+    attrgetter("n_features"), attrgetter("n_outputs"), attrgetter("n_classes"))
+
+
 def _gb_members(env: Env) -> None:
-    for i, d in env.members("estimators_"):
+    members = list(env.members("estimators_"))
+    try:
+        if members and _gb_members_pass([d for _, d in members], env.dims["F"]):
+            return
+    except Exception:  # noqa: BLE001 - the pass cannot tell: the loop decides
+        pass
+    for i, d in members:
         _same_counts(d, env, i, "estimators_")
         tree = _tree_of(d)
         if tree.n_outputs != 1 or [int(c) for c in tree.n_classes] != [1]:
@@ -497,6 +539,9 @@ def _is_check_array(func: Any) -> bool:
     return type(func) is functools.partial and func.func is check_array and not func.args
 
 
+_BASE, _NDIM, _DTYPE = attrgetter("base"), attrgetter("ndim"), attrgetter("dtype")
+
+
 def _hgb_splits_pass(nodes: list[np.ndarray], n_features: int, is_cat: np.ndarray) -> bool:
     """True if no split of any of ``nodes`` (1-D arrays of one record dtype) breaks
     :func:`_hgb_members`' rules; False: a break, or not known.
@@ -506,7 +551,7 @@ def _hgb_splits_pass(nodes: list[np.ndarray], n_features: int, is_cat: np.ndarra
     """
     base = nodes[0].base
     if (isinstance(base, np.ndarray) and base.dtype == nodes[0].dtype and base.ndim == 1
-            and all(n.base is base for n in nodes)):
+            and len(set(map(id, map(_BASE, nodes)))) == 1):
         is_leaf, feature, categorical = base["is_leaf"], base["feature_idx"], base["is_categorical"]
     else:
         is_leaf, feature, categorical = (np.concatenate([n[name] for n in nodes])
@@ -525,12 +570,17 @@ def _hgb_members(env: Env) -> None:
     members = [d for _, d in env.members("_predictors")]
     # One pass over every member's nodes at once; where it finds a break (or cannot run), the
     # members are checked one by one below, which names the first break.
-    first = members[0].get("nodes") if members else None
-    if isinstance(first, np.ndarray) and first.dtype.names is not None and first.ndim == 1 and all(
-            isinstance(n, np.ndarray) and n.dtype == first.dtype and n.ndim == 1
-            for n in (d.get("nodes") for d in members)):
+    all_nodes = [d.get("nodes") for d in members]
+    first = all_nodes[0] if all_nodes else None
+    if isinstance(first, np.ndarray) and first.dtype.names is not None and first.ndim == 1 and (
+            # Members loaded together: exact arrays of one dtype object (so equal dtypes) ...
+            (set(map(type, all_nodes)) == {np.ndarray} and set(map(_NDIM, all_nodes)) == {1}
+             and len(set(map(id, map(_DTYPE, all_nodes)))) == 1)
+            # ... else each compared.
+            or all(isinstance(n, np.ndarray) and n.dtype == first.dtype and n.ndim == 1
+                   for n in all_nodes)):
         try:
-            if _hgb_splits_pass([d["nodes"] for d in members], n_features, is_cat):
+            if _hgb_splits_pass(cast("list[np.ndarray]", all_nodes), n_features, is_cat):
                 return
         except (IndexError, ValueError, TypeError):
             pass
