@@ -191,3 +191,19 @@ def test_start_up_targets_are_annotated() -> None:
         "small-load": True, "first-load": True, "warm-load": True}
     assert {t.key: t.passed for t in slow.targets if t.key in ("first-load", "warm-load")} == {
         "first-load": False, "warm-load": False}
+
+
+def test_second_targets_print_as_times() -> None:
+    """Targets measured in seconds (open, first load over pickle's) print as times, not as
+    ratios to pickle."""
+    from milo_pack.bench.report import format_targets
+
+    pickle_row = Result("m", "pickle", size_bytes=800, save_s=1e-4, load_s=3e-4,
+                        warm_load_s=3e-5)
+    row = Result("m", "milo_pack", size_bytes=1600, save_s=1e-3, load_s=3.4e-3,
+                 warm_load_s=8e-5, inspect_s=0.0017)
+    row.ratios = {"save": 10.0}
+    evaluate(row, "other", pickle_row, None)
+    text = format_targets([row])
+    assert "open() + manifest <= 20 ms (seconds): 1.7 ms (limit 20 ms)" in text
+    assert re.search(r"first load in a fresh process .*: 3\.1 ms \(limit 2 ms\)", text)

@@ -149,6 +149,10 @@ def format_table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+# Targets whose value and limit are seconds, not ratios (targets.py).
+_SECONDS_TARGETS = frozenset({"first-load", "open"})
+
+
 def _target_lines(results: list[Result]) -> list[str]:
     lines = []
     for r in results:
@@ -157,6 +161,8 @@ def _target_lines(results: list[Result]) -> list[str]:
                 measured = "not measured"
             elif c.key.startswith("small"):
                 measured = f"{fmt_seconds(c.value)} ({fmt_ratio(c.to_pickle)} pickle)"
+            elif c.key in _SECONDS_TARGETS:
+                measured = f"{fmt_seconds(c.value)} (limit {fmt_seconds(c.limit)})"
             else:
                 measured = f"{fmt_ratio(c.value)} (limit {c.limit:g}x)"
             verdict = {True: "pass", False: "MISS", None: "n/a"}[c.passed]
