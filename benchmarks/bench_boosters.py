@@ -122,6 +122,13 @@ def _run(name: str, model: Any, tmp: str, repeat: int, profile_what: str | None)
           f"joblib-c3 {load_joblib[0] * 1e3:.1f}/{load_joblib[1] * 1e3:.1f} ms (CPU/wall)")
     print(_row("save", save_milo, {"joblib-c3": save_joblib, "pickle": save_pickle}))
     print(_row("load", load_milo, {"pickle": load_pickle, "joblib-c3": load_joblib}))
+    # Judged on CPU time (index 0): wall time on a shared machine is mostly the neighbours'.
+    for what, mine, base, limit in (("save", save_milo, save_joblib, 1.0),
+                                    ("load", load_milo, load_pickle, 2.0)):
+        ratio = mine[0] / base[0]
+        verdict = "pass" if ratio <= limit else "MISS"
+        against = "joblib-c3" if what == "save" else "pickle"
+        print(f"  {verdict}  {name} {what} <= {limit:g}x {against} (CPU): {ratio:.2f}x")
 
 if __name__ == "__main__":
     main()
