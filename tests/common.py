@@ -14,8 +14,8 @@ import milo_pack
 
 def noisy_data(n_samples: int = 3000, n_features: int = 5,
                n_classes: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Data with 30% flipped labels: fully grown trees on it have ~800 nodes, above the packing
-    threshold (``trees.PACK_MAX_MEAN_NODES``), so a forest keeps one manifest node per tree."""
+    """Data with 30% flipped labels: fully grown trees on it have ~800 nodes (a forest of big
+    trees, whose columns span many chunks)."""
     from sklearn.datasets import make_classification
 
     return make_classification(n_samples, n_features, n_informative=3, n_redundant=1,

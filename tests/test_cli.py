@@ -26,7 +26,7 @@ from .common import noisy_data
 
 @pytest.fixture(scope="module")
 def data():
-    return noisy_data()  # forests of big trees: one manifest node per tree
+    return noisy_data()  # forests of big trees (packed, as small ones)
 
 
 @pytest.fixture(scope="module")
@@ -111,10 +111,12 @@ def test_inspect_forest(capsys, files):
     assert status == 0
     assert "RandomForestClassifier [sklearn.ensemble.RandomForestClassifier]" in out
     assert "n_estimators=10" in out and "criterion='gini'" in out
-    assert "estimators_: 10 x DecisionTreeClassifier" in out
-    assert "... 7 more DecisionTreeClassifier" in out
+    # The trees are one packed node: shared fields once, per-tree counts, one column each.
+    assert "estimators_: packed" in out
+    assert "class='sklearn.tree.DecisionTreeClassifier', container='list', shape=[10]" in out
+    assert "node_count: int64 (10,)" in out and "leaf_count: int64 (10,)" in out
     assert "decoded /" in out and "stored" in out
-    assert "left_child: int64 (" in out
+    assert "left_child: int64 (" in out and "filled with -2" in out
     assert "writer: milo_pack" in out and "metadata: owner='tests'" in out
     assert "untrusted types: none" in out
 
@@ -223,8 +225,8 @@ def test_verify_flipped_byte(capsys, files, tmp_path):
 
 def test_verify_corrupted_tree(capsys, files, tmp_path):
     def edit(manifest):
-        tree = manifest["root"]["attrs"]["estimators_"][2]["attrs"]["tree_"]
-        tree["max_depth"] += 1
+        depths = manifest["root"]["attrs"]["estimators_"]["trees"]["max_depth"]
+        depths["data"][2] += 1  # ten inline depths, one per tree
 
     corrupt = str(tmp_path / "tree.milo")
     rebuild(files["forest"], corrupt, edit_manifest=edit)
@@ -311,10 +313,10 @@ def test_diff_verbose_shows_storage(capsys, files):
     assert status == 1
     model, storage = out.split("storage-level differences:")
     assert "members estimators_" in model and "left_child" not in model
-    assert "array   estimators_[0].tree_.nodes.left_child: array int64" in storage
-    assert "more array changes at estimators_[*].tree_.nodes.left_child" in storage
+    assert "array   estimators_.trees.nodes.left_child: array int64" in storage
+    assert "value   estimators_.shared.max_depth: None -> 20" in storage
     status, out, _ = run(capsys, "diff", "--all", files["forest"], files["other"])
-    assert "more array changes" not in out and "estimators_[9].tree_.nodes.left_child" in out
+    assert "more array changes" not in out and "estimators_.trees.values.leaves" in out
 
 
 def _diff(capsys, tmp_path, old, new, *extra):
@@ -326,9 +328,9 @@ def _diff(capsys, tmp_path, old, new, *extra):
     return out
 
 
-@pytest.mark.parametrize("deep", [False, True], ids=["packed-trees", "one-node-per-tree"])
+@pytest.mark.parametrize("deep", [False, True], ids=["small-trees", "big-trees"])
 def test_diff_warm_started_forest(capsys, tmp_path, deep):
-    """Trees both share are identical, whatever the layout (packed, or one node per tree)."""
+    """Trees both share are identical, whatever their size (both packed)."""
     from sklearn.datasets import make_classification
 
     X, y = noisy_data() if deep else make_classification(300, 5, random_state=0)

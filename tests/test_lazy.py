@@ -34,6 +34,7 @@ import milo_pack
 from milo_pack import codec
 from milo_pack.codec import _WORKERS
 from milo_pack.errors import ContainerError, IntegrityError, UntrustedTypeError
+from milo_pack.handlers import trees
 from milo_pack.lazy import _KEEP, is_lazy_member, member_of
 
 from .common import assert_same, assert_same_predictions, noisy_data
@@ -68,8 +69,7 @@ class CountingFile(io.RawIOBase):
 
 @pytest.fixture(scope="module")
 def forest():
-    # Big trees (noisy labels): one manifest node per tree; small ones are packed (see
-    # test_small_trees_pack_and_stay_lazy).
+    # Big trees (noisy labels), packed like small ones: one manifest node for all.
     return RandomForestClassifier(24, max_depth=30, random_state=0).fit(
         *noisy_data(3000, X.shape[1], n_classes=3))
 
@@ -107,12 +107,13 @@ def test_summary_tree_and_text(forest_bytes, forest):
     assert tree["decoded_bytes"] >= nodes * 7 * 8  # at least 7 int64/float64 columns
     assert 0 < tree["stored_bytes"] < tree["decoded_bytes"]
     members = next(c for c in tree["children"] if c["path"] == "estimators_")
-    assert members["length"] == 24 and members["children"][-1]["count"] == 21
-    first = members["children"][0]
-    assert first["path"] == "estimators_[0]" and first["type"].endswith("DecisionTreeClassifier")
-    assert "\n      estimators_[0].tree_: sklearn.tree._tree.Tree" in text
-    assert "estimators_[0].classes_: numpy.ndarray (3,) <f8" in text
-    assert "estimators_[3:24]: 21 more" in text
+    assert members["type"] == "sklearn.tree.packed" and members["shape"] == [24]
+    assert members["decoded_bytes"] >= nodes * 7 * 8
+    counts = next(c for c in members["children"] if c["path"] == "estimators_.node_count")
+    assert counts["shape"] == [24]
+    assert "\n  estimators_: sklearn.tree.packed (24,)" in text
+    assert "estimators_.classes_: numpy.ndarray (3,) <f8" in text  # shared by every tree
+    assert "estimators_.nodes.threshold.splits: numpy.ndarray" in text
 
 
 def test_get_builds_one_member(forest, monkeypatch):
@@ -123,9 +124,13 @@ def test_get_builds_one_member(forest, monkeypatch):
         tree = handle.get("estimators_[17]")
         read = handle.store.bytes_read
         tree_classes = handle.get("estimators_[17].classes_")
+        # A member's array: that member is built from its own rows.
+        np.testing.assert_array_equal(
+            handle.read_array("estimators_[17].tree_.threshold", (0, 3)),
+            forest.estimators_[17].tree_.threshold[:3])
         # A leaf placeholder column is a "fill" node: no section, still readable by rows.
         np.testing.assert_array_equal(
-            handle.read_array("estimators_[17].tree_.threshold.leaves", (0, 3)), [-2.0] * 3)
+            handle.read_array("estimators_.nodes.threshold.leaves", (5, 8)), [-2.0] * 3)
         classes = handle.get("classes_")
         with pytest.raises(KeyError):
             handle.get("estimators_[99]")
@@ -328,7 +333,7 @@ def _corrupt_member_data(data: bytes, section: int) -> bytes:
 
 def test_lazy_reads_are_verified(forest_bytes):
     with milo_pack.open(forest_bytes) as handle:
-        section = _first_section(handle.manifest["root"]["attrs"]["estimators_"][0])
+        section = _first_section(handle.manifest["root"]["attrs"]["estimators_"]["trees"])
     bad = _corrupt_member_data(forest_bytes, section)
     with milo_pack.open(bad) as handle:
         lazy = handle.load(lazy=True)  # the manifest is fine: nothing is read yet
@@ -405,6 +410,7 @@ def test_eager_forest_load_holds_a_bounded_set_of_chunks(monkeypatch):
     # read chunk per section plus a bounded read-ahead, not a read-ahead chunk per section.
     monkeypatch.setattr(codec, "GROUP_CHUNK_BYTES", 4 << 10)
     monkeypatch.setattr(codec, "_AHEAD", 2)
+    monkeypatch.setattr(trees, "_BLOCK_ROWS", 1024)  # many blocks of trees, as a big forest
     Xn, yn = noisy_data(3000, 8)
     model = RandomForestClassifier(30, random_state=0).fit(Xn, yn)
     data = milo_pack.dumps(model)

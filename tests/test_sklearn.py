@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.base import is_classifier
@@ -175,15 +177,30 @@ def test_label_encoder_strings():
 
 
 def test_forest_trees_pack_into_shared_sections():
-    model = RandomForestClassifier(n_estimators=40, random_state=0).fit(*noisy_data())
-    manifest = milo_pack.inspect(milo_pack.dumps(model))
-    # a fixed number of sections per node column (split and leaf parts), whatever the number
-    # of trees
+    """Fully grown trees pack too (issue 13): one node for the forest, one section per node
+    column part, and a manifest that grows by a per-tree seed, not by a node per tree."""
+    X, y = noisy_data()
+    model = RandomForestClassifier(n_estimators=40, random_state=0).fit(X, y)
+    assert np.mean([t.tree_.node_count for t in model.estimators_]) > 512  # big trees
+    data = milo_pack.dumps(model)
+    manifest = milo_pack.inspect(data)
     assert len(manifest["sections"]) <= 20
-    tree = manifest["root"]["attrs"]["estimators_"][0]["attrs"]["tree_"]
-    assert tree["$type"] == "sklearn.tree._tree.Tree"
-    children = manifest["sections"][tree["nodes"]["left_child"]["section"]]
+    node = manifest["root"]["attrs"]["estimators_"]
+    assert node["$type"] == "sklearn.tree.packed" and node["container"] == "list"
+    assert list(node["varying"]) == ["random_state"]
+    trees = node["trees"]
+    assert trees["node_count"]["shape"] == trees["leaf_count"]["shape"] == [40]
+    # scikit-learn's placeholders at leaves are stored once, as a fill.
+    assert trees["nodes"]["feature"]["leaves"]["fill"] == -2
+    children = manifest["sections"][trees["nodes"]["left_child"]["section"]]
     assert children["filters"][0] == {"id": "relidx", "sentinel": -1}
+    small = RandomForestClassifier(n_estimators=10, random_state=0).fit(X, y)
+    size = len(json.dumps(manifest))
+    size_small = len(json.dumps(milo_pack.inspect(milo_pack.dumps(small))))
+    assert size - size_small < 30 * 30  # the 30 more seeds, not 30 more trees' nodes
+    loaded = milo_pack.loads(data)
+    assert_same(loaded, model)
+    assert_same_predictions(model, loaded, X)
 
 
 @pytest.mark.parametrize("make", [

@@ -833,29 +833,37 @@ class SectionStore:
         cl = info.chunk_length
         end = start + count
         first, last = start // cl, (end - 1) // cl
+        # A strided destination (a field of a record array) spanning whole chunks: they are
+        # decoded side by side into one contiguous buffer, copied once (as a cached chunk
+        # would be), instead of one after another through the cache.
+        target = out
+        if not out.flags.c_contiguous and last - first > 1:
+            target = np.empty(count, info.dtype)
         direct: list[int] = []
         for k in range(first, last + 1):
             c_start, c_stop = info.chunk_span(k)
             lo, hi = max(start, c_start), min(end, c_stop)
-            if (lo == c_start and hi == c_stop and out.flags.c_contiguous
+            if (lo == c_start and hi == c_stop and target.flags.c_contiguous
                     and self._cache.get((index, k)) is None):
                 direct.append(k)
                 continue
             chunk = self._cached_chunk(index, k)
-            out[lo - start:hi - start] = chunk[lo - c_start:hi - c_start]
+            target[lo - start:hi - start] = chunk[lo - c_start:hi - c_start]
             self._cache.consume((index, k), hi - lo, c_stop - c_start)
         if prefetch and end < info.length:
             self._prefetch(index, (end - 1) // cl + 1, prefetch)
         if direct:
             def decode_into(k: int) -> None:
                 c_start, c_stop = info.chunk_span(k)
-                self._decode_chunk(index, k, out[c_start - start:c_stop - start])
+                self._decode_chunk(index, k, target[c_start - start:c_stop - start])
 
             if len(direct) == 1:
                 decode_into(direct[0])
             else:
                 for fut in [self._get_pool().submit(decode_into, k) for k in direct]:
                     fut.result()
+        if target is not out:
+            out[...] = target
         return out
 
     def mmap(self, index: int, start: int, count: int) -> np.ndarray | None:

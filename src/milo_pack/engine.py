@@ -17,6 +17,7 @@ Node grammar (see ``docs/FORMAT.md``):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -316,6 +317,32 @@ class SaveContext:
                     "data": []}
         section, start = self._plan(group, dtype, hint, Derived(count, make))
         return {"$type": "numpy.ndarray", "dtype": dtype.str, "shape": list(shape),
+                "section": section, "start": start}
+
+    def derived_concat(self, dtype: np.dtype, tail: list[int],
+                       parts: list[tuple[int, Callable[[], np.ndarray]]], path: str, *,
+                       group: str, hint: str | None = None) -> dict[str, Any]:
+        """One array node over derived parts ``(rows, make)``, planned one after another in
+        ``group`` (a packed ensemble's split rows of every tree: each tree's ``make`` runs
+        only when the section is written, see :meth:`derived_array`)."""
+        dtype = np.dtype(dtype)
+        if dtype.byteorder == "=":
+            dtype = dtype.newbyteorder("<" if np.little_endian else ">")
+        inner = math.prod(tail)
+        shape = [sum(rows for rows, _ in parts), *tail]
+        if shape[0] * inner == 0:
+            return {"$type": "numpy.ndarray", "dtype": dtype.str, "shape": shape, "data": []}
+        section, start, expected = None, None, None
+        for rows, make in parts:
+            if rows == 0:
+                continue
+            index, at = self._plan(group, dtype, hint, Derived(rows * inner, make))
+            if section is None:
+                section, start, expected = index, at, at
+            if index != section or at != expected:  # pragma: no cover - plans only append
+                raise AssertionError("derived parts were not planned contiguously")
+            expected = at + rows * inner
+        return {"$type": "numpy.ndarray", "dtype": dtype.str, "shape": shape,
                 "section": section, "start": start}
 
     def _plan(self, group: str, dtype: np.dtype, hint: str | None,
@@ -917,21 +944,56 @@ class LoadContext:
             del cast(dict[int, Any], self._small_sections)[index]
         return arr[start:start + count]
 
-    def array_rows(self, node: dict[str, Any], start: int, stop: int, path: str) -> np.ndarray:
+    def array_rows(self, node: dict[str, Any], start: int, stop: int, path: str,
+                   out: np.ndarray | None = None) -> np.ndarray:
         """Rows ``[start, stop)`` (first axis) of a validated array node, decoding only the
-        chunks that hold them (a packed ensemble builds one member from its slice)."""
+        chunks that hold them (a packed ensemble builds its members a block of rows at a time).
+
+        ``out`` (optional): the destination, of the rows' shape and the node's dtype; a 1-D
+        destination may be strided (a field of a record array).
+        """
         shape = tuple(node["shape"])
         if not 0 <= start <= stop <= shape[0]:
             raise ArrayError(f"rows [{start}, {stop}) are outside {shape[0]} rows", path)
+        rows = (stop - start,) + shape[1:]
+        if out is not None and (out.shape != rows or out.dtype.str != node["dtype"]):
+            raise ArrayError("rows do not match their destination", path)
+        if "fill" in node:
+            # Never the whole array: a fill of every leaf of a forest is millions of rows.
+            value = _inline_array([node["fill"]], np.dtype(node["dtype"]), (1,))[0]
+            if out is None:
+                out = np.empty(rows, node["dtype"])
+            out[...] = value
+            return out
         if "section" not in node or node.get("order", "C") != "C" or self.store is None:
-            return self.array(node, path)[start:stop]  # inline (small) or column-major
+            part = self.array(node, path)[start:stop]  # inline (small) or column-major
+            if out is None:
+                return part
+            out[...] = part
+            return out
         inner = math.prod(shape[1:])
         offset, count = node["start"] + start * inner, (stop - start) * inner
         flat = self.store.mmap(node["section"], offset, count) if self.mmap else None
-        if flat is None:
-            flat = self.store.read(node["section"], offset, count, where=path,
-                                   prefetch=self.prefetch)
-        return flat.reshape((stop - start,) + shape[1:])
+        if flat is not None:
+            if out is None:
+                return flat.reshape(rows)
+            out[...] = flat.reshape(rows)
+            return out
+        if out is not None and out.ndim > 1:
+            out[...] = self.store.read(node["section"], offset, count, where=path,
+                                       prefetch=self.prefetch).reshape(rows)
+            return out
+        flat = self.store.read(node["section"], offset, count, out=out, where=path,
+                               prefetch=self.prefetch)
+        return flat.reshape(rows)
+
+    def release_rows(self, node: dict[str, Any], start: int, stop: int) -> None:
+        """:meth:`release` for rows ``[start, stop)`` of a validated array node (a block of a
+        packed ensemble, copied into its members)."""
+        if self.mmap and "section" in node and self.store is not None and stop > start:
+            inner = math.prod(node["shape"][1:])
+            self.store.release(node["section"], node["start"] + start * inner,
+                               (stop - start) * inner)
 
 
 def _inline_array(data: list[Any], dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:

@@ -5,7 +5,7 @@ Lazy members
 ``MiloFile.load(lazy=True)`` builds the model's skeleton eagerly but leaves the members of its
 ensembles unbuilt: every item of an attribute named in :data:`LAZY_ATTRS` (forest, bagging,
 boosting, voting and stacking ``estimators_``, HistGradientBoosting ``_predictors``), whether a
-list, a list of lists, an object array or a packed node (small trees stored together, which
+list, a list of lists, an object array or a packed node (trees stored together, which
 their handler's ``unpack`` splits into members built from their own rows), becomes a *member
 proxy*.
 
@@ -706,7 +706,7 @@ class LazyLoadContext(LoadContext):
         return None
 
     def _unpacked(self, handler: Handler, value: dict[str, Any], path: str) -> Any:
-        """A packed ensemble (small trees): proxies, each built from its own rows of the pack."""
+        """A packed ensemble (trees): proxies, each built from its own rows of the pack."""
         # _members() sends here only handlers that have an unpack.
         container, members = cast(UnpackFn, handler.unpack)(value, self, path)
         self.register(value, container)

@@ -352,7 +352,7 @@ class MiloFile:
 
     def _packed_member(self, loader: LoadContext, path: str,
                        ids: dict[int, dict[str, Any]]) -> Any:
-        """``path`` inside a packed ensemble (small trees): build that member alone, or None.
+        """``path`` inside a packed ensemble (trees): build that member alone, or None.
 
         A pack has no node per member, so the path is matched against the members' own paths
         and what follows the member (``.tree_``) is looked up on the built object.
@@ -393,9 +393,10 @@ class MiloFile:
         ----------
         path : str
             Graph path of a plain array (see :meth:`get`; a forest's tree columns are
-            ``"estimators_[3].tree_.nodes.threshold.splits"``).  For a member of a packed
-            ensemble (small trees stored together), the path of one of the member's array
-            attributes (``"estimators_[3].tree_.threshold"``): the member is built, a few kB.
+            ``"estimators_.trees.nodes.threshold.splits"``, every tree's split rows).  For a
+            member of a packed ensemble (trees stored together), the path of one of the
+            member's array attributes (``"estimators_[3].tree_.threshold"``): that member is
+            built from its own rows.
         rows : int, slice, (start, stop) or None
             Rows along the first axis (a slice with step 1); ``None`` reads everything.
 
@@ -416,7 +417,7 @@ class MiloFile:
         try:
             node = resolve_path(self.manifest["root"], path, ctx.ids)
         except KeyError:
-            # An array of one member of a packed ensemble (small trees): build that member.
+            # An array of one member of a packed ensemble (trees): build that member.
             loader = LoadContext(get_registry(), self.store, ctx)
             loader.prefetch = 0
             arr = self._packed_member(loader, path, ctx.ids)

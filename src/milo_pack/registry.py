@@ -122,9 +122,9 @@ class Handler(_Frozen):
     memo : bool
         Whether identity is tracked (shared references become ``$ref``).
     unpack : callable, optional
-        For a node packing an ensemble's members (a boosting model's small trees): returns the
-        container with empty slots and one :class:`PackedMember` per member, so that a lazy
-        load builds each member on first use, from its own rows, like a forest's trees.
+        For a node packing an ensemble's members (a forest's or a boosting model's trees):
+        returns the container with empty slots and one :class:`PackedMember` per member, so
+        that a lazy load builds each member on first use, from its own rows.
     """
 
     __slots__ = ("tag", "save", "load", "keys", "required", "check", "types", "trusted", "cls",

@@ -236,7 +236,7 @@ def make_model(name: str) -> Any:
         return copy.deepcopy(tree_model())
     if name == "forest":  # small trees: stored packed, one node for the three
         return RandomForestClassifier(n_estimators=3, max_depth=4, random_state=0).fit(X, y)
-    if name == "deep_forest":  # noisy labels, deep trees: one node per tree
+    if name == "deep_forest":  # noisy labels, deep trees (packed too, unless made unequal)
         from sklearn.datasets import make_classification
 
         Xd, yd = make_classification(3000, 4, n_informative=3, n_redundant=1, flip_y=0.3,

@@ -231,7 +231,7 @@ def test_tree_must_be_a_tree(value):
 
 @pytest.mark.parametrize("value", [None, 7, "x", [1, 2]])
 def test_ensemble_members_must_be_estimators(value):
-    model = make_model("deep_forest")  # one node per tree
+    model = make_model("deep_forest")  # a non-tree member: the trees are not packed
     model.estimators_[1] = value
     error = refused(milo_pack.dumps(model), InvariantError)
     assert "estimators_ item 1 must be a BaseDecisionTree" in str(error)

@@ -68,7 +68,7 @@ def _deferred(module: str, function: str = "register",
 
 
 def _resolve_packed(obj: Any, ctx: Any) -> Any:
-    """Claim a container of many small trees for a packed node (see ``trees.py``).
+    """Claim a container of many trees for a packed node (see ``trees.py``).
 
     Cheap tests first, so that saving any list does not import scikit-learn's tree modules.
     """

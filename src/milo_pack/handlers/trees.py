@@ -13,6 +13,7 @@ to their node, so a 300-tree forest compresses to about a tenth of its pickle.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -358,19 +359,26 @@ def register_metrics(registry: Registry) -> None:
                                  types=(cls,), cls=cls))
 
 
-# -- packed ensembles of small trees ----------------------------------------------------------
+# -- packed tree ensembles --------------------------------------------------------------------
 #
-# A boosting model holds hundreds of small trees (depth 3: 15 nodes), and so do shallow forests
-# and IsolationForest.  One node per tree costs ~3.5 kB of manifest and ~300 µs to validate and
-# build, far more than the tree itself, so a list or object array of same-class decision trees
-# with small trees is written as one node: the attributes all trees share once, the ones that
-# differ as lists, and each node column as one array covering every tree.  Big trees (fully
-# grown forests) keep one node per tree.  Either way a lazy load builds one tree at a time
-# (``_unpack_trees``: a packed tree reads only its own rows).
+# An ensemble holds tens to thousands of trees (boosting stages of 15 nodes, forests of fully
+# grown trees).  One manifest node per tree costs ~2.3 kB of manifest and ~1 ms to validate and
+# build whatever the tree's size, and makes opening a 1000-tree forest parse and check
+# megabytes (issue 13).  So a list or object array of same-class decision trees is written as
+# one node, whatever the trees' sizes: the attributes all trees share once, the ones that
+# differ as lists, each node column as one array covering every tree, addressed by per-tree row
+# counts.  As in a single ``Tree``, the columns that hold placeholders at leaves are stored as
+# their split rows then their leaf rows (``leaf_count`` per tree addresses them), so a forest
+# compresses as well as tree by tree.  Loads build the trees a block of rows at a time (every
+# check on each tree, the decoded block dropped once its trees copied it); a lazy load builds
+# one tree from its own rows.  Files written before the split layout (small trees only, each
+# column whole, no ``leaf_count``) load as before.
 
-PACK_MAX_MEAN_NODES = 512
 _PACKABLE_TAGS = ("sklearn.tree.DecisionTreeClassifier", "sklearn.tree.DecisionTreeRegressor",
                   "sklearn.tree.ExtraTreeClassifier", "sklearn.tree.ExtraTreeRegressor")
+# Rows of a block decoded at once by an eager load: with ~80 bytes a row, a few MB held beside
+# the trees being built (peak memory), and few enough blocks that per-block work is negligible.
+_BLOCK_ROWS = 1 << 16
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -415,9 +423,34 @@ def _pack_states(arr: np.ndarray | list[Any], ctx: SaveContext) -> list[dict[str
            or not np.array_equal(t.n_classes, first.n_classes) or ctx.is_memoized(t)
            for t in trees):
         return None
-    if sum(t.node_count for t in trees) > PACK_MAX_MEAN_NODES * len(trees):
-        return None
     return states
+
+
+def _rows_of(column: np.ndarray, mask: np.ndarray) -> Callable[[], np.ndarray]:
+    return lambda: column[mask]
+
+
+def _save_packed_parts(ctx: SaveContext, columns: list[np.ndarray], leaves: list[np.ndarray],
+                       path: str, group: str) -> dict[str, Any]:
+    """``{"splits", "leaves"}`` of one column of every tree: each tree's split rows, then each
+    tree's leaf rows (a fill when every leaf of every tree holds the same bits)."""
+    dtype, tail = columns[0].dtype, list(columns[0].shape[1:])
+    n_leaves = [int(np.count_nonzero(mask)) for mask in leaves]
+    splits = ctx.derived_concat(
+        dtype, tail, [(int(c.shape[0]) - n, _rows_of(c, ~mask))
+                      for c, mask, n in zip(columns, leaves, n_leaves, strict=True)],
+        join_path(path, "splits"), group=f"{group}.splits")
+    first = np.ascontiguousarray(columns[0][leaves[0]]).reshape(-1)[:1]
+    if all(_is_constant(np.concatenate([first, c[mask].reshape(-1)]))
+           for c, mask in zip(columns, leaves, strict=True)):
+        # scikit-learn's placeholders at every leaf (feature -2...): no section to read.
+        leaf_node = ctx.fill_array(first, [sum(n_leaves), *tail])
+    else:
+        leaf_node = ctx.derived_concat(
+            dtype, tail, [(n, _rows_of(c, mask))
+                          for c, mask, n in zip(columns, leaves, n_leaves, strict=True)],
+            join_path(path, "leaves"), group=f"{group}.leaves")
+    return {"splits": splits, "leaves": leaf_node}
 
 
 def _save_packed(arr: np.ndarray, ctx: SaveContext, path: str) -> dict[str, Any]:
@@ -438,17 +471,24 @@ def _save_packed(arr: np.ndarray, ctx: SaveContext, path: str) -> dict[str, Any]
                              for i, v in enumerate(values)]
     trees = [s["tree_"] for s in states]
     tree_states = [t.__getstate__() for t in trees]
+    nodes = [st["nodes"] for st in tree_states]
+    # One byte a node, kept until the sections are written (their rows are picked then).
+    leaves = [n["left_child"] == -1 for n in nodes]
     where = join_path(path, "trees")
     columns = {
-        name: ctx.array_concat([st["nodes"][name] for st in tree_states],
-                               join_path(where, name), group=f"tree.{name}",
-                               hint="children" if name in _CHILD_FIELDS else None)
+        name: (_save_packed_parts(ctx, [n[name] for n in nodes], leaves, join_path(where, name),
+                                  f"tree.{name}")
+               if name in _PARTITIONED else
+               ctx.array_concat([n[name] for n in nodes], join_path(where, name),
+                                group=f"tree.{name}",
+                                hint="children" if name in _CHILD_FIELDS else None))
         for name in NODE_DTYPE.names
     }
+    count = len(trees)
     return {
         "class": f"sklearn.tree.{first.__name__}",
         **({"container": "list"} if is_list else {}),
-        "shape": [len(arr)] if is_list else [int(n) for n in arr.shape],
+        "shape": [count] if is_list else [int(n) for n in arr.shape],
         "fields": fields,
         "shared": shared,
         "varying": varying,
@@ -458,13 +498,32 @@ def _save_packed(arr: np.ndarray, ctx: SaveContext, path: str) -> dict[str, Any]
             "n_classes": ctx.array(np.asarray(trees[0].n_classes), join_path(where, "n_classes")),
             "node_count": ctx.array(np.array([t.node_count for t in trees], dtype=np.int64),
                                     join_path(where, "node_count")),
+            "leaf_count": ctx.array(np.array([int(np.count_nonzero(m)) for m in leaves],
+                                             dtype=np.int64), join_path(where, "leaf_count")),
             "max_depth": ctx.array(np.array([t.max_depth for t in trees], dtype=np.int64),
                                    join_path(where, "max_depth")),
             "nodes": columns,
-            "values": ctx.array_concat([st["values"] for st in tree_states],
-                                       join_path(where, "values"), group="tree.values"),
+            "values": _save_packed_parts(ctx, [st["values"] for st in tree_states], leaves,
+                                         join_path(where, "values"), "tree.values"),
         },
     }
+
+
+def _check_packed_column(column: Any, split: bool, dtype: str, tail: list[Any],
+                         ctx: CheckContext, path: str) -> tuple[int, int]:
+    """Rows of a packed column: ``(splits, leaves)`` when ``split``, else ``(rows, 0)``."""
+    parts = column if split else {"": column}
+    if split and (not isinstance(column, dict) or list(column) != ["splits", "leaves"]):
+        raise ManifestError("expected {\"splits\": array, \"leaves\": array}", path)
+    rows = []
+    for key, arr in parts.items():
+        where = join_path(path, key) if key else path
+        check_array_node(arr, where, ctx)
+        shape = arr.get("shape")
+        if arr.get("dtype") != dtype or len(shape) != 1 + len(tail) or shape[1:] != tail:
+            raise InvariantError(f"must be {dtype} of shape [rows, {tail}]", where)
+        rows.append(shape[0])
+    return (rows[0], rows[1]) if split else (rows[0], 0)
 
 
 def _check_packed(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
@@ -498,12 +557,16 @@ def _check_packed(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     check_attribute_names(handler.cls, fields, path)
     trees = node["trees"]
     keys = {"n_features", "n_outputs", "n_classes", "node_count", "max_depth", "nodes", "values"}
-    if not isinstance(trees, dict) or set(trees) != keys:
-        raise ManifestError(f"packed trees: 'trees' has exactly {sorted(keys)}", path)
+    # leaf_count: the split layout (every tree size); without it, the earlier whole columns.
+    split = isinstance(trees, dict) and "leaf_count" in trees
+    if not isinstance(trees, dict) or set(trees) != keys | ({"leaf_count"} if split else set()):
+        raise ManifestError(f"packed trees: 'trees' has exactly {sorted(keys)} and optionally "
+                            "'leaf_count'", path)
     where = join_path(path, "trees")
     _int_field(trees, "n_features", where, 1)
     n_outputs = _int_field(trees, "n_outputs", where, 1)
-    for name in ("node_count", "max_depth"):
+    for name in ("node_count", "max_depth", "leaf_count") if split else ("node_count",
+                                                                         "max_depth"):
         check_array_node(trees[name], join_path(where, name), ctx)
         if trees[name].get("dtype") != "<i8" or trees[name].get("shape") != [count]:
             raise InvariantError(f"{name} must be int64 of length {count}", where)
@@ -514,31 +577,42 @@ def _check_packed(node: dict[str, Any], ctx: CheckContext, path: str) -> None:
     columns = trees["nodes"]
     if not isinstance(columns, dict) or list(columns) != list(NODE_DTYPE.names):
         raise ManifestError(f"tree nodes must have the columns {list(NODE_DTYPE.names)}", where)
-    total = None
+    # Every column covers the same nodes: whole ones all rows, split ones the same split rows
+    # and the same leaf rows, which add up to all rows.
+    whole: set[int] = set()
+    parts: set[tuple[int, int]] = set()
     for name, column in columns.items():
-        check_array_node(column, join_path(where, name), ctx)
-        shape_ = column.get("shape")
-        if column.get("dtype") != NODE_DTYPE.fields[name][0].str or len(shape_) != 1 or (
-                total is not None and shape_[0] != total):
-            raise InvariantError("node columns must be 1-D, of one length and the node dtype",
-                                 join_path(where, name))
-        total = shape_[0]
+        is_split = split and name in _PARTITIONED
+        rows = _check_packed_column(column, is_split, NODE_DTYPE.fields[name][0].str, [], ctx,
+                                    join_path(where, name))
+        if is_split:
+            parts.add(rows)
+        else:
+            whole.add(rows[0])
     values = trees["values"]
-    check_array_node(values, join_path(where, "values"), ctx)
-    vshape = values.get("shape")
-    if values.get("dtype") != "<f8" or len(vshape) != 3 or vshape[:2] != [total, n_outputs]:
+    sample = values.get("splits") if split and isinstance(values, dict) else values
+    vshape = sample.get("shape") if isinstance(sample, dict) else None
+    if not isinstance(vshape, list) or len(vshape) != 3 or vshape[1] != n_outputs:
         raise InvariantError("values must be float64 (nodes, n_outputs, n_classes)", where)
+    rows = _check_packed_column(values, split, "<f8", vshape[1:], ctx, join_path(where, "values"))
+    if split:
+        parts.add(rows)
+    else:
+        whole.add(rows[0])
+    if len(whole) != 1 or len(parts) > 1 or (parts and sum(next(iter(parts))) not in whole):
+        raise InvariantError("node columns must cover the same nodes", where)
 
 
 class _PackedTrees:
-    """Builds the trees of a packed node one at a time.
+    """Builds the trees of a packed node, a block of consecutive trees at a time.
 
-    Whole: the columns are decoded once into one record array and sliced (an eager load).  Not
-    whole: each tree reads only its own rows (a lazy load's member, built on first use).  Both
-    check the pack's counts first and each tree's structure as it is built.
+    Each block's rows are decoded into one record array (split columns interleaved back into
+    node order), every tree of it checked, then built; its trees copy their rows
+    (``Tree.__setstate__``), so the block is dropped after.  An eager load walks every block;
+    a lazy member is a block of one tree.  The pack's counts are checked first.
     """
 
-    def __init__(self, node: dict[str, Any], ctx: LoadContext, path: str, whole: bool) -> None:
+    def __init__(self, node: dict[str, Any], ctx: LoadContext, path: str) -> None:
         self.node, self.path = node, path
         # _check_packed found this tag's handler, with a class.
         handler = cast(Handler, ctx.registry.for_tag(node["class"]))
@@ -550,59 +624,112 @@ class _PackedTrees:
         total = trees["nodes"]["left_child"]["shape"][0]  # one length for all, checked
         if np.any(self.counts < 1) or int(self.counts.sum()) != total:
             raise InvariantError(f"node counts must be positive and add up to {total}", where)
-        self.n_classes = ctx.array(trees["n_classes"], join_path(where, "n_classes"))
-        if (np.any(self.n_classes < 1)
-                or trees["values"]["shape"][2] != int(self.n_classes.max())):
-            raise InvariantError("values' last dimension must be the largest n_classes", where)
         self.ends = np.cumsum(self.counts)
+        self.leaf_counts: np.ndarray | None = None
+        self.leaf_ends: np.ndarray | None = None
+        if "leaf_count" in trees:
+            leaf_counts = ctx.array(trees["leaf_count"], join_path(where, "leaf_count"))
+            n_leaves = trees["values"]["leaves"]["shape"][0]  # every split column's, checked
+            if (np.any(leaf_counts < 1) or np.any(leaf_counts > self.counts)
+                    or int(leaf_counts.sum()) != n_leaves):
+                raise InvariantError("leaf counts must be positive, at most the node counts, "
+                                     f"and add up to {n_leaves}", where)
+            self.leaf_counts, self.leaf_ends = leaf_counts, np.cumsum(leaf_counts)
+        self.n_classes = ctx.array(trees["n_classes"], join_path(where, "n_classes"))
+        values = trees["values"]
+        vshape = (values["splits"] if self.leaf_counts is not None else values)["shape"]
+        if np.any(self.n_classes < 1) or vshape[2] != int(self.n_classes.max()):
+            raise InvariantError("values' last dimension must be the largest n_classes", where)
         self.version = ctx.writer.get("scikit-learn")
-        self.values: np.ndarray | None = None
-        self.records: np.ndarray | None = None
-        if whole:
-            self.values = np.ascontiguousarray(
-                ctx.array(trees["values"], join_path(where, "values")))
-            # Every tree's nodes as one record array, filled once (columns of one length),
-            # each column dropped once copied.
-            self.records = np.empty(total, dtype=NODE_DTYPE)
-            for name, column in trees["nodes"].items():
-                self.records[name] = ctx.array(column, join_path(where, name))
 
     def nbytes(self, i: int) -> int:
         row: int = NODE_DTYPE.itemsize + 8 * int(self.n_classes.max()) * len(self.n_classes)
         return int(self.counts[i]) * row
 
-    def _rows(self, ctx: LoadContext, name: str, start: int, stop: int) -> np.ndarray:
-        # Whole, node columns are read from ``records`` (see build): only values are sliced.
-        if name == "values":
-            whole, node = self.values, self.node["trees"]["values"]
-        else:
-            whole, node = None, self.node["trees"]["nodes"][name]
-        if whole is not None:
-            return whole[start:stop]
-        return ctx.array_rows(node, start, stop, join_path(self.where, name))
+    def _span(self, a: int, b: int) -> tuple[int, int]:
+        return int(self.ends[a] - self.counts[a]), int(self.ends[b - 1])
 
-    def build(self, i: int, ctx: LoadContext, at: str) -> Any:
-        from .invariants import check_fitted
+    def _block(self, ctx: LoadContext, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Node records and values of trees ``[a, b)``, decoded (in node order)."""
+        trees, where = self.node["trees"], self.where
+        lo, hi = self._span(a, b)
+        records = np.empty(hi - lo, dtype=NODE_DTYPE)
+        split = self.leaf_counts is not None
+        columns = trees["nodes"]
+        for name in NODE_DTYPE.names:
+            if not (split and name in _PARTITIONED):
+                ctx.array_rows(columns[name], lo, hi, join_path(where, name), out=records[name])
+        vnode = trees["values"]
+        if not split:
+            values = np.ascontiguousarray(ctx.array_rows(vnode, lo, hi, join_path(where, "values")))
+            return records, values
+        leaf_counts, leaf_ends = cast(np.ndarray, self.leaf_counts), cast(np.ndarray,
+                                                                           self.leaf_ends)
+        is_leaf = records["left_child"] == -1
+        found = np.add.reduceat(is_leaf, (self.ends[a:b] - self.counts[a:b]) - lo,
+                                dtype=np.int64)
+        if not np.array_equal(found, leaf_counts[a:b]):
+            i = a + int(np.flatnonzero(found != leaf_counts[a:b])[0])
+            raise InvariantError(f"tree {i} has {found[i - a]} leaves, its leaf_count says "
+                                 f"{leaf_counts[i]}", where)
+        l_lo, l_hi = int(leaf_ends[a] - leaf_counts[a]), int(leaf_ends[b - 1])
+        s_lo, s_hi = lo - l_lo, hi - l_hi  # split rows before tree a, through tree b - 1
+        for name in _PARTITIONED:
+            self._scatter(ctx, columns[name], (s_lo, s_hi, l_lo, l_hi), is_leaf, records[name],
+                          join_path(where, name))
+        values = np.empty((hi - lo, *vnode["splits"]["shape"][1:]), dtype=np.float64)
+        self._scatter(ctx, vnode, (s_lo, s_hi, l_lo, l_hi), is_leaf, values,
+                      join_path(where, "values"))
+        return records, values
 
-        n_features = self.node["trees"]["n_features"]
-        start, stop = int(self.ends[i] - self.counts[i]), int(self.ends[i])
-        if self.records is not None:
-            # Tree.__setstate__ copies the nodes: a view of the pack's records will do.
-            nodes = self.records[start:stop]
-        else:
-            nodes = np.empty(stop - start, dtype=NODE_DTYPE)
-            for name in NODE_DTYPE.names:
-                nodes[name] = self._rows(ctx, name, start, stop)
+    @staticmethod
+    def _scatter(ctx: LoadContext, parts: dict[str, Any], span: tuple[int, int, int, int],
+                 is_leaf: np.ndarray, out: np.ndarray, path: str) -> None:
+        s_lo, s_hi, l_lo, l_hi = span
+        _arrays.scatter_rows(
+            ctx.array_rows(parts["splits"], s_lo, s_hi, join_path(path, "splits")),
+            ctx.array_rows(parts["leaves"], l_lo, l_hi, join_path(path, "leaves")),
+            is_leaf, out)
+
+    def _release(self, ctx: LoadContext, a: int, b: int) -> None:
+        """Level 0: the block's mapped pages leave the process once its trees copied them."""
+        if not ctx.mmap:
+            return
+        trees = self.node["trees"]
+        lo, hi = self._span(a, b)
+        nodes = [*trees["nodes"].values(), trees["values"]]
+        if self.leaf_counts is None:
+            for column in nodes:
+                ctx.release_rows(column, lo, hi)
+            return
+        leaf_ends, leaf_counts = cast(np.ndarray, self.leaf_ends), self.leaf_counts
+        l_lo, l_hi = int(leaf_ends[a] - leaf_counts[a]), int(leaf_ends[b - 1])
+        for column in nodes:
+            if "$type" in column:
+                ctx.release_rows(column, lo, hi)
+            else:
+                ctx.release_rows(column["splits"], lo - l_lo, hi - l_hi)
+                ctx.release_rows(column["leaves"], l_lo, l_hi)
+
+    def _check_tree(self, i: int, nodes: np.ndarray, at: str) -> None:
+        """The structure checks of tree ``i`` on its rows (precise errors)."""
         left, right = nodes["left_child"], nodes["right_child"]
-        code, bad, reason = _arrays.check_binary_tree(left, right, nodes["feature"], n_features)
+        code, bad, reason = _arrays.check_binary_tree(left, right, nodes["feature"],
+                                                      self.node["trees"]["n_features"])
         if code:
             raise InvariantError(f"tree node {bad}: {reason}", join_path(at, "tree_"))
         depth = _arrays.binary_tree_depth(left, right)
         if depth != self.depths[i]:
             raise InvariantError(f"max_depth is {self.depths[i]} but the tree is {depth} deep",
                                  join_path(at, "tree_"))
-        estimator = self._estimator(i, ctx, at, nodes, depth,
-                                    self._rows(ctx, "values", start, stop))
+
+    def build(self, i: int, ctx: LoadContext, at: str) -> Any:
+        """Member ``i`` alone, from its own rows (a lazy load's member, or one ``get``)."""
+        from .invariants import check_fitted
+
+        records, values = self._block(ctx, i, i + 1)
+        self._check_tree(i, records, at)
+        estimator = self._estimator(i, ctx, at, records, int(self.depths[i]), values)
         check_fitted(estimator, at)
         return estimator
 
@@ -613,7 +740,7 @@ class _PackedTrees:
         tree = Tree(trees["n_features"], self.n_classes.astype(np.intp, copy=False),
                     trees["n_outputs"])
         tree.__setstate__({"max_depth": depth, "node_count": nodes.shape[0], "nodes": nodes,
-                           "values": np.ascontiguousarray(values)})
+                           "values": values})
         state: dict[str, Any] = {}
         shared, varying = node["shared"], node["varying"]
         for name in node["fields"]:
@@ -630,25 +757,70 @@ class _PackedTrees:
         estimator.__setstate__(state)
         return estimator
 
+    def _blocks(self) -> list[tuple[int, int]]:
+        """Consecutive trees in blocks of about ``_BLOCK_ROWS`` rows (one tree at least)."""
+        blocks, a, rows = [], 0, 0
+        for i, n in enumerate(self.counts.tolist()):
+            if rows and rows + n > _BLOCK_ROWS:
+                blocks.append((a, i))
+                a, rows = i, 0
+            rows += n
+        blocks.append((a, len(self.counts)))
+        return blocks
+
+    def _checked_block(self, ctx: LoadContext, a: int, b: int
+                       ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """:meth:`_block` and whether all its trees pass the one-pass structure checks."""
+        records, values = self._block(ctx, a, b)
+        passed = packed_trees_pass(records, self.counts[a:b], self.depths[a:b],
+                                   self.node["trees"]["n_features"])
+        return records, values, passed
+
     def build_all(self, ctx: LoadContext, paths: list[str]) -> list[Any] | None:
-        """Every member of an eager load, checked in one pass each: one structure check over
-        every tree of the pack's record array (``check_binary_forest``: the per-tree kernel on
-        each tree's rows), one depth walk (``binary_forest_depths``), the fitted checks of the
-        members at once (``check_fitted_alike``).  None where a pass refuses, or cannot prove:
-        then :meth:`build`, member by member, raises the precise error (or builds)."""
+        """Every member of an eager load, a block at a time: one structure check over every
+        tree of the block (``check_binary_forest``: the per-tree kernel on each tree's rows),
+        one depth walk (``binary_forest_depths``); where a pass refuses, the tree by tree checks
+        raise the precise error.  Then the fitted checks of the members at once
+        (``check_fitted_alike``), else member by member.
+
+        While the trees of one block are built (``Tree.__setstate__`` copies their rows, under
+        the GIL), a second thread decodes, interleaves and checks the next block (copies and
+        kernels that release the GIL): two cores work on a big forest, and at most two blocks
+        are held beside the model.  (Returning None makes the load build member by member,
+        :meth:`build`: tests compare the two.)
+        """
         from .invariants import check_fitted, check_fitted_alike
 
-        records, values = self.records, self.values
-        if records is None or values is None:
-            return None
-        if not packed_trees_pass(records, self.counts, self.depths,
-                                 self.node["trees"]["n_features"]):
-            return None
-        bounds = [0, *self.ends.tolist()]
         depth_list = self.depths.tolist()
-        members = [self._estimator(i, ctx, at, records[bounds[i]:bounds[i + 1]], depth_list[i],
-                                   values[bounds[i]:bounds[i + 1]])
-                   for i, at in enumerate(paths)]
+        members: list[Any] = []
+        blocks = self._blocks()
+        pool = (ThreadPoolExecutor(1, thread_name_prefix="milo-trees") if len(blocks) > 1
+                else None)
+        try:
+            ahead: Future[tuple[np.ndarray, np.ndarray, bool]] | None = None
+            for j, (a, b) in enumerate(blocks):
+                if ahead is not None:
+                    records, values, passed = ahead.result()
+                else:
+                    records, values, passed = self._checked_block(ctx, a, b)
+                ahead = (pool.submit(self._checked_block, ctx, *blocks[j + 1])
+                         if pool is not None and j + 1 < len(blocks) else None)
+                base = int(self.ends[a] - self.counts[a])
+                bounds = [0, *(self.ends[a:b] - base).tolist()]
+                if not passed:
+                    for i in range(a, b):
+                        self._check_tree(i, records[bounds[i - a]:bounds[i - a + 1]], paths[i])
+                    raise InvariantError("the trees fail their checks",  # pragma: no cover
+                                         self.where)
+                for i in range(a, b):
+                    rows = slice(bounds[i - a], bounds[i - a + 1])
+                    members.append(self._estimator(i, ctx, paths[i], records[rows],
+                                                   depth_list[i], values[rows]))
+                del records, values
+                self._release(ctx, a, b)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         if not check_fitted_alike(members, paths.__getitem__):
             for member, at in zip(members, paths, strict=True):
                 check_fitted(member, at)
@@ -693,7 +865,7 @@ def _packed_container(node: dict[str, Any]) -> tuple[Any, Any]:
 def _load_packed(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
     result, flat = _packed_container(node)
     ctx.register(node, result)
-    packed = _PackedTrees(node, ctx, path, whole=True)
+    packed = _PackedTrees(node, ctx, path)
     paths = [f"{path}[{i}]" for i in range(len(flat))]
     members = packed.build_all(ctx, paths)
     for i, at in enumerate(paths):
@@ -704,7 +876,7 @@ def _load_packed(node: dict[str, Any], ctx: LoadContext, path: str) -> Any:
 def _unpack_trees(node: dict[str, Any], ctx: LoadContext,
                   path: str) -> tuple[Any, list[PackedMember]]:
     result, flat = _packed_container(node)
-    packed = _PackedTrees(node, ctx, path, whole=False)
+    packed = _PackedTrees(node, ctx, path)
     members = []
     for i in range(len(flat)):
         at = f"{path}[{i}]"  # flat index, as for any object array
@@ -724,14 +896,14 @@ PACKED_TREES = Handler("sklearn.tree.packed", _save_packed, _load_packed,
 
 
 def register_packed(registry: Registry) -> None:
-    """Packed small-tree ensembles (tag ``sklearn.tree.packed``)."""
+    """Packed tree ensembles (tag ``sklearn.tree.packed``)."""
     if PACKED_TREES.tag not in registry.by_tag:
         registry.add(PACKED_TREES)
 
 
 def resolve_packed(arr: Any, ctx: SaveContext) -> Handler | None:
-    """The packed-trees handler if ``arr`` (an object array, or a forest's list) holds small
-    trees to pack."""
+    """The packed-trees handler if ``arr`` (an object array, or a forest's list) holds trees of
+    one class to pack."""
     if ((type(arr) is list or (type(arr) is np.ndarray and arr.ndim <= 2))
             and _pack_states(arr, ctx) is not None):
         register_packed(ctx.registry)

@@ -1301,7 +1301,9 @@ STRUCTURES: tuple[tuple[str, str], ...] = (
     ("`sklearn.tree._tree.Tree` (`handlers/trees.py`)",
      "children in range, every node reached exactly once from the root (no cycle), features "
      "`< n_features`, `values` of shape (nodes, n_outputs, max classes), `n_classes` positive, "
-     "`max_depth` equal to the true depth; packed trees the same, per member"),
+     "`max_depth` equal to the true depth; packed trees the same, per member, with "
+     "positive node counts adding up to the columns' rows and each tree's leaves equal to its "
+     "`leaf_count` (which addresses its split and leaf rows) before any row is placed"),
     ("HistGradientBoosting `TreePredictor` (state check)",
      "record dtype, children in range and every node reached once, categorical `bitset_idx` "
      "below the rows of both bitset arrays (C-contiguous `(n, 8)` uint32)"),
