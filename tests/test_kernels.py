@@ -1668,6 +1668,33 @@ def test_lightgbm_model_text_refuses_unusable_arguments():
         K.lightgbm_model_text(b"", [good], 2, "")
 
 
+
+def test_lightgbm_model_text_cuts_and_empty_tokens_at_every_word_position():
+    # The token scan reads eight bytes at a time: tokens of 1 to 11 characters put the cuts
+    # between trees, and the commas of an empty token, at every position in and across words.
+    rng = random.Random(13)
+    for _ in range(300):
+        n = rng.randint(1, 6)
+        counts = [rng.randint(0, 6) for _ in range(n)]
+        tokens = [str(rng.randint(1, 9)).encode() * rng.randint(1, 11)
+                  for _ in range(sum(counts))]
+        values = b",".join(tokens)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        item = (b"\nx=", values, offsets, None, None, None)
+        assert K.lightgbm_model_text("", [item], n, "") == ref_lightgbm_text("", [item], n, "")
+        if not tokens:
+            continue
+        # One more comma: after an existing one (two in a row), first or last.  The offsets
+        # count one more token, so only the empty token is wrong.
+        commas = [i + 1 for i, c in enumerate(values) if c == ord(",")]
+        at = rng.choice([0, len(values), *commas])
+        broken = values[:at] + b"," + values[at:]
+        more = offsets.copy()
+        more[-1] += 1
+        with pytest.raises(ArrayError):
+            K.lightgbm_model_text("", [(b"\nx=", broken, more, None, None, None)], n, "")
+
+
 # -- ubjson_decode_packed -----------------------------------------------------------------------
 
 
