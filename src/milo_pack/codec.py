@@ -224,6 +224,9 @@ class SectionPlan:
     sources: list[np.ndarray | Derived] = field(default_factory=list)
     length: int = 0
     _current: tuple[int, np.ndarray] | None = None
+    # Read a member's rows at a time (a packed ensemble's column, even from one source):
+    # group-sized chunks.
+    by_member: bool = False
 
     def add(self, flat: np.ndarray | Derived) -> int:
         start = self.length
@@ -419,7 +422,7 @@ def write_section(
     bounded whatever the section's size.
     """
     dtype = plan.dtype
-    chunk_length = chunk_length_for(dtype, grouped=len(plan.sources) > 1)
+    chunk_length = chunk_length_for(dtype, grouped=plan.by_member or len(plan.sources) > 1)
     raw = level == 0
     chain = [] if raw else _choose_filters(plan, level, chunk_length)
     cctx_local = threading.local()

@@ -217,7 +217,7 @@ class SaveContext:
 
     # -- arrays ------------------------------------------------------------------------------
     def array(self, arr: np.ndarray, path: str, *, group: str | None = None,
-              hint: str | None = None) -> dict[str, Any]:
+              hint: str | None = None, by_member: bool = False) -> dict[str, Any]:
         """Node for a plain-dtype array: inline when tiny, else a slice of a planned section.
 
         Parameters
@@ -230,11 +230,15 @@ class SaveContext:
             large ones get their own.
         hint : str, optional
             What the values are, to pick filters: ``"children"`` for tree child indices.
+        by_member : bool
+            The group's section is read a member's rows at a time (a packed ensemble's column
+            written as one array): chunked as a section of many arrays is.
         """
-        return {"$type": "numpy.ndarray", **self.array_fields(arr, path, group=group, hint=hint)}
+        return {"$type": "numpy.ndarray",
+                **self.array_fields(arr, path, group=group, hint=hint, by_member=by_member)}
 
     def array_fields(self, arr: np.ndarray, path: str, *, group: str | None = None,
-                     hint: str | None = None) -> dict[str, Any]:
+                     hint: str | None = None, by_member: bool = False) -> dict[str, Any]:
         dtype = arr.dtype
         if dtype.kind not in "biufcUSMm" or dtype.fields is not None or dtype.subdtype:
             raise UnsupportedTypeError(f"array dtype {dtype} is not a plain dtype", path)
@@ -260,7 +264,7 @@ class SaveContext:
             flat = np.ascontiguousarray(arr).reshape(-1)
         if group is None:
             group = "small" if arr.nbytes < SMALL_ARRAY_BYTES else f"array:{len(self.plans)}"
-        fields["section"], fields["start"] = self._plan(group, dtype, hint, flat)
+        fields["section"], fields["start"] = self._plan(group, dtype, hint, flat, by_member)
         return fields
 
     def array_concat(self, parts: list[np.ndarray], path: str, *, group: str,
@@ -346,12 +350,14 @@ class SaveContext:
                 "section": section, "start": start}
 
     def _plan(self, group: str, dtype: np.dtype, hint: str | None,
-              source: np.ndarray | Derived) -> tuple[int, int]:
+              source: np.ndarray | Derived, by_member: bool = False) -> tuple[int, int]:
         key = (group, dtype.str, hint)
         index = self._groups.get(key)
         if index is None:
             index = self._groups[key] = len(self.plans)
             self.plans.append(SectionPlan(dtype=dtype, hint=hint))
+        if by_member:
+            self.plans[index].by_member = True
         return index, self.plans[index].add(source)
 
 

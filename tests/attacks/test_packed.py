@@ -15,6 +15,7 @@ from milo_pack.errors import (
     MiloError,
     UntrustedTypeError,
 )
+from milo_pack.handlers import trees
 
 from .craft import data_xy, manifest_edit, refused
 
@@ -223,3 +224,123 @@ def test_packed_forest_list_refusals():
     refused_lazily(manifest_edit(data, _set(("trees", "node_count"), _inline([1] * 6))),
                    InvariantError)
 
+
+
+# -- eager loads in blocks: a corrupt tree in a later block -------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _forest_file() -> tuple[bytes, list[int]]:
+    """A 12-tree forest of ~50-node trees, and its node counts (blocks of 100 rows: 2 trees)."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    import milo_pack
+
+    X, y = data_xy()
+    forest = RandomForestRegressor(n_estimators=12, max_leaf_nodes=25, random_state=0).fit(X, y)
+    return milo_pack.dumps(forest), [int(t.tree_.node_count) for t in forest.estimators_]
+
+
+def _forest_with_a_cycle(tree: int) -> bytes:
+    """The forest with the root's right child of tree ``tree`` pointing back at the root."""
+    import copy
+
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.tree._tree import Tree
+
+    import milo_pack
+
+    X, y = data_xy()
+    forest = RandomForestRegressor(n_estimators=12, max_leaf_nodes=25, random_state=0).fit(X, y)
+    forest = copy.deepcopy(forest)
+    old = forest.estimators_[tree].tree_
+    state = old.__getstate__()
+    nodes = state["nodes"].copy()
+    nodes["right_child"][0] = 0
+    new = Tree(old.n_features, old.n_classes, old.n_outputs)
+    new.__setstate__({**state, "nodes": nodes})
+    forest.estimators_[tree].tree_ = new
+    return milo_pack.dumps(forest)
+
+
+def _loads_in_blocks(data: bytes, monkeypatch, rows: int) -> object:
+    import milo_pack
+
+    X, _ = data_xy()
+    with monkeypatch.context() as patch:
+        patch.setattr(trees, "_BLOCK_ROWS", rows)
+        try:
+            return milo_pack.loads(data).predict(X).tolist()
+        except MiloError as exc:
+            return type(exc).__name__, exc.message, exc.path
+
+
+def test_blocks_build_the_same_forest(monkeypatch):
+    """One block, or blocks prepared by a second thread while the last one's trees are built:
+    the same trees, bit for bit."""
+    import milo_pack
+
+    from ..common import assert_same
+
+    data, counts = _forest_file()
+    whole = milo_pack.loads(data)
+    with monkeypatch.context() as patch:
+        patch.setattr(trees, "_BLOCK_ROWS", max(counts))  # one tree a block
+        built: list[int] = []
+        block = trees._PackedTrees._block
+        patch.setattr(trees._PackedTrees, "_block",
+                      lambda self, ctx, a, b: built.append(b - a) or block(self, ctx, a, b))
+        one_by_one = milo_pack.loads(data)
+    assert built == [1] * 12
+    assert_same(one_by_one, whole)
+
+
+@pytest.mark.parametrize("tree", [0, 5, 11])
+@pytest.mark.parametrize("how", ["depth", "child", "leaf_count"])
+def test_a_corrupt_tree_in_any_block_is_refused_alike(monkeypatch, tree, how):
+    """Eager loads in one block and in many (the next block prepared in a second thread), the
+    member-by-member load and a lazy load refuse the same tree for the same reason."""
+    data, counts = _forest_file()
+    partner = tree + 1 if tree + 1 < len(counts) else tree - 1
+    first = min(tree, partner) if how == "leaf_count" else tree  # the first tree refused
+
+    def edit(manifest: dict) -> None:
+        packed = _packed(manifest)["trees"]
+        if how == "depth":
+            packed["max_depth"]["data"][tree] += 1
+        else:
+            leaves = packed["leaf_count"]["data"]
+            leaves[tree] += 1
+            leaves[partner] -= 1  # the same total: only the trees' own checks see it
+
+    crafted = _forest_with_a_cycle(tree) if how == "child" else manifest_edit(data, edit)
+    outcomes = {rows: _loads_in_blocks(crafted, monkeypatch, rows)
+                for rows in (1 << 16, max(counts), 100)}
+    assert len(set(map(repr, outcomes.values()))) == 1, outcomes
+    kind, message, path = outcomes[100]
+    assert kind == "InvariantError", outcomes
+    assert f"[{first}]" in path or f"tree {first} " in message, (message, path)
+    refused_lazily(crafted, InvariantError)
+    with monkeypatch.context() as patch:
+        patch.setattr(trees._PackedTrees, "build_all", lambda self, ctx, paths: None)
+        assert _loads_in_blocks(crafted, monkeypatch, 100)[0] == "InvariantError"
+
+
+def test_small_and_large_columns_save_the_same_trees(monkeypatch):
+    """Columns split at once (small ensembles) or tree by tree as written (large ones): one
+    file, byte for byte (chunked alike: a member's rows are read at a time either way)."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    import milo_pack
+
+    from ..common import assert_same
+
+    data, _ = _forest_file()
+    X, y = data_xy()
+    forest = RandomForestRegressor(n_estimators=12, max_leaf_nodes=25, random_state=0).fit(X, y)
+    with monkeypatch.context() as patch:
+        patch.setattr(trees, "_EAGER_PART_BYTES", 0)
+        derived = milo_pack.dumps(forest)
+    assert derived == data  # manifest, sections, chunking: byte for byte
+    assert_same(milo_pack.loads(derived), milo_pack.loads(data))
+    assert_same(milo_pack.loads(data), forest)

@@ -12,6 +12,7 @@ to their node, so a 300-tree forest compresses to about a tenth of its pickle.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, cast
@@ -379,6 +380,9 @@ _PACKABLE_TAGS = ("sklearn.tree.DecisionTreeClassifier", "sklearn.tree.DecisionT
 # Rows of a block decoded at once by an eager load: with ~80 bytes a row, a few MB held beside
 # the trees being built (peak memory), and few enough blocks that per-block work is negligible.
 _BLOCK_ROWS = 1 << 16
+# Columns of packed trees up to this size are split into split and leaf rows at once when
+# saving (one copy of a few MB); larger ones tree by tree as their section is written.
+_EAGER_PART_BYTES = 8 << 20
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -436,6 +440,11 @@ def _save_packed_parts(ctx: SaveContext, columns: list[np.ndarray], leaves: list
     tree's leaf rows (a fill when every leaf of every tree holds the same bits)."""
     dtype, tail = columns[0].dtype, list(columns[0].shape[1:])
     n_leaves = [int(np.count_nonzero(mask)) for mask in leaves]
+    row_bytes = dtype.itemsize * math.prod(tail)
+    if sum(int(c.shape[0]) for c in columns) * row_bytes <= _EAGER_PART_BYTES:
+        # Small ensembles (boosting stages): the rows picked at once, one source per part
+        # instead of one derived source per tree (each made again by every pass of the writer).
+        return _save_packed_parts_now(ctx, columns, leaves, path, group)
     splits = ctx.derived_concat(
         dtype, tail, [(int(c.shape[0]) - n, _rows_of(c, ~mask))
                       for c, mask, n in zip(columns, leaves, n_leaves, strict=True)],
@@ -451,6 +460,21 @@ def _save_packed_parts(ctx: SaveContext, columns: list[np.ndarray], leaves: list
                           for c, mask, n in zip(columns, leaves, n_leaves, strict=True)],
             join_path(path, "leaves"), group=f"{group}.leaves")
     return {"splits": splits, "leaves": leaf_node}
+
+
+def _save_packed_parts_now(ctx: SaveContext, columns: list[np.ndarray],
+                           leaves: list[np.ndarray], path: str, group: str) -> dict[str, Any]:
+    """:func:`_save_packed_parts` for a small column: the same node, parts gathered now."""
+    splits = np.concatenate([c[~mask] for c, mask in zip(columns, leaves, strict=True)])
+    leaf_rows = np.concatenate([c[mask] for c, mask in zip(columns, leaves, strict=True)])
+    return {
+        "splits": ctx.array(splits, join_path(path, "splits"), group=f"{group}.splits",
+                            by_member=True),
+        "leaves": (ctx.fill_array(leaf_rows.reshape(-1)[:1], list(leaf_rows.shape))
+                   if _is_constant(leaf_rows) else
+                   ctx.array(leaf_rows, join_path(path, "leaves"), group=f"{group}.leaves",
+                             by_member=True)),
+    }
 
 
 def _save_packed(arr: np.ndarray, ctx: SaveContext, path: str) -> dict[str, Any]:
