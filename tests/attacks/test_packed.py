@@ -344,3 +344,20 @@ def test_small_and_large_columns_save_the_same_trees(monkeypatch):
     assert derived == data  # manifest, sections, chunking: byte for byte
     assert_same(milo_pack.loads(derived), milo_pack.loads(data))
     assert_same(milo_pack.loads(data), forest)
+
+
+def test_packed_trees_honour_max_tree_nodes():
+    """A packed tree bigger than the caller's budget is refused as a single Tree would be,
+    eagerly and lazily, before any of its rows is decoded."""
+    import milo_pack
+    from milo_pack import Limits
+    from milo_pack.errors import LimitError
+
+    data, counts = _forest_file()
+    limits = Limits(max_tree_nodes=max(counts) - 1)
+    with pytest.raises(LimitError, match="max_tree_nodes"):
+        milo_pack.loads(data, limits=limits)
+    with milo_pack.open(data, limits=limits) as handle:
+        with pytest.raises(LimitError, match="max_tree_nodes"):
+            handle.load(lazy=True, cache_bytes=0).predict(data_xy()[0])
+    assert milo_pack.loads(data, limits=Limits(max_tree_nodes=max(counts))) is not None

@@ -648,6 +648,9 @@ class _PackedTrees:
         total = trees["nodes"]["left_child"]["shape"][0]  # one length for all, checked
         if np.any(self.counts < 1) or int(self.counts.sum()) != total:
             raise InvariantError(f"node counts must be positive and add up to {total}", where)
+        if int(self.counts.max()) > ctx.limits.max_tree_nodes:  # as for a single Tree
+            raise LimitError(f"a tree of {int(self.counts.max())} nodes exceeds max_tree_nodes",
+                             where)
         self.ends = np.cumsum(self.counts)
         self.leaf_counts: np.ndarray | None = None
         self.leaf_ends: np.ndarray | None = None
