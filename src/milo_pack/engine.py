@@ -17,7 +17,7 @@ Node grammar (see ``docs/FORMAT.md``):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -243,7 +243,7 @@ class SaveContext:
         if dtype.kind not in "biufcUSMm" or dtype.fields is not None or dtype.subdtype:
             raise UnsupportedTypeError(f"array dtype {dtype} is not a plain dtype", path)
         if dtype.byteorder == "=":
-            dtype = dtype.newbyteorder("<" if np.little_endian else ">")
+            dtype = _file_dtype(dtype)
             arr = arr.view(dtype)
         shape = [int(n) for n in arr.shape]
         fields: dict[str, Any] = {"dtype": dtype.str, "shape": shape}
@@ -275,28 +275,13 @@ class SaveContext:
         ``group`` section, so the node covers them all: how packed ensembles store one column
         for all their trees.
         """
-        dtype = parts[0].dtype
-        if dtype.byteorder == "=":
-            dtype = dtype.newbyteorder("<" if np.little_endian else ">")
+        dtype = _file_dtype(parts[0].dtype)
         tail = list(parts[0].shape[1:])
-        total = sum(int(p.shape[0]) for p in parts)
         if any(p.dtype != dtype or list(p.shape[1:]) != tail for p in parts):
             raise UnsupportedTypeError("parts to concatenate differ in dtype or shape", path)
-        shape = [total, *tail]
-        if math.prod(shape) == 0:
-            return {"$type": "numpy.ndarray", "dtype": dtype.str, "shape": shape, "data": []}
-        section, start = None, None
-        expected = None
-        for part in parts:
-            flat = part.reshape(-1) if part.ndim > 1 else part
-            index, at = self._plan(group, dtype, hint, flat.view(dtype))
-            if section is None:
-                section, start, expected = index, at, at
-            if index != section or at != expected:  # pragma: no cover - plans only append
-                raise AssertionError("concatenated parts were not planned contiguously")
-            expected = at + flat.shape[0]
-        return {"$type": "numpy.ndarray", "dtype": dtype.str, "shape": shape,
-                "section": section, "start": start}
+        shape = [sum(int(p.shape[0]) for p in parts), *tail]
+        flats = [(p.reshape(-1) if p.ndim > 1 else p).view(dtype) for p in parts]
+        return self._run_node(dtype, shape, flats, group, hint)
 
     def fill_array(self, value: np.ndarray, shape: list[int]) -> dict[str, Any]:
         """Node for an array whose elements all equal ``value`` (a one-element array)."""
@@ -304,48 +289,37 @@ class SaveContext:
         return {"$type": "numpy.ndarray", "dtype": fields["dtype"], "shape": list(shape),
                 "fill": fields["data"][0]}
 
-    def derived_array(self, dtype: np.dtype, shape: list[int], make: Any, path: str, *,
-                      group: str, hint: str | None = None) -> dict[str, Any]:
-        """Node for an array computed only when its section is written (see ``Derived``).
-
-        ``make()`` must return the array (``shape``, ``dtype``); it runs once, at write time, so
-        handlers can store transformed views of a model (rows picked by a mask) without holding
-        every transformed copy during the walk.
-        """
-        dtype = np.dtype(dtype)
-        if dtype.byteorder == "=":
-            dtype = dtype.newbyteorder("<" if np.little_endian else ">")
-        count = math.prod(shape)
-        if count == 0:
-            return {"$type": "numpy.ndarray", "dtype": dtype.str, "shape": list(shape),
-                    "data": []}
-        section, start = self._plan(group, dtype, hint, Derived(count, make))
-        return {"$type": "numpy.ndarray", "dtype": dtype.str, "shape": list(shape),
-                "section": section, "start": start}
-
     def derived_concat(self, dtype: np.dtype, tail: list[int],
                        parts: list[tuple[int, Callable[[], np.ndarray]]], path: str, *,
                        group: str, hint: str | None = None) -> dict[str, Any]:
-        """One array node over derived parts ``(rows, make)``, planned one after another in
-        ``group`` (a packed ensemble's split rows of every tree: each tree's ``make`` runs
-        only when the section is written, see :meth:`derived_array`)."""
-        dtype = np.dtype(dtype)
-        if dtype.byteorder == "=":
-            dtype = dtype.newbyteorder("<" if np.little_endian else ">")
+        """One array node over parts computed only when their section is written (see
+        ``Derived``), ``(rows, make)`` each, planned one after another in ``group``.
+
+        ``make()`` must return its rows (``[rows, *tail]``, ``dtype``); it runs at write time,
+        so handlers store transformed views of a model (rows picked by a mask: a tree's split
+        rows, every tree's of a pack) without holding every transformed copy during the walk.
+        """
+        dtype = _file_dtype(np.dtype(dtype))
         inner = math.prod(tail)
         shape = [sum(rows for rows, _ in parts), *tail]
-        if shape[0] * inner == 0:
+        return self._run_node(dtype, shape, [Derived(rows * inner, make)
+                                             for rows, make in parts if rows], group, hint)
+
+    def _run_node(self, dtype: np.dtype, shape: list[int],
+                  sources: Sequence[np.ndarray | Derived],
+                  group: str, hint: str | None) -> dict[str, Any]:
+        """Node for ``sources`` (1-D arrays or derived parts, of ``shape`` together) planned
+        one after another in ``group``'s section."""
+        if math.prod(shape) == 0:
             return {"$type": "numpy.ndarray", "dtype": dtype.str, "shape": shape, "data": []}
         section, start, expected = None, None, None
-        for rows, make in parts:
-            if rows == 0:
-                continue
-            index, at = self._plan(group, dtype, hint, Derived(rows * inner, make))
+        for source in sources:
+            index, at = self._plan(group, dtype, hint, source)
             if section is None:
                 section, start, expected = index, at, at
             if index != section or at != expected:  # pragma: no cover - plans only append
-                raise AssertionError("derived parts were not planned contiguously")
-            expected = at + rows * inner
+                raise AssertionError("concatenated parts were not planned contiguously")
+            expected = at + (source.length if isinstance(source, Derived) else source.shape[0])
         return {"$type": "numpy.ndarray", "dtype": dtype.str, "shape": shape,
                 "section": section, "start": start}
 
@@ -359,6 +333,14 @@ class SaveContext:
         if by_member:
             self.plans[index].by_member = True
         return index, self.plans[index].add(source)
+
+
+def _file_dtype(dtype: np.dtype) -> np.dtype:
+    """``dtype`` with an explicit byte order, as the manifest writes it."""
+    if dtype.byteorder == "=":
+        explicit: np.dtype = dtype.newbyteorder("<" if np.little_endian else ">")
+        return explicit
+    return dtype
 
 
 def _memo_key(obj: Any) -> Any:

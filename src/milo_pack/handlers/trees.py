@@ -42,28 +42,33 @@ _PARTITIONED = ("feature", "threshold", "impurity", "missing_go_to_left")
 # -- sklearn.tree._tree.Tree ------------------------------------------------------------------
 
 
-def _save_parts(ctx: SaveContext, column: np.ndarray, masks: tuple[np.ndarray, np.ndarray],
-                path: str, group: str) -> dict[str, Any]:
-    def part(mask: np.ndarray) -> Callable[[], np.ndarray]:
-        return lambda: column[mask]
+def _rows_of(column: np.ndarray, mask: np.ndarray) -> Callable[[], np.ndarray]:
+    return lambda: column[mask]
 
-    tail = list(column.shape[1:])
-    splits, leaves = masks
-    n_leaves = int(np.count_nonzero(leaves))
-    leaf_values = column[leaves]
-    if _is_constant(leaf_values):
+
+def _save_split_rows(ctx: SaveContext, columns: list[np.ndarray], leaves: list[np.ndarray],
+                     path: str, group: str) -> dict[str, Any]:
+    """``{"splits", "leaves"}`` of one column of one tree or of every tree of a pack: each
+    tree's split rows, then each tree's leaf rows, picked as their section is written (no
+    copy held during the walk); the leaves are a fill when every one holds the same bits."""
+    dtype, tail = columns[0].dtype, list(columns[0].shape[1:])
+    n_leaves = [int(np.count_nonzero(mask)) for mask in leaves]
+    splits = ctx.derived_concat(
+        dtype, tail, [(int(c.shape[0]) - n, _rows_of(c, ~mask))
+                      for c, mask, n in zip(columns, leaves, n_leaves, strict=True)],
+        join_path(path, "splits"), group=f"{group}.splits")
+    first = np.ascontiguousarray(columns[0][leaves[0]]).reshape(-1)[:1]
+    if all(_is_constant(np.concatenate([first, c[mask].reshape(-1)]))
+           for c, mask in zip(columns, leaves, strict=True)):
         # Leaves hold scikit-learn's placeholders here (feature -2, threshold -2.0...): no
         # section to read for every tree.
-        leaf_node = ctx.fill_array(leaf_values.reshape(-1)[:1], [n_leaves, *tail])
+        leaf_node = ctx.fill_array(first, [sum(n_leaves), *tail])
     else:
-        leaf_node = ctx.derived_array(column.dtype, [n_leaves, *tail], part(leaves),
-                                      join_path(path, "leaves"), group=f"{group}.leaves")
-    return {
-        "splits": ctx.derived_array(column.dtype, [column.shape[0] - n_leaves, *tail],
-                                    part(splits), join_path(path, "splits"),
-                                    group=f"{group}.splits"),
-        "leaves": leaf_node,
-    }
+        leaf_node = ctx.derived_concat(
+            dtype, tail, [(n, _rows_of(c, mask))
+                          for c, mask, n in zip(columns, leaves, n_leaves, strict=True)],
+            join_path(path, "leaves"), group=f"{group}.leaves")
+    return {"splits": splits, "leaves": leaf_node}
 
 
 def _is_constant(values: np.ndarray) -> bool:
@@ -77,14 +82,14 @@ def _is_constant(values: np.ndarray) -> bool:
 def _save_tree(obj: Tree, ctx: SaveContext, path: str) -> dict[str, Any]:
     state = obj.__getstate__()
     nodes, values = state["nodes"], state["values"]
-    # Two small masks per tree (1 byte a node each) are kept until the sections are written.
+    # A mask per tree (1 byte a node) is kept until the sections are written.
     leaves = nodes["left_child"] == -1
-    masks = (~leaves, leaves)
     columns = {}
     for name in nodes.dtype.names:
         where = join_path(path, name)
         if name in _PARTITIONED:
-            columns[name] = _save_parts(ctx, nodes[name], masks, where, f"tree.{name}")
+            columns[name] = _save_split_rows(ctx, [nodes[name]], [leaves], where,
+                                             f"tree.{name}")
         else:
             columns[name] = ctx.array(nodes[name], where, group=f"tree.{name}",
                                       hint="children" if name in _CHILD_FIELDS else None)
@@ -95,7 +100,8 @@ def _save_tree(obj: Tree, ctx: SaveContext, path: str) -> dict[str, Any]:
         "max_depth": int(state["max_depth"]),
         "node_count": int(state["node_count"]),
         "nodes": columns,
-        "values": _save_parts(ctx, values, masks, join_path(path, "values"), "tree.values"),
+        "values": _save_split_rows(ctx, [values], [leaves], join_path(path, "values"),
+                                   "tree.values"),
     }
 
 
@@ -430,36 +436,15 @@ def _pack_states(arr: np.ndarray | list[Any], ctx: SaveContext) -> list[dict[str
     return states
 
 
-def _rows_of(column: np.ndarray, mask: np.ndarray) -> Callable[[], np.ndarray]:
-    return lambda: column[mask]
-
-
 def _save_packed_parts(ctx: SaveContext, columns: list[np.ndarray], leaves: list[np.ndarray],
                        path: str, group: str) -> dict[str, Any]:
-    """``{"splits", "leaves"}`` of one column of every tree: each tree's split rows, then each
-    tree's leaf rows (a fill when every leaf of every tree holds the same bits)."""
-    dtype, tail = columns[0].dtype, list(columns[0].shape[1:])
-    n_leaves = [int(np.count_nonzero(mask)) for mask in leaves]
-    row_bytes = dtype.itemsize * math.prod(tail)
+    """:func:`_save_split_rows` for a pack: a small column's parts are gathered at once."""
+    row_bytes = columns[0].dtype.itemsize * math.prod(columns[0].shape[1:])
     if sum(int(c.shape[0]) for c in columns) * row_bytes <= _EAGER_PART_BYTES:
         # Small ensembles (boosting stages): the rows picked at once, one source per part
         # instead of one derived source per tree (each made again by every pass of the writer).
         return _save_packed_parts_now(ctx, columns, leaves, path, group)
-    splits = ctx.derived_concat(
-        dtype, tail, [(int(c.shape[0]) - n, _rows_of(c, ~mask))
-                      for c, mask, n in zip(columns, leaves, n_leaves, strict=True)],
-        join_path(path, "splits"), group=f"{group}.splits")
-    first = np.ascontiguousarray(columns[0][leaves[0]]).reshape(-1)[:1]
-    if all(_is_constant(np.concatenate([first, c[mask].reshape(-1)]))
-           for c, mask in zip(columns, leaves, strict=True)):
-        # scikit-learn's placeholders at every leaf (feature -2...): no section to read.
-        leaf_node = ctx.fill_array(first, [sum(n_leaves), *tail])
-    else:
-        leaf_node = ctx.derived_concat(
-            dtype, tail, [(n, _rows_of(c, mask))
-                          for c, mask, n in zip(columns, leaves, n_leaves, strict=True)],
-            join_path(path, "leaves"), group=f"{group}.leaves")
-    return {"splits": splits, "leaves": leaf_node}
+    return _save_split_rows(ctx, columns, leaves, path, group)
 
 
 def _save_packed_parts_now(ctx: SaveContext, columns: list[np.ndarray],
@@ -674,7 +659,14 @@ class _PackedTrees:
         return int(self.counts[i]) * row
 
     def _span(self, a: int, b: int) -> tuple[int, int]:
+        """Rows of trees ``[a, b)`` in the whole columns."""
         return int(self.ends[a] - self.counts[a]), int(self.ends[b - 1])
+
+    def _leaf_span(self, a: int, b: int) -> tuple[int, int]:
+        """Rows of trees ``[a, b)`` in the leaf parts (the split layout only)."""
+        leaf_counts, leaf_ends = cast(np.ndarray, self.leaf_counts), cast(np.ndarray,
+                                                                           self.leaf_ends)
+        return int(leaf_ends[a] - leaf_counts[a]), int(leaf_ends[b - 1])
 
     def _block(self, ctx: LoadContext, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         """Node records and values of trees ``[a, b)``, decoded (in node order)."""
@@ -690,8 +682,7 @@ class _PackedTrees:
         if not split:
             values = np.ascontiguousarray(ctx.array_rows(vnode, lo, hi, join_path(where, "values")))
             return records, values
-        leaf_counts, leaf_ends = cast(np.ndarray, self.leaf_counts), cast(np.ndarray,
-                                                                           self.leaf_ends)
+        leaf_counts = cast(np.ndarray, self.leaf_counts)
         is_leaf = records["left_child"] == -1
         found = np.add.reduceat(is_leaf, (self.ends[a:b] - self.counts[a:b]) - lo,
                                 dtype=np.int64)
@@ -699,7 +690,7 @@ class _PackedTrees:
             i = a + int(np.flatnonzero(found != leaf_counts[a:b])[0])
             raise InvariantError(f"tree {i} has {found[i - a]} leaves, its leaf_count says "
                                  f"{leaf_counts[i]}", where)
-        l_lo, l_hi = int(leaf_ends[a] - leaf_counts[a]), int(leaf_ends[b - 1])
+        l_lo, l_hi = self._leaf_span(a, b)
         s_lo, s_hi = lo - l_lo, hi - l_hi  # split rows before tree a, through tree b - 1
         for name in _PARTITIONED:
             self._scatter(ctx, columns[name], (s_lo, s_hi, l_lo, l_hi), is_leaf, records[name],
@@ -729,8 +720,7 @@ class _PackedTrees:
             for column in nodes:
                 ctx.release_rows(column, lo, hi)
             return
-        leaf_ends, leaf_counts = cast(np.ndarray, self.leaf_ends), self.leaf_counts
-        l_lo, l_hi = int(leaf_ends[a] - leaf_counts[a]), int(leaf_ends[b - 1])
+        l_lo, l_hi = self._leaf_span(a, b)
         for column in nodes:
             if "$type" in column:
                 ctx.release_rows(column, lo, hi)
