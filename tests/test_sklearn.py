@@ -236,3 +236,44 @@ def test_forest_smaller_than_pickle():
     # tree) adds the rest on a model this small.
     assert sections < 0.2 * len(pickled)
     assert len(data) < 0.4 * len(pickled)
+
+
+def test_packed_forests_on_degenerate_data_in_a_fresh_interpreter(tmp_path):
+    """Packed trees where the split layout has its edge cases: stumps only (one class: no
+    split row at all), three samples, NaN features (missing values go left or right), a
+    constant column, and big trees; each file loads identically in this process and in a
+    brand-new one (re-saved to the same bytes there)."""
+    from .fresh import case, check_in_fresh_process
+
+    rng = np.random.default_rng(0)
+    Xn = rng.normal(size=(400, 4))
+    Xn[rng.random(Xn.shape) < 0.2] = np.nan
+    yn = (np.nan_to_num(Xn[:, 0]) > 0).astype(int)
+    Xc = np.column_stack([np.ones(300), rng.normal(size=300)])
+    Xb, yb = noisy_data()
+    models = {
+        "one_class": (RandomForestClassifier(5, random_state=0).fit(Xn[:, :2] * 0 + 1,
+                                                                     np.zeros(400)), Xn[:50]),
+        "three_samples": (ExtraTreesRegressor(4, random_state=0).fit(
+            np.arange(6.0).reshape(3, 2), [0.0, 1.0, 2.0]), np.arange(6.0).reshape(3, 2)),
+        "nan_features": (RandomForestClassifier(6, random_state=0).fit(Xn, yn), Xn[:50]),
+        "constant_column": (ExtraTreesRegressor(5, random_state=0).fit(Xc, Xc[:, 1] ** 2),
+                            Xc[:50]),
+        "big_trees": (RandomForestClassifier(6, random_state=0).fit(Xb, yb), Xb[:50]),
+    }
+    cases = []
+    for name, (model, X) in models.items():
+        if name == "one_class":
+            X = np.ones((50, 2))
+        data = milo_pack.dumps(model)
+        node = milo_pack.inspect(data)["root"]["attrs"]["estimators_"]
+        assert node["$type"] == "sklearn.tree.packed" and "leaf_count" in node["trees"], name
+        loaded = milo_pack.loads(data)
+        assert_same(loaded, model)
+        assert_same_predictions(model, loaded, X)
+        cases.append(case(name, data, model, X))
+    one_class = milo_pack.inspect(milo_pack.dumps(models["one_class"][0]))
+    assert one_class["root"]["attrs"]["estimators_"]["trees"]["nodes"]["feature"]["splits"][
+        "shape"] == [0]
+    failures = check_in_fresh_process(cases, tmp_path)
+    assert not failures, failures
