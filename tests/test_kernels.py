@@ -1422,6 +1422,43 @@ def test_binary_forest_depths_edges():
 
 @SETTINGS
 @given(seed=st.integers(0, 2**32), sizes=st.lists(st.integers(0, 30), min_size=1, max_size=8),
+       dtype=st.sampled_from(["i4", "i8"]), corrupt=st.booleans())
+def test_check_binary_forest_finds_each_depth_in_the_same_walk(seed, sizes, dtype, corrupt):
+    rnd = random.Random(seed)
+    forest = [random_tree(rnd, n, rnd.random() < 0.5) for n in sizes]
+    left = np.array([c for lt, _ in forest for c in lt], dtype)
+    right = np.array([c for _, rt in forest for c in rt], dtype)
+    feature = np.zeros(left.shape[0], np.int64)
+    if corrupt:
+        at = rnd.randrange(left.shape[0])
+        (left if rnd.random() < 0.5 else right)[at] = rnd.randrange(-2, 8)
+    offsets = np.cumsum([0] + [len(lt) for lt, _ in forest]).astype(np.int64)
+    depths = np.full(len(forest), -7, np.int64)
+    code, tree = K.check_binary_forest(left, right, feature, offsets, 1, depths=depths)[:2]
+    assert code == K.check_binary_forest(left, right, feature, offsets, 1)[0]
+    valid = len(forest) if not code else tree  # trees before the first invalid one
+    for t, (a, b) in enumerate(zip(offsets[:-1], offsets[1:], strict=True)):
+        # A valid tree's depth is binary_tree_depth's; from the first invalid one, untouched.
+        want = K.binary_tree_depth(left[a:b], right[a:b]) if t < valid else -7
+        assert depths[t] == want
+
+
+def test_check_binary_forest_depths_argument():
+    left, right = np.array([1, -1, -1, -1]), np.array([2, -1, -1, -1])
+    feature, offsets = np.zeros(4, np.int64), np.array([0, 3, 4])
+    depths = np.zeros(2, np.int64)
+    assert K.check_binary_forest(left, right, feature, offsets, 1, depths=depths)[0] == 0
+    assert depths.tolist() == [1, 0]
+    read_only = np.zeros(2, np.int64)
+    read_only.flags.writeable = False
+    for bad in (np.zeros(3, np.int64), np.zeros(2, np.int32), np.zeros((2, 2), np.int64)[:, 0],
+                read_only, [0, 0]):
+        with pytest.raises(ArrayError, match="depths"):
+            K.check_binary_forest(left, right, feature, offsets, 1, depths=bad)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32), sizes=st.lists(st.integers(0, 30), min_size=1, max_size=8),
        dtype=st.sampled_from(["u4", "i4", "i8"]), corrupt=st.integers(0, 3))
 def test_check_hist_forest_matches_each_predictor(seed, sizes, dtype, corrupt):
     rnd = random.Random(seed)
@@ -1502,6 +1539,55 @@ def test_scatter_rows_errors():
         K.scatter_rows(np.zeros(2), np.zeros(2), mask[:3], out)  # mask length
     with pytest.raises(ArrayError):
         K.scatter_rows(np.zeros(2), np.zeros(2), mask.astype(np.int64), out)  # mask dtype
+
+
+_RECORD = np.dtype([("a", "<i8"), ("b", "<f8"), ("c", "u1"), ("d", "<i4"), ("e", "<f8")],
+                   align=True)
+
+
+@SETTINGS
+@given(mask=hnp.arrays(np.bool_, st.integers(0, 1300)), split=st.sets(
+    st.sampled_from(_RECORD.names)), leave_out=st.sets(st.sampled_from(_RECORD.names)))
+def test_assemble_records_matches_field_by_field(mask, split, leave_out):
+    # Tiles of 256 rows: lengths around and across them, fields from whole columns or parts.
+    rng = np.random.default_rng(len(mask))
+    n, n_leaves = len(mask), int(mask.sum())
+    out = np.zeros(n, _RECORD)
+    expected = np.zeros(n, _RECORD)
+    columns = {}
+    for name in _RECORD.names:
+        if name in leave_out:
+            continue
+        dtype = _RECORD.fields[name][0]
+        if name in split:
+            splits = (rng.standard_normal(n - n_leaves) * 100).astype(dtype)
+            leaves = (rng.standard_normal(n_leaves) * 100).astype(dtype)
+            columns[name] = (splits, leaves)
+            expected[name] = np.array(ref_scatter(list(splits), list(leaves), mask), dtype)
+        else:
+            columns[name] = (rng.standard_normal(n) * 100).astype(dtype)
+            expected[name] = columns[name]
+    K.assemble_records(out, columns, mask.view(np.uint8) * 3 if n % 2 else mask)
+    assert out.tobytes() == expected.tobytes()
+
+
+def test_assemble_records_errors():
+    out = np.zeros(4, _RECORD)
+    mask = np.array([True, False, True, False])
+    good = np.zeros(4, np.int64)
+    for columns in ({"z": good}, {"a": np.zeros(3, np.int64)}, {"a": np.zeros(4, np.int32)},
+                    {"a": (np.zeros(3, np.int64), np.zeros(1, np.int64))},
+                    {"a": (good, good, good)}, {"a": [1, 2, 3, 4]}):
+        with pytest.raises(ArrayError):
+            K.assemble_records(out, columns, mask)
+    with pytest.raises(ArrayError, match="is_leaf"):
+        K.assemble_records(out, {"a": good}, mask[:3])
+    with pytest.raises(ArrayError, match="is_leaf"):
+        K.assemble_records(out, {"a": good}, mask.astype(np.int64))
+    for bad_out in (np.zeros(4, np.int64), out[::2], np.zeros((2, 2), _RECORD)):
+        with pytest.raises(ArrayError, match="out"):
+            K.assemble_records(bad_out, {"a": good[:bad_out.shape[0]]}, mask[:bad_out.shape[0]])
+    K.assemble_records(out[:0], {"a": good[:0], "b": (np.zeros(0), np.zeros(0))}, mask[:0])
 
 
 # -- ubjson_tree_list ---------------------------------------------------------------------------

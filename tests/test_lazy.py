@@ -756,3 +756,27 @@ def test_streaming_predict_holds_the_members_in_use_not_the_model():
             continue
         assert max(held) <= _KEEP * max(sizes), (max(held), max(sizes))
         assert traced < (8 << 20) + 2 * max(sizes) + 4 * batch.nbytes, (traced, max(sizes))
+
+
+def test_section_reads_as_views_match_copies(tmp_path):
+    """``read(view=True)``: rows inside one chunk come back as a read-only view of the decoded
+    chunk; any other read as a fresh array.  Either way the same values as a plain read."""
+    a = np.arange(300_000, dtype=np.int64) * 3
+    path = tmp_path / "a.milo"
+    milo_pack.dump({"a": a}, path)
+    with milo_pack.open(path) as f:
+        store = f.store
+        cl = store.infos[0].chunk_length
+        assert store.infos[0].n_chunks >= 3
+        spans = [(5, 100), (cl - 10, 10), (cl - 10, 20), (cl, cl), (0, 300_000), (cl + 1, 0)]
+        for start, count in spans:
+            copy = store.read(0, start, count)
+            view = store.read(0, start, count, view=True)
+            assert view.tolist() == copy.tolist() == a[start:start + count].tolist()
+            inside = count and start // cl == (start + count - 1) // cl
+            whole = start % cl == 0 and count == cl
+            assert view.flags.writeable is not (inside and not whole), (start, count)
+            assert copy.flags.writeable
+        with pytest.raises(ValueError):  # the cache's chunk is never written through a view
+            store.read(0, 5, 10, view=True)[0] = 1
+        assert store.read(0, 5, 10).tolist() == a[5:15].tolist()

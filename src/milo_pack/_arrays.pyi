@@ -96,6 +96,12 @@ def scatter_rows(
     is_leaf: npt.NDArray[np.uint8] | npt.NDArray[np.bool_],
     out: npt.NDArray[Any],
 ) -> None: ...
+# Fields of a record array from whole columns or (splits, leaves) pairs, a tile of rows at a time.
+def assemble_records(
+    out: npt.NDArray[np.void],
+    columns: Mapping[str, npt.NDArray[Any] | tuple[npt.NDArray[Any], npt.NDArray[Any]]],
+    is_leaf: npt.NDArray[np.uint8] | npt.NDArray[np.bool_],
+) -> None: ...
 
 # Whole packed forests in one call: (0, -1, -1, "") or (TREE_* code, tree, node, reason).
 _ForestCheck = tuple[int, int, int, str]
@@ -106,6 +112,7 @@ def check_binary_forest(
     offsets: npt.NDArray[np.int64],
     n_features: int,
     leaf: int = -1,
+    depths: npt.NDArray[np.int64] | None = None,
 ) -> _ForestCheck: ...
 def binary_forest_depths(
     left: _IntArray,

@@ -1492,16 +1492,22 @@ cdef int _unreached(const uint8_t[::1] seen, Py_ssize_t* where) noexcept nogil:
 
 cdef int _walk_binary(const child_t[:] left, const child_t[:] right,
                       const feature_t[:] feature, int64_t n_features, int64_t leaf,
-                      uint8_t[::1] seen, Py_ssize_t[::1] stack,
-                      Py_ssize_t* where) noexcept nogil:
+                      uint8_t[::1] seen, Py_ssize_t[::1] stack, int64_t[::1] depths,
+                      Py_ssize_t* where, int64_t* deepest) noexcept nogil:
+    # ``depths`` runs beside ``stack`` (each pushed node's depth): the deepest node is found in
+    # the same walk, not in a second one over the same rows.
     cdef Py_ssize_t n = left.shape[0]
     cdef Py_ssize_t top = 1, node, reached = 1
-    cdef int64_t l, r, f
+    cdef int64_t l, r, f, d, deep = 0
     stack[0] = 0
+    depths[0] = 0
     seen[0] = 1
     while top > 0:
         top -= 1
         node = stack[top]
+        d = depths[top]
+        if d > deep:
+            deep = d
         where[0] = node
         l = <int64_t>left[node]
         r = <int64_t>right[node]
@@ -1519,15 +1525,18 @@ cdef int _walk_binary(const child_t[:] left, const child_t[:] right,
             return _TREE_NODE_REACHED_TWICE
         seen[r] = 1
         stack[top] = r
+        depths[top] = d + 1
         top += 1
         if seen[l]:
             return _TREE_NODE_REACHED_TWICE
         seen[l] = 1
         stack[top] = l  # pushed last, so left subtrees are walked first
+        depths[top] = d + 1
         top += 1
         reached += 2
     if reached != n:
         return _unreached(seen, where)
+    deepest[0] = deep
     return _TREE_OK
 
 
@@ -1616,9 +1625,12 @@ def _binary_run(const child_t[:] left, const child_t[:] right, const feature_t[:
     cdef Py_ssize_t n = left.shape[0], where = -1
     cdef uint8_t[::1] seen = np.zeros(n, dtype=np.uint8)
     cdef Py_ssize_t[::1] stack = np.empty(n, dtype=np.intp)
+    cdef int64_t[::1] depths = np.empty(n, dtype=np.int64)
+    cdef int64_t deepest = -1
     cdef int code
     with nogil:
-        code = _walk_binary(left, right, feature, n_features, leaf, seen, stack, &where)
+        code = _walk_binary(left, right, feature, n_features, leaf, seen, stack, depths, &where,
+                            &deepest)
     return code, where
 
 
@@ -1846,30 +1858,47 @@ ctypedef fused scatter_t:
     double
 
 
-def _scatter_run(const scatter_t[:] splits, const scatter_t[:] leaves, const uint8_t[:] is_leaf,
-                 scatter_t[:] out):
+def _scatter_run(const scatter_t[::1] splits, const scatter_t[::1] leaves,
+                 const uint8_t[:] is_leaf, scatter_t[:] out):
     cdef Py_ssize_t i, s = 0, k = 0, n = out.shape[0]
+    cdef Py_ssize_t n_leaves = leaves.shape[0], n_splits = splits.shape[0]
+    cdef const scatter_t* sp
+    cdef const scatter_t* lp
+    cdef const scatter_t* src
+    cdef uint8_t leaf
+    if n_leaves + n_splits != n:  # the caller counted them; kept so no read can overrun
+        raise ArrayError("split and leaf rows do not add up to the destination")
+    if n == 0:
+        return
+    # Branch-free: leaves and splits alternate with no pattern in a tree, so a branch on
+    # is_leaf is mispredicted about half the time.  The selected pointer is always in bounds
+    # (k < n_leaves where is_leaf[i], s < n_splits elsewhere: the counts add up to n).
+    sp = &splits[0] if n_splits else NULL
+    lp = &leaves[0] if n_leaves else NULL
     with nogil:
         for i in range(n):
-            if is_leaf[i]:
-                out[i] = leaves[k]
-                k += 1
-            else:
-                out[i] = splits[s]
-                s += 1
+            leaf = is_leaf[i] != 0
+            src = (lp + k) if leaf else (sp + s)
+            out[i] = src[0]
+            k += leaf
+            s += 1 - leaf
 
 
 def _scatter_rows_run(const uint8_t[:, ::1] splits, const uint8_t[:, ::1] leaves,
                       const uint8_t[:] is_leaf, uint8_t[:, ::1] out):
     cdef Py_ssize_t i, s = 0, k = 0, n = out.shape[0], width = out.shape[1]
+    cdef Py_ssize_t n_leaves = leaves.shape[0], n_splits = splits.shape[0]
+    cdef const uint8_t* src
+    cdef uint8_t leaf
+    if n_leaves + n_splits != n:
+        raise ArrayError("split and leaf rows do not add up to the destination")
     with nogil:
-        for i in range(n):
-            if is_leaf[i]:
-                memcpy(&out[i, 0], &leaves[k, 0], width)
-                k += 1
-            else:
-                memcpy(&out[i, 0], &splits[s, 0], width)
-                s += 1
+        for i in range(n):  # branch-free, as _scatter_run
+            leaf = is_leaf[i] != 0
+            src = (&leaves[0, 0] + k * width) if leaf else (&splits[0, 0] + s * width)
+            memcpy(&out[i, 0], src, width)
+            k += leaf
+            s += 1 - leaf
 
 
 def scatter_rows(splits, leaves, is_leaf, out):
@@ -1923,6 +1952,182 @@ def scatter_rows(splits, leaves, is_leaf, out):
         return
     out[mask == 0] = splits
     out[mask != 0] = leaves
+
+
+cdef inline void _put(uint8_t* dst, const uint8_t* src, Py_ssize_t width) noexcept nogil:
+    # Called with a constant width in each loop below: one load and one store.
+    memcpy(dst, src, width)
+
+
+cdef inline void _whole_rows(uint8_t* out, Py_ssize_t row_bytes, Py_ssize_t t0, Py_ssize_t t1,
+                             const uint8_t* src, Py_ssize_t w) noexcept nogil:
+    cdef Py_ssize_t i
+    if w == 8:
+        for i in range(t0, t1):
+            _put(out + i * row_bytes, src + i * 8, 8)
+    elif w == 1:
+        for i in range(t0, t1):
+            out[i * row_bytes] = src[i]
+    else:
+        for i in range(t0, t1):
+            memcpy(out + i * row_bytes, src + i * w, w)
+
+
+cdef inline void _split_rows(uint8_t* out, Py_ssize_t row_bytes, Py_ssize_t t0, Py_ssize_t t1,
+                             const uint8_t* is_leaf, Py_ssize_t s, Py_ssize_t k,
+                             const uint8_t* splits, const uint8_t* leaves,
+                             Py_ssize_t w) noexcept nogil:
+    # Branch-free (see _scatter_run): the selected pointer is always in bounds.
+    cdef Py_ssize_t i
+    cdef uint8_t leaf
+    if w == 8:
+        for i in range(t0, t1):
+            leaf = is_leaf[i] != 0
+            _put(out + i * row_bytes, (leaves + k * 8) if leaf else (splits + s * 8), 8)
+            k += leaf
+            s += 1 - leaf
+    elif w == 1:
+        for i in range(t0, t1):
+            leaf = is_leaf[i] != 0
+            out[i * row_bytes] = leaves[k] if leaf else splits[s]
+            k += leaf
+            s += 1 - leaf
+    else:
+        for i in range(t0, t1):
+            leaf = is_leaf[i] != 0
+            memcpy(out + i * row_bytes, (leaves + k * w) if leaf else (splits + s * w), w)
+            k += leaf
+            s += 1 - leaf
+
+
+cdef void _assemble_tile(uint8_t* out, Py_ssize_t row_bytes, Py_ssize_t t0, Py_ssize_t t1,
+                         const uint8_t* is_leaf, Py_ssize_t s0, Py_ssize_t k0,
+                         const Py_ssize_t* offsets, const Py_ssize_t* widths,
+                         const uint8_t** wholes, const uint8_t** splits,
+                         const uint8_t** leaves, Py_ssize_t n_columns) noexcept nogil:
+    cdef Py_ssize_t c
+    for c in range(n_columns):
+        if wholes[c] != NULL:
+            _whole_rows(out + offsets[c], row_bytes, t0, t1, wholes[c], widths[c])
+        else:
+            _split_rows(out + offsets[c], row_bytes, t0, t1, is_leaf, s0, k0, splits[c],
+                        leaves[c], widths[c])
+
+
+cdef const uint8_t* _data(object arr):
+    """The first byte of a non-empty C-contiguous array (which the caller keeps alive)."""
+    cdef const uint8_t[::1] view = arr.reshape(-1).view(np.uint8)
+    return &view[0]
+
+
+def assemble_records(out, columns, is_leaf):
+    """Fill fields of a record array from column arrays, a tile of rows at a time.
+
+    Writing one field of every row, then the next, walks the whole record array once per
+    field; a tile of rows that stays in cache while every field is written walks it once.  A
+    field comes from one array of every row, or (a tree column stored as its split rows then
+    its leaf rows) from a pair interleaved back by ``is_leaf``, as :func:`scatter_rows` does.
+
+    Parameters
+    ----------
+    out : numpy.ndarray
+        1-D C-contiguous structured array (``n`` rows) whose fields are written.
+    columns : dict
+        Field name to an array of the field's dtype and ``n`` rows, or to a ``(splits,
+        leaves)`` pair of arrays with the rows where ``is_leaf`` is false and true.
+    is_leaf : numpy.ndarray
+        1-D bool or uint8 mask of ``n`` entries.
+
+    Raises
+    ------
+    ArrayError
+        If a name is not a field, or an array's dtype or length disagrees.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = np.zeros(3, dtype=[("a", "<i8"), ("b", "<f8")])
+    >>> assemble_records(out, {"a": np.array([1, 2, 3]), "b": (np.array([5.0]),
+    ...                  np.array([6.0, 7.0]))}, np.array([True, False, True]))
+    >>> out.tolist()
+    [(1, 6.0), (2, 5.0), (3, 7.0)]
+    """
+    if (not isinstance(out, np.ndarray) or out.ndim != 1 or out.dtype.fields is None
+            or not out.flags.c_contiguous or not out.flags.writeable):
+        raise ArrayError("out must be a writable 1-D C-contiguous structured array")
+    mask = np.asarray(is_leaf)
+    if mask.ndim != 1 or mask.dtype not in (np.bool_, np.uint8) or not mask.flags.c_contiguous:
+        raise ArrayError("is_leaf must be a contiguous 1-D bool or uint8 array")
+    cdef Py_ssize_t n = out.shape[0]
+    if mask.shape[0] != n:
+        raise ArrayError(f"is_leaf has {mask.shape[0]} entries for {n} rows")
+    cdef Py_ssize_t n_leaves = int(np.count_nonzero(mask))
+    cdef Py_ssize_t nc = len(columns), c = 0, row_bytes = out.dtype.itemsize
+    keep = []  # the (contiguous) arrays the pointers below point into
+    cdef Py_ssize_t* offsets = <Py_ssize_t*>PyMem_Malloc(max(nc, 1) * 2 * sizeof(Py_ssize_t))
+    cdef const uint8_t** ptrs = <const uint8_t**>PyMem_Malloc(max(nc, 1) * 3
+                                                              * sizeof(uint8_t*))
+    if offsets == NULL or ptrs == NULL:
+        PyMem_Free(offsets)
+        PyMem_Free(ptrs)
+        raise MemoryError()
+    cdef Py_ssize_t* widths = offsets + max(nc, 1)
+    cdef const uint8_t** wholes = ptrs
+    cdef const uint8_t** splits = ptrs + max(nc, 1)
+    cdef const uint8_t** leaves = ptrs + 2 * max(nc, 1)
+    cdef Py_ssize_t t0, t1, s0 = 0, k0 = 0, i
+    cdef const uint8_t[::1] leaf_view = mask.view(np.uint8)
+    cdef uint8_t[:, ::1] out_view = out.view(np.uint8).reshape(n, row_bytes) if n else None
+    try:
+        for name, source in columns.items():
+            field = out.dtype.fields.get(name) if isinstance(name, str) else None
+            if field is None:
+                raise ArrayError(f"{name!r} is not a field of out")
+            dtype, offset = field[0], field[1]
+            if dtype.hasobject or dtype.shape or offset + dtype.itemsize > row_bytes:
+                raise ArrayError(f"field {name!r} must be a plain scalar field")
+            offsets[c] = offset
+            widths[c] = dtype.itemsize
+            wholes[c] = splits[c] = leaves[c] = NULL
+            parts = (source,) if isinstance(source, np.ndarray) else tuple(source)
+            if len(parts) not in (1, 2):
+                raise ArrayError(f"{name!r}: an array, or a (splits, leaves) pair")
+            if len(parts) == 1:
+                expected = [(n, "rows")]
+            else:
+                expected = [(n - n_leaves, "split rows"), (n_leaves, "leaf rows")]
+            for part, (count, what) in zip(parts, expected):
+                if (not isinstance(part, np.ndarray) or part.dtype != dtype
+                        or part.shape != (count,)):
+                    raise ArrayError(f"{name!r} needs {count} {what} of {dtype}")
+                part = np.ascontiguousarray(part)
+                keep.append(part)
+            for j, part in enumerate(keep[len(keep) - len(parts):]):
+                ptr = _data(part) if part.shape[0] else NULL
+                if len(parts) == 1:
+                    wholes[c] = ptr
+                elif j == 0:
+                    splits[c] = ptr
+                else:
+                    leaves[c] = ptr
+            if len(parts) == 1 and wholes[c] == NULL and n:
+                raise ArrayError(f"{name!r} has no rows")  # pragma: no cover - n == 0 only
+            c += 1
+        if n == 0:
+            return
+        with nogil:
+            t0 = 0
+            while t0 < n:
+                t1 = min(t0 + 256, n)
+                _assemble_tile(&out_view[0, 0], row_bytes, t0, t1, &leaf_view[0], s0, k0,
+                               offsets, widths, wholes, splits, leaves, nc)
+                for i in range(t0, t1):
+                    k0 += leaf_view[i] != 0
+                s0 = t1 - k0
+                t0 = t1
+    finally:
+        PyMem_Free(offsets)
+        PyMem_Free(ptrs)
 
 
 cdef int64_t _depth_walk(const child_t[:] left, const child_t[:] right, int64_t leaf,
@@ -2326,8 +2531,8 @@ cdef tuple _forest_offsets(object offsets, Py_ssize_t total):
 cdef int _binary_forest_walk(const child_t[:] left, const child_t[:] right,
                              const feature_t[:] feature, const int64_t[::1] offsets,
                              int64_t n_features, int64_t leaf, uint8_t[::1] seen,
-                             Py_ssize_t[::1] stack, Py_ssize_t* tree,
-                             Py_ssize_t* where) noexcept nogil:
+                             Py_ssize_t[::1] stack, int64_t[::1] depths, int64_t[::1] deepest,
+                             Py_ssize_t* tree, Py_ssize_t* where) noexcept nogil:
     cdef Py_ssize_t t, a, b
     cdef int code
     for t in range(offsets.shape[0] - 1):
@@ -2339,7 +2544,7 @@ cdef int _binary_forest_walk(const child_t[:] left, const child_t[:] right,
             return _TREE_EMPTY
         seen[:b - a] = 0
         code = _walk_binary(left[a:b], right[a:b], feature[a:b], n_features, leaf,
-                            seen[:b - a], stack, where)
+                            seen[:b - a], stack, depths, where, &deepest[t])
         if code != _TREE_OK:
             return code
     return _TREE_OK
@@ -2347,18 +2552,20 @@ cdef int _binary_forest_walk(const child_t[:] left, const child_t[:] right,
 
 def _binary_forest_run(const child_t[:] left, const child_t[:] right,
                        const feature_t[:] feature, const int64_t[::1] offsets,
-                       int64_t n_features, int64_t leaf, Py_ssize_t widest):
+                       int64_t n_features, int64_t leaf, Py_ssize_t widest,
+                       int64_t[::1] deepest):
     cdef Py_ssize_t tree = -1, where = -1
     cdef uint8_t[::1] seen = np.zeros(max(widest, 1), dtype=np.uint8)
     cdef Py_ssize_t[::1] stack = np.empty(max(widest, 1), dtype=np.intp)
+    cdef int64_t[::1] depths = np.empty(max(widest, 1), dtype=np.int64)
     cdef int code
     with nogil:
         code = _binary_forest_walk(left, right, feature, offsets, n_features, leaf, seen,
-                                   stack, &tree, &where)
+                                   stack, depths, deepest, &tree, &where)
     return code, tree, where
 
 
-def check_binary_forest(left, right, feature, offsets, n_features, leaf=-1):
+def check_binary_forest(left, right, feature, offsets, n_features, leaf=-1, depths=None):
     """:func:`check_binary_tree` for every tree of packed node columns, in one call.
 
     Tree ``i`` is rows ``[offsets[i], offsets[i + 1])`` of the columns, its child indices local
@@ -2374,6 +2581,10 @@ def check_binary_forest(left, right, feature, offsets, n_features, leaf=-1):
         Number of input features.
     leaf : int, default -1
         Child value that marks a leaf.
+    depths : numpy.ndarray, optional
+        Writable contiguous int64 array of ``n_trees`` entries: receives each valid tree's depth
+        (root at depth 0), found in the same walk; entries from the first invalid tree on are
+        left as they were.
 
     Returns
     -------
@@ -2395,6 +2606,11 @@ def check_binary_forest(left, right, feature, offsets, n_features, leaf=-1):
     (0, -1, -1, '')
     >>> check_binary_forest(left, right, feature, np.array([0, 1, 4]), 1)[:3]  # 1 is outside
     (2, 0, 0)
+    >>> depths = np.zeros(2, np.int64)
+    >>> check_binary_forest(left, right, feature, np.array([0, 3, 4]), 1, depths=depths)[0]
+    0
+    >>> depths.tolist()
+    [1, 0]
     """
     l, r, f = _tree_arrays(left, right, feature, _REL_INTS)
     n_feat = _n_features_arg(n_features)
@@ -2402,9 +2618,18 @@ def check_binary_forest(left, right, feature, offsets, n_features, leaf=-1):
     if not -2 ** 63 <= leaf_value < 2 ** 63:
         raise ArrayError(f"leaf must fit int64, got {leaf_value}")
     o, widest = _forest_offsets(offsets, l.shape[0])
+    if depths is None:
+        deepest = np.empty(o.shape[0] - 1, dtype=np.int64)
+    else:
+        deepest = depths
+        if (not isinstance(deepest, np.ndarray) or deepest.dtype != np.int64
+                or deepest.shape != (o.shape[0] - 1,) or not deepest.flags.c_contiguous
+                or not deepest.flags.writeable):
+            raise ArrayError(f"depths must be a writable contiguous int64 array of "
+                             f"{o.shape[0] - 1} entries")
     if o.shape[0] == 1:
         return TREE_OK, -1, -1, ""
-    code, tree, where = _binary_forest_run(l, r, f, o, n_feat, leaf_value, widest)
+    code, tree, where = _binary_forest_run(l, r, f, o, n_feat, leaf_value, widest, deepest)
     if code == _TREE_OK:
         return TREE_OK, -1, -1, ""
     return code, tree, where, _TREE_REASONS[code]

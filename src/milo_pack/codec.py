@@ -814,7 +814,7 @@ class SectionStore:
 
     # -- public ------------------------------------------------------------------------------
     def read(self, index: int, start: int, count: int, out: np.ndarray | None = None,
-             where: str = "", prefetch: int = 0) -> np.ndarray:
+             where: str = "", prefetch: int = 0, view: bool = False) -> np.ndarray:
         """Decode elements ``[start, start + count)`` of section ``index``.
 
         Whole chunks go straight into ``out`` (decoded in parallel when there are several);
@@ -823,19 +823,31 @@ class SectionStore:
         consecutive arrays, such as a forest's trees), at most ``_AHEAD`` across the store;
         ``prefetch=0`` reads no more than asked.
         ``out`` may be a strided 1-D view (a field of a structured array).
+        ``view``: with no ``out``, elements that lie in one cached chunk come back as a
+        read-only view of it, not a copy (for a caller that only reads them, at once).
         """
         info = self.infos[index]
         if start < 0 or count < 0 or start + count > info.length:
             raise ArrayError(
                 f"elements [{start}, {start + count}) are outside section {index} "
                 f"of length {info.length}", where)
+        cl = info.chunk_length
+        end = start + count
+        first, last = start // cl, (end - 1) // cl
+        if view and out is None and count and first == last:
+            c_start, c_stop = info.chunk_span(first)
+            if start != c_start or end != c_stop or self._cache.get((index, first)) is not None:
+                chunk = self._cached_chunk(index, first)
+                part = chunk[start - c_start:end - c_start]
+                part.flags.writeable = False  # the cache's chunk: never written through
+                self._cache.consume((index, first), count, c_stop - c_start)
+                if prefetch and end < info.length:
+                    self._prefetch(index, first + 1, prefetch)
+                return part
         if out is None:
             out = np.empty(count, info.dtype)
         if count == 0:
             return out
-        cl = info.chunk_length
-        end = start + count
-        first, last = start // cl, (end - 1) // cl
         # A strided destination (a field of a record array) spanning whole chunks: they are
         # decoded side by side into one contiguous buffer, copied once (as a cached chunk
         # would be), instead of one after another through the cache.

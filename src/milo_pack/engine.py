@@ -933,12 +933,14 @@ class LoadContext:
         return arr[start:start + count]
 
     def array_rows(self, node: dict[str, Any], start: int, stop: int, path: str,
-                   out: np.ndarray | None = None) -> np.ndarray:
+                   out: np.ndarray | None = None, view: bool = False) -> np.ndarray:
         """Rows ``[start, stop)`` (first axis) of a validated array node, decoding only the
         chunks that hold them (a packed ensemble builds its members a block of rows at a time).
 
         ``out`` (optional): the destination, of the rows' shape and the node's dtype; a 1-D
         destination may be strided (a field of a record array).
+        ``view`` (without ``out``): the rows may come back as a read-only view of a decoded
+        chunk or of the mapping, for a caller that only reads them before its next read.
         """
         shape = tuple(node["shape"])
         if not 0 <= start <= stop <= shape[0]:
@@ -972,7 +974,7 @@ class LoadContext:
                                        prefetch=self.prefetch).reshape(rows)
             return out
         flat = self.store.read(node["section"], offset, count, out=out, where=path,
-                               prefetch=self.prefetch)
+                               prefetch=self.prefetch, view=view and out is None)
         return flat.reshape(rows)
 
     def release_rows(self, node: dict[str, Any], start: int, stop: int) -> None:

@@ -189,17 +189,13 @@ def _load_tree(node: dict[str, Any], ctx: LoadContext, path: str) -> Tree:
     for name in NODE_DTYPE.names:
         if name not in _PARTITIONED:
             ctx.array(columns[name], join_path(path, name), out=nodes[name])
-    left, right = nodes["left_child"], nodes["right_child"]
-    leaf = left == -1
+    leaf = nodes["left_child"] == -1
     n_leaves = int(np.count_nonzero(leaf))
     for name in _PARTITIONED:
         _load_parts(columns[name], ctx, leaf, n_leaves, nodes[name], join_path(path, name))
     values = np.empty((node_count, n_outputs, max_classes), dtype=np.float64)
     _load_parts(values_node, ctx, leaf, n_leaves, values, join_path(path, "values"))
-    code, at, reason = _arrays.check_binary_tree(left, right, nodes["feature"], n_features)
-    if code:
-        raise InvariantError(f"tree node {at}: {reason}", path)
-    depth = _arrays.binary_tree_depth(left, right)
+    depth = _checked_depth(nodes, n_features, path)
     if node["max_depth"] != depth:
         raise InvariantError(f"max_depth is {node['max_depth']} but the tree is {depth} deep",
                              path)
@@ -207,6 +203,18 @@ def _load_tree(node: dict[str, Any], ctx: LoadContext, path: str) -> Tree:
     tree.__setstate__({"max_depth": depth, "node_count": node_count, "nodes": nodes,
                        "values": values})
     return tree
+
+
+def _checked_depth(nodes: np.ndarray, n_features: int, path: str) -> int:
+    """The depth of the tree in ``nodes`` (``NODE_DTYPE`` records), found by the walk that
+    checks its structure (``check_binary_tree``'s rules); raises where the structure is wrong."""
+    depth = np.empty(1, dtype=np.int64)
+    code, _, at, reason = _arrays.check_binary_forest(
+        nodes["left_child"], nodes["right_child"], nodes["feature"],
+        np.array([0, nodes.shape[0]], dtype=np.int64), n_features, depths=depth)
+    if code:
+        raise InvariantError(f"tree node {at}: {reason}", path)
+    return int(depth[0])
 
 
 # -- KD and Ball trees ------------------------------------------------------------------------
@@ -673,17 +681,21 @@ class _PackedTrees:
         trees, where = self.node["trees"], self.where
         lo, hi = self._span(a, b)
         records = np.empty(hi - lo, dtype=NODE_DTYPE)
-        split = self.leaf_counts is not None
         columns = trees["nodes"]
-        for name in NODE_DTYPE.names:
-            if not (split and name in _PARTITIONED):
-                ctx.array_rows(columns[name], lo, hi, join_path(where, name), out=records[name])
         vnode = trees["values"]
-        if not split:
+        if self.leaf_counts is None:  # the earlier layout: every column whole
+            for name in NODE_DTYPE.names:
+                ctx.array_rows(columns[name], lo, hi, join_path(where, name), out=records[name])
             values = np.ascontiguousarray(ctx.array_rows(vnode, lo, hi, join_path(where, "values")))
             return records, values
-        leaf_counts = cast(np.ndarray, self.leaf_counts)
-        is_leaf = records["left_child"] == -1
+        # Every column is read first (views of the decoded chunks where the rows lie in one),
+        # then the records are written a tile of rows at a time (assemble_records): one pass
+        # over them, not one per field.
+        sources: dict[str, Any] = {
+            name: ctx.array_rows(columns[name], lo, hi, join_path(where, name), view=True)
+            for name in NODE_DTYPE.names if name not in _PARTITIONED}
+        leaf_counts = self.leaf_counts
+        is_leaf = sources["left_child"] == -1
         found = np.add.reduceat(is_leaf, (self.ends[a:b] - self.counts[a:b]) - lo,
                                 dtype=np.int64)
         if not np.array_equal(found, leaf_counts[a:b]):
@@ -691,23 +703,23 @@ class _PackedTrees:
             raise InvariantError(f"tree {i} has {found[i - a]} leaves, its leaf_count says "
                                  f"{leaf_counts[i]}", where)
         l_lo, l_hi = self._leaf_span(a, b)
-        s_lo, s_hi = lo - l_lo, hi - l_hi  # split rows before tree a, through tree b - 1
+        span = (lo - l_lo, hi - l_hi, l_lo, l_hi)  # split rows, then leaf rows, of the block
         for name in _PARTITIONED:
-            self._scatter(ctx, columns[name], (s_lo, s_hi, l_lo, l_hi), is_leaf, records[name],
-                          join_path(where, name))
+            sources[name] = self._parts(ctx, columns[name], span, join_path(where, name))
+        _arrays.assemble_records(records, sources, is_leaf)
+        del sources
         values = np.empty((hi - lo, *vnode["splits"]["shape"][1:]), dtype=np.float64)
-        self._scatter(ctx, vnode, (s_lo, s_hi, l_lo, l_hi), is_leaf, values,
-                      join_path(where, "values"))
+        _arrays.scatter_rows(*self._parts(ctx, vnode, span, join_path(where, "values")),
+                             is_leaf, values)
         return records, values
 
     @staticmethod
-    def _scatter(ctx: LoadContext, parts: dict[str, Any], span: tuple[int, int, int, int],
-                 is_leaf: np.ndarray, out: np.ndarray, path: str) -> None:
+    def _parts(ctx: LoadContext, parts: dict[str, Any], span: tuple[int, int, int, int],
+               path: str) -> tuple[np.ndarray, np.ndarray]:
+        """The split rows and the leaf rows of a block, to be read once, right away."""
         s_lo, s_hi, l_lo, l_hi = span
-        _arrays.scatter_rows(
-            ctx.array_rows(parts["splits"], s_lo, s_hi, join_path(path, "splits")),
-            ctx.array_rows(parts["leaves"], l_lo, l_hi, join_path(path, "leaves")),
-            is_leaf, out)
+        return (ctx.array_rows(parts["splits"], s_lo, s_hi, join_path(path, "splits"), view=True),
+                ctx.array_rows(parts["leaves"], l_lo, l_hi, join_path(path, "leaves"), view=True))
 
     def _release(self, ctx: LoadContext, a: int, b: int) -> None:
         """Level 0: the block's mapped pages leave the process once its trees copied them."""
@@ -730,12 +742,7 @@ class _PackedTrees:
 
     def _check_tree(self, i: int, nodes: np.ndarray, at: str) -> None:
         """The structure checks of tree ``i`` on its rows (precise errors)."""
-        left, right = nodes["left_child"], nodes["right_child"]
-        code, bad, reason = _arrays.check_binary_tree(left, right, nodes["feature"],
-                                                      self.node["trees"]["n_features"])
-        if code:
-            raise InvariantError(f"tree node {bad}: {reason}", join_path(at, "tree_"))
-        depth = _arrays.binary_tree_depth(left, right)
+        depth = _checked_depth(nodes, self.node["trees"]["n_features"], join_path(at, "tree_"))
         if depth != self.depths[i]:
             raise InvariantError(f"max_depth is {self.depths[i]} but the tree is {depth} deep",
                                  join_path(at, "tree_"))
@@ -795,8 +802,8 @@ class _PackedTrees:
 
     def build_all(self, ctx: LoadContext, paths: list[str]) -> list[Any] | None:
         """Every member of an eager load, a block at a time: one structure check over every
-        tree of the block (``check_binary_forest``: the per-tree kernel on each tree's rows),
-        one depth walk (``binary_forest_depths``); where a pass refuses, the tree by tree checks
+        tree of the block (``check_binary_forest``: the per-tree kernel on each tree's rows,
+        depths found in the same walk); where a pass refuses, the tree by tree checks
         raise the precise error.  Then the fitted checks of the members at once
         (``check_fitted_alike``), else member by member.
 
@@ -853,21 +860,21 @@ def packed_trees_pass(records: np.ndarray, counts: np.ndarray, depths: np.ndarra
     ``records`` holds the nodes of every tree (``NODE_DTYPE``), concatenated, ``counts[i]`` of
     tree ``i`` (positive, adding up to the records, as the load checks first), child indices
     local to the tree; ``depths`` the declared depths.  The same kernels walk each tree's
-    rows, in one call each (``check_binary_forest``, ``binary_forest_depths``) instead of two
-    calls a tree.
+    rows, in one call (``check_binary_forest``, which finds the depths in the same walk)
+    instead of two calls a tree.
     """
     if counts.shape != depths.shape or counts.shape[0] == 0:
         return False
     offsets = np.zeros(counts.shape[0] + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    left, right = records["left_child"], records["right_child"]
+    found = np.empty(counts.shape[0], dtype=np.int64)
     try:
-        code = _arrays.check_binary_forest(left, right, records["feature"], offsets,
-                                           n_features)[0]
-        found = _arrays.binary_forest_depths(left, right, offsets) if not code else None
+        code = _arrays.check_binary_forest(records["left_child"], records["right_child"],
+                                           records["feature"], offsets, n_features,
+                                           depths=found)[0]
     except ArrayError:  # arguments the kernels refuse: the per-tree checks decide
         return False
-    return found is not None and bool(np.array_equal(found, depths))
+    return not code and bool(np.array_equal(found, depths))
 
 
 def _packed_container(node: dict[str, Any]) -> tuple[Any, Any]:
