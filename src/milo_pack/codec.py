@@ -30,6 +30,7 @@ import numpy as np
 import zstandard
 
 from . import _arrays
+from .buffers import BufferPool
 from .container import section_name
 from .errors import ArrayError, IntegrityError, LimitError, ManifestError, quote
 from .filters import (
@@ -512,8 +513,10 @@ def _frame_size(data: bytes) -> int:
 class _ChunkCache:
     """A byte-bounded LRU of decoded chunks (futures, so concurrent readers share one decode)."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int,
+                 retire: Callable[[Future[np.ndarray]], None] = lambda fut: None) -> None:
         self.max_bytes = max_bytes
+        self.retire = retire  # told of every chunk dropped (under the lock)
         self.items: OrderedDict[tuple[int, int], tuple[Future[np.ndarray], int]] = OrderedDict()
         self.bytes = 0
         self.lock = threading.Lock()
@@ -566,8 +569,9 @@ class _ChunkCache:
 
     def _drop(self, key: tuple[int, int]) -> None:
         """Forget a cached chunk and what was used of it (under the lock)."""
-        _, size = self.items.pop(key)
+        fut, size = self.items.pop(key)
         self.bytes -= size
+        self.retire(fut)
         self.ahead.discard(key)
         self.consumed.pop(key, None)
 
@@ -583,6 +587,7 @@ class _ChunkCache:
             item = self.items.pop(key, None)
             if item is not None:
                 self.bytes -= item[1]
+                self.retire(item[0])
 
     def clear(self) -> None:
         with self.lock:
@@ -637,7 +642,9 @@ class SectionStore:
         self._claim_lock = threading.Lock()
         self._offsets: dict[int, list[int]] = {}
         self._digests: dict[int, list[bytes]] = {}
-        self._cache = _ChunkCache(cache_bytes)
+        # Chunks' and trees' buffers, reused (see buffers.py): chunks the cache drops go here.
+        self.buffers = BufferPool()
+        self._cache = _ChunkCache(cache_bytes, self._retire)
         self._pool: ThreadPoolExecutor | None = None
         self._dctx = threading.local()
         self._mapped_ok: set[int] = set()
@@ -653,6 +660,12 @@ class SectionStore:
             self._pool.shutdown(wait=True)
             self._pool = None
         self._cache.clear()
+        self.buffers.clear()
+
+    def _retire(self, fut: Future[np.ndarray]) -> None:
+        """A decoded chunk the cache dropped: its buffer is reused once no reader holds it."""
+        if fut.done() and not fut.cancelled() and fut.exception() is None:
+            self.buffers.give(fut.result())
 
     def stream(self) -> None:
         """Keep at most one decoded chunk per section from now on (what streaming through a
@@ -765,22 +778,24 @@ class SectionStore:
         count = stop - start
         data = self._stored_chunk(index, k)
         if not info.filters:
-            target = np.empty(count, info.dtype) if out is None else out
+            target = self.buffers.empty(count, info.dtype) if out is None else out
             if info.codec == "raw":
                 target.view(np.uint8)[...] = np.frombuffer(data, np.uint8)
             else:
                 self._decompress(index, k, data,
                                  memoryview(target.view(np.uint8)))  # type: ignore[arg-type]
             return target
-        encoded = np.empty(count, info.encoded_dtype)
+        encoded = self.buffers.empty(count, info.encoded_dtype)
         self._decompress(index, k, data,
                          memoryview(encoded.view(np.uint8)))  # type: ignore[arg-type]
         del data
-        target = np.empty(count, info.dtype) if out is None else out
+        target = self.buffers.empty(count, info.dtype) if out is None else out
         try:
             return decode_chain(info.filters, encoded, start, target)
         except ArrayError as exc:
             raise ArrayError(f"chunk {k}: {exc.message}", self.member_name(index)) from None
+        finally:
+            self.buffers.give(encoded)  # reused once the decode's own views of it are gone
 
     def _cached_chunk(self, index: int, k: int) -> np.ndarray:
         fut = self._cache.get((index, k))

@@ -21,6 +21,7 @@ import numpy as np
 from sklearn.tree._tree import NODE_DTYPE, Tree
 
 from .. import _arrays
+from ..buffers import BufferPool
 from ..engine import CheckContext, LoadContext, SaveContext, check_array_node, join_path
 from ..errors import ArrayError, InvariantError, LimitError, ManifestError, quote
 from ..lazy import plain_type
@@ -680,7 +681,8 @@ class _PackedTrees:
         """Node records and values of trees ``[a, b)``, decoded (in node order)."""
         trees, where = self.node["trees"], self.where
         lo, hi = self._span(a, b)
-        records = np.empty(hi - lo, dtype=NODE_DTYPE)
+        buffers = self._buffers(ctx)
+        records = buffers.empty(hi - lo, NODE_DTYPE, slack=True)
         columns = trees["nodes"]
         vnode = trees["values"]
         if self.leaf_counts is None:  # the earlier layout: every column whole
@@ -708,10 +710,16 @@ class _PackedTrees:
             sources[name] = self._parts(ctx, columns[name], span, join_path(where, name))
         _arrays.assemble_records(records, sources, is_leaf)
         del sources
-        values = np.empty((hi - lo, *vnode["splits"]["shape"][1:]), dtype=np.float64)
+        values = buffers.empty((hi - lo, *vnode["splits"]["shape"][1:]), np.float64, slack=True)
         _arrays.scatter_rows(*self._parts(ctx, vnode, span, join_path(where, "values")),
                              is_leaf, values)
         return records, values
+
+    @staticmethod
+    def _buffers(ctx: LoadContext) -> BufferPool:
+        """Where a block's records and values come from and go back to: the store's pool
+        (the trees copy their rows, so the next block reuses the memory)."""
+        return ctx.store.buffers if ctx.store is not None else BufferPool(0)
 
     @staticmethod
     def _parts(ctx: LoadContext, parts: dict[str, Any], span: tuple[int, int, int, int],
@@ -754,6 +762,9 @@ class _PackedTrees:
         records, values = self._block(ctx, i, i + 1)
         self._check_tree(i, records, at)
         estimator = self._estimator(i, ctx, at, records, int(self.depths[i]), values)
+        buffers = self._buffers(ctx)
+        buffers.give(records)
+        buffers.give(values)
         check_fitted(estimator, at)
         return estimator
 
@@ -840,6 +851,9 @@ class _PackedTrees:
                     rows = slice(bounds[i - a], bounds[i - a + 1])
                     members.append(self._estimator(i, ctx, paths[i], records[rows],
                                                    depth_list[i], values[rows]))
+                buffers = self._buffers(ctx)
+                buffers.give(records)
+                buffers.give(values)
                 del records, values
                 self._release(ctx, a, b)
         finally:
