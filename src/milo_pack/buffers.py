@@ -11,7 +11,11 @@ take them again instead.
 Invariant: a buffer handed back may still be referenced (a chunk's rows read as a view, a
 decode still running); it is handed out again only once nothing but this pool refers to it
 (its reference count), so no live array ever sees its memory change.  Spare memory is bounded
-(``max_bytes``); the oldest spare buffer is dropped first.
+(``max_bytes``, 4 MiB by default); the oldest spare buffer is dropped first.  The bound is part
+of what a streaming lazy model (``cache_bytes=0``) holds beside the member in use, within its
+8 MB allowance: measured on the README forest in a Dask-like process, 4 MiB of spare buffers
+kept nearly all of what 16 MiB saved (274 against 261 page faults a tree rebuilt, 570 with no
+pool), where 16 MiB kept 8 MiB of spare buffers between calls.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ class BufferPool:
         Most spare memory kept (buffers in use are not counted).
     """
 
-    def __init__(self, max_bytes: int = 16 << 20) -> None:
+    def __init__(self, max_bytes: int = 4 << 20) -> None:
         self.max_bytes = max_bytes
         self._spare: list[np.ndarray] = []  # owners: 1-D uint8, oldest first
         self._bytes = 0
