@@ -16,12 +16,17 @@ def memory(arr: np.ndarray) -> int:
     return int(owner_of(arr).__array_interface__["data"][0])
 
 
+def handed_back(pool: BufferPool, count: int) -> int:
+    """Take ``count`` float64 from ``pool`` and hand them back; where their memory lies."""
+    a = pool.empty(count, np.float64)
+    where = memory(a)
+    pool.give(a)
+    return where
+
+
 def test_a_buffer_handed_back_is_reused_for_the_same_or_a_smaller_size():
     pool = BufferPool()
-    a = pool.empty(2 * N, np.float64)
-    owner = memory(a)
-    pool.give(a)
-    del a
+    owner = handed_back(pool, 2 * N)
     b = pool.empty((N + 8, 2), np.int32)  # fewer bytes, other dtype and shape
     assert memory(b) == owner and b.shape == (N + 8, 2) and b.dtype == np.int32
     b[...] = 7
@@ -47,10 +52,7 @@ def test_a_buffer_still_viewed_is_never_handed_out():
 
 def test_sizes_outside_half_to_all_of_a_spare_buffer_get_fresh_memory():
     pool = BufferPool()
-    a = pool.empty(4 * N, np.float64)
-    owner = memory(a)
-    pool.give(a)
-    del a
+    owner = handed_back(pool, 4 * N)
     assert memory(pool.empty(N, np.float64)) != owner  # a quarter: too small a use of it
     assert memory(pool.empty(4 * N + 1, np.float64)) != owner  # larger
     assert memory(pool.empty(3 * N, np.float64)) == owner

@@ -1390,39 +1390,6 @@ def test_binary_tree_depth_of_a_deep_chain():
 @SETTINGS
 @given(seed=st.integers(0, 2**32), sizes=st.lists(st.integers(0, 30), min_size=1, max_size=8),
        dtype=st.sampled_from(["i4", "i8"]), corrupt=st.booleans())
-def test_binary_forest_depths_match_each_tree(seed, sizes, dtype, corrupt):
-    rnd = random.Random(seed)
-    forest = [random_tree(rnd, n, rnd.random() < 0.5) for n in sizes]
-    left = np.array([c for lt, _ in forest for c in lt], dtype)
-    right = np.array([c for _, rt in forest for c in rt], dtype)
-    if corrupt:  # any child anywhere: each tree's answer is still its own walk's
-        at = rnd.randrange(left.shape[0])
-        (left if rnd.random() < 0.5 else right)[at] = rnd.randrange(-2, 8)
-    offsets = np.cumsum([0] + [len(lt) for lt, _ in forest]).astype(np.int64)
-    expected = [K.binary_tree_depth(left[a:b], right[a:b])
-                for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
-    assert K.binary_forest_depths(left, right, offsets).tolist() == expected
-
-
-def test_binary_forest_depths_edges():
-    left, right = np.array([1, -1, -1, -1]), np.array([2, -1, -1, -1])
-    assert K.binary_forest_depths(left, right, np.array([0, 3, 3, 4])).tolist() == [1, -1, 0]
-    # An unreached node is the structure check's to refuse; the walk measures what it reaches.
-    assert K.binary_forest_depths(left, right, np.array([0, 4])).tolist() == [1]
-    assert K.binary_forest_depths(np.array([1, 0, -1]), np.array([2, 0, -1]),
-                                  np.array([0, 3])).tolist() == [-1]  # a cycle
-    assert K.binary_forest_depths(left[:0], right[:0], np.array([0])).tolist() == []
-    for offsets in (np.array([0, 5]), np.array([1, 4]), np.array([0, 3, 2, 4]),
-                    np.array([0.0, 4.0])):
-        with pytest.raises(ArrayError):
-            K.binary_forest_depths(left, right, offsets)
-    with pytest.raises(ArrayError):
-        K.binary_forest_depths(left, right.astype(np.int32), np.array([0, 4]))
-
-
-@SETTINGS
-@given(seed=st.integers(0, 2**32), sizes=st.lists(st.integers(0, 30), min_size=1, max_size=8),
-       dtype=st.sampled_from(["i4", "i8"]), corrupt=st.booleans())
 def test_check_binary_forest_finds_each_depth_in_the_same_walk(seed, sizes, dtype, corrupt):
     rnd = random.Random(seed)
     forest = [random_tree(rnd, n, rnd.random() < 0.5) for n in sizes]

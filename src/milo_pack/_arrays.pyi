@@ -114,12 +114,6 @@ def check_binary_forest(
     leaf: int = -1,
     depths: npt.NDArray[np.int64] | None = None,
 ) -> _ForestCheck: ...
-def binary_forest_depths(
-    left: _IntArray,
-    right: _IntArray,
-    offsets: npt.NDArray[np.int64],
-    leaf: int = -1,
-) -> npt.NDArray[np.int64]: ...
 def check_hist_forest(
     nodes_left: _IntArray,
     nodes_right: _IntArray,

@@ -65,6 +65,7 @@ __all__ = [
     "check_indices",
     "check_monotone",
     "scatter_rows",
+    "assemble_records",
     "binary_tree_depth",
     "ubjson_decode",
     "ubjson_encode",
@@ -1850,55 +1851,64 @@ def check_hist_predictor(nodes_left, nodes_right, is_leaf, feature_idx, n_featur
 # tree-node columns: depth and split/leaf interleaving
 # --------------------------------------------------------------------------------------------
 
-ctypedef fused scatter_t:
-    uint8_t
-    int32_t
-    int64_t
-    float
-    double
+cdef inline void _whole_rows(uint8_t* out, Py_ssize_t row_bytes, Py_ssize_t t0, Py_ssize_t t1,
+                             const uint8_t* src, Py_ssize_t w) noexcept nogil:
+    cdef Py_ssize_t i
+    if w == 8:
+        for i in range(t0, t1):
+            memcpy(out + i * row_bytes, src + i * 8, 8)  # constant size: one load, one store
+    elif w == 1:
+        for i in range(t0, t1):
+            out[i * row_bytes] = src[i]
+    else:
+        for i in range(t0, t1):
+            memcpy(out + i * row_bytes, src + i * w, w)
 
 
-def _scatter_run(const scatter_t[::1] splits, const scatter_t[::1] leaves,
-                 const uint8_t[:] is_leaf, scatter_t[:] out):
-    cdef Py_ssize_t i, s = 0, k = 0, n = out.shape[0]
-    cdef Py_ssize_t n_leaves = leaves.shape[0], n_splits = splits.shape[0]
-    cdef const scatter_t* sp
-    cdef const scatter_t* lp
-    cdef const scatter_t* src
+cdef inline void _split_rows(uint8_t* out, Py_ssize_t row_bytes, Py_ssize_t t0, Py_ssize_t t1,
+                             const uint8_t* is_leaf, Py_ssize_t s, Py_ssize_t k,
+                             const uint8_t* splits, const uint8_t* leaves,
+                             Py_ssize_t w) noexcept nogil:
+    # Rows ``[t0, t1)`` of ``out`` (``row_bytes`` apart, ``w`` bytes each) from the next split
+    # row (``s`` so far) or leaf row (``k`` so far).  Branch-free: leaves and splits alternate
+    # with no pattern in a tree, so a branch on is_leaf is mispredicted about half the time.
+    # The selected pointer is always in bounds: the caller's counts add up to the rows.
+    cdef Py_ssize_t i
     cdef uint8_t leaf
-    if n_leaves + n_splits != n:  # the caller counted them; kept so no read can overrun
-        raise ArrayError("split and leaf rows do not add up to the destination")
-    if n == 0:
-        return
-    # Branch-free: leaves and splits alternate with no pattern in a tree, so a branch on
-    # is_leaf is mispredicted about half the time.  The selected pointer is always in bounds
-    # (k < n_leaves where is_leaf[i], s < n_splits elsewhere: the counts add up to n).
-    sp = &splits[0] if n_splits else NULL
-    lp = &leaves[0] if n_leaves else NULL
-    with nogil:
-        for i in range(n):
+    if w == 8:
+        for i in range(t0, t1):
             leaf = is_leaf[i] != 0
-            src = (lp + k) if leaf else (sp + s)
-            out[i] = src[0]
+            memcpy(out + i * row_bytes, (leaves + k * 8) if leaf else (splits + s * 8), 8)
+            k += leaf
+            s += 1 - leaf
+    elif w == 1:
+        for i in range(t0, t1):
+            leaf = is_leaf[i] != 0
+            out[i * row_bytes] = leaves[k] if leaf else splits[s]
+            k += leaf
+            s += 1 - leaf
+    else:
+        for i in range(t0, t1):
+            leaf = is_leaf[i] != 0
+            memcpy(out + i * row_bytes, (leaves + k * w) if leaf else (splits + s * w), w)
             k += leaf
             s += 1 - leaf
 
 
-def _scatter_rows_run(const uint8_t[:, ::1] splits, const uint8_t[:, ::1] leaves,
-                      const uint8_t[:] is_leaf, uint8_t[:, ::1] out):
-    cdef Py_ssize_t i, s = 0, k = 0, n = out.shape[0], width = out.shape[1]
-    cdef Py_ssize_t n_leaves = leaves.shape[0], n_splits = splits.shape[0]
-    cdef const uint8_t* src
-    cdef uint8_t leaf
-    if n_leaves + n_splits != n:
-        raise ArrayError("split and leaf rows do not add up to the destination")
+cdef const uint8_t* _data(object arr):
+    """The first byte of a non-empty C-contiguous array (which the caller keeps alive)."""
+    cdef const uint8_t[::1] view = arr.reshape(-1).view(np.uint8)
+    return &view[0]
+
+
+cdef void _scatter_bytes(object out, Py_ssize_t stride, Py_ssize_t width,
+                        const uint8_t[::1] is_leaf, object splits, object leaves) except *:
+    # Not callable from Python: scatter_rows checked the counts and shapes it relies on.
+    cdef uint8_t* dst = <uint8_t*><size_t>out.ctypes.data
+    cdef const uint8_t* sp = _data(splits) if splits.size else NULL
+    cdef const uint8_t* lp = _data(leaves) if leaves.size else NULL
     with nogil:
-        for i in range(n):  # branch-free, as _scatter_run
-            leaf = is_leaf[i] != 0
-            src = (&leaves[0, 0] + k * width) if leaf else (&splits[0, 0] + s * width)
-            memcpy(&out[i, 0], src, width)
-            k += leaf
-            s += 1 - leaf
+        _split_rows(dst, stride, 0, is_leaf.shape[0], &is_leaf[0], 0, 0, sp, lp, width)
 
 
 def scatter_rows(splits, leaves, is_leaf, out):
@@ -1938,66 +1948,15 @@ def scatter_rows(splits, leaves, is_leaf, out):
         if part.dtype != out.dtype or part.shape != (rows,) + out.shape[1:]:
             raise ArrayError(f"{name} must be {out.dtype} of shape {(rows,) + out.shape[1:]}, "
                              f"got {part.dtype} {part.shape}")
-    if out.ndim == 1 and out.dtype.isnative and out.flags.aligned and out.dtype in (
-            np.uint8, np.int32, np.int64, np.float32, np.float64):
-        # The fused loop is chosen from the arrays' dtype (all four share it, checked above).
-        _scatter_run(splits, leaves, mask, out)
+    if out.dtype.hasobject or not (out.ndim == 1 or out.flags.c_contiguous):
+        out[mask == 0] = splits
+        out[mask != 0] = leaves
         return
-    if out.flags.c_contiguous and not out.dtype.hasobject:
-        width = out.dtype.itemsize * (out.size // n if n else 0)
-        if n and width:
-            _scatter_rows_run(splits.view(np.uint8).reshape(-1, width),
-                              leaves.view(np.uint8).reshape(-1, width), mask,
-                              out.view(np.uint8).reshape(n, width))
-        return
-    out[mask == 0] = splits
-    out[mask != 0] = leaves
-
-
-cdef inline void _put(uint8_t* dst, const uint8_t* src, Py_ssize_t width) noexcept nogil:
-    # Called with a constant width in each loop below: one load and one store.
-    memcpy(dst, src, width)
-
-
-cdef inline void _whole_rows(uint8_t* out, Py_ssize_t row_bytes, Py_ssize_t t0, Py_ssize_t t1,
-                             const uint8_t* src, Py_ssize_t w) noexcept nogil:
-    cdef Py_ssize_t i
-    if w == 8:
-        for i in range(t0, t1):
-            _put(out + i * row_bytes, src + i * 8, 8)
-    elif w == 1:
-        for i in range(t0, t1):
-            out[i * row_bytes] = src[i]
-    else:
-        for i in range(t0, t1):
-            memcpy(out + i * row_bytes, src + i * w, w)
-
-
-cdef inline void _split_rows(uint8_t* out, Py_ssize_t row_bytes, Py_ssize_t t0, Py_ssize_t t1,
-                             const uint8_t* is_leaf, Py_ssize_t s, Py_ssize_t k,
-                             const uint8_t* splits, const uint8_t* leaves,
-                             Py_ssize_t w) noexcept nogil:
-    # Branch-free (see _scatter_run): the selected pointer is always in bounds.
-    cdef Py_ssize_t i
-    cdef uint8_t leaf
-    if w == 8:
-        for i in range(t0, t1):
-            leaf = is_leaf[i] != 0
-            _put(out + i * row_bytes, (leaves + k * 8) if leaf else (splits + s * 8), 8)
-            k += leaf
-            s += 1 - leaf
-    elif w == 1:
-        for i in range(t0, t1):
-            leaf = is_leaf[i] != 0
-            out[i * row_bytes] = leaves[k] if leaf else splits[s]
-            k += leaf
-            s += 1 - leaf
-    else:
-        for i in range(t0, t1):
-            leaf = is_leaf[i] != 0
-            memcpy(out + i * row_bytes, (leaves + k * w) if leaf else (splits + s * w), w)
-            k += leaf
-            s += 1 - leaf
+    # Rows as bytes (the three arrays share the dtype, checked above): a 1-D destination may
+    # be strided (a field of a record array), an n-D one is contiguous rows.
+    width = out.dtype.itemsize * (out.size // n if n else 0)
+    if n and width:
+        _scatter_bytes(out, out.strides[0], width, np.ascontiguousarray(mask), splits, leaves)
 
 
 cdef void _assemble_tile(uint8_t* out, Py_ssize_t row_bytes, Py_ssize_t t0, Py_ssize_t t1,
@@ -2012,12 +1971,6 @@ cdef void _assemble_tile(uint8_t* out, Py_ssize_t row_bytes, Py_ssize_t t0, Py_s
         else:
             _split_rows(out + offsets[c], row_bytes, t0, t1, is_leaf, s0, k0, splits[c],
                         leaves[c], widths[c])
-
-
-cdef const uint8_t* _data(object arr):
-    """The first byte of a non-empty C-contiguous array (which the caller keeps alive)."""
-    cdef const uint8_t[::1] view = arr.reshape(-1).view(np.uint8)
-    return &view[0]
 
 
 def assemble_records(out, columns, is_leaf):
@@ -2100,18 +2053,13 @@ def assemble_records(out, columns, is_leaf):
                 if (not isinstance(part, np.ndarray) or part.dtype != dtype
                         or part.shape != (count,)):
                     raise ArrayError(f"{name!r} needs {count} {what} of {dtype}")
-                part = np.ascontiguousarray(part)
-                keep.append(part)
-            for j, part in enumerate(keep[len(keep) - len(parts):]):
-                ptr = _data(part) if part.shape[0] else NULL
-                if len(parts) == 1:
-                    wholes[c] = ptr
-                elif j == 0:
-                    splits[c] = ptr
-                else:
-                    leaves[c] = ptr
-            if len(parts) == 1 and wholes[c] == NULL and n:
-                raise ArrayError(f"{name!r} has no rows")  # pragma: no cover - n == 0 only
+            parts = [np.ascontiguousarray(part) for part in parts]
+            keep.extend(parts)
+            if len(parts) == 1:
+                wholes[c] = _data(parts[0]) if n else NULL
+            else:  # an empty part is never read (branch-free selection, counts checked)
+                splits[c] = _data(parts[0]) if n - n_leaves else NULL
+                leaves[c] = _data(parts[1]) if n_leaves else NULL
             c += 1
         if n == 0:
             return
@@ -2633,76 +2581,6 @@ def check_binary_forest(left, right, feature, offsets, n_features, leaf=-1, dept
     if code == _TREE_OK:
         return TREE_OK, -1, -1, ""
     return code, tree, where, _TREE_REASONS[code]
-
-
-cdef void _binary_forest_depths_walk(const child_t[:] left, const child_t[:] right,
-                                     const int64_t[::1] offsets, int64_t leaf,
-                                     Py_ssize_t[::1] stack, int64_t[::1] depths,
-                                     int64_t[::1] out) noexcept nogil:
-    cdef Py_ssize_t t, a, b
-    for t in range(offsets.shape[0] - 1):
-        a = offsets[t]
-        b = offsets[t + 1]
-        if b == a:
-            out[t] = -1
-        else:
-            out[t] = _depth_walk(left[a:b], right[a:b], leaf, stack, depths)
-
-
-def _binary_forest_depths_run(const child_t[:] left, const child_t[:] right,
-                              const int64_t[::1] offsets, int64_t leaf, Py_ssize_t widest):
-    cdef Py_ssize_t[::1] stack = np.empty(max(widest, 1), dtype=np.intp)
-    cdef int64_t[::1] depths = np.empty(max(widest, 1), dtype=np.int64)
-    result = np.empty(offsets.shape[0] - 1, dtype=np.int64)
-    cdef int64_t[::1] out = result
-    with nogil:
-        _binary_forest_depths_walk(left, right, offsets, leaf, stack, depths, out)
-    return result
-
-
-def binary_forest_depths(left, right, offsets, leaf=-1):
-    """:func:`binary_tree_depth` for every tree of packed node columns, in one call.
-
-    Tree ``i`` is rows ``[offsets[i], offsets[i + 1])`` of the columns, its child indices local
-    to the tree (0 is its root).  Meant for forests that passed :func:`check_binary_forest`; on
-    anything else it still stops within each tree's length and stays in bounds.
-
-    Parameters
-    ----------
-    left, right : numpy.ndarray
-        1-D int32 or int64 arrays (same dtype, same length); may be strided views.
-    offsets : numpy.ndarray
-        As for :func:`check_binary_forest`.
-    leaf : int, default -1
-        Child value that marks a leaf.
-
-    Returns
-    -------
-    numpy.ndarray
-        int64, one depth per tree (root at depth 0); -1 for an empty tree or one whose arrays
-        do not form a tree.
-
-    Raises
-    ------
-    ArrayError
-        On unusable arguments (dtypes, lengths, offsets).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> left, right = np.array([1, -1, -1, -1]), np.array([2, -1, -1, -1])
-    >>> binary_forest_depths(left, right, np.array([0, 3, 4])).tolist()
-    [1, 0]
-    """
-    l = _in_array(left, "left")
-    r = _in_array(right, "right")
-    if l.shape[0] != r.shape[0] or l.dtype != r.dtype or l.dtype not in (np.int32, np.int64):
-        raise ArrayError("left and right must be int32 or int64 arrays of equal length")
-    leaf_value = _int_arg(leaf, "leaf")
-    if not -2 ** 63 <= leaf_value < 2 ** 63:
-        raise ArrayError(f"leaf must fit int64, got {leaf_value}")
-    o, widest = _forest_offsets(offsets, l.shape[0])
-    return _binary_forest_depths_run(l, r, o, leaf_value, widest)
 
 
 cdef int _hist_forest_walk(const child_t[:] left, const child_t[:] right,

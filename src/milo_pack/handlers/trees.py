@@ -724,6 +724,13 @@ class _PackedTrees:
         (the trees copy their rows, so the next block reuses the memory)."""
         return ctx.store.buffers if ctx.store is not None else BufferPool(0)
 
+    @classmethod
+    def _give_back(cls, ctx: LoadContext, *arrays: np.ndarray) -> None:
+        """A block's records and values, once its trees have copied them."""
+        buffers = cls._buffers(ctx)
+        for arr in arrays:
+            buffers.give(arr)
+
     @staticmethod
     def _parts(ctx: LoadContext, parts: dict[str, Any], span: tuple[int, int, int, int],
                path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -765,9 +772,7 @@ class _PackedTrees:
         records, values = self._block(ctx, i, i + 1)
         self._check_tree(i, records, at)
         estimator = self._estimator(i, ctx, at, records, int(self.depths[i]), values)
-        buffers = self._buffers(ctx)
-        buffers.give(records)
-        buffers.give(values)
+        self._give_back(ctx, records, values)
         check_fitted(estimator, at)
         return estimator
 
@@ -854,9 +859,7 @@ class _PackedTrees:
                     rows = slice(bounds[i - a], bounds[i - a + 1])
                     members.append(self._estimator(i, ctx, paths[i], records[rows],
                                                    depth_list[i], values[rows]))
-                buffers = self._buffers(ctx)
-                buffers.give(records)
-                buffers.give(values)
+                self._give_back(ctx, records, values)
                 del records, values
                 self._release(ctx, a, b)
         finally:
@@ -871,14 +874,13 @@ class _PackedTrees:
 def packed_trees_pass(records: np.ndarray, counts: np.ndarray, depths: np.ndarray,
                       n_features: int) -> bool:
     """True exactly when every tree of a packed node passes the per-tree checks of
-    :meth:`_PackedTrees.build`: ``check_binary_tree`` on its rows, and ``binary_tree_depth``
-    equal to its declared depth.
+    :meth:`_PackedTrees.build` (``_checked_depth``): ``check_binary_tree``'s rules on its rows,
+    and the depth found by that walk equal to its declared depth.
 
     ``records`` holds the nodes of every tree (``NODE_DTYPE``), concatenated, ``counts[i]`` of
     tree ``i`` (positive, adding up to the records, as the load checks first), child indices
     local to the tree; ``depths`` the declared depths.  The same kernels walk each tree's
-    rows, in one call (``check_binary_forest``, which finds the depths in the same walk)
-    instead of two calls a tree.
+    rows, in one call (``check_binary_forest``, which finds the depths in the same walk).
     """
     if counts.shape != depths.shape or counts.shape[0] == 0:
         return False
