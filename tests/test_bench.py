@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from milo_pack.bench import runner
 from milo_pack.bench.cli import main
 from milo_pack.bench.results import Result
 from milo_pack.bench.targets import evaluate
@@ -145,14 +146,24 @@ def test_issue13_targets_are_annotated() -> None:
         "open": True}
 
 
-def test_summary_and_both_load_modes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The default output is a short summary; loads run forked or in new interpreters alike."""
-    for extra in ([], ["--no-fork-server"]):
+def test_summary_and_both_load_modes(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default output is a short summary; loads run forked or in new interpreters alike.
+    A small model gets a new interpreter even with the fork server (forked children pay
+    copy-on-write faults a fresh process never pays); bigger ones are forked."""
+    for extra, fork_over, expected in (([], None, "new interpreter"),
+                                       ([], 0, "forked"),
+                                       (["--no-fork-server"], 0, "new interpreter")):
+        if fork_over is not None:
+            monkeypatch.setattr(runner, "FORK_OVER_BYTES", fork_over)
         doc = _run(tmp_path, "--models", "tiny_logreg", "--methods", "milo_pack", *extra)
         rows = {r["method"]: r for r in doc["results"]}
         assert set(rows) == {"pickle", "milo_pack"}
         assert all(r["status"] == "ok" and r["identical"] is True for r in rows.values())
-        assert doc["config"]["loads"] == ("new interpreter" if extra else "fork server")
+        assert {r["load_process"] for r in rows.values()} == {expected}
+        assert doc["config"]["loads"] == ("new interpreter" if extra else
+                                          "fork server (a new interpreter for models under "
+                                          "10 MB)")
     out = capsys.readouterr().out
     assert "tiny_logreg: LogisticRegression (rows 200)" in out
     assert re.search(r"^  pickle +\S+ B, save .* load .* memory \+", out, re.M)

@@ -258,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         "suite": "user" if not specs else ("quick" if args.quick else "full"),
         "repeat": repeat,
         "methods": [m.name for m in methods],
-        "loads": "fork server" if server is not None else "new interpreter",
+        "loads": ("fork server (a new interpreter for models under 10 MB)" if server is not None
+                  else "new interpreter"),
         "cache_dir": str(cache_dir),
         "work_dir": str(work_dir) if args.keep_files else None,
     }

@@ -56,6 +56,8 @@ class Result:
     load_s: float | None = None
     load_times: list[float] = field(default_factory=list)
     warm_load_s: float | None = None
+    # "forked" (from the fork server) or "new interpreter": how each load's process started.
+    load_process: str | None = None
     peak_mem_bytes: int | None = None
     peak_mem_samples: list[int] = field(default_factory=list)
     predict_peak_mem_bytes: int | None = None
