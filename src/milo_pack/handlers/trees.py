@@ -665,6 +665,33 @@ class _PackedTrees:
         if np.any(self.n_classes < 1) or vshape[2] != int(self.n_classes.max()):
             raise InvariantError("values' last dimension must be the largest n_classes", where)
         self.version = ctx.writer.get("scikit-learn")
+        self._tree_args = (trees["n_features"], self.n_classes.astype(np.intp),
+                           trees["n_outputs"])
+        self._plan_state()
+
+    def _plan_state(self) -> None:
+        """A member's state in the fields' order, as a template: shared scalars (they stand for
+        themselves, as in ``LoadContext.decode``) filled once for every member; the tree,
+        varying values and shared containers (decoded per member: each member owns its
+        objects) filled by :meth:`_estimator`."""
+        node = self.node
+        shared = node["shared"]
+        template: dict[str, Any] = {}
+        self._shared_containers: list[str] = []
+        self._varying: list[str] = []
+        for name in node["fields"]:
+            template[name] = None
+            if name == "tree_":
+                continue
+            if name not in shared:
+                self._varying.append(name)
+            elif isinstance(shared[name], (list, dict)):
+                self._shared_containers.append(name)
+            else:
+                template[name] = shared[name]
+        if self.version is not None:
+            template["_sklearn_version"] = self.version
+        self._template = template
 
     def nbytes(self, i: int) -> int:
         row: int = NODE_DTYPE.itemsize + 8 * int(self.n_classes.max()) * len(self.n_classes)
@@ -779,23 +806,19 @@ class _PackedTrees:
     def _estimator(self, i: int, ctx: LoadContext, at: str, nodes: np.ndarray, depth: int,
                    values: np.ndarray) -> Any:
         """Member ``i`` built from its checked nodes (its fitted checks are the caller's)."""
-        trees, node = self.node["trees"], self.node
-        tree = Tree(trees["n_features"], self.n_classes.astype(np.intp, copy=False),
-                    trees["n_outputs"])
+        tree = Tree(*self._tree_args)
         tree.__setstate__({"max_depth": depth, "node_count": nodes.shape[0], "nodes": nodes,
                            "values": values})
-        state: dict[str, Any] = {}
-        shared, varying = node["shared"], node["varying"]
-        for name in node["fields"]:
-            if name == "tree_":
-                state[name] = tree
-                continue
-            value = shared[name] if name in shared else varying[name][i]
-            # Scalars stand for themselves (as in LoadContext.decode): no path to build.
+        state = self._template.copy()
+        state["tree_"] = tree
+        node = self.node
+        for name in self._shared_containers:
+            state[name] = ctx.decode(node["shared"][name], join_path(at, name))
+        varying = node["varying"]
+        for name in self._varying:
+            value = varying[name][i]
             state[name] = (ctx.decode(value, join_path(at, name))
                            if isinstance(value, (list, dict)) else value)
-        if self.version is not None:
-            state["_sklearn_version"] = self.version
         estimator: Any = self.cls.__new__(self.cls)
         estimator.__setstate__(state)
         return estimator
