@@ -489,3 +489,24 @@ def test_a_check_that_cannot_run_refuses():
     spec = Spec("x", ("builtins", "object"), "none", rules=(Rule("explodes", explode),))
     with pytest.raises(InvariantError, match="cannot be checked"):
         spec.check(Env(object(), {}, "where"))
+
+
+def test_choice_names_plain_values_and_types_of_objects():
+    """A Choice refusal quotes plain values, and names other objects by their type: unions try
+    a Choice first, and an estimator's repr (scikit-learn's pretty-printer) is never built."""
+    from sklearn.dummy import DummyRegressor
+
+    from milo_pack.handlers.invariants.kinds import Choice, Env, Reject
+
+    kind = Choice(("zero", None))
+    assert kind.check("zero", Env(None, {}, "x")) == "zero"
+
+    class NoRepr(DummyRegressor):
+        def __repr__(self, N_CHAR_MAX: int = 700) -> str:
+            raise AssertionError("repr was built")
+
+    for value, shown in (("one", "'one'"), (3, "'3'"), (np.float64(1.5), "a float64"),
+                         (NoRepr(), "a NoRepr"), ([1], "a list")):
+        with pytest.raises(Reject) as caught:
+            kind.check(value, Env(None, {}, "x"))
+        assert str(caught.value) == f"must be one of ['zero', None], not {shown}"

@@ -276,6 +276,9 @@ class Flag(Kind):
         return "bool"
 
 
+_QUOTED_TYPES = frozenset({str, bytes, int, float, bool, type(None), np.str_, np.bool_})
+
+
 @record
 class Choice(Kind):
     """One of a few exact values (strings, None)."""
@@ -286,7 +289,11 @@ class Choice(Kind):
         for option in self.options:
             if type(value) is type(option) and value == option:
                 return value
-        raise Reject(f"must be one of {list(self.options)}, not {quote(value, 40)}")
+        # Unions try a Choice before other kinds ("zero" or an estimator): an object is named
+        # by its type, as its repr (scikit-learn's pretty-printer) costs a millisecond.
+        shown = (quote(value, 40) if type(value) in _QUOTED_TYPES
+                 else f"a {type(value).__name__}")
+        raise Reject(f"must be one of {list(self.options)}, not {shown}")
 
     def describe(self) -> str:
         return " or ".join(repr(o) for o in self.options)
