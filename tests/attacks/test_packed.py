@@ -276,7 +276,7 @@ def _loads_in_blocks(data: bytes, monkeypatch, rows: int) -> object:
 
 
 def test_blocks_build_the_same_forest(monkeypatch):
-    """One block, or blocks prepared by a second thread while the last one's trees are built:
+    """One block, or one block a tree, built one after the other:
     the same trees, bit for bit."""
     import milo_pack
 
@@ -298,7 +298,7 @@ def test_blocks_build_the_same_forest(monkeypatch):
 @pytest.mark.parametrize("tree", [0, 5, 11])
 @pytest.mark.parametrize("how", ["depth", "child", "leaf_count"])
 def test_a_corrupt_tree_in_any_block_is_refused_alike(monkeypatch, tree, how):
-    """Eager loads in one block and in many (the next block prepared in a second thread), the
+    """Eager loads in one block and in many (one after the other), the
     member-by-member load and a lazy load refuse the same tree for the same reason."""
     data, counts = _forest_file()
     partner = tree + 1 if tree + 1 < len(counts) else tree - 1

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -849,45 +848,34 @@ class _PackedTrees:
         raise the precise error.  Then the fitted checks of the members at once
         (``check_fitted_alike``), else member by member.
 
-        While the trees of one block are built (``Tree.__setstate__`` copies their rows, under
-        the GIL), a second thread decodes, interleaves and checks the next block (copies and
-        kernels that release the GIL): two cores work on a big forest, and at most two blocks
-        are held beside the model.  (Returning None makes the load build member by member,
+        One thread does it all, block after block; the codec's threads decode the chunks ahead
+        (zstd releases the GIL).  Handing the next block's assembly and checks to a second
+        thread while this one builds trees was slower (the load holds the GIL for most of its
+        work: ``Tree.__setstate__`` copies each tree's rows under it, and the reads between
+        kernels are Python), and held a second block: 0.36-0.45 s against 0.41-0.48 s for the
+        300-tree forest, same run.  (Returning None makes the load build member by member,
         :meth:`build`: tests compare the two.)
         """
         from .invariants import check_fitted, check_fitted_alike
 
         depth_list = self.depths.tolist()
         members: list[Any] = []
-        blocks = self._blocks()
-        pool = (ThreadPoolExecutor(1, thread_name_prefix="milo-trees") if len(blocks) > 1
-                else None)
-        try:
-            ahead: Future[tuple[np.ndarray, np.ndarray, bool]] | None = None
-            for j, (a, b) in enumerate(blocks):
-                if ahead is not None:
-                    records, values, passed = ahead.result()
-                else:
-                    records, values, passed = self._checked_block(ctx, a, b)
-                ahead = (pool.submit(self._checked_block, ctx, *blocks[j + 1])
-                         if pool is not None and j + 1 < len(blocks) else None)
-                base = int(self.ends[a] - self.counts[a])
-                bounds = [0, *(self.ends[a:b] - base).tolist()]
-                if not passed:
-                    for i in range(a, b):
-                        self._check_tree(i, records[bounds[i - a]:bounds[i - a + 1]], paths[i])
-                    raise InvariantError("the trees fail their checks",  # pragma: no cover
-                                         self.where)
+        for a, b in self._blocks():
+            records, values, passed = self._checked_block(ctx, a, b)
+            base = int(self.ends[a] - self.counts[a])
+            bounds = [0, *(self.ends[a:b] - base).tolist()]
+            if not passed:
                 for i in range(a, b):
-                    rows = slice(bounds[i - a], bounds[i - a + 1])
-                    members.append(self._estimator(i, ctx, paths[i], records[rows],
-                                                   depth_list[i], values[rows]))
-                self._give_back(ctx, records, values)
-                del records, values
-                self._release(ctx, a, b)
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+                    self._check_tree(i, records[bounds[i - a]:bounds[i - a + 1]], paths[i])
+                raise InvariantError("the trees fail their checks",  # pragma: no cover
+                                     self.where)
+            for i in range(a, b):
+                rows = slice(bounds[i - a], bounds[i - a + 1])
+                members.append(self._estimator(i, ctx, paths[i], records[rows],
+                                               depth_list[i], values[rows]))
+            self._give_back(ctx, records, values)
+            del records, values
+            self._release(ctx, a, b)
         if not check_fitted_alike(members, paths.__getitem__):
             for member, at in zip(members, paths, strict=True):
                 check_fitted(member, at)
