@@ -104,3 +104,26 @@ def test_views_of_decoded_chunks_survive_later_reads(tmp_path, cache_bytes):
                 assert store.read(0, k * cl + 5, 50).tolist() == a[k * cl + 5:k * cl + 55].tolist()
         for k, view in enumerate(views):
             assert view.tolist() == a[k * cl + 3:k * cl + 103].tolist()
+
+
+def test_rows_across_chunks_are_copied_into_buffers_handed_back(tmp_path):
+    """A read across two chunks copies into a spare buffer once one was handed back (a
+    forest's blocks); the copy holds the right rows, and a copy still held is never reused."""
+    a = np.arange(600_000, dtype=np.float64) * 0.5
+    path = tmp_path / "a.milo"
+    milo_pack.dump({"a": a}, path)
+    with milo_pack.open(path) as f:
+        store = f.store
+        cl = store.infos[0].chunk_length
+        count = 2 * N
+        first = store.read(0, cl - N, count)  # across chunks 0 and 1: a copy
+        assert first.flags.writeable and first.tolist() == a[cl - N:cl + N].tolist()
+        held = store.read(0, 2 * cl - N, count)  # not handed back: never reused
+        assert memory(held) != memory(first)
+        where = memory(first)
+        store.buffers.give(first)
+        del first
+        again = store.read(0, 3 * cl - N, count)
+        assert memory(again) == where
+        assert again.tolist() == a[3 * cl - N:3 * cl + N].tolist()
+        assert held.tolist() == a[2 * cl - N:2 * cl + N].tolist()

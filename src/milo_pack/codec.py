@@ -860,7 +860,10 @@ class SectionStore:
                     self._prefetch(index, first + 1, prefetch)
                 return part
         if out is None:
-            out = np.empty(count, info.dtype)
+            # Rows across chunks are copied: into a spare buffer when the caller handed one
+            # back (a forest's blocks read such rows again and again; fresh memory is faulted
+            # in page by page).
+            out = self.buffers.empty(count, info.dtype)
         if count == 0:
             return out
         # A strided destination (a field of a record array) spanning whole chunks: they are
@@ -868,7 +871,7 @@ class SectionStore:
         # would be), instead of one after another through the cache.
         target = out
         if not out.flags.c_contiguous and last - first > 1:
-            target = np.empty(count, info.dtype)
+            target = self.buffers.empty(count, info.dtype)
         direct: list[int] = []
         for k in range(first, last + 1):
             c_start, c_stop = info.chunk_span(k)
@@ -894,6 +897,7 @@ class SectionStore:
                     fut.result()
         if target is not out:
             out[...] = target
+            self.buffers.give(target)
         return out
 
     def mmap(self, index: int, start: int, count: int) -> np.ndarray | None:

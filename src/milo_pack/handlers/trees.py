@@ -738,10 +738,16 @@ class _PackedTrees:
         for name in _PARTITIONED:
             sources[name] = self._parts(ctx, columns[name], span, join_path(where, name))
         _arrays.assemble_records(records, sources, is_leaf)
-        del sources
         values = buffers.empty((hi - lo, *vnode["splits"]["shape"][1:]), np.float64, slack=True)
-        _arrays.scatter_rows(*self._parts(ctx, vnode, span, join_path(where, "values")),
-                             is_leaf, values)
+        value_parts = self._parts(ctx, vnode, span, join_path(where, "values"))
+        _arrays.scatter_rows(*value_parts, is_leaf, values)
+        # Rows that lay across two chunks were copied (writable; views of a chunk are not):
+        # their buffers serve the next block's.
+        for part in (*sources.values(), *value_parts):
+            for arr in part if isinstance(part, tuple) else (part,):
+                if arr.flags.writeable:
+                    buffers.give(arr)
+        del sources, value_parts
         return records, values
 
     @staticmethod
