@@ -810,9 +810,14 @@ class SectionStore:
     def _prefetch(self, index: int, first: int, count: int) -> None:
         info = self.infos[index]
         nbytes = info.chunk_length * info.dtype.itemsize
+        cache = self._cache
         for k in range(first, min(first + count, info.n_chunks)):
+            # Most calls find the chunks ahead cached already: a look without the lock first
+            # (put_ahead decides under it) spares making a Future for nothing.
+            if (index, k) in cache.items or len(cache.ahead) >= _AHEAD:
+                continue
             fut: Future[np.ndarray] = Future()
-            if not self._cache.put_ahead((index, k), fut, nbytes, _AHEAD):
+            if not cache.put_ahead((index, k), fut, nbytes, _AHEAD):
                 continue
             self._get_pool().submit(self._fulfil, fut, index, k)
 
