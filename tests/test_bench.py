@@ -63,6 +63,9 @@ def test_document_layout(document: dict[str, Any]) -> None:
     assert model["pickle_bytes"] > 0
     assert model["sample_rows"] == 200
     assert "| tiny_logreg | pickle |" in document["_markdown"]
+    # Machine facts are Markdown list items, one line each (the versions are not wrapped).
+    (versions,) = [line for line in document["_markdown"].splitlines() if "Versions:" in line]
+    assert versions.startswith("- Versions: ") and "numpy" in versions and "zstandard" in versions
 
 
 @pytest.mark.parametrize("method", BASE_METHODS)

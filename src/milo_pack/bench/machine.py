@@ -98,8 +98,9 @@ def machine_info() -> dict[str, object]:
     }
 
 
-def format_machine(info: dict[str, object]) -> list[str]:
-    """Human-readable lines describing ``info`` (as returned by :func:`machine_info`)."""
+def format_machine(info: dict[str, object], width: int | None = 100) -> list[str]:
+    """Human-readable lines describing ``info`` (as returned by :func:`machine_info`), the
+    versions wrapped at ``width`` characters (None: one line, as a Markdown list item needs)."""
     ram = info.get("ram_bytes")
     ram_text = f"{ram / 2**30:.1f} GiB" if isinstance(ram, int) else "unknown"
     versions = info.get("versions") or {}
@@ -112,7 +113,8 @@ def format_machine(info: dict[str, object]) -> list[str]:
         f"RAM:      {ram_text}",
         f"OS:       {info['os']}",
         f"Python:   {info['python']}",
-        *textwrap.wrap(f"Versions: {installed}", width=100, subsequent_indent=" " * 10),
+        *(textwrap.wrap(f"Versions: {installed}", width=width, subsequent_indent=" " * 10)
+          if width is not None else [f"Versions: {installed}"]),
     ]
     if missing:
         lines.append(f"Missing:  {missing}")

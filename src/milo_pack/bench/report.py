@@ -212,7 +212,7 @@ def format_markdown(document: dict[str, Any], results: list[Result]) -> str:
     """Markdown report: machine, configuration, results table, targets, legend."""
     config = document["config"]
     lines = ["# milo_pack benchmark", ""]
-    lines += [f"- {line}" for line in format_machine(document["machine"])]
+    lines += [f"- {line}" for line in format_machine(document["machine"], width=None)]
     lines += [
         f"- Suite: {config['suite']}, repeat {config['repeat']} (medians), "
         f"methods: {', '.join(config['methods'])}",
