@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import collections
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -158,3 +161,12 @@ def assert_same_predictions(a: Any, b: Any, X: Any) -> list[str]:
         assert np.array_equal(expected, got, equal_nan=expected.dtype.kind in "fc"), name
         called.append(name)
     return called
+
+
+@contextmanager
+def stored_array(tmp_path: Path, a: np.ndarray) -> Iterator[tuple[Any, int]]:
+    """``a`` saved alone and opened: the open file's section store and its chunk length."""
+    path = tmp_path / "a.milo"
+    milo_pack.dump({"a": a}, path)
+    with milo_pack.open(path) as f:
+        yield f.store, f.store.infos[0].chunk_length

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import milo_pack
 from milo_pack.buffers import MIN_BYTES, BufferPool, owner_of
+
+from .common import stored_array
 
 N = MIN_BYTES // 8  # float64 elements of the smallest pooled size
 
@@ -91,13 +92,9 @@ def test_views_of_decoded_chunks_survive_later_reads(tmp_path, cache_bytes):
     """Rows read as a view of a decoded chunk keep their values while later reads decode
     other chunks of the section into recycled buffers (streaming keeps one chunk a section)."""
     a = np.arange(600_000, dtype=np.float64) * 0.5
-    path = tmp_path / "a.milo"
-    milo_pack.dump({"a": a}, path)
-    with milo_pack.open(path) as f:
-        store = f.store
+    with stored_array(tmp_path, a) as (store, cl):
         if cache_bytes == 0:
             store.stream()
-        cl = store.infos[0].chunk_length
         views = [store.read(0, k * cl + 3, 100, view=True) for k in range(4)]
         for _ in range(3):  # every chunk again: each decode may reuse a retired buffer
             for k in range(4):
@@ -110,11 +107,7 @@ def test_rows_across_chunks_are_copied_into_buffers_handed_back(tmp_path):
     """A read across two chunks copies into a spare buffer once one was handed back (a
     forest's blocks); the copy holds the right rows, and a copy still held is never reused."""
     a = np.arange(600_000, dtype=np.float64) * 0.5
-    path = tmp_path / "a.milo"
-    milo_pack.dump({"a": a}, path)
-    with milo_pack.open(path) as f:
-        store = f.store
-        cl = store.infos[0].chunk_length
+    with stored_array(tmp_path, a) as (store, cl):
         count = 2 * N
         first = store.read(0, cl - N, count)  # across chunks 0 and 1: a copy
         assert first.flags.writeable and first.tolist() == a[cl - N:cl + N].tolist()

@@ -37,7 +37,7 @@ from milo_pack.errors import ContainerError, IntegrityError, UntrustedTypeError
 from milo_pack.handlers import trees
 from milo_pack.lazy import _KEEP, is_lazy_member, member_of
 
-from .common import assert_same, assert_same_predictions, noisy_data
+from .common import assert_same, assert_same_predictions, noisy_data, stored_array
 
 X, Y = make_classification(300, 6, n_informative=4, n_classes=3, random_state=0)
 
@@ -762,11 +762,7 @@ def test_section_reads_as_views_match_copies(tmp_path):
     """``read(view=True)``: rows inside one chunk come back as a read-only view of the decoded
     chunk; any other read as a fresh array.  Either way the same values as a plain read."""
     a = np.arange(300_000, dtype=np.int64) * 3
-    path = tmp_path / "a.milo"
-    milo_pack.dump({"a": a}, path)
-    with milo_pack.open(path) as f:
-        store = f.store
-        cl = store.infos[0].chunk_length
+    with stored_array(tmp_path, a) as (store, cl):
         assert store.infos[0].n_chunks >= 3
         spans = [(5, 100), (cl - 10, 10), (cl - 10, 20), (cl, cl), (0, 300_000), (cl + 1, 0)]
         for start, count in spans:

@@ -101,12 +101,12 @@ def _load(
     path: Path,
     check: dict[str, Any],
     modules: list[str],
-    warm: bool,
     config: BenchConfig,
     result: Result,
-    pickle_bytes: int | None,
+    pickle_bytes: int,
 ) -> None:
-    """Load ``repeat`` times, each in a fresh process; the first also checks predictions.
+    """Load ``repeat`` times, each in a fresh process; the first also checks predictions and,
+    for a small model (``pickle_bytes``, pickle's file size, up to 10 MB), times a warm load.
 
     A small model (pickle up to :data:`FORK_OVER_BYTES`) is loaded in a new interpreter, never in a
     child of the fork server: a forked child shares the server's pages copy-on-write, so the
@@ -118,7 +118,8 @@ def _load(
     Over 10 MB the faults are noise beside the load, and the fork server saves a second of
     imports per load.
     """
-    server = config.server if (pickle_bytes or 0) > FORK_OVER_BYTES else None
+    warm = pickle_bytes <= targets.SMALL_MODEL_BYTES
+    server = config.server if pickle_bytes > FORK_OVER_BYTES else None
     result.load_process = "forked" if server is not None else "new interpreter"
     for attempt in range(config.repeat):
         spec: dict[str, Any] = {"method": method.name, "path": str(path), "modules": modules}
@@ -174,8 +175,7 @@ def _run_method(
             result.inspect_s = median(measure.time_inspects(method, path, config.repeat))
         phase = "load"
         pickle = done.get(BASELINE, result)  # pickle itself runs first
-        small = (pickle.size_bytes or 0) <= targets.SMALL_MODEL_BYTES
-        _load(method, path, check, modules, small, config, result, pickle.size_bytes)
+        _load(method, path, check, modules, config, result, pickle.size_bytes or 0)
     except Exception as exc:  # noqa: BLE001 - one failing method must not stop the bench
         result.status, result.error = "error", f"{phase}: {_short(exc)}"
     return result
